@@ -1,0 +1,156 @@
+"""Agents: async functions that receive a ``RunContext`` and the run's input as keywords."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from pydantic import ValidationError
+
+from agentengine.errors import RegistrationError
+from agentengine.tools import (
+    ToolArgumentError,
+    _first_paragraph,
+    format_validation_error,
+    signature_model,
+)
+
+if TYPE_CHECKING:
+    from agentengine.engine import RunContext
+
+__all__ = ["Agent", "AgentRegistry", "agent"]
+
+_F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
+
+
+class Agent:
+    """An agent: ``async def fn(run: RunContext, **input) -> output``.
+
+    The input model comes from the parameters after ``run``; ``validate_input`` checks an input
+    dict against it (the engine does so before the agent starts).
+    """
+
+    def __init__(
+        self,
+        func: Callable[..., Awaitable[Any]],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+    ) -> None:
+        if not inspect.iscoroutinefunction(func):
+            raise RegistrationError(
+                f"@agent needs an async function; {func.__qualname__} is not (use 'async def')"
+            )
+        params = list(inspect.signature(func).parameters.values())
+        if not params or params[0].kind not in (
+            inspect.Parameter.POSITIONAL_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        ):
+            raise RegistrationError(
+                f"agent {func.__qualname__} must take the RunContext as its first parameter: "
+                "async def my_agent(run: RunContext, text: str) -> str"
+            )
+        self.name = name or func.__name__
+        if not self.name or self.name != self.name.strip():
+            raise RegistrationError(f"an agent needs a non-empty name, got {self.name!r}")
+        self.func = func
+        self.description = (
+            description if description is not None else _first_paragraph(func.__doc__)
+        )
+        self.input_model, _ = signature_model(func, f"{self.name}_input", skip_first=True)
+        self._fields = tuple(self.input_model.model_fields)
+        self.plugin: str | None = None
+
+    @property
+    def input_schema(self) -> dict[str, Any]:
+        """The JSON schema of the agent's input."""
+        return self.input_model.model_json_schema()
+
+    def validate_input(self, data: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Check an input dict; raise ``ToolArgumentError`` (a ValueError) listing problems."""
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ToolArgumentError(
+                f"input for agent {self.name!r} must be an object (a dict), "
+                f"got {type(data).__name__}"
+            )
+        try:
+            validated = self.input_model.model_validate(data)
+        except ValidationError as exc:
+            raise ToolArgumentError(format_validation_error(f"agent {self.name!r}", exc)) from None
+        return {f: getattr(validated, f) for f in self._fields}
+
+    async def __call__(self, run: RunContext, **kwargs: Any) -> Any:
+        return await self.func(run, **kwargs)
+
+    def describe(self) -> dict[str, Any]:
+        """Name, description, input schema and plugin."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "input_schema": self.input_schema,
+            "plugin": self.plugin,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Agent {self.name!r}>"
+
+
+@overload
+def agent(func: _F, /) -> Agent: ...
+@overload
+def agent(*, name: str | None = None, description: str | None = None) -> Callable[[_F], Agent]: ...
+def agent(
+    func: _F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+) -> Agent | Callable[[_F], Agent]:
+    """Make an agent from an async function: ``@agent`` or ``@agent(name="calc")``."""
+
+    def build(f: _F) -> Agent:
+        return Agent(f, name=name, description=description)
+
+    return build(func) if func is not None else build
+
+
+class AgentRegistry:
+    """Agents by name. ``add`` refuses a second agent of the same name, naming both plugins."""
+
+    def __init__(self) -> None:
+        self._agents: dict[str, Agent] = {}
+        self.current_plugin: str | None = None
+
+    def add(self, item: Agent | Callable[..., Awaitable[Any]], *, name: str | None = None) -> Agent:
+        """Register an agent (or an async function, which is wrapped with ``@agent``)."""
+        a = item if isinstance(item, Agent) else Agent(item, name=name)
+        existing = self._agents.get(a.name)
+        if existing is not None:
+            raise RegistrationError(
+                f"agent {a.name!r} is registered twice: by plugin {existing.plugin!r} and by "
+                f"plugin {self.current_plugin!r}; rename one of them or disable a plugin"
+            )
+        if a.plugin is None:
+            a.plugin = self.current_plugin
+        self._agents[a.name] = a
+        return a
+
+    def get(self, name: str) -> Agent | None:
+        """The agent called ``name``, or None."""
+        return self._agents.get(name)
+
+    def names(self) -> list[str]:
+        """Sorted agent names."""
+        return sorted(self._agents)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._agents
+
+    def __iter__(self) -> Iterator[Agent]:
+        return iter(self._agents.values())
+
+    def __len__(self) -> int:
+        return len(self._agents)

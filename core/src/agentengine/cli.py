@@ -1,0 +1,208 @@
+"""The ``agentengine`` command line.
+
+Kept light: only click is imported up front; the engine and plugins are imported when a
+command runs (``agentengine --help`` lists plugin commands, which loads the plugins' entry
+points but builds no factory). Exit status: 0 success, 1 a failed run or check, 2 usage errors.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from agentengine.events import BaseEvent
+    from agentengine.factory import ExecutionEngineFactory
+
+__all__ = ["main"]
+
+
+class _PluginCommands(click.Group):
+    """A group that adds the commands plugins contribute (``agentengine_cli_commands``)."""
+
+    _loaded = False
+
+    def _load_plugin_commands(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        from agentengine.plugins import load_plugins
+
+        try:
+            plugins = load_plugins(strict=False)
+        except Exception as exc:  # never let a plugin break the command line itself
+            click.echo(f"warning: could not load plugins: {exc}", err=True)
+            return
+        for plugin_name, commands in plugins.call_each("agentengine_cli_commands", {}):
+            for command in commands or ():
+                if not isinstance(command, click.Command) or not command.name:
+                    click.echo(
+                        f"warning: plugin {plugin_name!r} returned a non-command {command!r} "
+                        "from agentengine_cli_commands; ignored",
+                        err=True,
+                    )
+                    continue
+                if command.name in self.commands:
+                    click.echo(
+                        f"warning: plugin {plugin_name!r} adds command {command.name!r}, which "
+                        "already exists; ignored",
+                        err=True,
+                    )
+                    continue
+                self.add_command(command)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is None:
+            self._load_plugin_commands()
+            found = super().get_command(ctx, cmd_name)
+        return found
+
+
+@click.group(cls=_PluginCommands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="agentengine-core", prog_name="agentengine")
+def main() -> None:
+    """agentengine: run AI agents for many users at once, safely."""
+
+
+def _build_factory(**kwargs: Any) -> ExecutionEngineFactory:
+    from agentengine.errors import AgentEngineError
+    from agentengine.factory import ExecutionEngineFactory
+
+    try:
+        return ExecutionEngineFactory(**kwargs)
+    except AgentEngineError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _configure_logs(as_json: bool) -> None:
+    from agentengine.logging import configure
+
+    configure(json=as_json, level="WARNING")
+
+
+@main.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins_command(as_json: bool) -> None:
+    """List plugins: distribution, version, hooks, agents, tools and load errors."""
+    _configure_logs(as_json)
+    factory = _build_factory()
+    infos = [info.to_dict() for info in factory.plugin_infos]
+    if as_json:
+        click.echo(json.dumps({"plugins": infos}, indent=2))
+        return
+    if not infos:
+        click.echo("no plugins found")
+    for info in infos:
+        version = f" {info['version']}" if info["version"] else ""
+        dist = f" ({info['distribution']}{version})" if info["distribution"] else ""
+        state = "ERROR" if info["error"] else "ok"
+        click.echo(f"{info['name']}{dist} [{info['source']}] {state}")
+        if info["error"]:
+            click.echo(f"    error: {info['error']}")
+        if info["hooks"]:
+            click.echo(f"    hooks:  {', '.join(info['hooks'])}")
+        if info["agents"]:
+            click.echo(f"    agents: {', '.join(info['agents'])}")
+        if info["tools"]:
+            click.echo(f"    tools:  {', '.join(info['tools'])}")
+        if info["aliases"]:
+            click.echo(f"    also registered as: {', '.join(info['aliases'])}")
+    if any(i["error"] for i in infos):
+        sys.exit(1)
+
+
+def _event_line(event: BaseEvent) -> str:
+    data = event.to_wire()
+    kind = data["type"]
+    if kind == "agent_started":
+        detail = json.dumps(data["input"])
+    elif kind == "agent_thinking":
+        detail = data["text"]
+    elif kind == "tool_executing":
+        detail = f"{data['tool']}({json.dumps(data['args'])})"
+    elif kind == "tool_completed":
+        shown = data["result"] if data["status"] == "ok" else data["error"]
+        detail = f"{data['tool']} -> {data['status']}: {json.dumps(shown)[:120]}"
+    elif kind == "agent_error":
+        detail = f"{data['error_type']}: {data['error']}"
+    else:
+        shown = data["output"] if data["status"] == "succeeded" else data["error"]
+        detail = f"{data['status']}: {json.dumps(shown)[:200]}"
+    return f"[{data['user_id']}] #{data['seq']:<2} {kind:<15} {detail}"
+
+
+@main.command("run")
+@click.argument("agent")
+@click.option("--input", "input_json", default="{}", help="The agent's input as a JSON object.")
+@click.option("--user", "user_id", default="cli-user", show_default=True, help="User id.")
+@click.option("--timeout", type=float, default=None, help="Whole-run deadline in seconds.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON event per line.")
+def run_command(
+    agent: str, input_json: str, user_id: str, timeout: float | None, as_json: bool
+) -> None:
+    """Run AGENT once for one user, streaming its events as they happen."""
+    import asyncio
+
+    try:
+        run_input = json.loads(input_json)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--input") from None
+    if not isinstance(run_input, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--input")
+    from agentengine.context import UserExecutionContext
+    from agentengine.errors import InvalidContextError, UnknownAgentError
+
+    try:
+        ctx = UserExecutionContext.for_user(user_id)
+    except InvalidContextError as exc:
+        raise click.BadParameter(str(exc), param_hint="--user") from None
+    _configure_logs(as_json)
+
+    async def go() -> str:
+        async with _build_factory() as factory, factory.user_execution_engine(ctx) as engine:
+            try:
+                handle = await engine.start_run(agent, run_input, timeout=timeout)
+            except UnknownAgentError as exc:
+                raise click.UsageError(str(exc)) from None
+            async for event in handle:
+                if as_json:
+                    click.echo(json.dumps(event.to_wire()))
+                else:
+                    click.echo(_event_line(event))
+            result = await handle.result()
+            return result.status.value
+
+    status = asyncio.run(go())
+    sys.exit(0 if status == "succeeded" else 1)
+
+
+@main.command("demo")
+@click.option("--users", default=5, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--runs", default=2, show_default=True, type=click.IntRange(1, 100), help="Runs per user."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print only the summary, as JSON.")
+def demo_command(users: int, runs: int, as_json: bool) -> None:
+    """Run the built-in demo agents for N concurrent users; print timelines and a summary."""
+    import asyncio
+
+    from agentengine.demo_runner import print_summary, run_demo
+
+    _configure_logs(as_json)
+    factory = _build_factory()
+    echo = None if as_json else click.echo
+    summary = asyncio.run(run_demo(factory, users=users, runs_per_user=runs, echo=echo))
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        print_summary(summary, click.echo)
+    ok = summary["isolation"]["wrong_user_events"] == 0 and summary["runs"]["failed"] == 0
+    sys.exit(0 if ok else 1)

@@ -1,0 +1,143 @@
+"""Configuration: one file for the engine and every plugin, overridden by the environment.
+
+Looked up in this order (the first that exists wins):
+
+1. the path in ``AGENTENGINE_CONFIG``;
+2. ``agentengine.toml`` in the working directory;
+3. the ``[tool.agentengine]`` table of ``pyproject.toml`` in the working directory.
+
+Each plugin owns one table named after it (``[engine]`` belongs to the core) and validates it
+with pydantic. Environment variables ``AGENTENGINE_<TABLE>__<KEY>=value`` override the file
+(``AGENTENGINE_ENGINE__RUN_TIMEOUT=10``); values are parsed as TOML scalars where possible.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agentengine.errors import ConfigError
+
+__all__ = ["EngineSettings", "Settings", "load_settings"]
+
+_M = TypeVar("_M", bound=BaseModel)
+_ENV_PREFIX = "AGENTENGINE_"
+# Environment variables of the library itself, not configuration tables.
+_RESERVED_ENV = {"CONFIG", "PLUGINS", "DISABLE_PLUGINS", "STRICT_PLUGINS", "LOG_JSON", "LOG_LEVEL"}
+
+
+class EngineSettings(BaseModel):
+    """The ``[engine]`` table: defaults for ``ExecutionEngineFactory`` keyword arguments."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_concurrent_per_user: int = Field(default=5, ge=1)
+    max_concurrent_runs: int = Field(default=1000, ge=1)
+    max_engines_per_user: int = Field(default=10, ge=1)
+    run_timeout: float = Field(default=300.0, gt=0)
+    tool_timeout: float = Field(default=60.0, gt=0)
+    drain_timeout: float = Field(default=10.0, ge=0)
+    idle_ttl: float | None = Field(default=900.0, gt=0)
+    event_retention: int = Field(default=10_000, ge=1)
+
+
+def _parse_env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+class Settings:
+    """The loaded configuration: tables by name, with where they came from."""
+
+    def __init__(self, tables: Mapping[str, Any] | None = None, source: str = "<defaults>"):
+        self._tables: dict[str, Any] = dict(tables or {})
+        self.source = source
+
+    @property
+    def tables(self) -> dict[str, Any]:
+        """All tables (a copy)."""
+        return dict(self._tables)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """The raw table ``name`` (empty when absent)."""
+        value = self._tables.get(name, {})
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{self.source}: [{name}] must be a table, got {value!r}")
+        return dict(value)
+
+    def model(self, name: str, model: type[_M]) -> _M:
+        """Validate table ``name`` with ``model``; errors name the file, table and key."""
+        try:
+            return model.model_validate(self.section(name))
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors(include_url=False):
+                key = ".".join(str(p) for p in err["loc"])
+                problems.append(f"{name}.{key}: {err['msg']}")
+            raise ConfigError(
+                f"invalid configuration in {self.source}, table [{name}]: " + "; ".join(problems)
+            ) from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+
+
+def _apply_env(tables: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for key, raw in environ.items():
+        if not key.startswith(_ENV_PREFIX) or "__" not in key:
+            continue
+        rest = key[len(_ENV_PREFIX) :]
+        if rest in _RESERVED_ENV:
+            continue
+        table, _, name = rest.partition("__")
+        if not table or not name:
+            continue
+        section = tables.setdefault(table.lower(), {})
+        if isinstance(section, dict):
+            section[name.lower()] = _parse_env_value(raw)
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Load the configuration file (see the module docs) and apply environment overrides."""
+    env = os.environ if environ is None else environ
+    base = Path(cwd) if cwd is not None else Path.cwd()
+    tables: dict[str, Any] = {}
+    source = "<defaults>"
+    explicit = path if path is not None else env.get("AGENTENGINE_CONFIG")
+    if explicit:
+        file = Path(explicit)
+        if not file.is_file():
+            raise ConfigError(
+                f"configuration file {file} does not exist (set by "
+                f"{'AGENTENGINE_CONFIG' if path is None else 'the config argument'})"
+            )
+        tables, source = _read_toml(file), str(file)
+    elif (base / "agentengine.toml").is_file():
+        file = base / "agentengine.toml"
+        tables, source = _read_toml(file), str(file)
+    elif (base / "pyproject.toml").is_file():
+        data = _read_toml(base / "pyproject.toml")
+        section = data.get("tool", {}).get("agentengine")
+        if isinstance(section, dict):
+            tables, source = section, f"{base / 'pyproject.toml'} [tool.agentengine]"
+    _apply_env(tables, env)
+    return Settings(tables, source)

@@ -1,0 +1,878 @@
+"""``UserExecutionEngine``: runs agents for exactly one user.
+
+An engine is made only by ``ExecutionEngineFactory``. It holds the user's context, the
+extensions plugins gave it (composed once into call chains), and its active runs. Every run is
+an asyncio task that emits the run's events in order; whatever happens to the task (success,
+an exception, a timeout, a cancellation before or after it started) the run ends with exactly
+one terminal ``agent_completed`` event, emitted by ``_finish``, which is idempotent and also
+runs as the task's done-callback as a backstop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from agentengine.errors import EngineClosedError, ToolError, UnknownAgentError
+from agentengine.events import (
+    AgentCompletedEvent,
+    AgentErrorEvent,
+    AgentStartedEvent,
+    AgentThinkingEvent,
+    BaseEvent,
+    RunStatus,
+    ToolCompletedEvent,
+    ToolExecutingEvent,
+    ToolStatus,
+)
+from agentengine.extensions import Extension, ToolCall
+from agentengine.tools import Tool, ToolArgumentError, ToolRegistry
+
+if TYPE_CHECKING:
+    from agentengine.agents import Agent
+    from agentengine.context import UserExecutionContext
+    from agentengine.factory import ExecutionEngineFactory
+
+__all__ = ["PipelineStep", "RunContext", "RunHandle", "RunResult", "UserExecutionEngine"]
+
+_log = structlog.get_logger("agentengine.engine")
+_now = datetime.now
+_perf = time.perf_counter
+
+RunChain = Callable[["RunContext"], Awaitable[Any]]
+ToolChain = Callable[["RunContext", ToolCall], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """How a run ended. ``events`` are that run's events, in order."""
+
+    run_id: str
+    agent: str
+    user_id: str
+    status: RunStatus
+    output: Any = None
+    error: str | None = None
+    error_type: str | None = None
+    events: tuple[BaseEvent, ...] = ()
+    duration_ms: float = 0.0
+
+    @property
+    def succeeded(self) -> bool:
+        """True when the status is ``succeeded``."""
+        return self.status is RunStatus.SUCCEEDED
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineStep:
+    """One step of ``execute_pipeline``.
+
+    ``input`` is a dict, or a callable receiving the results so far and returning the dict.
+    With ``continue_on_failure`` a failed step does not stop the pipeline.
+    """
+
+    agent: str
+    input: Mapping[str, Any] | Callable[[list[RunResult]], Mapping[str, Any]] = field(
+        default_factory=dict
+    )
+    continue_on_failure: bool = False
+    timeout: float | None = None
+
+
+class RunContext:
+    """What an agent (and a tool taking a ``RunContext`` parameter) sees of its run."""
+
+    __slots__ = (
+        "_engine",
+        "_events",
+        "_finished",
+        "_result",
+        "_started_at",
+        "_think_steps",
+        "_tool_calls",
+        "_waiter",
+        "agent",
+        "context",
+        "input",
+        "run_id",
+        "scope",
+        "state",
+        "task",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        engine: UserExecutionEngine,
+        agent: Agent,
+        run_input: dict[str, Any],
+        run_id: str,
+        context: UserExecutionContext,
+        timeout: float,
+    ) -> None:
+        self._engine = engine
+        self.agent = agent
+        self.input = run_input
+        self.run_id = run_id
+        #: The user's context (its ``run_id`` is this run's).
+        self.context = context
+        self.timeout = timeout
+        #: Per-run scratch space for extensions (keyed by plugin name, by convention).
+        self.state: dict[str, Any] = {}
+        #: Request-scoped resources (see the ``request_scope`` built-in plugin); a mapping.
+        self.scope: Any = None
+        self.task: asyncio.Task[None] | None = None
+        self._events: list[BaseEvent] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._finished = False
+        self._result: RunResult | None = None
+        self._think_steps = 0
+        self._tool_calls = 0
+        self._started_at = _perf()
+
+    @property
+    def user_id(self) -> str:
+        """The user this run belongs to."""
+        return self.context.user_id
+
+    @property
+    def thread_id(self) -> str:
+        """The conversation thread."""
+        return self.context.thread_id
+
+    @property
+    def events(self) -> list[BaseEvent]:
+        """The run's events so far (a copy)."""
+        return list(self._events)
+
+    def _common(self) -> dict[str, Any]:
+        ctx = self.context
+        return {
+            "run_id": self.run_id,
+            "user_id": ctx.user_id,
+            "thread_id": ctx.thread_id,
+            "agent": self.agent.name,
+            "seq": len(self._events) + 1,
+            "ts": _now(UTC),
+        }
+
+    def _emit(self, event: BaseEvent) -> None:
+        # Hot path: no hook lookups here, just the engine's precomposed observer tuple.
+        self._events.append(event)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        self._engine._deliver(event)
+
+    async def think(self, text: str) -> None:
+        """Report progress: emits ``agent_thinking``."""
+        if self._finished:
+            raise EngineClosedError(f"run {self.run_id} has already ended; think() is too late")
+        self._think_steps += 1
+        self._emit(
+            AgentThinkingEvent.model_construct(
+                text=str(text), step=self._think_steps, **self._common()
+            )
+        )
+
+    async def call_tool(self, name: str, args: Mapping[str, Any] | None = None) -> Any:
+        """Call a tool: emits ``tool_executing`` then ``tool_completed`` and returns the result.
+
+        Raises ``ToolError`` (after ``tool_completed`` reported the failure) when the tool is
+        unknown, the arguments are invalid, the tool raised or it timed out.
+        """
+        if self._finished:
+            raise EngineClosedError(f"run {self.run_id} has already ended; call_tool() is too late")
+        engine = self._engine
+        self._tool_calls += 1
+        call_id = f"{self.run_id}.{self._tool_calls}"
+        raw_args = dict(args) if isinstance(args, Mapping) else {}
+        self._emit(
+            ToolExecutingEvent.model_construct(
+                tool=name, tool_call_id=call_id, args=raw_args, **self._common()
+            )
+        )
+        started = _perf()
+        tool = engine._lookup_tool(name)
+        if tool is None:
+            tool = await engine._resolve_tool(name)
+        if tool is None:
+            message = (
+                f"no tool named {name!r}; available tools: "
+                f"{', '.join(engine.tool_names()) or 'none'}"
+            )
+            self._complete_tool(name, call_id, ToolStatus.ERROR, None, message, started)
+            raise ToolError(name, "error", message, call_id)
+        try:
+            if args is not None and not isinstance(args, Mapping):
+                raise ToolArgumentError(
+                    f"arguments for tool {name!r} must be an object (a dict), "
+                    f"got {type(args).__name__}"
+                )
+            validated = tool.validate_args(raw_args)
+        except ToolArgumentError as exc:
+            self._complete_tool(name, call_id, ToolStatus.ERROR, None, str(exc), started)
+            raise ToolError(name, "error", str(exc), call_id) from None
+        limit = tool.timeout if tool.timeout is not None else engine._tool_timeout
+        try:
+            async with asyncio.timeout(limit) as deadline:
+                result = await engine._tool_chain(self, ToolCall(tool, call_id, validated))
+        except TimeoutError as exc:
+            if deadline.expired():
+                message = f"tool {name!r} timed out after {limit:g}s"
+                self._complete_tool(name, call_id, ToolStatus.TIMEOUT, None, message, started)
+                raise ToolError(name, "timeout", message, call_id) from None
+            message = _describe(exc)
+            self._complete_tool(name, call_id, ToolStatus.ERROR, None, message, started)
+            raise ToolError(name, "error", message, call_id) from exc
+        except asyncio.CancelledError:
+            self._complete_tool(name, call_id, ToolStatus.CANCELLED, None, "cancelled", started)
+            raise
+        except ToolError as exc:
+            self._complete_tool(name, call_id, ToolStatus.ERROR, None, exc.message, started)
+            raise ToolError(name, "error", exc.message, call_id) from exc
+        except Exception as exc:
+            message = _describe(exc)
+            self._complete_tool(name, call_id, ToolStatus.ERROR, None, message, started)
+            raise ToolError(name, "error", message, call_id) from exc
+        self._complete_tool(name, call_id, ToolStatus.OK, result, None, started)
+        return result
+
+    def _complete_tool(
+        self,
+        name: str,
+        call_id: str,
+        status: ToolStatus,
+        result: Any,
+        error: str | None,
+        started: float,
+    ) -> None:
+        if self._finished:  # the run already ended (engine cleanup); nothing may follow
+            return
+        self._emit(
+            ToolCompletedEvent.model_construct(
+                tool=name,
+                tool_call_id=call_id,
+                status=status,
+                result=result,
+                error=error,
+                duration_ms=(_perf() - started) * 1000.0,
+                **self._common(),
+            )
+        )
+
+    def __repr__(self) -> str:
+        return f"<RunContext {self.run_id} agent={self.agent.name!r} user={self.user_id!r}>"
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class RunHandle:
+    """A started run: iterate it for its events (live), ``cancel()`` it, await ``result()``."""
+
+    __slots__ = ("_run",)
+
+    def __init__(self, run: RunContext) -> None:
+        self._run = run
+
+    @property
+    def run_id(self) -> str:
+        """The run's id."""
+        return self._run.run_id
+
+    @property
+    def agent(self) -> str:
+        """The agent's name."""
+        return self._run.agent.name
+
+    @property
+    def done(self) -> bool:
+        """True once the terminal event was emitted."""
+        return self._run._finished
+
+    async def __aiter__(self) -> AsyncIterator[BaseEvent]:
+        """The run's events from the first, live; ends after ``agent_completed``."""
+        run = self._run
+        index = 0
+        while True:
+            events = run._events
+            while index < len(events):
+                event = events[index]
+                index += 1
+                yield event
+                if event.terminal:
+                    return
+            if run._finished:
+                return
+            if run._waiter is None:
+                run._waiter = asyncio.get_running_loop().create_future()
+            await asyncio.shield(run._waiter)
+
+    async def cancel(self) -> None:
+        """Cancel the run and wait until it has ended (status ``cancelled``)."""
+        self.cancel_nowait()
+        await self.wait()
+
+    def cancel_nowait(self) -> None:
+        """Request cancellation without waiting."""
+        task = self._run.task
+        if task is not None and not task.done():
+            task.cancel()
+
+    async def wait(self) -> None:
+        """Wait until the run has ended, without cancelling it if the waiter is cancelled."""
+        task = self._run.task
+        if task is not None and not task.done():
+            await asyncio.wait((task,))
+
+    async def result(self) -> RunResult:
+        """Wait for the run to end; return its ``RunResult``."""
+        await self.wait()
+        result = self._run._result
+        assert result is not None  # _finish always ran once the task is done
+        return result
+
+    def __repr__(self) -> str:
+        return f"<RunHandle {self.run_id} agent={self.agent!r}>"
+
+
+_FACTORY_ONLY = object()
+
+
+class UserExecutionEngine:
+    """Runs agents for one user. Create it with ``ExecutionEngineFactory``.
+
+    ``execute_agent`` runs an agent to the end and returns its ``RunResult``; ``start_run``
+    returns a ``RunHandle`` to stream the events; ``execute_pipeline`` runs agents in sequence.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_active",
+        "_closed",
+        "_extensions",
+        "_factory",
+        "_observers",
+        "_run_chain",
+        "_run_timeout",
+        "_tool_chain",
+        "_tool_resolvers",
+        "_tool_timeout",
+        "_tools",
+        "_used_context_run_id",
+        "context",
+        "created_at",
+        "engine_id",
+        "last_used",
+        "stats",
+    )
+
+    _active: dict[str, RunContext]
+    _closed: bool
+    _extensions: tuple[Any, ...]
+    _factory: ExecutionEngineFactory
+    _observers: tuple[tuple[str, Callable[[BaseEvent], None]], ...]
+    _run_chain: RunChain
+    _run_timeout: float
+    _tool_chain: ToolChain
+    _tool_resolvers: tuple[Callable[[str], Awaitable[Tool | None]], ...]
+    _tool_timeout: float
+    _tools: ToolRegistry | _LayeredTools
+    _used_context_run_id: bool
+    context: UserExecutionContext
+    created_at: float
+    engine_id: str
+    last_used: float
+    stats: list[int]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(
+            "UserExecutionEngine cannot be constructed directly; create it with "
+            "ExecutionEngineFactory: `async with factory.user_execution_engine(ctx) as engine:` "
+            "or `engine = await factory.create_for_user(ctx)`"
+        )
+
+    @classmethod
+    def _create(
+        cls,
+        token: object,
+        factory: ExecutionEngineFactory,
+        context: UserExecutionContext,
+        run_timeout: float,
+        tool_timeout: float,
+    ) -> UserExecutionEngine:
+        if token is not _FACTORY_ONLY:
+            raise TypeError("UserExecutionEngine is created only by ExecutionEngineFactory")
+        self = object.__new__(cls)
+        self._factory = factory
+        self.context = context
+        self.engine_id = uuid.uuid4().hex
+        self._run_timeout = run_timeout
+        self._tool_timeout = tool_timeout
+        self._tools = factory.tools
+        self._tool_resolvers = ()
+        self._extensions = ()
+        self._observers = ()
+        self._run_chain = _call_agent
+        self._tool_chain = _invoke_tool
+        self._active = {}
+        self._closed = False
+        self._used_context_run_id = False
+        self.created_at = time.monotonic()
+        self.last_used = self.created_at
+        self.stats = [0, 0, 0, 0, 0]  # total, succeeded, failed, timed_out, cancelled
+        return self
+
+    # -- composition (once per engine) ---------------------------------------------------------
+
+    def _install_extensions(self, extensions: Sequence[tuple[str, Any]]) -> None:
+        """Compose the extensions' methods into call chains; called once by the factory."""
+        self._extensions = tuple(ext for _, ext in extensions)
+        observers: list[tuple[str, Callable[[BaseEvent], None]]] = []
+        run_chain: RunChain = _call_agent
+        tool_chain: ToolChain = _invoke_tool
+        local_tools: dict[str, Tool] = {}
+        resolvers: list[Callable[[str], Awaitable[Tool | None]]] = []
+        for _, ext in reversed(extensions):
+            if _overrides(ext, "around_run"):
+                run_chain = _wrap_run(ext.around_run, run_chain)
+            if _overrides(ext, "around_tool"):
+                tool_chain = _wrap_tool(ext.around_tool, tool_chain)
+        for plugin_name, ext in extensions:
+            if _overrides(ext, "on_event"):
+                observers.append((plugin_name, ext.on_event))
+            if _overrides(ext, "tools"):
+                for t in ext.tools():
+                    if t.plugin is None:
+                        t.plugin = plugin_name
+                    local_tools[t.name] = t
+            if _overrides(ext, "resolve_tool"):
+                resolvers.append(ext.resolve_tool)
+        self._run_chain = run_chain
+        self._tool_chain = tool_chain
+        self._observers = tuple(observers)
+        self._tool_resolvers = tuple(resolvers)
+        if local_tools:
+            self._tools = _LayeredTools(local_tools, self._factory.tools)
+
+    # -- tools ------------------------------------------------------------------------------
+
+    def _lookup_tool(self, name: str) -> Tool | None:
+        return self._tools.get(name)
+
+    async def _resolve_tool(self, name: str) -> Tool | None:
+        for resolve in self._tool_resolvers:
+            found = await resolve(name)
+            if found is not None:
+                return found
+        return None
+
+    def tool_names(self) -> list[str]:
+        """Names of the tools this engine's agents can call (shared and per-user)."""
+        return self._tools.names()
+
+    def get_tool(self, name: str) -> Tool | None:
+        """The tool ``name`` as this engine sees it, or None."""
+        return self._tools.get(name)
+
+    # -- events -----------------------------------------------------------------------------
+
+    def _deliver(self, event: BaseEvent) -> None:
+        factory = self._factory
+        try:
+            factory.events.publish(event)
+        except Exception as exc:
+            factory._count_error("sink")
+            _log.error(
+                "event sink failed to publish; the event stays in the run's result",
+                event_type=event.type,
+                seq=event.seq,
+                error=_describe(exc),
+            )
+        for plugin_name, observe in self._observers:
+            try:
+                observe(event)
+            except Exception as exc:
+                factory._count_error(plugin_name)
+                _log.error(
+                    "event observer raised; skipped",
+                    plugin=plugin_name,
+                    event_type=event.type,
+                    error=_describe(exc),
+                )
+
+    # -- runs -------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True after ``cleanup()``."""
+        return self._closed
+
+    @property
+    def user_id(self) -> str:
+        """The user this engine runs for."""
+        return self.context.user_id
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EngineClosedError(
+                f"engine of user {self.context.user_id!r} was cleaned up; create a new one with "
+                "factory.create_for_user(ctx)"
+            )
+
+    def _resolve_agent(self, name: str) -> Agent:
+        found = self._factory.agents.get(name)
+        if found is None:
+            raise UnknownAgentError(name, self._factory.agents.names())
+        return found
+
+    def validate_input(self, agent: str, run_input: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Check ``run_input`` against the agent's signature without running it.
+
+        Raises ``UnknownAgentError`` or ``ToolArgumentError`` (a ValueError).
+        """
+        return self._resolve_agent(agent).validate_input(run_input)
+
+    async def start_run(
+        self,
+        agent: str,
+        input: Mapping[str, Any] | None = None,  # noqa: A002 - the contract's name
+        *,
+        timeout: float | None = None,
+        run_id: str | None = None,
+    ) -> RunHandle:
+        """Start ``agent`` with ``input`` (keyword arguments of the agent); return its handle.
+
+        ``timeout`` is the whole-run deadline (the factory's ``run_timeout`` by default).
+        """
+        self._check_open()
+        found = self._resolve_agent(agent)
+        ctx = self.context
+        if run_id is None and not self._used_context_run_id:
+            self._used_context_run_id = True
+            run_id = ctx.run_id
+        elif run_id is None:
+            run_id = f"run-{uuid.uuid4().hex}"
+        if run_id != ctx.run_id:
+            ctx = ctx.model_copy(update={"run_id": run_id})
+        run_input = dict(input) if isinstance(input, Mapping) else {}
+        run = RunContext(
+            self, found, run_input, run_id, ctx, timeout if timeout else self._run_timeout
+        )
+        self.last_used = time.monotonic()
+        self.stats[0] += 1
+        self._active[run_id] = run
+        # agent_started is emitted here, before the task exists, so that even a run cancelled
+        # before its first step has its first event.
+        run._emit(AgentStartedEvent.model_construct(input=run_input, **run._common()))
+        task = asyncio.get_running_loop().create_task(
+            self._drive(run, input), name=f"agentengine-run-{run_id}"
+        )
+        run.task = task
+        task.add_done_callback(functools.partial(self._on_task_done, run))
+        return RunHandle(run)
+
+    async def execute_agent(
+        self,
+        agent: str,
+        input: Mapping[str, Any] | None = None,  # noqa: A002
+        *,
+        timeout: float | None = None,
+        run_id: str | None = None,
+    ) -> RunResult:
+        """Run ``agent`` to the end and return its ``RunResult`` (never raises for a failed
+        run: look at ``result.status``). Cancelling the caller cancels the run."""
+        handle = await self.start_run(agent, input, timeout=timeout, run_id=run_id)
+        try:
+            return await handle.result()
+        except asyncio.CancelledError:
+            handle.cancel_nowait()
+            raise
+
+    async def execute_pipeline(
+        self,
+        steps: Iterable[PipelineStep | str | tuple[str, Mapping[str, Any]]],
+        *,
+        timeout: float | None = None,
+    ) -> list[RunResult]:
+        """Run agents in sequence; stop at the first failed step unless it allows failure.
+
+        Returns the results of the steps that ran.
+        """
+        results: list[RunResult] = []
+        for raw in steps:
+            step = _as_step(raw)
+            step_input = step.input(results) if callable(step.input) else step.input
+            result = await self.execute_agent(
+                step.agent, step_input, timeout=step.timeout or timeout
+            )
+            results.append(result)
+            if not result.succeeded and not step.continue_on_failure:
+                break
+        return results
+
+    async def _drive(self, run: RunContext, raw_input: Mapping[str, Any] | None) -> None:
+        structlog.contextvars.bind_contextvars(
+            user_id=run.context.user_id, run_id=run.run_id, agent=run.agent.name
+        )
+        status = RunStatus.FAILED
+        output: Any = None
+        error: str | None = None
+        error_type: str | None = None
+        limiter = self._factory.limiter
+        user_id = run.context.user_id
+        try:
+            async with asyncio.timeout(run.timeout) as deadline:
+                await limiter.acquire(user_id)
+                try:
+                    if raw_input is not None and not isinstance(raw_input, Mapping):
+                        raise ToolArgumentError(
+                            f"input for agent {run.agent.name!r} must be an object (a dict), "
+                            f"got {type(raw_input).__name__}"
+                        )
+                    run.input = run.agent.validate_input(run.input)
+                    output = await self._run_chain(run)
+                finally:
+                    limiter.release(user_id)
+            status = RunStatus.SUCCEEDED
+        except TimeoutError as exc:
+            if deadline.expired():
+                status = RunStatus.TIMED_OUT
+                error = f"run exceeded its deadline of {run.timeout:g}s"
+                error_type = "TimeoutError"
+            else:
+                error, error_type = _describe(exc), type(exc).__name__
+        except asyncio.CancelledError:
+            status = RunStatus.CANCELLED
+            error, error_type = "the run was cancelled", "CancelledError"
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+        except Exception as exc:
+            error, error_type = _describe(exc), type(exc).__name__
+            _log.warning("run failed", error=error, error_type=error_type)
+        self._finish(run, status, output, error, error_type)
+
+    def _on_task_done(self, run: RunContext, task: asyncio.Task[None]) -> None:
+        # Backstop: a task cancelled before its first step never ran _drive's body.
+        if not run._finished:
+            if task.cancelled():
+                self._finish(
+                    run, RunStatus.CANCELLED, None, "the run was cancelled", "CancelledError"
+                )
+            else:
+                exc = task.exception()
+                self._finish(
+                    run,
+                    RunStatus.FAILED,
+                    None,
+                    _describe(exc) if exc else "the run ended unexpectedly",
+                    type(exc).__name__ if exc else "RuntimeError",
+                )
+        if not task.cancelled():
+            task.exception()  # mark retrieved; _drive never lets one escape
+
+    def _finish(
+        self,
+        run: RunContext,
+        status: RunStatus,
+        output: Any,
+        error: str | None,
+        error_type: str | None,
+    ) -> None:
+        """Emit the terminal events exactly once and record the result."""
+        if run._finished:
+            return
+        if status is not RunStatus.SUCCEEDED and status is not RunStatus.CANCELLED:
+            run._emit(
+                AgentErrorEvent.model_construct(
+                    error=error or "", error_type=error_type or "Error", **run._common()
+                )
+            )
+        duration_ms = (_perf() - run._started_at) * 1000.0
+        run._emit(
+            AgentCompletedEvent.model_construct(
+                status=status,
+                output=output,
+                error=error,
+                duration_ms=duration_ms,
+                **run._common(),
+            )
+        )
+        run._finished = True
+        waiter = run._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        run._result = RunResult(
+            run_id=run.run_id,
+            agent=run.agent.name,
+            user_id=run.context.user_id,
+            status=status,
+            output=output,
+            error=error,
+            error_type=error_type,
+            events=tuple(run._events),
+            duration_ms=duration_ms,
+        )
+        self._active.pop(run.run_id, None)
+        self.last_used = time.monotonic()
+        stats = self.stats
+        stats[_STAT_INDEX[status]] += 1
+        self._factory._record_run(status, duration_ms)
+
+    # -- introspection and lifecycle ----------------------------------------------------------
+
+    def get_execution_stats(self) -> dict[str, Any]:
+        """Counts of this engine's runs: total, succeeded, failed, timed_out, cancelled, active."""
+        total, succeeded, failed, timed_out, cancelled = self.stats
+        return {
+            "user_id": self.context.user_id,
+            "engine_id": self.engine_id,
+            "total": total,
+            "succeeded": succeeded,
+            "failed": failed,
+            "timed_out": timed_out,
+            "cancelled": cancelled,
+            "active": len(self._active),
+            "closed": self._closed,
+        }
+
+    def active_runs(self) -> list[RunHandle]:
+        """Handles of the runs in progress."""
+        return [RunHandle(run) for run in self._active.values()]
+
+    async def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no run is active (at most ``timeout`` seconds); True if idle."""
+        tasks = [r.task for r in self._active.values() if r.task is not None]
+        if not tasks:
+            return True
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        return not pending
+
+    async def cleanup(self) -> None:
+        """Cancel active runs (each still ends with its terminal event), close extensions in
+        reverse order, and release the engine. Idempotent; later runs raise
+        ``EngineClosedError``."""
+        if self._closed:
+            return
+        self._closed = True
+        runs = list(self._active.values())
+        for run in runs:
+            if run.task is not None and not run.task.done():
+                run.task.cancel()
+        tasks = [r.task for r in runs if r.task is not None]
+        if tasks:
+            await asyncio.wait(tasks)
+        for ext in reversed(self._extensions):
+            if _overrides(ext, "close"):
+                try:
+                    await ext.close()
+                except Exception as exc:
+                    self._factory._count_error(getattr(ext, "plugin_name", None) or "extension")
+                    _log.error(
+                        "extension failed to close",
+                        plugin=getattr(ext, "plugin_name", None),
+                        user_id=self.context.user_id,
+                        error=_describe(exc),
+                    )
+        self._extensions = ()
+        self._observers = ()
+        self._run_chain = _call_agent
+        self._tool_chain = _invoke_tool
+        self._tool_resolvers = ()
+        self._factory._forget_engine(self)
+
+    async def __aenter__(self) -> UserExecutionEngine:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.cleanup()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self._active)} active"
+        return f"<UserExecutionEngine user={self.context.user_id!r} {state}>"
+
+
+_STAT_INDEX = {
+    RunStatus.SUCCEEDED: 1,
+    RunStatus.FAILED: 2,
+    RunStatus.TIMED_OUT: 3,
+    RunStatus.CANCELLED: 4,
+}
+
+
+class _LayeredTools:
+    """An engine's own tools over the factory's shared registry."""
+
+    __slots__ = ("_local", "_shared")
+
+    def __init__(self, local: dict[str, Tool], shared: ToolRegistry) -> None:
+        self._local = local
+        self._shared = shared
+
+    def get(self, name: str) -> Tool | None:
+        found = self._local.get(name)
+        return found if found is not None else self._shared.get(name)
+
+    def names(self) -> list[str]:
+        return sorted({*self._local, *self._shared.names()})
+
+
+async def _call_agent(run: RunContext) -> Any:
+    return await run.agent.func(run, **run.input)
+
+
+async def _invoke_tool(run: RunContext, call: ToolCall) -> Any:
+    return await call.tool.invoke(run, call.args)
+
+
+def _wrap_run(
+    around: Callable[[RunContext, Callable[[], Awaitable[Any]]], Awaitable[Any]], inner: RunChain
+) -> RunChain:
+    async def layer(run: RunContext) -> Any:
+        return await around(run, lambda: inner(run))
+
+    return layer
+
+
+def _wrap_tool(
+    around: Callable[[RunContext, ToolCall, Callable[[ToolCall], Awaitable[Any]]], Awaitable[Any]],
+    inner: ToolChain,
+) -> ToolChain:
+    async def layer(run: RunContext, call: ToolCall) -> Any:
+        return await around(run, call, lambda c: inner(run, c))
+
+    return layer
+
+
+def _overrides(ext: Any, method: str) -> bool:
+    """True when ``ext`` really provides ``method`` (not Extension's no-op default)."""
+    impl = getattr(type(ext), method, None)
+    if impl is None:
+        return callable(getattr(ext, method, None))
+    return impl is not getattr(Extension, method, None)
+
+
+def _as_step(raw: PipelineStep | str | tuple[str, Mapping[str, Any]]) -> PipelineStep:
+    if isinstance(raw, PipelineStep):
+        return raw
+    if isinstance(raw, str):
+        return PipelineStep(raw)
+    if isinstance(raw, tuple) and len(raw) == 2:
+        return PipelineStep(raw[0], raw[1])
+    raise TypeError(
+        f"a pipeline step must be a PipelineStep, an agent name or (agent, input); got {raw!r}"
+    )

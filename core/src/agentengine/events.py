@@ -1,0 +1,167 @@
+"""The event protocol: what a user sees of a run.
+
+Six pydantic models discriminated by ``type``. Every event of a run carries the run's ids, the
+agent's name and ``seq`` (1, 2, 3 ... per run, no gaps). ``event.model_dump(mode="json")`` (or
+``event.to_wire()``) is the wire form; ``parse_event(data)`` reads it back.
+
+Invariants the engine guarantees for every run, whatever happens:
+
+* exactly one ``agent_started``, first, and exactly one ``agent_completed``, last;
+* each ``tool_executing`` has exactly one ``tool_completed`` with the same ``tool_call_id``;
+* an ``agent_error`` (the details of a failure) comes before the terminal event, never after;
+* an event only ever reaches its own user.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+__all__ = [
+    "EVENT_TYPES",
+    "AgentCompletedEvent",
+    "AgentErrorEvent",
+    "AgentEvent",
+    "AgentStartedEvent",
+    "AgentThinkingEvent",
+    "BaseEvent",
+    "RunStatus",
+    "ToolCompletedEvent",
+    "ToolExecutingEvent",
+    "ToolStatus",
+    "parse_event",
+]
+
+
+class RunStatus(enum.StrEnum):
+    """How a run ended (the ``status`` of ``agent_completed`` and of a ``RunResult``)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+
+class ToolStatus(enum.StrEnum):
+    """How a tool call ended (the ``status`` of ``tool_completed``)."""
+
+    OK = "ok"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+
+
+class BaseEvent(BaseModel):
+    """Fields every event carries. ``cursor`` is set by the event sink on delivery: pass it to
+    ``factory.events.subscribe(user_id, after=cursor)`` to resume after this event."""
+
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
+
+    type: str
+    run_id: str
+    user_id: str
+    thread_id: str
+    agent: str
+    seq: int = Field(ge=1)
+    ts: datetime
+    cursor: str | None = None
+
+    terminal: ClassVar[bool] = False
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON-compatible wire form; values JSON cannot hold are rendered with ``str``."""
+        return self.model_dump(mode="json", fallback=_json_fallback)
+
+
+def _json_fallback(value: Any) -> Any:
+    return str(value)
+
+
+class AgentStartedEvent(BaseEvent):
+    """The run began. Always the first event of a run (``seq`` 1)."""
+
+    type: Literal["agent_started"] = "agent_started"
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentThinkingEvent(BaseEvent):
+    """The agent reported progress (``run.think(text)``)."""
+
+    type: Literal["agent_thinking"] = "agent_thinking"
+    text: str
+    step: int = Field(ge=1)
+
+
+class ToolExecutingEvent(BaseEvent):
+    """A tool call started; its ``tool_completed`` carries the same ``tool_call_id``."""
+
+    type: Literal["tool_executing"] = "tool_executing"
+    tool: str
+    tool_call_id: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolCompletedEvent(BaseEvent):
+    """A tool call ended, successfully or not."""
+
+    type: Literal["tool_completed"] = "tool_completed"
+    tool: str
+    tool_call_id: str
+    status: ToolStatus
+    result: Any = None
+    error: str | None = None
+    duration_ms: float = 0.0
+
+
+class AgentErrorEvent(BaseEvent):
+    """Details of a failure, sent just before the terminal ``agent_completed``."""
+
+    type: Literal["agent_error"] = "agent_error"
+    error: str
+    error_type: str
+
+
+class AgentCompletedEvent(BaseEvent):
+    """The run ended. Always the last event of a run, exactly once."""
+
+    type: Literal["agent_completed"] = "agent_completed"
+    status: RunStatus
+    output: Any = None
+    error: str | None = None
+    duration_ms: float = 0.0
+
+    terminal: ClassVar[bool] = True
+
+
+AgentEvent = Annotated[
+    AgentStartedEvent
+    | AgentThinkingEvent
+    | ToolExecutingEvent
+    | ToolCompletedEvent
+    | AgentErrorEvent
+    | AgentCompletedEvent,
+    Field(discriminator="type"),
+]
+"""Any event; pydantic picks the class from ``type``."""
+
+#: The event type names, in the order they usually appear.
+EVENT_TYPES: tuple[str, ...] = (
+    "agent_started",
+    "agent_thinking",
+    "tool_executing",
+    "tool_completed",
+    "agent_error",
+    "agent_completed",
+)
+
+_ADAPTER: TypeAdapter[AgentEvent] = TypeAdapter(AgentEvent)
+
+
+def parse_event(data: dict[str, Any] | str | bytes) -> AgentEvent:
+    """Read an event from its wire form (a dict or a JSON document)."""
+    if isinstance(data, str | bytes):
+        return _ADAPTER.validate_json(data)
+    return _ADAPTER.validate_python(data)

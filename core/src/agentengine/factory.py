@@ -1,0 +1,449 @@
+"""``ExecutionEngineFactory``: the single creation authority for ``UserExecutionEngine``.
+
+The factory resolves plugins once, when it is built (agents, tools, the event sink), holds the
+limits shared by all engines (per-user and global concurrency), and tracks every live engine
+so that it can sweep idle ones and shut all of them down gracefully. It keeps no reference to
+an engine after its ``cleanup()``, so cleaned-up engines are garbage-collected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any
+
+import structlog
+
+from agentengine.agents import AgentRegistry
+from agentengine.config import EngineSettings, Settings, load_settings
+from agentengine.context import UserExecutionContext
+from agentengine.engine import _FACTORY_ONLY, UserExecutionEngine
+from agentengine.errors import (
+    AgentEngineError,
+    EngineClosedError,
+    EngineLimitError,
+    InvalidContextError,
+)
+from agentengine.events import RunStatus
+from agentengine.limits import ConcurrencyLimiter
+from agentengine.plugins import PluginInfo, PluginSet, load_plugins
+from agentengine.sinks import EventSink, InMemoryEventSink
+from agentengine.tools import ToolRegistry
+
+__all__ = [
+    "BUILTIN_PLUGINS",
+    "ExecutionEngineFactory",
+    "configure_execution_engine_factory",
+    "get_execution_engine_factory",
+    "reset_execution_engine_factory",
+]
+
+_log = structlog.get_logger("agentengine.factory")
+
+#: Plugins every factory has (disable one with AGENTENGINE_DISABLE_PLUGINS=name).
+BUILTIN_PLUGINS: list[tuple[str, str]] = []
+
+_UNSET: Any = object()
+
+
+def _builtin_objects() -> list[tuple[str, Any]]:
+    import importlib
+
+    result = []
+    for name, target in BUILTIN_PLUGINS:
+        module_name, _, attr = target.partition(":")
+        obj: Any = importlib.import_module(module_name)
+        if attr:
+            obj = getattr(obj, attr)
+        result.append((name, obj))
+    return result
+
+
+class ExecutionEngineFactory:
+    """Creates and tracks one ``UserExecutionEngine`` per user request.
+
+    Keyword arguments not given fall back to the ``[engine]`` table of the configuration
+    (``agentengine.toml``, see ``agentengine.config``), then to the defaults of
+    ``EngineSettings``. ``config`` is a path, a ``Settings``, or None to discover the file.
+    """
+
+    def __init__(
+        self,
+        *,
+        plugins: Sequence[Any] = (),
+        load_entrypoints: bool = True,
+        strict_plugins: bool | None = None,
+        max_concurrent_per_user: int = _UNSET,
+        max_concurrent_runs: int = _UNSET,
+        max_engines_per_user: int = _UNSET,
+        run_timeout: float = _UNSET,
+        tool_timeout: float = _UNSET,
+        drain_timeout: float = _UNSET,
+        idle_ttl: float | None = _UNSET,
+        event_retention: int = _UNSET,
+        event_sink: EventSink | None = None,
+        config: Settings | str | os.PathLike[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.settings = (
+            config if isinstance(config, Settings) else load_settings(config, environ=environ)
+        )
+        overrides = {
+            key: value
+            for key, value in {
+                "max_concurrent_per_user": max_concurrent_per_user,
+                "max_concurrent_runs": max_concurrent_runs,
+                "max_engines_per_user": max_engines_per_user,
+                "run_timeout": run_timeout,
+                "tool_timeout": tool_timeout,
+                "drain_timeout": drain_timeout,
+                "idle_ttl": idle_ttl,
+                "event_retention": event_retention,
+            }.items()
+            if value is not _UNSET
+        }
+        file_settings = self.settings.model("engine", EngineSettings)
+        try:
+            self.engine_settings = EngineSettings.model_validate(
+                {**file_settings.model_dump(), **overrides}
+            )
+        except ValueError as exc:
+            raise AgentEngineError(f"invalid ExecutionEngineFactory argument: {exc}") from None
+        es = self.engine_settings
+        self.limiter = ConcurrencyLimiter(es.max_concurrent_per_user, es.max_concurrent_runs)
+        self.plugins: PluginSet = load_plugins(
+            builtins=_builtin_objects(),
+            explicit=plugins,
+            load_entrypoints=load_entrypoints,
+            strict=strict_plugins,
+            environ=environ,
+        )
+        self.agents = AgentRegistry()
+        self.tools = ToolRegistry()
+        self._errors: dict[str, int] = {}
+        self._resolve_plugins()
+        self.events: EventSink = event_sink or self._choose_sink()
+        self._engines: dict[str, set[UserExecutionEngine]] = {}
+        self._closed = False
+        self._sweeper: asyncio.Task[None] | None = None
+        self._metrics = {
+            "engines_created": 0,
+            "engines_cleaned": 0,
+            "engines_swept": 0,
+            "rejections": 0,
+            "runs": 0,
+            "runs_succeeded": 0,
+            "runs_failed": 0,
+            "runs_timed_out": 0,
+            "runs_cancelled": 0,
+        }
+        self._created_at = time.monotonic()
+
+    # -- plugin resolution (once) -------------------------------------------------------------
+
+    def _resolve_plugins(self) -> None:
+        ps = self.plugins
+        ps.call_each("agentengine_configure", {"settings": self.settings})
+
+        def agents_owner(name: str) -> None:
+            self.agents.current_plugin = name
+
+        def tools_owner(name: str) -> None:
+            self.tools.current_plugin = name
+
+        before_agents = set(self.agents.names())
+        ps.call_each("agentengine_register_agents", {"registry": self.agents}, agents_owner)
+        ps.call_each("agentengine_register_tools", {"registry": self.tools}, tools_owner)
+        self.agents.current_plugin = self.tools.current_plugin = None
+        for agent in self.agents:
+            if agent.name in before_agents:
+                continue
+            info = ps.info(agent.plugin or "")
+            if info is not None:
+                info.agents.append(agent.name)
+        for t in self.tools:
+            info = ps.info(t.plugin or "")
+            if info is not None:
+                info.tools.append(t.name)
+        for info in ps.errors:
+            self._count_error(info.name)
+            _log.error(
+                "plugin failed to load; the others keep working",
+                plugin=info.name,
+                distribution=info.distribution,
+                error=info.error,
+            )
+
+    def _choose_sink(self) -> EventSink:
+        for name, value in self.plugins.call_each(
+            "agentengine_event_sink", {"settings": self.settings}
+        ):
+            if value is not None:
+                _log.debug("event sink chosen", plugin=name, sink=type(value).__name__)
+                return value  # type: ignore[no-any-return]
+        return InMemoryEventSink(self.engine_settings.event_retention)
+
+    @property
+    def plugin_infos(self) -> list[PluginInfo]:
+        """What is known of every plugin (loaded or failed)."""
+        return list(self.plugins.infos)
+
+    # -- engines ------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once shutdown began."""
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EngineClosedError(
+                "this ExecutionEngineFactory was shut down; create a new one (or call "
+                "configure_execution_engine_factory again)"
+            )
+
+    async def create_for_user(self, context: UserExecutionContext) -> UserExecutionEngine:
+        """A new engine for ``context``'s user. The caller must ``await engine.cleanup()``
+        (or use ``user_execution_engine``, which always does)."""
+        self._check_open()
+        if not isinstance(context, UserExecutionContext):
+            raise InvalidContextError(
+                f"create_for_user needs a UserExecutionContext, got {type(context).__name__}; "
+                "build one with UserExecutionContext.for_user(user_id)"
+            )
+        user_id = context.user_id
+        engines = self._engines.get(user_id)
+        limit = self.engine_settings.max_engines_per_user
+        if engines is not None and len(engines) >= limit:
+            self._metrics["rejections"] += 1
+            raise EngineLimitError(
+                f"user {user_id!r} already has {len(engines)} engines (the limit is {limit}); "
+                "clean up finished engines (use `async with factory.user_execution_engine(ctx)`) "
+                "or raise max_engines_per_user"
+            )
+        es = self.engine_settings
+        engine = UserExecutionEngine._create(
+            _FACTORY_ONLY, self, context, es.run_timeout, es.tool_timeout
+        )
+        if engines is None:
+            engines = self._engines[user_id] = set()
+        engines.add(engine)
+        try:
+            await self._attach_extensions(engine)
+        except BaseException:
+            engines.discard(engine)
+            if not engines:
+                self._engines.pop(user_id, None)
+            raise
+        self._metrics["engines_created"] += 1
+        self._ensure_sweeper()
+        return engine
+
+    async def _attach_extensions(self, engine: UserExecutionEngine) -> None:
+        if not self.plugins.manager.hook.agentengine_engine_extensions.get_hookimpls():
+            return
+        extensions: list[tuple[str, Any]] = []
+        for plugin_name, value in self.plugins.call_each(
+            "agentengine_engine_extensions", {"context": engine.context, "engine": engine}
+        ):
+            items: Iterable[Any]
+            if value is None:
+                continue
+            items = value if isinstance(value, list | tuple) else (value,)
+            for ext in items:
+                with contextlib.suppress(AttributeError, TypeError):
+                    ext.plugin_name = plugin_name
+                extensions.append((plugin_name, ext))
+        started: list[tuple[str, Any]] = []
+        for plugin_name, ext in extensions:
+            start = getattr(ext, "start", None)
+            if start is not None:
+                try:
+                    await start()
+                except Exception as exc:
+                    self._count_error(plugin_name)
+                    for _, done in reversed(started):
+                        close = getattr(done, "close", None)
+                        if close is not None:
+                            with contextlib.suppress(Exception):
+                                await close()
+                    raise AgentEngineError(
+                        f"plugin {plugin_name!r} failed to start its extension for user "
+                        f"{engine.context.user_id!r}: {type(exc).__name__}: {exc}"
+                    ) from exc
+            started.append((plugin_name, ext))
+        engine._install_extensions(extensions)
+
+    @contextlib.asynccontextmanager
+    async def user_execution_engine(
+        self, context: UserExecutionContext
+    ) -> AsyncIterator[UserExecutionEngine]:
+        """``async with factory.user_execution_engine(ctx) as engine:``; always cleaned up."""
+        engine = await self.create_for_user(context)
+        try:
+            yield engine
+        finally:
+            await engine.cleanup()
+
+    @contextlib.asynccontextmanager
+    async def create_request_scoped_engine(
+        self, context: UserExecutionContext
+    ) -> AsyncIterator[UserExecutionEngine]:
+        """An engine that lives for one request: on exit its runs are cancelled and every
+        resource it opened is released."""
+        async with self.user_execution_engine(context) as engine:
+            yield engine
+
+    def _forget_engine(self, engine: UserExecutionEngine) -> None:
+        engines = self._engines.get(engine.context.user_id)
+        if engines is not None and engine in engines:
+            engines.discard(engine)
+            if not engines:
+                del self._engines[engine.context.user_id]
+            self._metrics["engines_cleaned"] += 1
+
+    def engines_for(self, user_id: str) -> list[UserExecutionEngine]:
+        """The live engines of ``user_id``."""
+        return list(self._engines.get(user_id, ()))
+
+    def _all_engines(self) -> list[UserExecutionEngine]:
+        return [e for engines in self._engines.values() for e in engines]
+
+    # -- accounting -------------------------------------------------------------------------
+
+    def _count_error(self, source: str) -> None:
+        self._errors[source] = self._errors.get(source, 0) + 1
+
+    def _record_run(self, status: RunStatus, duration_ms: float) -> None:
+        m = self._metrics
+        m["runs"] += 1
+        m[f"runs_{status.value}"] += 1
+
+    def get_factory_metrics(self) -> dict[str, Any]:
+        """Engines created / cleaned / active, rejections, runs by status, errors by source."""
+        active_engines = sum(len(e) for e in self._engines.values())
+        return {
+            **self._metrics,
+            "engines_active": active_engines,
+            "users_active": len(self._engines),
+            "runs_active": sum([len(e._active) for e in self._all_engines()]),
+            "errors": dict(self._errors),
+            "plugin_errors": {i.name: i.error for i in self.plugins.errors},
+            "closed": self._closed,
+        }
+
+    # -- idle sweeping ----------------------------------------------------------------------
+
+    def _ensure_sweeper(self) -> None:
+        ttl = self.engine_settings.idle_ttl
+        if ttl is None or self._sweeper is not None:
+            return
+        self._sweeper = asyncio.get_running_loop().create_task(
+            self._sweep_forever(ttl), name="agentengine-idle-sweeper"
+        )
+
+    async def _sweep_forever(self, ttl: float) -> None:
+        interval = max(min(ttl / 2, 60.0), 0.01)
+        while not self._closed:
+            await asyncio.sleep(interval)
+            await self.sweep_idle()
+
+    async def sweep_idle(self, ttl: float | None = None) -> int:
+        """Clean up engines with no active run that were unused for ``ttl`` seconds (the
+        factory's ``idle_ttl`` by default). Returns how many were cleaned."""
+        limit = self.engine_settings.idle_ttl if ttl is None else ttl
+        if limit is None:
+            return 0
+        now = time.monotonic()
+        idle = [e for e in self._all_engines() if not e._active and now - e.last_used >= limit]
+        for engine in idle:
+            _log.info(
+                "cleaning up idle engine",
+                user_id=engine.context.user_id,
+                idle_s=round(now - engine.last_used, 1),
+            )
+            await engine.cleanup()
+        self._metrics["engines_swept"] += len(idle)
+        return len(idle)
+
+    # -- shutdown -------------------------------------------------------------------------------
+
+    async def shutdown(self, drain_timeout: float | None = None) -> None:
+        """Refuse new engines, wait up to ``drain_timeout`` for active runs, cancel what is
+        left (each run still ends with its terminal event), clean up every engine and close the
+        event sink. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        deadline = self.engine_settings.drain_timeout if drain_timeout is None else drain_timeout
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        tasks = [
+            run.task
+            for engine in self._all_engines()
+            for run in engine._active.values()
+            if run.task is not None
+        ]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=deadline)
+            if pending:
+                _log.warning("drain deadline passed; cancelling runs", runs=len(pending))
+        for engine in self._all_engines():
+            await engine.cleanup()
+        await self.events.aclose()
+
+    async def __aenter__(self) -> ExecutionEngineFactory:
+        self._check_open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.shutdown()
+
+    def __repr__(self) -> str:
+        return (
+            f"<ExecutionEngineFactory agents={len(self.agents)} tools={len(self.tools)} "
+            f"engines={sum(len(e) for e in self._engines.values())}>"
+        )
+
+
+# -- the process default ----------------------------------------------------------------------
+
+_default_factory: ExecutionEngineFactory | None = None
+
+
+def configure_execution_engine_factory(**factory_kwargs: Any) -> ExecutionEngineFactory:
+    """Build the process-wide default factory with these ``ExecutionEngineFactory`` arguments.
+
+    Replacing a default that still has engines raises: shut it down first
+    (``await reset_execution_engine_factory().shutdown()``).
+    """
+    global _default_factory  # noqa: PLW0603 - the process default is the point
+    previous = _default_factory
+    if previous is not None and not previous.closed and previous._engines:
+        raise AgentEngineError(
+            "the default ExecutionEngineFactory still has live engines; shut it down first "
+            "(await reset_execution_engine_factory().shutdown())"
+        )
+    _default_factory = ExecutionEngineFactory(**factory_kwargs)
+    return _default_factory
+
+
+def get_execution_engine_factory() -> ExecutionEngineFactory:
+    """The process-wide default factory (built with defaults on first use)."""
+    global _default_factory  # noqa: PLW0603
+    if _default_factory is None or _default_factory.closed:
+        _default_factory = ExecutionEngineFactory()
+    return _default_factory
+
+
+def reset_execution_engine_factory() -> ExecutionEngineFactory | None:
+    """Forget the process default (for tests); returns it so the caller can shut it down."""
+    global _default_factory
+    previous, _default_factory = _default_factory, None
+    return previous

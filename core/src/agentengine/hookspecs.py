@@ -1,0 +1,81 @@
+"""The plugin hooks: what a plugin may implement (each name starts with ``agentengine_``).
+
+Hooks are plain synchronous pluggy hooks, called when a factory is built or an engine is
+created, never per event or per tool call: the per-run work of a plugin lives in the
+*extensions* it returns (see ``agentengine.extensions``), which the engine composes once.
+
+A plugin implements any subset, with any subset of each hook's arguments::
+
+    from agentengine import hookimpl
+
+    class MyPlugin:
+        @hookimpl
+        def agentengine_register_tools(self, registry):
+            registry.add(my_tool)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from agentengine.agents import AgentRegistry
+    from agentengine.config import Settings
+    from agentengine.context import UserExecutionContext
+    from agentengine.engine import UserExecutionEngine
+    from agentengine.sinks import EventSink
+    from agentengine.tools import ToolRegistry
+
+__all__ = ["HOOK_PREFIX", "PROJECT_NAME", "AgentEngineHookSpecs", "hookimpl", "hookspec"]
+
+PROJECT_NAME = "agentengine"
+HOOK_PREFIX = "agentengine_"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+#: Marks a plugin's hook implementation: ``@hookimpl def agentengine_register_tools(...)``.
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+class AgentEngineHookSpecs:
+    """The hook specifications. Argument names are part of the contract."""
+
+    @hookspec
+    def agentengine_configure(self, settings: Settings) -> None:
+        """Read this plugin's table of the configuration (``settings.section("name")``).
+
+        Called once when a factory is built, before any registration hook. Raise
+        ``ConfigError`` naming the key when the table is invalid.
+        """
+
+    @hookspec
+    def agentengine_register_agents(self, registry: AgentRegistry) -> None:
+        """Add agents: ``registry.add(my_agent)``. Duplicate names are refused."""
+
+    @hookspec
+    def agentengine_register_tools(self, registry: ToolRegistry) -> None:
+        """Add tools: ``registry.add(my_tool)``. Duplicate names are refused."""
+
+    @hookspec
+    def agentengine_engine_extensions(
+        self, context: UserExecutionContext, engine: UserExecutionEngine
+    ) -> Any:
+        """Return an extension object (or a list of them, or None) for one user's engine.
+
+        Called once per engine, when the factory creates it. See ``agentengine.extensions``
+        for the optional methods an extension may have.
+        """
+
+    @hookspec(firstresult=True)
+    def agentengine_event_sink(self, settings: Settings) -> EventSink | None:
+        """Return the event sink (transport) for the factory, or None to leave it to others.
+
+        The first plugin returning a sink wins; with none, the in-memory sink is used.
+        """
+
+    @hookspec
+    def agentengine_cli_commands(self) -> Sequence[Any]:
+        """Return ``click`` commands to add to the ``agentengine`` command line."""
+        return ()

@@ -1,0 +1,187 @@
+"""Event sinks: where a run's events go, and how a user's subscribers read them.
+
+The sink is a layer with a small interface (``EventSink``), chosen by the
+``agentengine_event_sink`` hook. The built-in ``InMemoryEventSink`` is the embedded default and,
+being a real implementation, also what tests use.
+
+The in-memory sink keeps one bounded log per user. Each event gets a cursor (its position in
+that user's log, as a string); a subscriber reads the log from a cursor onwards and then waits
+for more. Nothing is copied per subscriber, so a slow subscriber never slows a run or the other
+subscribers: it just falls behind. When it falls so far behind that retention dropped events it
+asked for, it receives an ``EventGap`` saying which, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from agentengine.events import BaseEvent
+
+__all__ = ["EventGap", "EventSink", "InMemoryEventSink", "StreamItem"]
+
+
+class EventGap(BaseModel):
+    """Sent to a subscriber in place of events that retention already dropped.
+
+    ``missed`` events between ``after`` (exclusive) and ``cursor`` (inclusive) are gone; the
+    stream continues after ``cursor``. Resume from ``cursor`` to skip them knowingly.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["events_lost"] = "events_lost"
+    user_id: str
+    after: str | None
+    cursor: str
+    missed: int
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON wire form."""
+        return self.model_dump(mode="json")
+
+
+StreamItem = BaseEvent | EventGap
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """Where events go. ``publish`` must not block: a sink that needs I/O buffers and sends in
+    the background, and reports (logs, counts) anything it cannot deliver."""
+
+    def publish(self, event: BaseEvent) -> None:
+        """Accept one event; set ``event.cursor``."""
+
+    def subscribe(self, user_id: str, after: str | None = None) -> AsyncIterator[StreamItem]:
+        """The user's retained events after ``after`` (all when None), then live ones."""
+
+    async def aclose(self) -> None:
+        """Release resources; end live subscriptions."""
+
+
+class _UserLog:
+    """One user's retained events: ``entries[i]`` has cursor ``first + i``."""
+
+    __slots__ = ("entries", "first", "waiters")
+
+    def __init__(self, retention: int) -> None:
+        self.entries: deque[BaseEvent] = deque(maxlen=retention)
+        self.first = 1  # cursor number of entries[0]
+        self.waiters: list[asyncio.Future[None]] = []
+
+    @property
+    def next_cursor(self) -> int:
+        return self.first + len(self.entries)
+
+    def append(self, event: BaseEvent) -> None:
+        cursor = self.next_cursor
+        if len(self.entries) == self.entries.maxlen:
+            self.first += 1
+        event.cursor = str(cursor)
+        self.entries.append(event)
+        if self.waiters:
+            waiters, self.waiters = self.waiters, []
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+
+
+class InMemoryEventSink:
+    """Per-user bounded event logs in this process, with cursors for resuming.
+
+    ``retention`` is how many events each user's log keeps.
+    """
+
+    def __init__(self, retention: int = 10_000) -> None:
+        if retention < 1:
+            raise ValueError("retention must be at least 1")
+        self.retention = retention
+        self._logs: dict[str, _UserLog] = {}
+        self._closed = False
+        self.published = 0
+
+    def _log(self, user_id: str) -> _UserLog:
+        log = self._logs.get(user_id)
+        if log is None:
+            log = self._logs[user_id] = _UserLog(self.retention)
+        return log
+
+    def publish(self, event: BaseEvent) -> None:
+        self._log(event.user_id).append(event)
+        self.published += 1
+
+    @staticmethod
+    def _parse_cursor(after: str | None, user_id: str) -> int:
+        if after is None:
+            return 0
+        try:
+            value = int(after)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"invalid cursor {after!r} for user {user_id!r}: pass the 'cursor' of an event "
+                "this sink delivered, or None for everything retained"
+            ) from None
+        if value < 0:
+            raise ValueError(f"invalid cursor {after!r}: cursors are not negative")
+        return value
+
+    def latest_cursor(self, user_id: str) -> str | None:
+        """The cursor of the user's newest event (None when there is none)."""
+        log = self._logs.get(user_id)
+        if log is None or not log.entries:
+            return None
+        return str(log.next_cursor - 1)
+
+    async def subscribe(self, user_id: str, after: str | None = None) -> AsyncIterator[StreamItem]:
+        """Yield the user's events after ``after``, then live ones, until the sink closes."""
+        position = self._parse_cursor(after, user_id)  # last cursor number delivered
+        log = self._log(user_id)
+        loop = asyncio.get_running_loop()
+        while not self._closed:
+            if position + 1 >= log.next_cursor:  # caught up: wait for the next event
+                fut: asyncio.Future[None] = loop.create_future()
+                log.waiters.append(fut)
+                try:
+                    await fut
+                finally:
+                    if not fut.done():
+                        fut.cancel()
+                        log.waiters.remove(fut)
+                continue
+            if position + 1 < log.first:
+                gap_end = log.first - 1
+                yield EventGap(
+                    user_id=user_id,
+                    after=None if position == 0 else str(position),
+                    cursor=str(gap_end),
+                    missed=gap_end - position,
+                )
+                position = gap_end
+                continue
+            # Deliver what is there now; re-check the bounds each step since the log can move
+            # while we are suspended in the yield.
+            while position + 1 < log.next_cursor and position + 1 >= log.first:
+                item = log.entries[position + 1 - log.first]
+                position += 1
+                yield item
+
+    def retained(self, user_id: str) -> list[BaseEvent]:
+        """A snapshot of the user's retained events."""
+        log = self._logs.get(user_id)
+        return list(log.entries) if log is not None else []
+
+    def users(self) -> list[str]:
+        """Users with a retained log."""
+        return list(self._logs)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for log in self._logs.values():
+            waiters, log.waiters = log.waiters, []
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)

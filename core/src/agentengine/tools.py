@@ -1,0 +1,272 @@
+"""Tools: typed async functions an agent calls through ``run.call_tool(name, args)``.
+
+``@tool`` turns an annotated async function into a ``FunctionTool``: the docstring is the
+description, the signature becomes a pydantic model (and so a JSON schema), and arguments are
+validated before the handler runs. Plugins that get tools from elsewhere (an MCP server, say)
+subclass ``Tool`` and implement ``validate_args`` and ``invoke`` themselves.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from agentengine.errors import RegistrationError
+
+if TYPE_CHECKING:
+    from agentengine.engine import RunContext
+
+__all__ = [
+    "FunctionTool",
+    "Tool",
+    "ToolArgumentError",
+    "ToolRegistry",
+    "format_validation_error",
+    "signature_model",
+    "tool",
+]
+
+_F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
+
+
+class ToolArgumentError(ValueError):
+    """Arguments did not match a tool's (or agent's) schema. The message lists every problem."""
+
+
+def format_validation_error(what: str, exc: ValidationError) -> str:
+    """One readable line per problem: ``field: message (got value)``."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "(arguments)"
+        got = err.get("input")
+        shown = "" if err["type"] == "missing" else f" (got {got!r:.60})"
+        problems.append(f"{loc}: {err['msg']}{shown}")
+    return f"invalid arguments for {what}: " + "; ".join(problems)
+
+
+def _is_run_param(param: inspect.Parameter, hints: Mapping[str, Any]) -> bool:
+    from agentengine.engine import RunContext
+
+    annotation = hints.get(param.name, param.annotation)
+    return annotation is RunContext or annotation == "RunContext"
+
+
+def signature_model(
+    func: Callable[..., Any], model_name: str, *, skip_first: bool = False
+) -> tuple[type[BaseModel], str | None]:
+    """Build a pydantic model from ``func``'s parameters.
+
+    Returns the model and the name of the parameter that receives the ``RunContext`` (if any).
+    ``*args`` / ``**kwargs`` are refused: a schema needs named parameters.
+    """
+    sig = inspect.signature(func)
+    try:
+        hints = inspect.get_annotations(func, eval_str=True)
+    except NameError:
+        hints = inspect.get_annotations(func)
+    fields: dict[str, Any] = {}
+    run_param: str | None = None
+    params = list(sig.parameters.values())
+    if skip_first and params:
+        run_param = params[0].name
+        params = params[1:]
+    for param in params:
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise RegistrationError(
+                f"{model_name}: parameter {param.name!r} is *args/**kwargs; declare each "
+                "argument as a named, annotated parameter so it has a schema"
+            )
+        if run_param is None and _is_run_param(param, hints):
+            run_param = param.name
+            continue
+        annotation = hints.get(param.name, Any)
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[param.name] = (annotation, default)
+    model = create_model(
+        model_name,
+        __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True),
+        **fields,
+    )
+    return model, run_param
+
+
+def _first_paragraph(doc: str | None) -> str:
+    if not doc:
+        return ""
+    return inspect.cleandoc(doc).split("\n\n", 1)[0].replace("\n", " ").strip()
+
+
+class Tool:
+    """A tool an agent can call. Subclass it for tools whose schema comes from elsewhere.
+
+    ``plugin`` is the name of the plugin that contributed it (set when registered).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        description: str = "",
+        *,
+        timeout: float | None = None,
+        input_schema: dict[str, Any] | None = None,
+    ) -> None:
+        if not name or not isinstance(name, str) or name != name.strip():
+            raise RegistrationError(f"a tool needs a non-empty name without spaces, got {name!r}")
+        if timeout is not None and timeout <= 0:
+            raise RegistrationError(f"tool {name!r}: timeout must be positive, got {timeout}")
+        self.name = name
+        self.description = description
+        self.timeout = timeout
+        self.plugin: str | None = None
+        self._input_schema = input_schema or {"type": "object", "properties": {}}
+
+    @property
+    def input_schema(self) -> dict[str, Any]:
+        """The JSON schema of the arguments."""
+        return self._input_schema
+
+    def validate_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Check ``args``; return them as the handler will receive them.
+
+        Raise ``ToolArgumentError`` naming every problem.
+        """
+        return dict(args)
+
+    async def invoke(self, run: RunContext, args: dict[str, Any]) -> Any:
+        """Run the tool with already validated ``args``."""
+        raise NotImplementedError(f"tool {self.name!r} does not implement invoke()")
+
+    def describe(self) -> dict[str, Any]:
+        """Name, description, schema and timeout, as shown by ``agentengine plugins``."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "input_schema": self.input_schema,
+            "timeout": self.timeout,
+            "plugin": self.plugin,
+        }
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class FunctionTool(Tool):
+    """A tool made from a typed async function (see ``@tool``)."""
+
+    def __init__(
+        self,
+        func: Callable[..., Awaitable[Any]],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        if not inspect.iscoroutinefunction(func):
+            raise RegistrationError(
+                f"@tool needs an async function; {func.__qualname__} is not (define it with "
+                "'async def')"
+            )
+        tool_name = name or func.__name__
+        model, run_param = signature_model(func, f"{tool_name}_args")
+        super().__init__(
+            tool_name,
+            description if description is not None else _first_paragraph(func.__doc__),
+            timeout=timeout,
+            input_schema=model.model_json_schema(),
+        )
+        self.func = func
+        self.args_model = model
+        self._run_param = run_param
+        # Fast path: with no run parameter, validated fields go straight to the function.
+        self._fields = tuple(model.model_fields)
+
+    def validate_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(args, Mapping):
+            raise ToolArgumentError(
+                f"arguments for tool {self.name!r} must be an object (a dict), "
+                f"got {type(args).__name__}"
+            )
+        try:
+            validated = self.args_model.model_validate(args)
+        except ValidationError as exc:
+            raise ToolArgumentError(format_validation_error(f"tool {self.name!r}", exc)) from None
+        return {f: getattr(validated, f) for f in self._fields}
+
+    async def invoke(self, run: RunContext, args: dict[str, Any]) -> Any:
+        if self._run_param is not None:
+            return await self.func(**{self._run_param: run}, **args)
+        return await self.func(**args)
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the underlying function directly (handy in unit tests)."""
+        return await self.func(*args, **kwargs)
+
+
+@overload
+def tool(func: _F, /) -> FunctionTool: ...
+@overload
+def tool(
+    *, name: str | None = None, description: str | None = None, timeout: float | None = None
+) -> Callable[[_F], FunctionTool]: ...
+def tool(
+    func: _F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | None = None,
+) -> FunctionTool | Callable[[_F], FunctionTool]:
+    """Make a tool from an async function: ``@tool`` or ``@tool(timeout=5.0, name=...)``.
+
+    A parameter annotated ``RunContext`` receives the calling run (for scoped resources, the
+    user's context, ``run.think``); it is not part of the schema.
+    """
+
+    def build(f: _F) -> FunctionTool:
+        return FunctionTool(f, name=name, description=description, timeout=timeout)
+
+    return build(func) if func is not None else build
+
+
+class ToolRegistry:
+    """Tools by name. ``add`` refuses a second tool of the same name, naming both plugins."""
+
+    def __init__(self) -> None:
+        self._tools: dict[str, Tool] = {}
+        self.current_plugin: str | None = None
+
+    def add(self, item: Tool | Callable[..., Awaitable[Any]], *, name: str | None = None) -> Tool:
+        """Register a tool (or an async function, which is wrapped with ``@tool``)."""
+        t = item if isinstance(item, Tool) else FunctionTool(item, name=name)
+        if not isinstance(t, Tool):
+            raise RegistrationError(f"not a tool: {item!r}")
+        existing = self._tools.get(t.name)
+        if existing is not None:
+            raise RegistrationError(
+                f"tool {t.name!r} is registered twice: by plugin {existing.plugin!r} and by "
+                f"plugin {self.current_plugin!r}; rename one of them or disable a plugin"
+            )
+        if t.plugin is None:
+            t.plugin = self.current_plugin
+        self._tools[t.name] = t
+        return t
+
+    def get(self, name: str) -> Tool | None:
+        """The tool called ``name``, or None."""
+        return self._tools.get(name)
+
+    def names(self) -> list[str]:
+        """Sorted tool names."""
+        return sorted(self._tools)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(self._tools.values())
+
+    def __len__(self) -> int:
+        return len(self._tools)
