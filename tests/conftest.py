@@ -1,4 +1,9 @@
-"""Shared test configuration: every async test runs on asyncio through anyio's plugin."""
+"""Shared test configuration: every ``async def`` test runs on asyncio through anyio's plugin."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
 
 import pytest
 
@@ -8,14 +13,12 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.get_closest_marker("anyio") is None and _is_coroutine_test(item):
-            item.add_marker(pytest.mark.anyio)
-
-
-def _is_coroutine_test(item: pytest.Item) -> bool:
-    import inspect
-
-    func = getattr(item, "function", None)
-    return func is not None and inspect.iscoroutinefunction(func)
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: Any, name: str, obj: Any) -> None:
+    # Mark coroutine tests before they are collected, so parametrization sees the marker.
+    if (
+        collector.funcnamefilter(name)
+        and inspect.iscoroutinefunction(obj)
+        and not any(m.name == "anyio" for m in getattr(obj, "pytestmark", []))
+    ):
+        pytest.mark.anyio(obj)

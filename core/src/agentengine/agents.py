@@ -60,7 +60,6 @@ class Agent:
         )
         self.input_model, _ = signature_model(func, f"{self.name}_input", skip_first=True)
         self._fields = tuple(self.input_model.model_fields)
-        self.plugin: str | None = None
 
     @property
     def input_schema(self) -> dict[str, Any]:
@@ -86,12 +85,11 @@ class Agent:
         return await self.func(run, **kwargs)
 
     def describe(self) -> dict[str, Any]:
-        """Name, description, input schema and plugin."""
+        """Name, description and input schema."""
         return {
             "name": self.name,
             "description": self.description,
             "input_schema": self.input_schema,
-            "plugin": self.plugin,
         }
 
     def __repr__(self) -> str:
@@ -122,21 +120,25 @@ class AgentRegistry:
 
     def __init__(self) -> None:
         self._agents: dict[str, Agent] = {}
+        self._owners: dict[str, str | None] = {}
+        #: The plugin whose registration hook is running (set by the factory).
         self.current_plugin: str | None = None
 
     def add(self, item: Agent | Callable[..., Awaitable[Any]], *, name: str | None = None) -> Agent:
         """Register an agent (or an async function, which is wrapped with ``@agent``)."""
         a = item if isinstance(item, Agent) else Agent(item, name=name)
-        existing = self._agents.get(a.name)
-        if existing is not None:
+        if a.name in self._agents:
             raise RegistrationError(
-                f"agent {a.name!r} is registered twice: by plugin {existing.plugin!r} and by "
+                f"agent {a.name!r} is registered twice: by plugin {self._owners[a.name]!r} and by "
                 f"plugin {self.current_plugin!r}; rename one of them or disable a plugin"
             )
-        if a.plugin is None:
-            a.plugin = self.current_plugin
         self._agents[a.name] = a
+        self._owners[a.name] = self.current_plugin
         return a
+
+    def owner(self, name: str) -> str | None:
+        """The name of the plugin that registered ``name``."""
+        return self._owners.get(name)
 
     def get(self, name: str) -> Agent | None:
         """The agent called ``name``, or None."""

@@ -456,8 +456,6 @@ class UserExecutionEngine:
                 observers.append((plugin_name, ext.on_event))
             if _overrides(ext, "tools"):
                 for t in ext.tools():
-                    if t.plugin is None:
-                        t.plugin = plugin_name
                     local_tools[t.name] = t
             if _overrides(ext, "resolve_tool"):
                 resolvers.append(ext.resolve_tool)

@@ -158,16 +158,14 @@ class ExecutionEngineFactory:
         ps.call_each("agentengine_register_agents", {"registry": self.agents}, agents_owner)
         ps.call_each("agentengine_register_tools", {"registry": self.tools}, tools_owner)
         self.agents.current_plugin = self.tools.current_plugin = None
-        for agent in self.agents:
-            if agent.name in before_agents:
-                continue
-            info = ps.info(agent.plugin or "")
+        for name in self.agents.names():
+            info = ps.info(self.agents.owner(name) or "")
+            if info is not None and name not in before_agents:
+                info.agents.append(name)
+        for name in self.tools.names():
+            info = ps.info(self.tools.owner(name) or "")
             if info is not None:
-                info.agents.append(agent.name)
-        for t in self.tools:
-            info = ps.info(t.plugin or "")
-            if info is not None:
-                info.tools.append(t.name)
+                info.tools.append(name)
         for info in ps.errors:
             self._count_error(info.name)
             _log.error(

@@ -100,10 +100,7 @@ def _first_paragraph(doc: str | None) -> str:
 
 
 class Tool:
-    """A tool an agent can call. Subclass it for tools whose schema comes from elsewhere.
-
-    ``plugin`` is the name of the plugin that contributed it (set when registered).
-    """
+    """A tool an agent can call. Subclass it for tools whose schema comes from elsewhere."""
 
     def __init__(
         self,
@@ -120,7 +117,6 @@ class Tool:
         self.name = name
         self.description = description
         self.timeout = timeout
-        self.plugin: str | None = None
         self._input_schema = input_schema or {"type": "object", "properties": {}}
 
     @property
@@ -146,7 +142,6 @@ class Tool:
             "description": self.description,
             "input_schema": self.input_schema,
             "timeout": self.timeout,
-            "plugin": self.plugin,
         }
 
     def __repr__(self) -> str:
@@ -236,6 +231,8 @@ class ToolRegistry:
 
     def __init__(self) -> None:
         self._tools: dict[str, Tool] = {}
+        self._owners: dict[str, str | None] = {}
+        #: The plugin whose registration hook is running (set by the factory).
         self.current_plugin: str | None = None
 
     def add(self, item: Tool | Callable[..., Awaitable[Any]], *, name: str | None = None) -> Tool:
@@ -243,16 +240,18 @@ class ToolRegistry:
         t = item if isinstance(item, Tool) else FunctionTool(item, name=name)
         if not isinstance(t, Tool):
             raise RegistrationError(f"not a tool: {item!r}")
-        existing = self._tools.get(t.name)
-        if existing is not None:
+        if t.name in self._tools:
             raise RegistrationError(
-                f"tool {t.name!r} is registered twice: by plugin {existing.plugin!r} and by "
+                f"tool {t.name!r} is registered twice: by plugin {self._owners[t.name]!r} and by "
                 f"plugin {self.current_plugin!r}; rename one of them or disable a plugin"
             )
-        if t.plugin is None:
-            t.plugin = self.current_plugin
         self._tools[t.name] = t
+        self._owners[t.name] = self.current_plugin
         return t
+
+    def owner(self, name: str) -> str | None:
+        """The name of the plugin that registered ``name``."""
+        return self._owners.get(name)
 
     def get(self, name: str) -> Tool | None:
         """The tool called ``name``, or None."""
