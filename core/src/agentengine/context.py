@@ -100,11 +100,17 @@ class UserExecutionContext(BaseModel):
 
     @field_validator("metadata", mode="before")
     @classmethod
-    def _freeze_metadata(cls, value: object) -> Mapping[str, Any]:
+    def _check_metadata(cls, value: object) -> Mapping[str, Any]:
         if value is None:
-            return MappingProxyType({})
+            return {}
         if not isinstance(value, Mapping):
             raise InvalidContextError(f"metadata must be a mapping, got {type(value).__name__}")
+        return value
+
+    @field_validator("metadata", mode="after")
+    @classmethod
+    def _freeze_metadata(cls, value: Mapping[str, Any]) -> Mapping[str, Any]:
+        # A read-only view of a private copy: the caller's dict can change, ours cannot.
         return MappingProxyType(dict(value))
 
     @field_serializer("metadata")

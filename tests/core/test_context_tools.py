@@ -1,0 +1,161 @@
+"""Contexts, tools and agents: validation and schemas."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from agentengine import (
+    InvalidContextError,
+    RegistrationError,
+    RunContext,
+    ToolArgumentError,
+    UserExecutionContext,
+    agent,
+    tool,
+)
+from agentengine.context import MAX_CONTEXT_DEPTH, PLACEHOLDER_IDS
+
+REQUIRED_PLACEHOLDERS = [
+    "registry", "placeholder", "default", "temp", "none", "null", "undefined", "test", "demo",
+    "mock", "fake", "example", "sample", "template", "xxx", "0", "1",
+]
+
+
+def test_contract_examples() -> None:
+    ctx = UserExecutionContext(user_id="alice", thread_id="t-1", run_id="r-1")
+    assert ctx.request_id.startswith("req-")
+    generated = UserExecutionContext.for_user("alice")
+    assert generated.thread_id and generated.run_id and generated.request_id
+    child = ctx.child("summarise")
+    assert child.request_id != ctx.request_id
+    assert child.parent_request_id == ctx.request_id
+    assert child.depth == ctx.depth + 1
+    assert (child.user_id, child.thread_id, child.run_id) == ("alice", "t-1", "r-1")
+    with pytest.raises(ValidationError):
+        ctx.user_id = "bob"  # type: ignore[misc]
+    with pytest.raises(InvalidContextError):
+        UserExecutionContext(user_id="", thread_id="t", run_id="r")
+    with pytest.raises(InvalidContextError, match="placeholder"):
+        UserExecutionContext(user_id="registry", thread_id="t", run_id="r")
+    assert issubclass(InvalidContextError, ValueError)
+
+
+@pytest.mark.parametrize("value", REQUIRED_PLACEHOLDERS)
+@pytest.mark.parametrize("field", ["user_id", "thread_id", "run_id", "request_id"])
+def test_every_placeholder_is_refused_in_every_id(field: str, value: str) -> None:
+    fields = {"user_id": "alice", "thread_id": "t-1", "run_id": "r-1", field: value}
+    with pytest.raises(InvalidContextError, match=f"{field} .*placeholder"):
+        UserExecutionContext(**fields)
+
+
+@given(st.sampled_from(REQUIRED_PLACEHOLDERS), st.data())
+def test_placeholders_are_case_insensitive(value: str, data: st.DataObject) -> None:
+    mixed = "".join(
+        c.upper() if data.draw(st.booleans()) else c.lower() for c in value
+    )
+    with pytest.raises(InvalidContextError):
+        UserExecutionContext.for_user(mixed)
+
+
+@pytest.mark.parametrize("bad", ["", "   ", " alice", "alice\n", "a\x00b", 42, None])
+def test_blank_padded_or_non_string_ids_are_refused(bad: object) -> None:
+    with pytest.raises(InvalidContextError):
+        UserExecutionContext(user_id=bad, thread_id="t", run_id="r")  # type: ignore[arg-type]
+
+
+def test_required_placeholders_are_all_listed() -> None:
+    assert set(REQUIRED_PLACEHOLDERS) <= PLACEHOLDER_IDS
+
+
+def test_metadata_is_read_only_and_copied() -> None:
+    source = {"plan": "pro"}
+    ctx = UserExecutionContext.for_user("alice", metadata=source)
+    source["plan"] = "free"
+    assert ctx.metadata["plan"] == "pro"
+    with pytest.raises(TypeError):
+        ctx.metadata["plan"] = "hacked"  # type: ignore[index]
+    assert ctx.model_dump()["metadata"] == {"plan": "pro"}
+
+
+def test_child_depth_limit() -> None:
+    ctx = UserExecutionContext.for_user("alice")
+    for _ in range(MAX_CONTEXT_DEPTH):
+        ctx = ctx.child("deeper")
+    assert ctx.depth == 10
+    with pytest.raises(InvalidContextError, match="deeper than 10"):
+        ctx.child("too deep")
+
+
+def test_unknown_fields_are_refused() -> None:
+    with pytest.raises(InvalidContextError, match="db_session"):
+        UserExecutionContext(user_id="alice", db_session=object())  # type: ignore[call-arg]
+
+
+def test_tool_from_signature() -> None:
+    @tool(timeout=5.0)
+    async def add(a: int, b: int = 2) -> int:
+        """Add two integers.
+
+        More details that are not part of the description.
+        """
+        return a + b
+
+    assert add.name == "add" and add.timeout == 5.0
+    assert add.description == "Add two integers."
+    schema = add.input_schema
+    assert schema["required"] == ["a"]
+    assert schema["properties"]["a"]["type"] == "integer"
+    assert add.validate_args({"a": "3"}) == {"a": 3, "b": 2}
+    with pytest.raises(ToolArgumentError, match=r"a: Input should be a valid integer.*c: Extra"):
+        add.validate_args({"a": "x", "c": 1})
+
+
+def test_tool_with_run_context_parameter_excludes_it_from_schema() -> None:
+    @tool
+    async def whoami(run: RunContext, shout: bool = False) -> str:
+        """Who runs this."""
+        return run.user_id
+
+    assert list(whoami.input_schema["properties"]) == ["shout"]
+
+
+def test_bad_tool_and_agent_definitions_are_refused() -> None:
+    def sync_tool(a: int) -> int:
+        return a
+
+    with pytest.raises(RegistrationError, match="async"):
+        tool(sync_tool)  # type: ignore[arg-type]
+
+    async def star(*args: int) -> int:
+        return 0
+
+    with pytest.raises(RegistrationError, match="named, annotated parameter"):
+        tool(star)
+    async def fine(a: int) -> int:
+        return a
+
+    with pytest.raises(RegistrationError, match="timeout must be positive"):
+        tool(timeout=0)(fine)
+
+    async def no_run() -> None:
+        return None
+
+    with pytest.raises(RegistrationError, match="RunContext as its first parameter"):
+        agent(no_run)
+
+
+def test_agent_input_validation() -> None:
+    @agent(name="greet")
+    async def greet(run: RunContext, name: str, times: int = 1) -> str:
+        """Greet someone."""
+        return name * times
+
+    assert greet.description == "Greet someone."
+    assert greet.validate_input({"name": "x"}) == {"name": "x", "times": 1}
+    with pytest.raises(ToolArgumentError, match="name: Field required"):
+        greet.validate_input({})
+    with pytest.raises(ToolArgumentError, match="must be an object"):
+        greet.validate_input(["x"])  # type: ignore[arg-type]
