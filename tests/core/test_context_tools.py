@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-from pydantic import ValidationError
-
 from agentengine import (
     InvalidContextError,
     RegistrationError,
@@ -17,10 +13,28 @@ from agentengine import (
     tool,
 )
 from agentengine.context import MAX_CONTEXT_DEPTH, PLACEHOLDER_IDS
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
 REQUIRED_PLACEHOLDERS = [
-    "registry", "placeholder", "default", "temp", "none", "null", "undefined", "test", "demo",
-    "mock", "fake", "example", "sample", "template", "xxx", "0", "1",
+    "registry",
+    "placeholder",
+    "default",
+    "temp",
+    "none",
+    "null",
+    "undefined",
+    "test",
+    "demo",
+    "mock",
+    "fake",
+    "example",
+    "sample",
+    "template",
+    "xxx",
+    "0",
+    "1",
 ]
 
 
@@ -53,9 +67,7 @@ def test_every_placeholder_is_refused_in_every_id(field: str, value: str) -> Non
 
 @given(st.sampled_from(REQUIRED_PLACEHOLDERS), st.data())
 def test_placeholders_are_case_insensitive(value: str, data: st.DataObject) -> None:
-    mixed = "".join(
-        c.upper() if data.draw(st.booleans()) else c.lower() for c in value
-    )
+    mixed = "".join(c.upper() if data.draw(st.booleans()) else c.lower() for c in value)
     with pytest.raises(InvalidContextError):
         UserExecutionContext.for_user(mixed)
 
@@ -134,6 +146,7 @@ def test_bad_tool_and_agent_definitions_are_refused() -> None:
 
     with pytest.raises(RegistrationError, match="named, annotated parameter"):
         tool(star)
+
     async def fine(a: int) -> int:
         return a
 

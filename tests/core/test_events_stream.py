@@ -7,10 +7,6 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from outcome_agents import OutcomesPlugin
-
 from agentengine import (
     AgentStartedEvent,
     AgentThinkingEvent,
@@ -23,12 +19,21 @@ from agentengine import (
     UserExecutionContext,
     parse_event,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from outcome_agents import OutcomesPlugin
 
 
 def thinking(user: str, seq: int) -> AgentThinkingEvent:
     return AgentThinkingEvent(
-        run_id="r", user_id=user, thread_id="t", agent="a", seq=seq, ts=datetime.now(UTC),
-        text=f"{user}-{seq}", step=seq,
+        run_id="r",
+        user_id=user,
+        thread_id="t",
+        agent="a",
+        seq=seq,
+        ts=datetime.now(UTC),
+        text=f"{user}-{seq}",
+        step=seq,
     )
 
 
@@ -51,8 +56,12 @@ async def test_resume_after_cursor_loses_and_repeats_nothing() -> None:
             seen += await take(f.events, "alice", None, 3)  # type: ignore[arg-type]
             second = await engine.execute_agent("calc", {"text": "2"})
             resumed = asyncio.create_task(
-                take(f.events, "alice", seen[-1].cursor,  # type: ignore[arg-type]
-                     len(first.events) + 2 * len(second.events) - 3)
+                take(
+                    f.events,
+                    "alice",
+                    seen[-1].cursor,  # type: ignore[arg-type]
+                    len(first.events) + 2 * len(second.events) - 3,
+                )
             )
             third = await engine.execute_agent("calc", {"text": "3"})
             seen += await asyncio.wait_for(resumed, 5)
@@ -128,8 +137,12 @@ def test_any_interleaving_delivers_exactly_the_users_events(
             if wanted == 0:
                 continue
             dropped = max(0, total - retention)
-            got = await take(sink, user, str(after) if after else None,
-                             wanted if after >= dropped else (total - dropped) + 1)
+            got = await take(
+                sink,
+                user,
+                str(after) if after else None,
+                wanted if after >= dropped else (total - dropped) + 1,
+            )
             events = [g for g in got if isinstance(g, BaseEvent)]
             gaps = [g for g in got if isinstance(g, EventGap)]
             assert all(e.user_id == user for e in events)
@@ -142,15 +155,30 @@ def test_any_interleaving_delivers_exactly_the_users_events(
 
 def test_wire_form_round_trips_through_json() -> None:
     started = AgentStartedEvent(
-        run_id="r", user_id="u", thread_id="t", agent="a", seq=1, ts=datetime.now(UTC),
+        run_id="r",
+        user_id="u",
+        thread_id="t",
+        agent="a",
+        seq=1,
+        ts=datetime.now(UTC),
         input={"q": "x"},
     )
     wire = json.dumps(started.to_wire())
     back = parse_event(wire)
     assert isinstance(back, AgentStartedEvent) and back == started
     done = ToolCompletedEvent.model_construct(
-        run_id="r", user_id="u", thread_id="t", agent="a", seq=2, ts=datetime.now(UTC),
-        tool="x", tool_call_id="r.1", status=ToolStatus.OK, result=object(), error=None, duration_ms=1.0,
+        run_id="r",
+        user_id="u",
+        thread_id="t",
+        agent="a",
+        seq=2,
+        ts=datetime.now(UTC),
+        tool="x",
+        tool_call_id="r.1",
+        status=ToolStatus.OK,
+        result=object(),
+        error=None,
+        duration_ms=1.0,
     )
     data = done.to_wire()  # a result JSON cannot hold is rendered, never an exception
     assert data["result"].startswith("<object object")

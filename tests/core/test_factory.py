@@ -6,10 +6,8 @@ import asyncio
 import gc
 import weakref
 
-import pytest
-from outcome_agents import OutcomesPlugin
-
 import agentengine
+import pytest
 from agentengine import (
     EngineClosedError,
     EngineLimitError,
@@ -20,6 +18,7 @@ from agentengine import (
     UserExecutionContext,
     UserExecutionEngine,
 )
+from outcome_agents import OutcomesPlugin
 
 
 def make_factory(**kwargs) -> ExecutionEngineFactory:  # type: ignore[no-untyped-def]

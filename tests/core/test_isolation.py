@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from invariants import check_run, check_stream
-from outcome_agents import OutcomesPlugin
-
 from agentengine import (
     BaseEvent,
     ExecutionEngineFactory,
@@ -18,6 +15,8 @@ from agentengine import (
     agent,
     hookimpl,
 )
+from invariants import check_run, check_stream
+from outcome_agents import OutcomesPlugin
 
 
 async def collect(factory: ExecutionEngineFactory, user: str, expected: int, out: list[BaseEvent]):

@@ -6,9 +6,6 @@ import asyncio
 from typing import Any
 
 import pytest
-from invariants import check_run, check_stream
-from outcome_agents import OutcomesPlugin
-
 from agentengine import (
     BaseEvent,
     ExecutionEngineFactory,
@@ -17,6 +14,8 @@ from agentengine import (
     UserExecutionContext,
     hookimpl,
 )
+from invariants import check_run, check_stream
+from outcome_agents import OutcomesPlugin
 
 
 def make_factory(*extra: Any, **kwargs: Any) -> ExecutionEngineFactory:

@@ -7,8 +7,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from outcome_agents import OutcomesPlugin, add, calc
-
 from agentengine import (
     ExecutionEngineFactory,
     Extension,
@@ -20,6 +18,7 @@ from agentengine import (
     agent,
     hookimpl,
 )
+from outcome_agents import OutcomesPlugin, add, calc
 
 
 def install_fake_distribution(
@@ -95,7 +94,7 @@ async def test_plugin_failing_at_import_is_reported_and_others_work(
 
 
 def test_strict_mode_fails_fast(broken_distribution: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(PluginLoadError, match="broken.*frobnicate"):
+    with pytest.raises(PluginLoadError, match=r"broken.*frobnicate"):
         ExecutionEngineFactory(strict_plugins=True)
     monkeypatch.setenv("AGENTENGINE_STRICT_PLUGINS", "1")
     with pytest.raises(PluginLoadError):
@@ -288,7 +287,7 @@ async def test_extension_failing_to_start_names_the_plugin() -> None:
         plugins=[RecorderPlugin("a", log), FailsPlugin()], load_entrypoints=False
     )
     async with factory:
-        with pytest.raises(Exception, match="plugin 'needs-db' failed to start.*no database"):
+        with pytest.raises(Exception, match=r"plugin 'needs-db' failed to start.*no database"):
             await factory.create_for_user(UserExecutionContext.for_user("alice"))
         assert log == ["a:start", "a:close"]  # what started was closed again
         assert factory.get_factory_metrics()["engines_active"] == 0

@@ -59,7 +59,6 @@ class Agent:
             description if description is not None else _first_paragraph(func.__doc__)
         )
         self.input_model, _ = signature_model(func, f"{self.name}_input", skip_first=True)
-        self._fields = tuple(self.input_model.model_fields)
 
     @property
     def input_schema(self) -> dict[str, Any]:
@@ -79,7 +78,7 @@ class Agent:
             validated = self.input_model.model_validate(data)
         except ValidationError as exc:
             raise ToolArgumentError(format_validation_error(f"agent {self.name!r}", exc)) from None
-        return {f: getattr(validated, f) for f in self._fields}
+        return validated.__dict__  # exactly the fields (extra="forbid"); see FunctionTool
 
     async def __call__(self, run: RunContext, **kwargs: Any) -> Any:
         return await self.func(run, **kwargs)

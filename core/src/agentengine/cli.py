@@ -206,3 +206,7 @@ def demo_command(users: int, runs: int, as_json: bool) -> None:
         print_summary(summary, click.echo)
     ok = summary["isolation"]["wrong_user_events"] == 0 and summary["runs"]["failed"] == 0
     sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
+from agentengine.deadlines import DeadlineScheduler
 from agentengine.errors import EngineClosedError, ToolError, UnknownAgentError
 from agentengine.events import (
     AgentCompletedEvent,
@@ -32,6 +33,7 @@ from agentengine.events import (
     ToolCompletedEvent,
     ToolExecutingEvent,
     ToolStatus,
+    _build,
 )
 from agentengine.extensions import Extension, ToolCall
 from agentengine.tools import Tool, ToolArgumentError, ToolRegistry
@@ -47,6 +49,7 @@ _log = structlog.get_logger("agentengine.engine")
 _now = datetime.now
 _perf = time.perf_counter
 
+_E = TypeVar("_E", bound=BaseEvent)
 RunChain = Callable[["RunContext"], Awaitable[Any]]
 ToolChain = Callable[["RunContext", ToolCall], Awaitable[Any]]
 
@@ -91,16 +94,23 @@ class RunContext:
     """What an agent (and a tool taking a ``RunContext`` parameter) sees of its run."""
 
     __slots__ = (
+        "_agent_name",
+        "_base_context",
+        "_cancel_requested",
+        "_context",
+        "_done",
         "_engine",
         "_events",
         "_finished",
+        "_inline",
         "_result",
         "_started_at",
         "_think_steps",
+        "_thread_id",
         "_tool_calls",
+        "_user_id",
         "_waiter",
         "agent",
-        "context",
         "input",
         "run_id",
         "scope",
@@ -122,14 +132,24 @@ class RunContext:
         self.agent = agent
         self.input = run_input
         self.run_id = run_id
-        #: The user's context (its ``run_id`` is this run's).
-        self.context = context
+        # The run's context is the engine's with this run's id; made on first access, since
+        # the hot path needs only the ids cached here.
+        self._base_context = context
+        self._context: UserExecutionContext | None = context if context.run_id == run_id else None
+        self._user_id = context.user_id
+        self._thread_id = context.thread_id
+        self._agent_name = agent.name
         self.timeout = timeout
         #: Per-run scratch space for extensions (keyed by plugin name, by convention).
         self.state: dict[str, Any] = {}
         #: Request-scoped resources (see the ``request_scope`` built-in plugin); a mapping.
         self.scope: Any = None
-        self.task: asyncio.Task[None] | None = None
+        #: The task the run executes in: its own (``start_run``) or the caller's
+        #: (``execute_agent``, which runs inline to spare a task per run).
+        self.task: asyncio.Task[Any] | None = None
+        self._inline = False
+        self._cancel_requested = False
+        self._done: asyncio.Future[None] | None = None
         self._events: list[BaseEvent] = []
         self._waiter: asyncio.Future[None] | None = None
         self._finished = False
@@ -139,30 +159,43 @@ class RunContext:
         self._started_at = _perf()
 
     @property
+    def context(self) -> UserExecutionContext:
+        """The user's context; its ``run_id`` is this run's."""
+        ctx = self._context
+        if ctx is None:
+            ctx = self._context = self._base_context.model_copy(update={"run_id": self.run_id})
+        return ctx
+
+    @property
     def user_id(self) -> str:
         """The user this run belongs to."""
-        return self.context.user_id
+        return self._user_id
 
     @property
     def thread_id(self) -> str:
         """The conversation thread."""
-        return self.context.thread_id
+        return self._thread_id
 
     @property
     def events(self) -> list[BaseEvent]:
         """The run's events so far (a copy)."""
         return list(self._events)
 
-    def _common(self) -> dict[str, Any]:
-        ctx = self.context
-        return {
-            "run_id": self.run_id,
-            "user_id": ctx.user_id,
-            "thread_id": ctx.thread_id,
-            "agent": self.agent.name,
-            "seq": len(self._events) + 1,
-            "ts": _now(UTC),
-        }
+    def _event(self, cls: type[_E], type_: str, **specific: Any) -> _E:
+        return _build(
+            cls,
+            {
+                "type": type_,
+                "run_id": self.run_id,
+                "user_id": self._user_id,
+                "thread_id": self._thread_id,
+                "agent": self._agent_name,
+                "seq": len(self._events) + 1,
+                "ts": _now(UTC),
+                "cursor": None,
+                **specific,
+            },
+        )
 
     def _emit(self, event: BaseEvent) -> None:
         # Hot path: no hook lookups here, just the engine's precomposed observer tuple.
@@ -180,8 +213,8 @@ class RunContext:
             raise EngineClosedError(f"run {self.run_id} has already ended; think() is too late")
         self._think_steps += 1
         self._emit(
-            AgentThinkingEvent.model_construct(
-                text=str(text), step=self._think_steps, **self._common()
+            self._event(
+                AgentThinkingEvent, "agent_thinking", text=str(text), step=self._think_steps
             )
         )
 
@@ -198,8 +231,8 @@ class RunContext:
         call_id = f"{self.run_id}.{self._tool_calls}"
         raw_args = dict(args) if isinstance(args, Mapping) else {}
         self._emit(
-            ToolExecutingEvent.model_construct(
-                tool=name, tool_call_id=call_id, args=raw_args, **self._common()
+            self._event(
+                ToolExecutingEvent, "tool_executing", tool=name, tool_call_id=call_id, args=raw_args
             )
         )
         started = _perf()
@@ -225,8 +258,12 @@ class RunContext:
             raise ToolError(name, "error", str(exc), call_id) from None
         limit = tool.timeout if tool.timeout is not None else engine._tool_timeout
         try:
-            async with asyncio.timeout(limit) as deadline:
-                result = await engine._tool_chain(self, ToolCall(tool, call_id, validated))
+            async with engine._deadlines.deadline(limit) as deadline:
+                chain = engine._tool_chain
+                if chain is _invoke_tool:  # no middleware: skip the ToolCall and a frame
+                    result = await tool.invoke(self, validated)
+                else:
+                    result = await chain(self, ToolCall(tool, call_id, validated))
         except TimeoutError as exc:
             if deadline.expired():
                 message = f"tool {name!r} timed out after {limit:g}s"
@@ -260,16 +297,32 @@ class RunContext:
         if self._finished:  # the run already ended (engine cleanup); nothing may follow
             return
         self._emit(
-            ToolCompletedEvent.model_construct(
+            self._event(
+                ToolCompletedEvent,
+                "tool_completed",
                 tool=name,
                 tool_call_id=call_id,
                 status=status,
                 result=result,
                 error=error,
                 duration_ms=(_perf() - started) * 1000.0,
-                **self._common(),
             )
         )
+
+    def _request_cancel(self) -> None:
+        """Cancel the run on behalf of the engine (handle.cancel, cleanup, shutdown)."""
+        task = self.task
+        if not self._finished and task is not None and not task.done():
+            self._cancel_requested = True
+            task.cancel()
+
+    async def _wait_finished(self) -> None:
+        """Wait until the terminal event was emitted; cancelling the waiter spares the run."""
+        if self._finished:
+            return
+        if self._done is None:
+            self._done = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._done)
 
     def __repr__(self) -> str:
         return f"<RunContext {self.run_id} agent={self.agent.name!r} user={self.user_id!r}>"
@@ -328,15 +381,11 @@ class RunHandle:
 
     def cancel_nowait(self) -> None:
         """Request cancellation without waiting."""
-        task = self._run.task
-        if task is not None and not task.done():
-            task.cancel()
+        self._run._request_cancel()
 
     async def wait(self) -> None:
         """Wait until the run has ended, without cancelling it if the waiter is cancelled."""
-        task = self._run.task
-        if task is not None and not task.done():
-            await asyncio.wait((task,))
+        await self._run._wait_finished()
 
     async def result(self) -> RunResult:
         """Wait for the run to end; return its ``RunResult``."""
@@ -363,6 +412,7 @@ class UserExecutionEngine:
         "__weakref__",
         "_active",
         "_closed",
+        "_deadlines",
         "_extensions",
         "_factory",
         "_observers",
@@ -382,6 +432,7 @@ class UserExecutionEngine:
 
     _active: dict[str, RunContext]
     _closed: bool
+    _deadlines: DeadlineScheduler
     _extensions: tuple[Any, ...]
     _factory: ExecutionEngineFactory
     _observers: tuple[tuple[str, Callable[[BaseEvent], None]], ...]
@@ -419,10 +470,11 @@ class UserExecutionEngine:
         self = object.__new__(cls)
         self._factory = factory
         self.context = context
-        self.engine_id = uuid.uuid4().hex
+        self.engine_id = os.urandom(16).hex()
         self._run_timeout = run_timeout
         self._tool_timeout = tool_timeout
         self._tools = factory.tools
+        self._deadlines = factory.deadlines
         self._tool_resolvers = ()
         self._extensions = ()
         self._observers = ()
@@ -544,6 +596,33 @@ class UserExecutionEngine:
         """
         return self._resolve_agent(agent).validate_input(run_input)
 
+    def _new_run(
+        self,
+        agent: str,
+        run_input: Mapping[str, Any] | None,
+        timeout: float | None,
+        run_id: str | None,
+    ) -> RunContext:
+        self._check_open()
+        found = self._resolve_agent(agent)
+        ctx = self.context
+        if run_id is None and not self._used_context_run_id:
+            self._used_context_run_id = True
+            run_id = ctx.run_id
+        elif run_id is None:
+            run_id = f"run-{os.urandom(12).hex()}"  # unique like a uuid4, at a quarter the cost
+        if run_id in self._active:
+            raise ValueError(f"run id {run_id!r} is already active on this engine; use a new one")
+        given = dict(run_input) if isinstance(run_input, Mapping) else {}
+        run = RunContext(self, found, given, run_id, ctx, timeout or self._run_timeout)
+        self.last_used = time.monotonic()
+        self.stats[0] += 1
+        self._active[run_id] = run
+        # agent_started goes out before the run executes at all, so that even a run cancelled
+        # before its first step has its first event.
+        run._emit(run._event(AgentStartedEvent, "agent_started", input=given))
+        return run
+
     async def start_run(
         self,
         agent: str,
@@ -552,32 +631,12 @@ class UserExecutionEngine:
         timeout: float | None = None,
         run_id: str | None = None,
     ) -> RunHandle:
-        """Start ``agent`` with ``input`` (keyword arguments of the agent); return its handle.
-
-        ``timeout`` is the whole-run deadline (the factory's ``run_timeout`` by default).
-        """
-        self._check_open()
-        found = self._resolve_agent(agent)
-        ctx = self.context
-        if run_id is None and not self._used_context_run_id:
-            self._used_context_run_id = True
-            run_id = ctx.run_id
-        elif run_id is None:
-            run_id = f"run-{uuid.uuid4().hex}"
-        if run_id != ctx.run_id:
-            ctx = ctx.model_copy(update={"run_id": run_id})
-        run_input = dict(input) if isinstance(input, Mapping) else {}
-        run = RunContext(
-            self, found, run_input, run_id, ctx, timeout if timeout else self._run_timeout
-        )
-        self.last_used = time.monotonic()
-        self.stats[0] += 1
-        self._active[run_id] = run
-        # agent_started is emitted here, before the task exists, so that even a run cancelled
-        # before its first step has its first event.
-        run._emit(AgentStartedEvent.model_construct(input=run_input, **run._common()))
+        """Start ``agent`` with ``input`` (keyword arguments of the agent) in its own task;
+        return its handle. ``timeout`` is the whole-run deadline (the factory's ``run_timeout``
+        by default)."""
+        run = self._new_run(agent, input, timeout, run_id)
         task = asyncio.get_running_loop().create_task(
-            self._drive(run, input), name=f"agentengine-run-{run_id}"
+            self._drive(run, input), name=f"agentengine-run-{run.run_id}"
         )
         run.task = task
         task.add_done_callback(functools.partial(self._on_task_done, run))
@@ -591,14 +650,19 @@ class UserExecutionEngine:
         timeout: float | None = None,
         run_id: str | None = None,
     ) -> RunResult:
-        """Run ``agent`` to the end and return its ``RunResult`` (never raises for a failed
-        run: look at ``result.status``). Cancelling the caller cancels the run."""
-        handle = await self.start_run(agent, input, timeout=timeout, run_id=run_id)
-        try:
-            return await handle.result()
-        except asyncio.CancelledError:
-            handle.cancel_nowait()
-            raise
+        """Run ``agent`` to the end and return its ``RunResult``; a failed run is a result with
+        its ``status``, not an exception.
+
+        The run executes inline, in the caller's task (no task per run). Cancelling the caller
+        cancels the run: its terminal event is emitted, then ``CancelledError`` propagates.
+        """
+        run = self._new_run(agent, input, timeout, run_id)
+        run.task = asyncio.current_task()
+        run._inline = True
+        await self._drive(run, input)
+        result = run._result
+        assert result is not None  # _drive always finishes the run
+        return result
 
     async def execute_pipeline(
         self,
@@ -623,17 +687,18 @@ class UserExecutionEngine:
         return results
 
     async def _drive(self, run: RunContext, raw_input: Mapping[str, Any] | None) -> None:
-        structlog.contextvars.bind_contextvars(
-            user_id=run.context.user_id, run_id=run.run_id, agent=run.agent.name
+        tokens = structlog.contextvars.bind_contextvars(
+            user_id=run._user_id, run_id=run.run_id, agent=run._agent_name
         )
         status = RunStatus.FAILED
         output: Any = None
         error: str | None = None
         error_type: str | None = None
         limiter = self._factory.limiter
-        user_id = run.context.user_id
+        user_id = run._user_id
+        propagate: BaseException | None = None
         try:
-            async with asyncio.timeout(run.timeout) as deadline:
+            async with self._deadlines.deadline(run.timeout) as deadline:
                 await limiter.acquire(user_id)
                 try:
                     if raw_input is not None and not isinstance(raw_input, Mapping):
@@ -642,7 +707,11 @@ class UserExecutionEngine:
                             f"got {type(raw_input).__name__}"
                         )
                     run.input = run.agent.validate_input(run.input)
-                    output = await self._run_chain(run)
+                    chain = self._run_chain
+                    if chain is _call_agent:  # no middleware: call the agent directly
+                        output = await run.agent.func(run, **run.input)
+                    else:
+                        output = await chain(run)
                 finally:
                     limiter.release(user_id)
             status = RunStatus.SUCCEEDED
@@ -653,16 +722,25 @@ class UserExecutionEngine:
                 error_type = "TimeoutError"
             else:
                 error, error_type = _describe(exc), type(exc).__name__
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             status = RunStatus.CANCELLED
             error, error_type = "the run was cancelled", "CancelledError"
             task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
+            if run._inline and not run._cancel_requested:
+                propagate = exc  # the caller itself was cancelled: it must see that
+            elif task is not None:
+                task.uncancel()  # we asked for this cancellation and have handled it
         except Exception as exc:
             error, error_type = _describe(exc), type(exc).__name__
             _log.warning("run failed", error=error, error_type=error_type)
-        self._finish(run, status, output, error, error_type)
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: end the run, then re-raise
+            error, error_type = _describe(exc), type(exc).__name__
+            propagate = exc
+        finally:
+            self._finish(run, status, output, error, error_type)
+            structlog.contextvars.reset_contextvars(**tokens)
+        if propagate is not None:
+            raise propagate
 
     def _on_task_done(self, run: RunContext, task: asyncio.Task[None]) -> None:
         # Backstop: a task cancelled before its first step never ran _drive's body.
@@ -696,28 +774,32 @@ class UserExecutionEngine:
             return
         if status is not RunStatus.SUCCEEDED and status is not RunStatus.CANCELLED:
             run._emit(
-                AgentErrorEvent.model_construct(
-                    error=error or "", error_type=error_type or "Error", **run._common()
+                run._event(
+                    AgentErrorEvent,
+                    "agent_error",
+                    error=error or "",
+                    error_type=error_type or "Error",
                 )
             )
         duration_ms = (_perf() - run._started_at) * 1000.0
         run._emit(
-            AgentCompletedEvent.model_construct(
+            run._event(
+                AgentCompletedEvent,
+                "agent_completed",
                 status=status,
                 output=output,
                 error=error,
                 duration_ms=duration_ms,
-                **run._common(),
             )
         )
         run._finished = True
-        waiter = run._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        for fut in (run._waiter, run._done):
+            if fut is not None and not fut.done():
+                fut.set_result(None)
         run._result = RunResult(
             run_id=run.run_id,
             agent=run.agent.name,
-            user_id=run.context.user_id,
+            user_id=run._user_id,
             status=status,
             output=output,
             error=error,
@@ -754,11 +836,7 @@ class UserExecutionEngine:
 
     async def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until no run is active (at most ``timeout`` seconds); True if idle."""
-        tasks = [r.task for r in self._active.values() if r.task is not None]
-        if not tasks:
-            return True
-        _, pending = await asyncio.wait(tasks, timeout=timeout)
-        return not pending
+        return await _wait_runs(list(self._active.values()), timeout)
 
     async def cleanup(self) -> None:
         """Cancel active runs (each still ends with its terminal event), close extensions in
@@ -769,11 +847,8 @@ class UserExecutionEngine:
         self._closed = True
         runs = list(self._active.values())
         for run in runs:
-            if run.task is not None and not run.task.done():
-                run.task.cancel()
-        tasks = [r.task for r in runs if r.task is not None]
-        if tasks:
-            await asyncio.wait(tasks)
+            run._request_cancel()
+        await _wait_runs(runs, None)
         for ext in reversed(self._extensions):
             if _overrides(ext, "close"):
                 try:
@@ -827,6 +902,20 @@ class _LayeredTools:
 
     def names(self) -> list[str]:
         return sorted({*self._local, *self._shared.names()})
+
+
+async def _wait_runs(runs: list[RunContext], timeout: float | None) -> bool:
+    """Wait until these runs have emitted their terminal events; True if all did in time."""
+    pending = [r for r in runs if not r._finished]
+    if not pending:
+        return True
+    waiters = [asyncio.ensure_future(r._wait_finished()) for r in pending]
+    try:
+        _, still = await asyncio.wait(waiters, timeout=timeout)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    return not still
 
 
 async def _call_agent(run: RunContext) -> Any:

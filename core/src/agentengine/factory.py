@@ -20,6 +20,7 @@ import structlog
 from agentengine.agents import AgentRegistry
 from agentengine.config import EngineSettings, Settings, load_settings
 from agentengine.context import UserExecutionContext
+from agentengine.deadlines import DeadlineScheduler
 from agentengine.engine import _FACTORY_ONLY, UserExecutionEngine
 from agentengine.errors import (
     AgentEngineError,
@@ -47,6 +48,7 @@ _log = structlog.get_logger("agentengine.factory")
 BUILTIN_PLUGINS: list[tuple[str, str]] = []
 
 _UNSET: Any = object()
+_RUN_METRIC = {status: f"runs_{status.value}" for status in RunStatus}
 
 
 def _builtin_objects() -> list[tuple[str, Any]]:
@@ -114,6 +116,7 @@ class ExecutionEngineFactory:
             raise AgentEngineError(f"invalid ExecutionEngineFactory argument: {exc}") from None
         es = self.engine_settings
         self.limiter = ConcurrencyLimiter(es.max_concurrent_per_user, es.max_concurrent_runs)
+        self.deadlines = DeadlineScheduler()
         self.plugins: PluginSet = load_plugins(
             builtins=_builtin_objects(),
             explicit=plugins,
@@ -318,7 +321,7 @@ class ExecutionEngineFactory:
     def _record_run(self, status: RunStatus, duration_ms: float) -> None:
         m = self._metrics
         m["runs"] += 1
-        m[f"runs_{status.value}"] += 1
+        m[_RUN_METRIC[status]] += 1
 
     def get_factory_metrics(self) -> dict[str, Any]:
         """Engines created / cleaned / active, rejections, runs by status, errors by source."""
@@ -382,16 +385,14 @@ class ExecutionEngineFactory:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
-        tasks = [
-            run.task
-            for engine in self._all_engines()
-            for run in engine._active.values()
-            if run.task is not None
-        ]
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=deadline)
-            if pending:
-                _log.warning("drain deadline passed; cancelling runs", runs=len(pending))
+        from agentengine.engine import _wait_runs
+
+        runs = [run for engine in self._all_engines() for run in engine._active.values()]
+        if runs and not await _wait_runs(runs, deadline):
+            _log.warning(
+                "drain deadline passed; cancelling runs",
+                runs=sum(not r._finished for r in runs),
+            )
         for engine in self._all_engines():
             await engine.cleanup()
         await self.events.aclose()

@@ -81,7 +81,9 @@ class _UserLog:
         cursor = self.next_cursor
         if len(self.entries) == self.entries.maxlen:
             self.first += 1
-        event.cursor = str(cursor)
+        # Written straight into the model's dict: pydantic's __setattr__ costs more than the rest
+        # of publishing, and the value is ours (a str), so there is nothing to validate.
+        event.__dict__["cursor"] = str(cursor)
         self.entries.append(event)
         if self.waiters:
             waiters, self.waiters = self.waiters, []

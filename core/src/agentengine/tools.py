@@ -175,8 +175,6 @@ class FunctionTool(Tool):
         self.func = func
         self.args_model = model
         self._run_param = run_param
-        # Fast path: with no run parameter, validated fields go straight to the function.
-        self._fields = tuple(model.model_fields)
 
     def validate_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(args, Mapping):
@@ -188,7 +186,9 @@ class FunctionTool(Tool):
             validated = self.args_model.model_validate(args)
         except ValidationError as exc:
             raise ToolArgumentError(format_validation_error(f"tool {self.name!r}", exc)) from None
-        return {f: getattr(validated, f) for f in self._fields}
+        # The validated model's __dict__ holds exactly the fields (extra="forbid"); the model
+        # object itself is discarded, so handing out its dict is safe and spares a copy.
+        return validated.__dict__
 
     async def invoke(self, run: RunContext, args: dict[str, Any]) -> Any:
         if self._run_param is not None:

@@ -1,0 +1,242 @@
+"""Engine overhead against a pure-asyncio floor, measured in one process, in one run.
+
+The shape: start, think, one tool call, complete; five events delivered to a per-user
+subscriber. The floor does the same with bare asyncio: a per-user semaphore, one awaited tool,
+five small dicts into a per-user ``asyncio.Queue`` drained by a subscriber task.
+
+Printed: the ratio engine/floor per run, sequential and with 1,000 concurrent users, and the
+memory of 10,000 idle engines (with their contexts). Targets: <= 6x, <= 8 KiB per engine.
+
+    uv run python bench/engine_overhead.py [--runs 2000] [--users 1000] [--engines 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+
+from agentengine import (
+    ExecutionEngineFactory,
+    RunContext,
+    UserExecutionContext,
+    agent,
+    hookimpl,
+    tool,
+)
+
+
+@tool
+async def add(a: int, b: int) -> int:
+    """Add."""
+    return a + b
+
+
+@agent(name="shape")
+async def shape(run: RunContext, n: int) -> int:
+    await run.think("adding")
+    return int(await run.call_tool("add", {"a": n, "b": 1}))
+
+
+class ShapePlugin:
+    name = "bench-shape"
+
+    @hookimpl
+    def agentengine_register_agents(self, registry):  # type: ignore[no-untyped-def]
+        registry.add(shape)
+
+    @hookimpl
+    def agentengine_register_tools(self, registry):  # type: ignore[no-untyped-def]
+        registry.add(add)
+
+
+# -- the floor ---------------------------------------------------------------------------------
+
+
+async def _floor_tool(a: int, b: int) -> int:
+    return a + b
+
+
+class Floor:
+    def __init__(self, per_user: int) -> None:
+        self.per_user = per_user
+        self.semaphores: dict[str, asyncio.Semaphore] = {}
+        self.queues: dict[str, asyncio.Queue[dict[str, object]]] = {}
+
+    async def run(self, user: str, n: int) -> int:
+        sem = self.semaphores.get(user)
+        if sem is None:
+            sem = self.semaphores[user] = asyncio.Semaphore(self.per_user)
+        queue = self.queues[user]
+        async with sem:
+            queue.put_nowait({"type": "agent_started", "user": user, "seq": 1})
+            queue.put_nowait({"type": "agent_thinking", "user": user, "seq": 2})
+            queue.put_nowait({"type": "tool_executing", "user": user, "seq": 3})
+            result = await _floor_tool(n, 1)
+            queue.put_nowait({"type": "tool_completed", "user": user, "seq": 4})
+            queue.put_nowait({"type": "agent_completed", "user": user, "seq": 5})
+        return result
+
+
+async def floor_subscriber(queue: asyncio.Queue[dict[str, object]], expected: int) -> None:
+    for _ in range(expected):
+        await queue.get()
+
+
+async def floor_round(users: list[str], runs_per_user: int, concurrent: bool) -> float:
+    floor = Floor(per_user=5)
+    floor.queues = {u: asyncio.Queue() for u in users}
+    subs = [
+        asyncio.create_task(floor_subscriber(floor.queues[u], 5 * runs_per_user)) for u in users
+    ]
+    start = time.perf_counter()
+    if concurrent:
+        await asyncio.gather(*(floor.run(u, i) for u in users for i in range(runs_per_user)))
+    else:
+        for u in users:
+            for i in range(runs_per_user):
+                await floor.run(u, i)
+    await asyncio.gather(*subs)
+    return time.perf_counter() - start
+
+
+# -- the engine --------------------------------------------------------------------------------
+
+
+async def engine_subscriber(factory: ExecutionEngineFactory, user: str, expected: int) -> None:
+    seen = 0
+    async for _ in factory.events.subscribe(user):
+        seen += 1
+        if seen == expected:
+            return
+
+
+async def engine_round(users: list[str], runs_per_user: int, concurrent: bool) -> float:
+    factory = ExecutionEngineFactory(
+        plugins=[ShapePlugin()],
+        load_entrypoints=False,
+        max_concurrent_per_user=5,
+        max_concurrent_runs=100_000,
+        event_retention=max(100, 5 * runs_per_user),
+        idle_ttl=None,
+    )
+    async with factory:
+        engines = {
+            u: await factory.create_for_user(UserExecutionContext.for_user(u)) for u in users
+        }
+        subs = [
+            asyncio.create_task(engine_subscriber(factory, u, 5 * runs_per_user)) for u in users
+        ]
+        await asyncio.sleep(0)
+        start = time.perf_counter()
+        if concurrent:
+            await asyncio.gather(
+                *(
+                    engines[u].execute_agent("shape", {"n": i})
+                    for u in users
+                    for i in range(runs_per_user)
+                )
+            )
+        else:
+            for u in users:
+                engine = engines[u]
+                for i in range(runs_per_user):
+                    await engine.execute_agent("shape", {"n": i})
+        await asyncio.gather(*subs)
+        elapsed = time.perf_counter() - start
+        for engine in engines.values():
+            await engine.cleanup()
+    return elapsed
+
+
+async def best_of(repeats: int, fn: Callable[[], Awaitable[float]]) -> float:
+    times = []
+    for _ in range(repeats):
+        gc.collect()
+        times.append(await fn())
+    return min(times)
+
+
+async def idle_engine_memory(count: int) -> float:
+    factory = ExecutionEngineFactory(
+        plugins=[ShapePlugin()], load_entrypoints=False, max_engines_per_user=1, idle_ttl=None
+    )
+    async with factory:
+        contexts = [UserExecutionContext.for_user(f"user-{i}") for i in range(8)]  # warm-up
+        for ctx in contexts:
+            await (await factory.create_for_user(ctx)).cleanup()
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        engines = [
+            await factory.create_for_user(UserExecutionContext.for_user(f"idle-{i}"))
+            for i in range(count)
+        ]
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        per_engine = (after - before) / count
+        for engine in engines:
+            await engine.cleanup()
+    return per_engine
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=2000, help="sequential runs")
+    parser.add_argument("--users", type=int, default=1000, help="concurrent users")
+    parser.add_argument("--engines", type=int, default=10_000, help="idle engines")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    seq_users = ["alice"]
+    floor_seq = await best_of(args.repeats, lambda: floor_round(seq_users, args.runs, False))
+    engine_seq = await best_of(args.repeats, lambda: engine_round(seq_users, args.runs, False))
+    many = [f"user-{i}" for i in range(args.users)]
+    floor_conc = await best_of(args.repeats, lambda: floor_round(many, 1, True))
+    engine_conc = await best_of(args.repeats, lambda: engine_round(many, 1, True))
+    per_engine = await idle_engine_memory(args.engines)
+
+    report = {
+        "sequential": {
+            "runs": args.runs,
+            "floor_us_per_run": round(floor_seq / args.runs * 1e6, 2),
+            "engine_us_per_run": round(engine_seq / args.runs * 1e6, 2),
+            "ratio": round(engine_seq / floor_seq, 2),
+            "target": 6.0,
+        },
+        "concurrent": {
+            "users": args.users,
+            "floor_us_per_run": round(floor_conc / args.users * 1e6, 2),
+            "engine_us_per_run": round(engine_conc / args.users * 1e6, 2),
+            "ratio": round(engine_conc / floor_conc, 2),
+            "target": 6.0,
+        },
+        "idle_engines": {
+            "engines": args.engines,
+            "bytes_per_engine": round(per_engine),
+            "target_bytes": 8192,
+        },
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    s, c, m = report["sequential"], report["concurrent"], report["idle_engines"]
+    print(
+        f"sequential  ({s['runs']} runs):   floor {s['floor_us_per_run']} us/run, "
+        f"engine {s['engine_us_per_run']} us/run, ratio {s['ratio']}x (target <= 6x)"
+    )
+    print(
+        f"concurrent  ({c['users']} users): floor {c['floor_us_per_run']} us/run, "
+        f"engine {c['engine_us_per_run']} us/run, ratio {c['ratio']}x (target <= 6x)"
+    )
+    print(f"idle engines ({m['engines']}): {m['bytes_per_engine']} bytes/engine (target <= 8192)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,5 @@
+"""``python -m agentengine``: the command line."""
+
+from agentengine.cli import main
+
+main()

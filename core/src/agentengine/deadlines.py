@@ -1,0 +1,135 @@
+"""Deadlines for runs and tool calls, on one timer per event loop.
+
+``asyncio.timeout`` arms a timer handle per use; with two deadlines per run (the run's and its
+tool call's) that was the largest single cost of a run, and the cancelled handles piled up in
+the loop's heap when runs did not suspend. Here every deadline is an entry in one heap per
+scheduler, and a single timer handle is armed for the earliest one. Entering and leaving a
+deadline is a heap push and a flag; the timer is re-armed only when a new deadline is
+meaningfully earlier than the armed one. Finished entries are dropped lazily (compacted when
+they are the majority), so memory stays proportional to deadlines in flight.
+
+The semantics are those of ``asyncio.timeout``: on expiry the task is cancelled, and leaving the
+block converts that cancellation into ``TimeoutError``; ``expired()`` tells the two apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from types import TracebackType
+
+__all__ = ["Deadline", "DeadlineScheduler"]
+
+_COMPACT_MIN = 1024
+
+
+class Deadline:
+    """An async context manager: cancel the task if the block outlives ``delay`` seconds."""
+
+    __slots__ = ("_done", "_expired", "_scheduler", "_task", "delay", "when")
+
+    def __init__(self, scheduler: DeadlineScheduler, delay: float) -> None:
+        self._scheduler = scheduler
+        self.delay = delay
+        self.when = 0.0
+        self._task: asyncio.Task[object] | None = None
+        self._expired = False
+        self._done = False
+
+    def expired(self) -> bool:
+        """True when the deadline passed and cancelled the block."""
+        return self._expired
+
+    async def __aenter__(self) -> Deadline:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("a deadline must be used inside a task")
+        self._task = task
+        self._scheduler._add(self)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._done = True
+        self._scheduler._finished += 1
+        if self._expired and exc_type is asyncio.CancelledError:
+            assert self._task is not None
+            self._task.uncancel()
+            raise TimeoutError from exc
+
+
+class DeadlineScheduler:
+    """One heap of deadlines and one timer handle, for one event loop."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Deadline]] = []
+        self._counter = itertools.count()
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed_at = float("inf")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._finished = 0
+
+    def deadline(self, delay: float) -> Deadline:
+        """``async with scheduler.deadline(5.0) as d: ...``; then ``d.expired()``."""
+        return Deadline(self, delay)
+
+    def _add(self, deadline: Deadline) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # first use, or a new loop (tests): start afresh
+            self._reset(loop)
+        deadline.when = when = loop.time() + deadline.delay
+        heapq.heappush(self._heap, (when, next(self._counter), deadline))
+        # Re-arm only for a deadline that is earlier than the armed one by more than a
+        # millisecond: equal timeouts arrive in increasing order and never re-arm.
+        if when < self._armed_at - 0.001:
+            self._arm(loop, when)
+        if self._finished > _COMPACT_MIN and self._finished * 2 > len(self._heap):
+            self._compact()
+
+    def _reset(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._loop = loop
+        self._heap = []
+        self._handle = None
+        self._armed_at = float("inf")
+        self._finished = 0
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._armed_at = when
+        self._handle = loop.call_at(when, self._fire)
+
+    def _compact(self) -> None:
+        self._heap = [entry for entry in self._heap if not entry[2]._done]
+        heapq.heapify(self._heap)
+        self._finished = 0
+
+    def _fire(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        self._handle = None
+        self._armed_at = float("inf")
+        now = loop.time()
+        heap = self._heap
+        while heap and (heap[0][0] <= now or heap[0][2]._done):
+            _, _, deadline = heapq.heappop(heap)
+            if deadline._done:
+                self._finished -= 1
+                continue
+            task = deadline._task
+            if task is not None and not task.done():
+                deadline._expired = True
+                task.cancel()
+        if heap:
+            self._arm(loop, heap[0][0])
+
+    def pending(self) -> int:
+        """Deadlines not yet finished (for tests and metrics)."""
+        return sum(1 for _, _, d in self._heap if not d._done)

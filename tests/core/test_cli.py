@@ -1,0 +1,99 @@
+"""The command line, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "agentengine.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_plugins_json_lists_builtin_and_third_party() -> None:
+    proc = cli("plugins", "--json")
+    assert proc.returncode == 0, proc.stderr
+    plugins = {p["name"]: p for p in json.loads(proc.stdout)["plugins"]}
+    assert plugins["demo"]["agents"] == ["echo", "researcher"]
+    assert plugins["testplugin"]["version"] == "1.2.3"
+    assert plugins["testplugin"]["hooks"] == [
+        "agentengine_register_agents",
+        "agentengine_register_tools",
+    ]
+
+
+def test_run_streams_events_and_exits_by_status() -> None:
+    proc = cli("run", "reverser", "--input", '{"text": "abc"}', "--user", "alice", "--json")
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [e["type"] for e in events] == [
+        "agent_started",
+        "agent_thinking",
+        "tool_executing",
+        "tool_completed",
+        "agent_completed",
+    ]
+    assert events[-1]["output"] == "cba"
+    assert {e["user_id"] for e in events} == {"alice"}
+    failed = cli("run", "echo", "--input", '{"wrong": 1}', "--user", "alice")
+    assert failed.returncode == 1
+    assert "text: Field required" in failed.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "echo", "--input", "{not json"], "not valid JSON"),
+        (["run", "echo", "--input", "[1]"], "must be a JSON object"),
+        (["run", "echo", "--user", "default"], "placeholder"),
+        (["run", "nope"], "no agent named 'nope'"),
+        (["demo", "--users", "0"], "0"),
+        (["no-such-command"], "No such command"),
+    ],
+)
+def test_usage_errors_exit_2_with_a_message(args: list[str], message: str) -> None:
+    proc = cli(*args)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert message in proc.stderr
+
+
+def test_demo_json_summary() -> None:
+    proc = cli("demo", "--users", "4", "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["runs"]["succeeded"] == summary["runs"]["total"] == 8
+    assert summary["isolation"] == {"wrong_user_events": 0, "events_missing": 0, "gaps": 0}
+    for counts in summary["events_by_user"].values():
+        assert set(counts) == {
+            "agent_started",
+            "agent_thinking",
+            "tool_executing",
+            "tool_completed",
+            "agent_completed",
+        }
+    assert summary["latency_ms"]["p95"] >= summary["latency_ms"]["p50"] > 0
+
+
+def test_demo_human_output_shows_timeline_and_summary() -> None:
+    proc = cli("demo", "--users", "2", "--runs", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "[user-01] #1  agent_started" in proc.stdout
+    assert "isolation check: 0 events reached the wrong user, 0 missing -> OK" in proc.stdout
+
+
+def test_disabled_demo_plugin_is_gone(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    proc = cli("plugins", "--json", env={"AGENTENGINE_DISABLE_PLUGINS": "demo"})
+    names = [p["name"] for p in json.loads(proc.stdout)["plugins"]]
+    assert "demo" not in names
