@@ -34,6 +34,7 @@ from agentengine.events import (
     ToolStatus,
 )
 from agentengine.extensions import Extension, ToolCall
+from agentengine.scope import EMPTY_SCOPE
 from agentengine.tools import Tool, ToolArgumentError, ToolRegistry
 
 if TYPE_CHECKING:
@@ -127,8 +128,8 @@ class RunContext:
         self.timeout = timeout
         #: Per-run scratch space for extensions (keyed by plugin name, by convention).
         self.state: dict[str, Any] = {}
-        #: Request-scoped resources (see the ``request_scope`` built-in plugin); a mapping.
-        self.scope: Any = None
+        #: Request-scoped resources (see ``agentengine.scope``): ``await run.scope["db"]``.
+        self.scope: Any = EMPTY_SCOPE
         self.task: asyncio.Task[None] | None = None
         self._events: list[BaseEvent] = []
         self._waiter: asyncio.Future[None] | None = None
@@ -366,6 +367,7 @@ class UserExecutionEngine:
         "_extensions",
         "_factory",
         "_observers",
+        "_pending_start",
         "_run_chain",
         "_run_timeout",
         "_tool_chain",
@@ -385,6 +387,7 @@ class UserExecutionEngine:
     _extensions: tuple[Any, ...]
     _factory: ExecutionEngineFactory
     _observers: tuple[tuple[str, Callable[[BaseEvent], None]], ...]
+    _pending_start: Any
     _run_chain: RunChain
     _run_timeout: float
     _tool_chain: ToolChain
@@ -426,6 +429,7 @@ class UserExecutionEngine:
         self._tool_resolvers = ()
         self._extensions = ()
         self._observers = ()
+        self._pending_start = None
         self._run_chain = _call_agent
         self._tool_chain = _invoke_tool
         self._active = {}
@@ -559,6 +563,8 @@ class UserExecutionEngine:
         ``timeout`` is the whole-run deadline (the factory's ``run_timeout`` by default).
         """
         self._check_open()
+        if self._pending_start is not None:  # made by create_for_user_sync: start extensions
+            await self._pending_start.run(self._factory, self)
         found = self._resolve_agent(agent)
         ctx = self.context
         if run_id is None and not self._used_context_run_id:
@@ -794,6 +800,55 @@ class UserExecutionEngine:
         self._tool_chain = _invoke_tool
         self._tool_resolvers = ()
         self._factory._forget_engine(self)
+
+    async def shutdown(self) -> None:
+        """The same as ``cleanup()`` (the name older engines used)."""
+        await self.cleanup()
+
+    # -- legacy constructors (see agentengine.legacy and docs/migration.md) ---------------------
+
+    @classmethod
+    def create_from_legacy(
+        cls,
+        registry: Any,
+        websocket_bridge: Any = None,
+        user_context: UserExecutionContext | None = None,
+        *,
+        factory: ExecutionEngineFactory | None = None,
+    ) -> UserExecutionEngine:
+        """Deprecated: an engine from the old ``(registry, websocket_bridge, user_context)``
+        arguments, made by ``factory`` (the process default when None). Without a bridge the
+        events go to the factory's sink; without a context an anonymous user is made (marked
+        ``anonymous`` in its metadata). Use ``factory.create_for_user(ctx)`` instead."""
+        from agentengine.legacy import _construct, _deprecated
+
+        _deprecated(
+            "UserExecutionEngine.create_from_legacy(registry, websocket_bridge, user_context)",
+            "await factory.create_for_user(ctx)",
+        )
+        return _construct(
+            "create_from_legacy", registry, websocket_bridge, user_context, factory=factory
+        )
+
+    @classmethod
+    def from_registry(
+        cls,
+        registry: Any,
+        websocket_bridge: Any,
+        user_context: UserExecutionContext | None,
+        *,
+        factory: ExecutionEngineFactory | None = None,
+    ) -> UserExecutionEngine:
+        """Deprecated: as ``create_from_legacy``. Use ``factory.create_for_user(ctx)``."""
+        from agentengine.legacy import _construct, _deprecated
+
+        _deprecated(
+            "UserExecutionEngine.from_registry(registry, websocket_bridge, user_context)",
+            "await factory.create_for_user(ctx)",
+        )
+        return _construct(
+            "from_registry", registry, websocket_bridge, user_context, factory=factory
+        )
 
     async def __aenter__(self) -> UserExecutionEngine:
         return self
