@@ -823,7 +823,7 @@ class UserExecutionEngine:
         from agentengine.legacy import _construct, _deprecated
 
         _deprecated(
-            "UserExecutionEngine.create_from_legacy(registry, websocket_bridge, user_context)",
+            "UserExecutionEngine.create_from_legacy()",
             "await factory.create_for_user(ctx)",
         )
         return _construct(
@@ -843,7 +843,7 @@ class UserExecutionEngine:
         from agentengine.legacy import _construct, _deprecated
 
         _deprecated(
-            "UserExecutionEngine.from_registry(registry, websocket_bridge, user_context)",
+            "UserExecutionEngine.from_registry()",
             "await factory.create_for_user(ctx)",
         )
         return _construct(

@@ -92,6 +92,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark plain ``async def`` tests for anyio (see the module docs)."""
     manager = config.pluginmanager
@@ -101,12 +102,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     for item in items:
         func = getattr(item, "function", None)
-        if (
-            func is not None
-            and inspect.iscoroutinefunction(func)
-            and item.get_closest_marker("anyio") is None
-        ):
+        if func is None or not inspect.iscoroutinefunction(func):
+            continue
+        if item.get_closest_marker("anyio") is None:
             item.add_marker(pytest.mark.anyio)
+        # A test marked after collection must request anyio_backend itself: otherwise anyio
+        # rebuilds the item for its backends and drops the test's own parametrization.
+        names = getattr(item, "fixturenames", None)
+        if isinstance(names, list) and "anyio_backend" not in names:
+            names.append("anyio_backend")
 
 
 # -- contexts --------------------------------------------------------------------------------
