@@ -92,25 +92,42 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark plain ``async def`` tests for anyio (see the module docs)."""
+def _auto_async(config: pytest.Config) -> bool:
     manager = config.pluginmanager
-    if not config.getini("agentengine_auto_async") or not manager.has_plugin("anyio"):
+    return (
+        bool(config.getini("agentengine_auto_async"))
+        and manager.has_plugin("anyio")
+        and not manager.has_plugin("asyncio")  # pytest-asyncio handles coroutines its own way
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
+    """Mark plain ``async def`` tests for anyio before their items are made (so that they
+    request ``anyio_backend`` like tests marked by hand, parametrization included)."""
+    if (
+        inspect.iscoroutinefunction(obj)
+        and isinstance(collector, pytest.Module | pytest.Class)
+        and collector.istestfunction(obj, name)
+        and _auto_async(collector.config)
+    ):
+        own = getattr(obj, "pytestmark", [])
+        if collector.get_closest_marker("anyio") is None and not any(
+            m.name == "anyio" for m in own
+        ):
+            pytest.mark.anyio(obj)
+        pytest.mark.usefixtures("anyio_backend")(obj)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The engine is built on asyncio: where the ``anyio_backend`` is anyio's own default
+    (which also tries trio when it is installed), run async tests on asyncio only."""
+    if "anyio_backend" not in metafunc.fixturenames or not _auto_async(metafunc.config):
         return
-    if manager.has_plugin("asyncio"):  # pytest-asyncio handles coroutines its own way
-        return
-    for item in items:
-        func = getattr(item, "function", None)
-        if func is None or not inspect.iscoroutinefunction(func):
-            continue
-        if item.get_closest_marker("anyio") is None:
-            item.add_marker(pytest.mark.anyio)
-        # A test marked after collection must request anyio_backend itself: otherwise anyio
-        # rebuilds the item for its backends and drops the test's own parametrization.
-        names = getattr(item, "fixturenames", None)
-        if isinstance(names, list) and "anyio_backend" not in names:
-            names.append("anyio_backend")
+    defs = getattr(metafunc, "_arg2fixturedefs", {}).get("anyio_backend")
+    if defs and getattr(defs[-1].func, "__module__", "") == "anyio.pytest_plugin":
+        metafunc.parametrize("anyio_backend", ["asyncio"], scope="module")
 
 
 # -- contexts --------------------------------------------------------------------------------
