@@ -545,3 +545,54 @@ def test_the_package_defines_exactly_one_engine_class_and_one_factory_class() ->
         value = getattr(legacy, name)
         assert not inspect.isclass(value), f"{name} must be a thin constructor, not a class"
         assert name in legacy.__all__
+
+
+async def test_an_agent_registry_object_is_accepted(default_factory) -> None:
+    from agentengine import AgentRegistry
+
+    @agent(name="echo")
+    async def echo(run: RunContext, text: str) -> str:
+        """Echo."""
+        return text
+
+    registry = AgentRegistry()
+    registry.add(echo)
+    registry.add(calc)
+    with deprecation("ExecutionEngine", "user_execution_engine"):
+        engine = legacy.ExecutionEngine(registry, None, UserExecutionContext.for_user("alice"))
+    assert (await engine.execute_agent("echo", {"text": "x"})).output == "x"
+    await engine.cleanup()
+
+
+async def test_concurrent_legacy_engines_with_their_own_bridges_stay_isolated(
+    default_factory,
+) -> None:
+    users = [f"user-{n}" for n in range(8)]
+    bridges = {user: OldBridge() for user in users}
+    engines = {}
+    for user in users:
+        with deprecation("IsolatedExecutionEngine", "max_concurrent_per_user"):
+            engines[user] = legacy.IsolatedExecutionEngine(
+                None, bridges[user], UserExecutionContext.for_user(user)
+            )
+
+    async def work(user: str) -> list[Any]:
+        engine = engines[user]
+        results = await asyncio.gather(*(engine.execute_agent("calc") for _ in range(3)))
+        await engine.cleanup()
+        return list(results)
+
+    outcomes = await asyncio.gather(*(work(user) for user in users))
+    for user, results in zip(users, outcomes, strict=True):
+        run_ids = {r.run_id for r in results}
+        assert len(run_ids) == 3
+        calls = bridges[user].calls
+        assert len(calls) == 15
+        assert {call[1] for call in calls} == run_ids  # only this user's runs
+        assert [c[3] for c in calls if c[0] == "started"] == [user] * 3
+    assert_isolated(
+        {
+            user: [e for r in results for e in r.events]
+            for user, results in zip(users, outcomes, strict=True)
+        }
+    )
