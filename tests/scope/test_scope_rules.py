@@ -252,3 +252,45 @@ async def test_two_plugins_declaring_one_name_record_the_second_as_failed(
     assert list(errors) == ["second"]
     assert "declared twice: by plugin 'first' and by plugin 'second'" in errors["second"]
     assert factory.resources.get("db").plugin == "first"
+
+
+async def test_a_cancelled_opener_does_not_cancel_another_task_waiting_for_the_same_resource(
+    make_engine_factory,
+) -> None:
+    opened = asyncio.Event()
+    attempts: list[int] = []
+
+    class Slow:
+        name = "slow"
+
+        @hookimpl
+        def agentengine_register_resources(self, registry: ResourceRegistry) -> None:
+            @contextlib.asynccontextmanager
+            async def slow() -> Any:
+                attempts.append(len(attempts) + 1)
+                if len(attempts) == 1:
+                    opened.set()
+                    await asyncio.sleep(60)  # the first opening is cancelled meanwhile
+                yield f"attempt-{len(attempts)}"
+
+            registry.add("slow", slow)
+
+        @hookimpl
+        def agentengine_register_agents(self, registry: Any) -> None:
+            @agent(name="race")
+            async def race(run: RunContext) -> str:
+                """Two tasks want the resource; the first opener is cancelled."""
+                first = asyncio.create_task(run.scope.get("slow"))
+                await opened.wait()
+                second = asyncio.create_task(run.scope.get("slow"))
+                await asyncio.sleep(0.01)
+                first.cancel()
+                return str(await second)
+
+            registry.add(race)
+
+    factory = make_engine_factory(plugins=[Slow()])
+    result, _ = await run_agent(factory, "race", {})
+    assert result.status is RunStatus.SUCCEEDED, result.error
+    assert result.output == "attempt-2"
+    assert attempts == [1, 2]

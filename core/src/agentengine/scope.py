@@ -247,7 +247,13 @@ class RequestScope:
             return self._values[name]
         pending = self._opening.get(name)
         if pending is not None:  # another task of this run is opening it: share that opening
-            return await asyncio.shield(pending)
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if pending.cancelled() and task is not None and not task.cancelling():
+                    return await self.get(name)  # only the opener was cancelled: open anew
+                raise
         resource = self._registry.get(name)
         if resource is None:
             raise _unknown(name, self._registry.names())
@@ -283,7 +289,6 @@ class RequestScope:
         self._values[name] = value
         del self._opening[name]
         future.set_result(value)
-        _log.debug("scoped resource opened", resource=name, run_id=self._run.run_id)
         return value
 
     @property
@@ -336,8 +341,6 @@ class RequestScope:
                     run_id=self._run.run_id,
                     error=f"{type(exc).__name__}: {exc}",
                 )
-            else:
-                _log.debug("scoped resource closed", resource=name, run_id=self._run.run_id)
 
     def __repr__(self) -> str:
         return f"<RequestScope run={self._run.run_id} opened={self.opened}>"
