@@ -28,8 +28,9 @@ Helpers
     ``check_plugin(plugin)`` / ``assert_plugin_conforms(plugin)``  conformance to the hooks.
 
 Plain ``async def`` tests run on asyncio through anyio's pytest plugin when anyio is installed
-(and pytest-asyncio is not); set ``agentengine_auto_async = false`` in the pytest ini options to
-mark them yourself.
+and no other async plugin (pytest-asyncio, pytest-trio, anyio's auto mode) handles them; tests
+already marked ``anyio`` are left alone. Set ``agentengine_auto_async = false`` in the pytest
+ini options to mark tests yourself.
 """
 
 from __future__ import annotations
@@ -92,38 +93,50 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+_AUTO_MARKED = "_agentengine_auto_async"
+
+
 def _auto_async(config: pytest.Config) -> bool:
+    """Whether the kit marks plain ``async def`` tests: only when anyio's plugin is there,
+    no other async plugin (pytest-asyncio, pytest-trio) is, and anyio is not in auto mode."""
     manager = config.pluginmanager
-    return (
-        bool(config.getini("agentengine_auto_async"))
-        and manager.has_plugin("anyio")
-        and not manager.has_plugin("asyncio")  # pytest-asyncio handles coroutines its own way
-    )
+    if not config.getini("agentengine_auto_async") or not manager.has_plugin("anyio"):
+        return False
+    if manager.has_plugin("asyncio") or manager.has_plugin("trio"):
+        return False
+    anyio_mode = config.getoption("anyio_mode", default=None)
+    try:
+        anyio_mode = anyio_mode or config.getini("anyio_mode")
+    except ValueError:  # an anyio without that option
+        anyio_mode = None
+    return bool(anyio_mode != "auto")
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
     """Mark plain ``async def`` tests for anyio before their items are made (so that they
-    request ``anyio_backend`` like tests marked by hand, parametrization included)."""
-    if (
+    request ``anyio_backend`` like tests marked by hand, parametrization included). Tests
+    already marked ``anyio`` are left as they are."""
+    if not (
         inspect.iscoroutinefunction(obj)
         and isinstance(collector, pytest.Module | pytest.Class)
         and collector.istestfunction(obj, name)
         and _auto_async(collector.config)
     ):
-        own = getattr(obj, "pytestmark", [])
-        if collector.get_closest_marker("anyio") is None and not any(
-            m.name == "anyio" for m in own
-        ):
-            pytest.mark.anyio(obj)
-        pytest.mark.usefixtures("anyio_backend")(obj)
+        return
+    own = getattr(obj, "pytestmark", [])
+    if collector.get_closest_marker("anyio") is not None or any(m.name == "anyio" for m in own):
+        return
+    pytest.mark.anyio(obj)
+    pytest.mark.usefixtures("anyio_backend")(obj)
+    setattr(obj, _AUTO_MARKED, True)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """The engine is built on asyncio: where the ``anyio_backend`` is anyio's own default
-    (which also tries trio when it is installed), run async tests on asyncio only."""
-    if "anyio_backend" not in metafunc.fixturenames or not _auto_async(metafunc.config):
+    """The engine is built on asyncio: a test the kit marked, whose ``anyio_backend`` is
+    anyio's own default (which also tries trio when installed), runs on asyncio only."""
+    if not getattr(metafunc.function, _AUTO_MARKED, False):
         return
     defs = getattr(metafunc, "_arg2fixturedefs", {}).get("anyio_backend")
     if defs and getattr(defs[-1].func, "__module__", "") == "anyio.pytest_plugin":
