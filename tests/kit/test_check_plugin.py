@@ -46,6 +46,13 @@ def one(problems: list[str], *needles: str) -> str:
 
 
 def test_conforming_plugins_have_no_problem() -> None:
+    from agentengine.demo import DemoPlugin
+    from agentengine.legacy import LegacyBridgePlugin
+    from agentengine.scope import RequestScopePlugin
+    from agentengine.testing import EventRecorder
+
+    for own in (RequestScopePlugin(), LegacyBridgePlugin(print), EventRecorder(), DemoPlugin()):
+        assert check_plugin(own) == [], own
     assert check_plugin(Good()) == []
     assert check_plugin(ThirdPartyPlugin()) == []
     assert check_plugin(ThirdPartyPlugin) == []  # a class is instantiated, like the factory does

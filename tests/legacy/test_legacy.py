@@ -596,3 +596,20 @@ async def test_concurrent_legacy_engines_with_their_own_bridges_stay_isolated(
             for user, results in zip(users, outcomes, strict=True)
         }
     )
+
+
+async def test_cleanup_during_a_deferred_start_closes_what_started() -> None:
+    plugin = Starting()
+    async with ExecutionEngineFactory(plugins=[CalcPlugin(), plugin], **isolated_kwargs()) as f:
+        with deprecation("ExecutionEngine", "user_execution_engine"):
+            engine = legacy.ExecutionEngine(
+                None, None, UserExecutionContext.for_user("a"), factory=f
+            )
+        first_run = asyncio.create_task(engine.execute_agent("calc"))
+        await asyncio.sleep(0)  # the run is now starting the extension (it sleeps 10 ms)
+        assert plugin.starts == 1
+        await engine.cleanup()
+        with pytest.raises(AgentEngineError, match="cleaned up while starting"):
+            await first_run
+        assert plugin.closes == 1
+        assert f.engines_for("a") == []

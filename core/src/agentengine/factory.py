@@ -501,6 +501,15 @@ class _DeferredStart:
                 await engine.cleanup()
                 raise
             engine._pending_start = None
+            if engine.closed:  # cleaned up while starting: close what just started
+                for _, ext in reversed(self.extensions):
+                    close = getattr(ext, "close", None)
+                    if close is not None:
+                        with contextlib.suppress(Exception):
+                            await close()
+                raise EngineClosedError(
+                    f"engine of user {engine.context.user_id!r} was cleaned up while starting"
+                )
 
 
 # -- the process default ----------------------------------------------------------------------
