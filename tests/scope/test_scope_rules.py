@@ -294,3 +294,44 @@ async def test_a_cancelled_opener_does_not_cancel_another_task_waiting_for_the_s
     assert result.status is RunStatus.SUCCEEDED, result.error
     assert result.output == "attempt-2"
     assert attempts == [1, 2]
+
+
+async def test_a_resource_opened_by_a_straggling_task_after_the_run_is_closed_again(
+    make_engine_factory,
+) -> None:
+    log: list[str] = []
+    release = asyncio.Event()
+    straggler: list[asyncio.Task[Any]] = []
+
+    class Slow:
+        name = "slow"
+
+        @hookimpl
+        def agentengine_register_resources(self, registry: ResourceRegistry) -> None:
+            @contextlib.asynccontextmanager
+            async def slow() -> Any:
+                await release.wait()
+                log.append("open")
+                yield "value"
+                log.append("close")
+
+            registry.add("slow", slow)
+
+        @hookimpl
+        def agentengine_register_agents(self, registry: Any) -> None:
+            @agent(name="leaves_a_task")
+            async def leaves_a_task(run: RunContext) -> str:
+                """Starts opening a resource in a task it does not wait for."""
+                straggler.append(asyncio.create_task(run.scope.get("slow")))
+                await asyncio.sleep(0)
+                return "done"
+
+            registry.add(leaves_a_task)
+
+    factory = make_engine_factory(plugins=[Slow()])
+    result, _ = await run_agent(factory, "leaves_a_task", {})
+    assert result.status is RunStatus.SUCCEEDED
+    release.set()
+    with pytest.raises(EngineClosedError, match="ended while scoped resource 'slow' was opening"):
+        await straggler[0]
+    assert log == ["open", "close"]

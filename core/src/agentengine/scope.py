@@ -285,9 +285,19 @@ class RequestScope:
             if error is exc:
                 raise
             raise error from exc
+        del self._opening[name]
+        if self._closed:  # the run ended while this (a straggling task) was opening it
+            with contextlib.suppress(Exception):
+                await manager.__aexit__(None, None, None)
+            error = EngineClosedError(
+                f"run {self._run.run_id} ended while scoped resource {name!r} was opening; "
+                "it was closed again"
+            )
+            future.set_exception(error)
+            future.exception()
+            raise error
         self._stack.append((name, manager))
         self._values[name] = value
-        del self._opening[name]
         future.set_result(value)
         return value
 
