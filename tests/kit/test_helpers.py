@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import keyword
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,16 +24,21 @@ from agentengine import (
     hookimpl,
     tool,
 )
+from agentengine.errors import AgentEngineError
+from agentengine.scaffold import plugin_names
 from agentengine.testing import (
     AgentRun,
     ContextBuilder,
     EventRecorder,
+    _matches,
     assert_event_sequence,
     assert_isolated,
     assert_run_invariants,
     capture_logs,
     run_agent,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 @tool
@@ -268,3 +275,36 @@ async def test_kit_fixtures_work_with_a_factory_made_by_hand(event_recorder) -> 
         result, _ = await run_agent(factory, "shouter", {"text": "x"}, user=ctx)
     assert result.succeeded
     assert event_recorder.types("carol") == FULL
+
+
+def test_the_wildcard_matcher_agrees_with_a_regular_expression() -> None:
+    kinds = st.sampled_from(["agent_started", "tool_executing", "agent_completed"])
+
+    @given(st.lists(kinds, max_size=6), st.lists(st.one_of(kinds, st.just("...")), max_size=6))
+    def agree(actual: list[str], expected: list[str]) -> None:
+        pattern = "".join("(?:[a-z_]+;)*" if e == "..." else re.escape(e + ";") for e in expected)
+        oracle = re.fullmatch(pattern, "".join(a + ";" for a in actual)) is not None
+        assert _matches(actual, expected) is oracle
+
+    agree()
+
+
+def test_plugin_names_are_always_usable_identifiers() -> None:
+    @given(st.from_regex(r"[a-z][a-z0-9]{0,6}([-_][a-z0-9]{1,4}){0,2}", fullmatch=True))
+    def usable(name: str) -> None:
+        try:
+            names = plugin_names(name)
+        except AgentEngineError as exc:
+            refusal = str(exc)
+        else:
+            refusal = ""
+        if refusal:
+            assert "reserved" in refusal or "short name" in refusal
+            return
+        for key in ("package", "agent_name", "tool_name"):
+            assert names[key].isidentifier()
+            assert not keyword.iskeyword(names[key])
+        assert names["class_name"].isidentifier()
+        assert names["distribution"] == "agentengine-" + name.replace("_", "-")
+
+    usable()

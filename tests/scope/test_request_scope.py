@@ -124,8 +124,17 @@ class SqlitePlugin:
             third = await run.scope["db"]
             return first is second is third
 
+        @agent(name="read_and_hang")
+        async def read_and_hang(run: RunContext) -> int:
+            """Read, then never finish (ended by a timeout or a cancellation)."""
+            await run.call_tool("count_notes", {})
+            plugin.written.setdefault(f"reading:{run.run_id}", asyncio.Event()).set()
+            await asyncio.sleep(60)
+            return -1
+
         registry.add(write_note)
         registry.add(read_notes)
+        registry.add(read_and_hang)
         registry.add(no_db)
         registry.add(same_twice)
 
@@ -286,3 +295,39 @@ async def test_resources_open_lazily_once_per_run(make_engine_factory, sqlite_pl
     assert again.output is True
     assert len(sqlite_plugin.opened) == 2  # one per run, even with concurrent first use
     await assert_all_closed(sqlite_plugin)
+
+
+async def test_many_users_mixed_outcomes_every_connection_closed(
+    make_engine_factory, sqlite_plugin, user_context, event_recorder
+) -> None:
+    factory = make_engine_factory(plugins=[sqlite_plugin], max_concurrent_per_user=3)
+    users = user_context.many(10)
+
+    async def one_user(n: int, ctx: UserExecutionContext) -> list[RunStatus]:
+        async with factory.user_execution_engine(ctx) as engine:
+            reading = engine.execute_agent("read_notes", {})
+            committing = engine.execute_agent("write_note", {"text": f"note {n}"})
+            failing = engine.execute_agent("write_note", {"text": "x", "then": "fail"})
+            timing_out = engine.execute_agent("read_and_hang", {}, timeout=0.5)
+            hanging = await engine.start_run("read_and_hang", {})
+            started = written(sqlite_plugin, f"reading:{hanging.run_id}")
+            await asyncio.wait_for(started.wait(), 10)
+            await hanging.cancel()
+            results = await asyncio.gather(reading, committing, failing, timing_out)
+            return [r.status for r in results] + [(await hanging.result()).status]
+
+    outcomes = await asyncio.gather(*(one_user(n, ctx) for n, ctx in enumerate(users)))
+    assert outcomes == [
+        [
+            RunStatus.SUCCEEDED,
+            RunStatus.SUCCEEDED,
+            RunStatus.FAILED,
+            RunStatus.TIMED_OUT,
+            RunStatus.CANCELLED,
+        ]
+    ] * len(users)
+    assert len(sqlite_plugin.opened) == 5 * len(users)
+    await assert_all_closed(sqlite_plugin)
+    committed = committed_notes(sqlite_plugin.path)
+    assert sorted(committed) == sorted((ctx.user_id, f"note {n}") for n, ctx in enumerate(users))
+    assert_isolated(event_recorder)
