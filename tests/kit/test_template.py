@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from importlib.metadata import version
 from pathlib import Path
 
@@ -135,7 +136,27 @@ def test_a_rendered_plugin_installs_lists_runs_and_passes_its_own_tests(
     checked = run(cli, "check-plugin", "agentengine_hello_world:HelloWorldPlugin", cwd=tmp_path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
+    # The installed agentengine-core carries the template itself (not this checkout's).
+    shipped = run(cli, "new-plugin", "shipped", "--dir", str(tmp_path / "elsewhere"))
+    assert shipped.returncode == 0, shipped.stderr
+    assert (tmp_path / "elsewhere/shipped/src/agentengine_shipped/__init__.py").is_file()
+
     # The plugin's own tests, with the kit loaded from the installed agentengine-core.
     tested = run(str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=plugin)
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "3 passed" in tested.stdout
+
+
+def test_a_wheel_built_from_the_sdist_carries_the_template(tmp_path: Path, uv: str) -> None:
+    built = run(uv, "build", "--quiet", str(ROOT / "core"), "-o", str(tmp_path))
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("agentengine_core-*.whl")  # uv builds the wheel from the sdist
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    template = {n for n in names if n.startswith("agentengine/_plugin_template/")}
+    expected = {
+        "agentengine/_plugin_template/" + p.relative_to(template_dir()).as_posix()
+        for p in template_dir().rglob("*")
+        if p.is_file()
+    }
+    assert template == expected
