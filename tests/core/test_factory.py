@@ -183,3 +183,18 @@ def test_engine_settings_from_config_file_and_environment(tmp_path) -> None:  # 
     config.write_text("[engine\n")
     with pytest.raises(agentengine.ConfigError, match="not valid TOML"):
         ExecutionEngineFactory(load_entrypoints=False, config=config)
+
+
+async def test_one_context_reused_for_several_engines_never_duplicates_run_ids() -> None:
+    ctx = UserExecutionContext(user_id="alice", thread_id="t-1", run_id="r-1")
+    async with make_factory() as factory:
+        run_ids = []
+        for _ in range(3):
+            async with factory.user_execution_engine(ctx) as engine:
+                run_ids.append((await engine.execute_agent("calc", {"text": "x"})).run_id)
+        other = UserExecutionContext(user_id="bob", thread_id="t-1", run_id="r-1")
+        async with factory.user_execution_engine(other) as engine:
+            bob_run = (await engine.execute_agent("calc", {"text": "x"})).run_id
+    assert run_ids[0] == "r-1"
+    assert len(set(run_ids)) == 3
+    assert bob_run == "r-1"  # run ids are per user

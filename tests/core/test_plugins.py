@@ -111,7 +111,7 @@ def test_disable_and_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AGENTENGINE_DISABLE_PLUGINS")
     monkeypatch.setenv("AGENTENGINE_PLUGINS", "demo")
     factory = ExecutionEngineFactory()
-    assert {i.name for i in factory.plugin_infos} == {"demo"}
+    assert {i.name for i in factory.plugin_infos} == {"demo", "request_scope"}  # + built-ins
     assert "reverser" not in factory.agents
 
 
@@ -291,3 +291,29 @@ async def test_extension_failing_to_start_names_the_plugin() -> None:
             await factory.create_for_user(UserExecutionContext.for_user("alice"))
         assert log == ["a:start", "a:close"]  # what started was closed again
         assert factory.get_factory_metrics()["engines_active"] == 0
+
+
+async def test_extension_hook_error_fails_that_engine_only_and_keeps_the_plugin() -> None:
+    calls = {"n": 0}
+
+    class Flaky:
+        name = "flaky"
+
+        @hookimpl
+        def agentengine_engine_extensions(self, context):  # type: ignore[no-untyped-def]
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise ConnectionError("policy service unreachable")
+            return Extension()
+
+    factory = ExecutionEngineFactory(plugins=[OutcomesPlugin(), Flaky()], load_entrypoints=False)
+    async with factory:
+        with pytest.raises(
+            Exception, match="plugin 'flaky' failed in agentengine_engine_extensions"
+        ):
+            await factory.create_for_user(UserExecutionContext.for_user("alice"))
+        # A later engine gets the plugin's extension again: the plugin was not dropped.
+        async with factory.user_execution_engine(UserExecutionContext.for_user("alice")) as e:
+            assert (await e.execute_agent("calc", {"text": "x"})).status is RunStatus.SUCCEEDED
+    assert calls["n"] == 2
+    assert factory.get_factory_metrics()["engines_active"] == 0

@@ -42,6 +42,12 @@ from agentengine.factory import (
 )
 from agentengine.hookspecs import hookimpl, hookspec
 from agentengine.plugins import PluginInfo
+from agentengine.scope import (
+    RequestScope,
+    ResourceRegistry,
+    ScopedResourceError,
+    UnknownResourceError,
+)
 from agentengine.sinks import EventGap, EventSink, InMemoryEventSink
 from agentengine.tools import FunctionTool, Tool, ToolArgumentError, ToolRegistry, tool
 
@@ -72,10 +78,13 @@ __all__ = [
     "PluginInfo",
     "PluginLoadError",
     "RegistrationError",
+    "RequestScope",
+    "ResourceRegistry",
     "RunContext",
     "RunHandle",
     "RunResult",
     "RunStatus",
+    "ScopedResourceError",
     "Settings",
     "Tool",
     "ToolArgumentError",
@@ -86,6 +95,7 @@ __all__ = [
     "ToolRegistry",
     "ToolStatus",
     "UnknownAgentError",
+    "UnknownResourceError",
     "UserExecutionContext",
     "UserExecutionEngine",
     "__version__",

@@ -208,5 +208,72 @@ def demo_command(users: int, runs: int, as_json: bool) -> None:
     sys.exit(0 if ok else 1)
 
 
+@main.command("check-plugin")
+@click.argument("target", metavar="MODULE:OBJECT")
+def check_plugin_command(target: str) -> None:
+    """Check a plugin object against agentengine's hooks, tools and extensions.
+
+    MODULE:OBJECT names the plugin, as in an entry point (``agentengine_weather:plugin``);
+    a class is instantiated. Exit status 1 lists every problem, 2 means it cannot be imported.
+    """
+    import importlib
+
+    from agentengine.conformance import check_plugin
+
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise click.BadParameter(
+            "give MODULE:OBJECT, for example agentengine_weather:WeatherPlugin",
+            param_hint="MODULE:OBJECT",
+        )
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise click.BadParameter(
+            f"cannot import {module_name!r}: {type(exc).__name__}: {exc}",
+            param_hint="MODULE:OBJECT",
+        ) from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise click.BadParameter(
+                f"{module_name!r} has no attribute {attr!r}", param_hint="MODULE:OBJECT"
+            )
+        obj = getattr(obj, part)
+    problems = check_plugin(obj)
+    if not problems:
+        click.echo(f"{target}: ok")
+        return
+    click.echo(f"{target}: {len(problems)} problem(s)")
+    for number, problem in enumerate(problems, 1):
+        click.echo(f"  {number}. {problem}")
+    sys.exit(1)
+
+
+@main.command("new-plugin")
+@click.argument("name")
+@click.option(
+    "--dir",
+    "directory",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where to create the plugin's folder (DIR/NAME).",
+)
+def new_plugin_command(name: str, directory: str) -> None:
+    """Create a plugin distribution NAME from the template (agentengine-NAME)."""
+    from agentengine.errors import AgentEngineError
+    from agentengine.scaffold import plugin_names, render_plugin
+
+    try:
+        target = render_plugin(name, directory)
+    except AgentEngineError as exc:
+        raise click.UsageError(str(exc)) from None
+    names = plugin_names(name)
+    click.echo(f"created {names['distribution']} in {target}")
+    click.echo(f"  package:     src/{names['package']}/__init__.py")
+    click.echo(f"  entry point: {names['name']} = {names['package']}:{names['class_name']}")
+    click.echo(f"next: cd {target} && uv sync && uv run pytest")
+
+
 if __name__ == "__main__":
     main()

@@ -36,6 +36,7 @@ from agentengine.events import (
     _build,
 )
 from agentengine.extensions import Extension, ToolCall
+from agentengine.scope import EMPTY_SCOPE
 from agentengine.tools import Tool, ToolArgumentError, ToolRegistry
 
 if TYPE_CHECKING:
@@ -142,8 +143,8 @@ class RunContext:
         self.timeout = timeout
         #: Per-run scratch space for extensions (keyed by plugin name, by convention).
         self.state: dict[str, Any] = {}
-        #: Request-scoped resources (see the ``request_scope`` built-in plugin); a mapping.
-        self.scope: Any = None
+        #: Request-scoped resources (see ``agentengine.scope``): ``await run.scope["db"]``.
+        self.scope: Any = EMPTY_SCOPE
         #: The task the run executes in: its own (``start_run``) or the caller's
         #: (``execute_agent``, which runs inline to spare a task per run).
         self.task: asyncio.Task[Any] | None = None
@@ -416,6 +417,7 @@ class UserExecutionEngine:
         "_extensions",
         "_factory",
         "_observers",
+        "_pending_start",
         "_run_chain",
         "_run_timeout",
         "_tool_chain",
@@ -436,6 +438,7 @@ class UserExecutionEngine:
     _extensions: tuple[Any, ...]
     _factory: ExecutionEngineFactory
     _observers: tuple[tuple[str, Callable[[BaseEvent], None]], ...]
+    _pending_start: Any
     _run_chain: RunChain
     _run_timeout: float
     _tool_chain: ToolChain
@@ -478,6 +481,7 @@ class UserExecutionEngine:
         self._tool_resolvers = ()
         self._extensions = ()
         self._observers = ()
+        self._pending_start = None
         self._run_chain = _call_agent
         self._tool_chain = _invoke_tool
         self._active = {}
@@ -606,7 +610,13 @@ class UserExecutionEngine:
         self._check_open()
         found = self._resolve_agent(agent)
         ctx = self.context
-        if run_id is None and not self._used_context_run_id:
+        if (
+            run_id is None
+            and not self._used_context_run_id
+            and self._factory._claim_run_id(ctx.user_id, ctx.run_id)
+        ):
+            # The context's run id names the engine's first run, unless another engine of the
+            # user already used it (one context reused for several engines): ids stay unique.
             self._used_context_run_id = True
             run_id = ctx.run_id
         elif run_id is None:
@@ -634,6 +644,8 @@ class UserExecutionEngine:
         """Start ``agent`` with ``input`` (keyword arguments of the agent) in its own task;
         return its handle. ``timeout`` is the whole-run deadline (the factory's ``run_timeout``
         by default)."""
+        if self._pending_start is not None:  # made by create_for_user_sync: start extensions
+            await self._pending_start.run(self._factory, self)
         run = self._new_run(agent, input, timeout, run_id)
         task = asyncio.get_running_loop().create_task(
             self._drive(run, input), name=f"agentengine-run-{run.run_id}"
@@ -656,6 +668,8 @@ class UserExecutionEngine:
         The run executes inline, in the caller's task (no task per run). Cancelling the caller
         cancels the run: its terminal event is emitted, then ``CancelledError`` propagates.
         """
+        if self._pending_start is not None:  # made by create_for_user_sync: start extensions
+            await self._pending_start.run(self._factory, self)
         run = self._new_run(agent, input, timeout, run_id)
         run.task = asyncio.current_task()
         run._inline = True
@@ -867,6 +881,55 @@ class UserExecutionEngine:
         self._tool_chain = _invoke_tool
         self._tool_resolvers = ()
         self._factory._forget_engine(self)
+
+    async def shutdown(self) -> None:
+        """The same as ``cleanup()`` (the name older engines used)."""
+        await self.cleanup()
+
+    # -- legacy constructors (see agentengine.legacy and docs/migration.md) ---------------------
+
+    @classmethod
+    def create_from_legacy(
+        cls,
+        registry: Any,
+        websocket_bridge: Any = None,
+        user_context: UserExecutionContext | None = None,
+        *,
+        factory: ExecutionEngineFactory | None = None,
+    ) -> UserExecutionEngine:
+        """Deprecated: an engine from the old ``(registry, websocket_bridge, user_context)``
+        arguments, made by ``factory`` (the process default when None). Without a bridge the
+        events go to the factory's sink; without a context an anonymous user is made (marked
+        ``anonymous`` in its metadata). Use ``factory.create_for_user(ctx)`` instead."""
+        from agentengine.legacy import _construct, _deprecated
+
+        _deprecated(
+            "UserExecutionEngine.create_from_legacy()",
+            "await factory.create_for_user(ctx)",
+        )
+        return _construct(
+            "create_from_legacy", registry, websocket_bridge, user_context, factory=factory
+        )
+
+    @classmethod
+    def from_registry(
+        cls,
+        registry: Any,
+        websocket_bridge: Any,
+        user_context: UserExecutionContext | None,
+        *,
+        factory: ExecutionEngineFactory | None = None,
+    ) -> UserExecutionEngine:
+        """Deprecated: as ``create_from_legacy``. Use ``factory.create_for_user(ctx)``."""
+        from agentengine.legacy import _construct, _deprecated
+
+        _deprecated(
+            "UserExecutionEngine.from_registry()",
+            "await factory.create_for_user(ctx)",
+        )
+        return _construct(
+            "from_registry", registry, websocket_bridge, user_context, factory=factory
+        )
 
     async def __aenter__(self) -> UserExecutionEngine:
         return self

@@ -21,7 +21,7 @@ from agentengine.agents import AgentRegistry
 from agentengine.config import EngineSettings, Settings, load_settings
 from agentengine.context import UserExecutionContext
 from agentengine.deadlines import DeadlineScheduler
-from agentengine.engine import _FACTORY_ONLY, UserExecutionEngine
+from agentengine.engine import _FACTORY_ONLY, UserExecutionEngine, _overrides
 from agentengine.errors import (
     AgentEngineError,
     EngineClosedError,
@@ -31,6 +31,7 @@ from agentengine.errors import (
 from agentengine.events import RunStatus
 from agentengine.limits import ConcurrencyLimiter
 from agentengine.plugins import PluginInfo, PluginSet, load_plugins
+from agentengine.scope import ResourceRegistry
 from agentengine.sinks import EventSink, InMemoryEventSink
 from agentengine.tools import ToolRegistry
 
@@ -45,9 +46,12 @@ __all__ = [
 _log = structlog.get_logger("agentengine.factory")
 
 #: Plugins every factory has (disable one with AGENTENGINE_DISABLE_PLUGINS=name).
-BUILTIN_PLUGINS: list[tuple[str, str]] = []
+BUILTIN_PLUGINS: list[tuple[str, str]] = [
+    ("request_scope", "agentengine.scope:RequestScopePlugin"),
+]
 
 _UNSET: Any = object()
+_CLAIMED_RUN_IDS = 65_536
 _RUN_METRIC = {status: f"runs_{status.value}" for status in RunStatus}
 
 
@@ -126,10 +130,14 @@ class ExecutionEngineFactory:
         )
         self.agents = AgentRegistry()
         self.tools = ToolRegistry()
+        #: Request-scoped resources declared by plugins (see ``agentengine.scope``).
+        self.resources = ResourceRegistry()
         self._errors: dict[str, int] = {}
         self._resolve_plugins()
         self.events: EventSink = event_sink or self._choose_sink()
         self._engines: dict[str, set[UserExecutionEngine]] = {}
+        # (user id, run id) of contexts whose run id an engine already used; bounded.
+        self._claimed_run_ids: dict[tuple[str, str], None] = {}
         self._closed = False
         self._sweeper: asyncio.Task[None] | None = None
         self._metrics = {
@@ -160,6 +168,14 @@ class ExecutionEngineFactory:
         before_agents = set(self.agents.names())
         ps.call_each("agentengine_register_agents", {"registry": self.agents}, agents_owner)
         ps.call_each("agentengine_register_tools", {"registry": self.tools}, tools_owner)
+
+        def resources_owner(name: str) -> None:
+            self.resources.current_plugin = name
+
+        ps.call_each(
+            "agentengine_register_resources", {"registry": self.resources}, resources_owner
+        )
+        self.resources.current_plugin = None
         self.agents.current_plugin = self.tools.current_plugin = None
         for name in self.agents.names():
             info = ps.info(self.agents.owner(name) or "")
@@ -183,7 +199,6 @@ class ExecutionEngineFactory:
             "agentengine_event_sink", {"settings": self.settings}
         ):
             if value is not None:
-                _log.debug("event sink chosen", plugin=name, sink=type(value).__name__)
                 return value  # type: ignore[no-any-return]
         return InMemoryEventSink(self.engine_settings.event_retention)
 
@@ -206,9 +221,51 @@ class ExecutionEngineFactory:
                 "configure_execution_engine_factory again)"
             )
 
-    async def create_for_user(self, context: UserExecutionContext) -> UserExecutionEngine:
+    async def create_for_user(
+        self, context: UserExecutionContext, *, extensions: Sequence[Any] = ()
+    ) -> UserExecutionEngine:
         """A new engine for ``context``'s user. The caller must ``await engine.cleanup()``
-        (or use ``user_execution_engine``, which always does)."""
+        (or use ``user_execution_engine``, which always does).
+
+        ``extensions`` are added after the plugins' extensions, for this engine only."""
+        engine = self._admit(context)
+        try:
+            await self._start_extensions(engine, self._collect_extensions(engine, extensions))
+        except BaseException:
+            self._unadmit(engine)
+            raise
+        self._metrics["engines_created"] += 1
+        self._ensure_sweeper()
+        return engine
+
+    def create_for_user_sync(
+        self, context: UserExecutionContext, *, extensions: Sequence[Any] = ()
+    ) -> UserExecutionEngine:
+        """A new engine, created without awaiting: for synchronous callers (the legacy
+        constructors). Works with or without a running event loop.
+
+        Extensions are collected now. If none has an async ``start()``, the engine is complete
+        on return; otherwise their ``start()`` runs (once, in order) at the beginning of the
+        engine's first run, and a failure there fails that ``start_run`` and cleans the engine
+        up, as ``create_for_user`` would have. Until then the engine's tool list lacks the
+        tools those extensions add. The caller must ``await engine.cleanup()``."""
+        engine = self._admit(context)
+        try:
+            collected = self._collect_extensions(engine, extensions)
+        except BaseException:
+            self._unadmit(engine)
+            raise
+        if any(_overrides(ext, "start") for _, ext in collected):
+            engine._pending_start = _DeferredStart(collected)
+        else:
+            engine._install_extensions(collected)
+        self._metrics["engines_created"] += 1
+        with contextlib.suppress(RuntimeError):  # no running loop: the sweeper starts later
+            self._ensure_sweeper()
+        return engine
+
+    def _admit(self, context: UserExecutionContext) -> UserExecutionEngine:
+        """Check the context and the per-user limit; make and register the engine."""
         self._check_open()
         if not isinstance(context, UserExecutionContext):
             raise InvalidContextError(
@@ -232,32 +289,43 @@ class ExecutionEngineFactory:
         if engines is None:
             engines = self._engines[user_id] = set()
         engines.add(engine)
-        try:
-            await self._attach_extensions(engine)
-        except BaseException:
-            engines.discard(engine)
-            if not engines:
-                self._engines.pop(user_id, None)
-            raise
-        self._metrics["engines_created"] += 1
-        self._ensure_sweeper()
         return engine
 
-    async def _attach_extensions(self, engine: UserExecutionEngine) -> None:
-        if not self.plugins.manager.hook.agentengine_engine_extensions.get_hookimpls():
-            return
+    def _unadmit(self, engine: UserExecutionEngine) -> None:
+        engines = self._engines.get(engine.context.user_id)
+        if engines is not None:
+            engines.discard(engine)
+            if not engines:
+                self._engines.pop(engine.context.user_id, None)
+
+    def _collect_extensions(
+        self, engine: UserExecutionEngine, extra: Sequence[Any]
+    ) -> list[tuple[str, Any]]:
         extensions: list[tuple[str, Any]] = []
-        for plugin_name, value in self.plugins.call_each(
-            "agentengine_engine_extensions", {"context": engine.context, "engine": engine}
-        ):
-            items: Iterable[Any]
-            if value is None:
-                continue
-            items = value if isinstance(value, list | tuple) else (value,)
-            for ext in items:
-                with contextlib.suppress(AttributeError, TypeError):
-                    ext.plugin_name = plugin_name
-                extensions.append((plugin_name, ext))
+        if self.plugins.manager.hook.agentengine_engine_extensions.get_hookimpls():
+            for plugin_name, value in self.plugins.call_each(
+                "agentengine_engine_extensions",
+                {"context": engine.context, "engine": engine},
+                isolate=False,
+            ):
+                items: Iterable[Any]
+                if value is None:
+                    continue
+                items = value if isinstance(value, list | tuple) else (value,)
+                for ext in items:
+                    with contextlib.suppress(AttributeError, TypeError):
+                        ext.plugin_name = plugin_name
+                    extensions.append((plugin_name, ext))
+        for ext in extra:
+            name = getattr(ext, "plugin_name", None) or type(ext).__name__
+            extensions.append((name, ext))
+        return extensions
+
+    async def _start_extensions(
+        self, engine: UserExecutionEngine, extensions: list[tuple[str, Any]]
+    ) -> None:
+        if not extensions:
+            return
         started: list[tuple[str, Any]] = []
         for plugin_name, ext in extensions:
             start = getattr(ext, "start", None)
@@ -312,6 +380,18 @@ class ExecutionEngineFactory:
 
     def _all_engines(self) -> list[UserExecutionEngine]:
         return [e for engines in self._engines.values() for e in engines]
+
+    def _claim_run_id(self, user_id: str, run_id: str) -> bool:
+        """True the first time a context's run id is used for a run (remembered for the last
+        ``_CLAIMED_RUN_IDS`` uses)."""
+        key = (user_id, run_id)
+        claimed = self._claimed_run_ids
+        if key in claimed:
+            return False
+        claimed[key] = None
+        if len(claimed) > _CLAIMED_RUN_IDS:
+            del claimed[next(iter(claimed))]
+        return True
 
     # -- accounting -------------------------------------------------------------------------
 
@@ -409,6 +489,42 @@ class ExecutionEngineFactory:
             f"<ExecutionEngineFactory agents={len(self.agents)} tools={len(self.tools)} "
             f"engines={sum(len(e) for e in self._engines.values())}>"
         )
+
+
+class _DeferredStart:
+    """Extensions of an engine made by ``create_for_user_sync`` that still have to start."""
+
+    __slots__ = ("extensions", "lock")
+
+    def __init__(self, extensions: list[tuple[str, Any]]) -> None:
+        self.extensions = extensions
+        self.lock = asyncio.Lock()
+
+    async def run(self, factory: ExecutionEngineFactory, engine: UserExecutionEngine) -> None:
+        """Start the extensions once; concurrent first runs wait for the same start."""
+        async with self.lock:
+            if engine._pending_start is not self:
+                return
+            if engine.closed:
+                raise EngineClosedError(
+                    f"engine of user {engine.context.user_id!r} was cleaned up before it started"
+                )
+            try:
+                await factory._start_extensions(engine, self.extensions)
+            except BaseException:
+                engine._pending_start = None
+                await engine.cleanup()
+                raise
+            engine._pending_start = None
+            if engine.closed:  # cleaned up while starting: close what just started
+                for _, ext in reversed(self.extensions):
+                    close = getattr(ext, "close", None)
+                    if close is not None:
+                        with contextlib.suppress(Exception):
+                            await close()
+                raise EngineClosedError(
+                    f"engine of user {engine.context.user_id!r} was cleaned up while starting"
+                )
 
 
 # -- the process default ----------------------------------------------------------------------

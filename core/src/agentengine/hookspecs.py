@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from agentengine.config import Settings
     from agentengine.context import UserExecutionContext
     from agentengine.engine import UserExecutionEngine
+    from agentengine.scope import ResourceRegistry
     from agentengine.sinks import EventSink
     from agentengine.tools import ToolRegistry
 
@@ -66,6 +67,15 @@ class AgentEngineHookSpecs:
 
         Called once per engine, when the factory creates it. See ``agentengine.extensions``
         for the optional methods an extension may have.
+        """
+
+    @hookspec
+    def agentengine_register_resources(self, registry: ResourceRegistry) -> None:
+        """Declare request-scoped resources: ``registry.add("db", open_db)``.
+
+        ``open_db`` returns an async context manager (or is an async generator function, or
+        takes the ``RunContext``); a run opens it on first ``await run.scope["db"]`` and the
+        built-in ``request_scope`` plugin closes it when the run ends. See ``agentengine.scope``.
         """
 
     @hookspec(firstresult=True)

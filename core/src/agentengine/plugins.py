@@ -21,11 +21,12 @@ from typing import Any
 
 import pluggy
 
-from agentengine.errors import PluginLoadError
+from agentengine.errors import AgentEngineError, PluginLoadError
 from agentengine.hookspecs import HOOK_PREFIX, PROJECT_NAME, AgentEngineHookSpecs
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "PluginHookError",
     "PluginInfo",
     "PluginSet",
     "load_plugins",
@@ -33,6 +34,10 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "agentengine"
+
+
+class PluginHookError(AgentEngineError):
+    """A plugin's per-engine hook raised; engine creation fails with the plugin named."""
 
 
 @dataclass
@@ -188,10 +193,19 @@ class PluginSet:
         return [(i.plugin_name, i.plugin, i.function) for i in caller.get_hookimpls()]
 
     def call_each(
-        self, hook: str, kwargs: Mapping[str, Any], before: Callable[[str], None] | None = None
+        self,
+        hook: str,
+        kwargs: Mapping[str, Any],
+        before: Callable[[str], None] | None = None,
+        *,
+        isolate: bool = True,
     ) -> list[tuple[str, Any]]:
-        """Call each implementation of ``hook`` with the arguments it asks for; a raising one
-        is recorded against its plugin (and unregistered) while the others go on.
+        """Call each implementation of ``hook`` with the arguments it asks for.
+
+        With ``isolate`` (the factory-build hooks), a raising implementation is recorded against
+        its plugin and unregistered while the others go on. Without it (per-engine hooks, where
+        a failure may be transient and a missing policy layer must not pass unnoticed), the
+        error propagates as ``PluginHookError`` naming the plugin, and nothing is unregistered.
 
         Registration order (built-ins first): that is the order of middleware, outermost first.
         """
@@ -203,6 +217,10 @@ class PluginSet:
             try:
                 value = impl.function(*(kwargs[arg] for arg in impl.argnames))
             except Exception as exc:
+                if not isolate:
+                    raise PluginHookError(
+                        f"plugin {impl.plugin_name!r} failed in {hook}: {_short_error(exc)}"
+                    ) from exc
                 self.record_failure(impl.plugin, f"{hook} raised {_short_error(exc)}", exc)
                 continue
             results.append((impl.plugin_name, value))

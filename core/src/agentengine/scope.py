@@ -1,0 +1,434 @@
+"""Request scoping: live resources a run opens on first use and closes when it ends.
+
+Plugins declare *scoped resources* by name with the ``agentengine_register_resources`` hook; a
+resource is a factory of async context managers (a database connection, an HTTP client with
+the user's credentials, a transaction)::
+
+    @contextlib.asynccontextmanager
+    async def open_db(run: RunContext):
+        async with aiosqlite.connect(path) as conn:
+            yield conn
+
+    class DbPlugin:
+        @hookimpl
+        def agentengine_register_resources(self, registry):
+            registry.add("db", open_db)
+
+An agent or tool then writes ``conn = await run.scope["db"]``. The built-in ``request_scope``
+plugin gives every run its own ``RequestScope``: a resource is opened the first time the run
+asks for it (concurrent first uses in one run share one opening), never shared with another
+run, and every opened resource is closed when the run ends, whatever the outcome (success,
+failure, timeout, cancellation, engine cleanup), in reverse order of opening. Each context
+manager's ``__aexit__`` receives the run's exception (None on success), so a transaction can
+commit or roll back accordingly. A close that raises or hangs longer than ``close_timeout`` is
+logged and skipped: it never changes the run's result.
+
+Configuration (``agentengine.toml``)::
+
+    [request_scope]
+    close_timeout = 10.0    # seconds each resource gets to close
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentengine.errors import AgentEngineError, EngineClosedError, RegistrationError
+from agentengine.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+    from agentengine.config import Settings
+    from agentengine.context import UserExecutionContext
+    from agentengine.engine import RunContext, UserExecutionEngine
+
+__all__ = [
+    "EMPTY_SCOPE",
+    "RequestScope",
+    "RequestScopeExtension",
+    "RequestScopePlugin",
+    "RequestScopeSettings",
+    "ResourceRegistry",
+    "ScopedResource",
+    "ScopedResourceError",
+    "UnknownResourceError",
+]
+
+_log = structlog.get_logger("agentengine.scope")
+
+ResourceFactory = Callable[..., Any]
+
+
+class ScopedResourceError(AgentEngineError):
+    """A scoped resource could not be opened (its factory raised or returned no context
+    manager). The run sees this error where it asked for the resource."""
+
+
+class UnknownResourceError(AgentEngineError, KeyError):
+    """``run.scope[name]`` named a resource no plugin declared."""
+
+    def __str__(self) -> str:  # KeyError would show the message's repr
+        return str(self.args[0]) if self.args else ""
+
+
+class RequestScopeSettings(BaseModel):
+    """The ``[request_scope]`` table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    close_timeout: float = Field(default=10.0, gt=0)
+
+
+@dataclass(frozen=True, slots=True)
+class ScopedResource:
+    """One declared resource: ``open(run)`` returns an async context manager."""
+
+    name: str
+    open: Callable[[RunContext], AbstractAsyncContextManager[Any]]
+    plugin: str | None = None
+    description: str = ""
+
+
+def _as_opener(name: str, factory: ResourceFactory) -> Callable[[Any], Any]:
+    if not callable(factory):
+        raise RegistrationError(
+            f"scoped resource {name!r}: the factory must be callable (an async context manager "
+            f"factory taking no argument or the RunContext), got {factory!r}"
+        )
+    if inspect.isasyncgenfunction(factory):
+        factory = contextlib.asynccontextmanager(factory)
+    try:
+        params = [
+            p
+            for p in inspect.signature(factory).parameters.values()
+            if p.default is inspect.Parameter.empty
+            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):  # a builtin without a signature: assume no argument
+        params = []
+    if len(params) > 1:
+        raise RegistrationError(
+            f"scoped resource {name!r}: the factory takes {len(params)} required arguments "
+            f"({', '.join(p.name for p in params)}); it may take none or just the RunContext"
+        )
+    if params:
+        return factory
+    no_arg = factory
+    return lambda run: no_arg()
+
+
+class ResourceRegistry:
+    """Scoped resources by name; ``add`` refuses a second one of the same name."""
+
+    def __init__(self) -> None:
+        self._resources: dict[str, ScopedResource] = {}
+        self.current_plugin: str | None = None
+
+    def add(self, name: str, factory: ResourceFactory, *, description: str = "") -> ScopedResource:
+        """Declare resource ``name``. ``factory`` returns an async context manager; it takes
+        no argument or the ``RunContext`` (for the user's id, say), or is an async generator
+        function yielding the resource once (wrapped with ``asynccontextmanager``)."""
+        if not isinstance(name, str) or not name or name != name.strip():
+            raise RegistrationError(f"a scoped resource needs a non-empty name, got {name!r}")
+        existing = self._resources.get(name)
+        if existing is not None:
+            raise RegistrationError(
+                f"scoped resource {name!r} is declared twice: by plugin {existing.plugin!r} and "
+                f"by plugin {self.current_plugin!r}; rename one of them or disable a plugin"
+            )
+        resource = ScopedResource(
+            name,
+            _as_opener(name, factory),
+            self.current_plugin,
+            description or (inspect.getdoc(factory) or "").split("\n\n", 1)[0],
+        )
+        self._resources[name] = resource
+        return resource
+
+    def get(self, name: str) -> ScopedResource | None:
+        """The resource called ``name``, or None."""
+        return self._resources.get(name)
+
+    def names(self) -> list[str]:
+        """Sorted resource names."""
+        return sorted(self._resources)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._resources
+
+    def __iter__(self) -> Iterator[ScopedResource]:
+        return iter(self._resources.values())
+
+    def __len__(self) -> int:
+        return len(self._resources)
+
+
+def _unknown(name: object, available: list[str]) -> UnknownResourceError:
+    declared = ", ".join(available) or "none"
+    return UnknownResourceError(
+        f"no scoped resource named {name!r}; declared resources: {declared}. A plugin declares "
+        "one with its agentengine_register_resources hook: registry.add(name, factory)"
+    )
+
+
+class _NoScope:
+    """``run.scope`` when no plugin declared a resource: every lookup says so."""
+
+    __slots__ = ()
+
+    def __getitem__(self, name: str) -> Awaitable[Any]:
+        raise _unknown(name, [])
+
+    def __contains__(self, name: object) -> bool:
+        return False
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    @property
+    def opened(self) -> list[str]:
+        """Names of opened resources (always none)."""
+        return []
+
+    def __repr__(self) -> str:
+        return "<RequestScope (no resources declared)>"
+
+
+#: The scope of a run when no scoped resource is declared.
+EMPTY_SCOPE: Any = _NoScope()
+
+
+class RequestScope:
+    """One run's scoped resources: ``await scope["db"]`` opens ``db`` on first use.
+
+    ``name in scope`` and iteration cover the declared names; ``opened`` lists those opened
+    so far, in order.
+    """
+
+    __slots__ = ("_close_timeout", "_closed", "_opening", "_registry", "_run", "_stack", "_values")
+
+    def __init__(self, run: RunContext, registry: ResourceRegistry, close_timeout: float) -> None:
+        self._run = run
+        self._registry = registry
+        self._close_timeout = close_timeout
+        self._values: dict[str, Any] = {}
+        self._stack: list[tuple[str, AbstractAsyncContextManager[Any]]] = []
+        self._opening: dict[str, asyncio.Future[Any]] = {}
+        self._closed = False
+
+    def __getitem__(self, name: str) -> Awaitable[Any]:
+        """An awaitable of resource ``name`` (``await run.scope["db"]``). Raises
+        ``UnknownResourceError`` (a KeyError) at once for an undeclared name."""
+        if name not in self._registry:
+            raise _unknown(name, self._registry.names())
+        return self.get(name)
+
+    async def get(self, name: str) -> Any:
+        """Resource ``name``, opened now if this run has not opened it yet."""
+        if self._closed:
+            raise EngineClosedError(
+                f"the scope of run {self._run.run_id} is closed; scoped resources are only "
+                "available while the run is going on"
+            )
+        if name in self._values:
+            return self._values[name]
+        pending = self._opening.get(name)
+        if pending is not None:  # another task of this run is opening it: share that opening
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if pending.cancelled() and task is not None and not task.cancelling():
+                    return await self.get(name)  # only the opener was cancelled: open anew
+                raise
+        resource = self._registry.get(name)
+        if resource is None:
+            raise _unknown(name, self._registry.names())
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._opening[name] = future
+        try:
+            manager = resource.open(self._run)
+            if not (hasattr(manager, "__aenter__") and hasattr(manager, "__aexit__")):
+                raise ScopedResourceError(
+                    f"scoped resource {name!r} (plugin {resource.plugin!r}): the factory returned "
+                    f"{type(manager).__name__}, not an async context manager; decorate it with "
+                    "@contextlib.asynccontextmanager"
+                )
+            value = await manager.__aenter__()
+        except BaseException as exc:
+            del self._opening[name]
+            if not isinstance(exc, Exception):  # cancelled while opening
+                future.cancel()
+                raise
+            if isinstance(exc, ScopedResourceError):
+                error = exc
+            else:
+                error = ScopedResourceError(
+                    f"scoped resource {name!r} (plugin {resource.plugin!r}) failed to open: "
+                    f"{type(exc).__name__}: {exc}"
+                )
+            future.set_exception(error)
+            future.exception()  # retrieved here; waiters (if any) still receive it
+            if error is exc:
+                raise
+            raise error from exc
+        del self._opening[name]
+        if self._closed:  # the run ended while this (a straggling task) was opening it
+            with contextlib.suppress(Exception):
+                await manager.__aexit__(None, None, None)
+            error = EngineClosedError(
+                f"run {self._run.run_id} ended while scoped resource {name!r} was opening; "
+                "it was closed again"
+            )
+            future.set_exception(error)
+            future.exception()
+            raise error
+        self._stack.append((name, manager))
+        self._values[name] = value
+        future.set_result(value)
+        return value
+
+    @property
+    def opened(self) -> list[str]:
+        """Names of the resources opened so far, in order of opening."""
+        return [name for name, _ in self._stack]
+
+    @property
+    def closed(self) -> bool:
+        """True once the scope was closed."""
+        return self._closed
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._registry
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._registry.names())
+
+    def __len__(self) -> int:
+        return len(self._registry)
+
+    async def aclose(self, error: BaseException | None = None) -> None:
+        """Close the opened resources in reverse order, passing ``error`` (the run's
+        exception, None on success) to each ``__aexit__``. Never raises: a failing or hanging
+        close is logged and the next resource is closed."""
+        self._closed = True
+        exc_type = type(error) if error is not None else None
+        tb = error.__traceback__ if error is not None else None
+        while self._stack:
+            name, manager = self._stack.pop()
+            self._values.pop(name, None)
+            try:
+                async with asyncio.timeout(self._close_timeout):
+                    await manager.__aexit__(exc_type, error, tb)
+            except TimeoutError:
+                _log.error(
+                    "scoped resource did not close in time; abandoned",
+                    resource=name,
+                    run_id=self._run.run_id,
+                    close_timeout=self._close_timeout,
+                )
+            except BaseException as exc:
+                if exc is error:  # the context manager re-raised the run's own error
+                    continue
+                if not isinstance(exc, Exception):
+                    raise
+                _log.error(
+                    "scoped resource failed to close",
+                    resource=name,
+                    run_id=self._run.run_id,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+
+    def __repr__(self) -> str:
+        return f"<RequestScope run={self._run.run_id} opened={self.opened}>"
+
+
+async def _close_whatever_happens(scope: RequestScope, error: BaseException | None) -> None:
+    """Close ``scope`` even if the closing task is cancelled again meanwhile (engine cleanup
+    cancelling a run that is already ending): the close runs in its own task, and a further
+    cancellation only means we keep waiting for it (each close is bounded by its timeout)."""
+    closer = asyncio.ensure_future(scope.aclose(error))
+    while True:
+        try:
+            await asyncio.shield(closer)
+        except asyncio.CancelledError:
+            if closer.done():
+                return
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # the run's outcome stands; see the docstring
+            continue
+        return
+
+
+class RequestScopeExtension:
+    """Per-engine extension: a fresh ``RequestScope`` per run, closed when the run ends."""
+
+    plugin_name: str | None = "request_scope"
+
+    def __init__(self, registry: ResourceRegistry, close_timeout: float) -> None:
+        self._registry = registry
+        self._close_timeout = close_timeout
+        self._live: set[RequestScope] = set()
+
+    async def around_run(self, run: RunContext, call_next: Callable[[], Awaitable[Any]]) -> Any:
+        """Give the run its scope; close whatever it opened, in any outcome."""
+        scope = RequestScope(run, self._registry, self._close_timeout)
+        run.scope = scope
+        self._live.add(scope)
+        error: BaseException | None = None
+        try:
+            return await call_next()
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._live.discard(scope)
+            if scope._stack:
+                await _close_whatever_happens(scope, error)
+            else:
+                scope._closed = True
+
+    async def close(self) -> None:
+        """Engine cleanup: close the scopes of runs that did not get to close their own."""
+        for scope in list(self._live):
+            self._live.discard(scope)
+            await scope.aclose(EngineClosedError("the engine was cleaned up"))
+
+
+class RequestScopePlugin:
+    """The built-in ``request_scope`` plugin (see the module docs)."""
+
+    name = "request_scope"
+
+    def __init__(self) -> None:
+        self.settings = RequestScopeSettings()
+
+    @hookimpl
+    def agentengine_configure(self, settings: Settings) -> None:
+        """Read the ``[request_scope]`` table."""
+        self.settings = settings.model("request_scope", RequestScopeSettings)
+
+    @hookimpl
+    def agentengine_engine_extensions(
+        self, context: UserExecutionContext, engine: UserExecutionEngine
+    ) -> RequestScopeExtension | None:
+        """An extension for engines whose factory has declared resources (none otherwise:
+        no resource, no per-run cost)."""
+        registry: ResourceRegistry = engine._factory.resources
+        if not len(registry):
+            return None
+        return RequestScopeExtension(registry, self.settings.close_timeout)
