@@ -195,7 +195,7 @@ class ExecutionEngineFactory:
             )
 
     def _choose_sink(self) -> EventSink:
-        for name, value in self.plugins.call_each(
+        for _, value in self.plugins.call_each(
             "agentengine_event_sink", {"settings": self.settings}
         ):
             if value is not None:

@@ -240,9 +240,10 @@ def _adopt_agents(factory: ExecutionEngineFactory, registry: Any) -> None:
             finally:
                 factory.agents.current_plugin = None
         elif existing.func is not found.func:
+            owner = factory.agents.owner(found.name)
             raise RegistrationError(
                 f"the legacy registry's agent {found.name!r} is not the agent the factory "
-                f"already has under that name (from plugin {factory.agents.owner(found.name)!r}); rename one of "
+                f"already has under that name (from plugin {owner!r}); rename one of "
                 "them, or drop it from the registry and let the plugin provide it"
             )
 
