@@ -153,12 +153,20 @@ async def engine_round(users: list[str], runs_per_user: int, concurrent: bool) -
     return elapsed
 
 
-async def best_of(repeats: int, fn: Callable[[], Awaitable[float]]) -> float:
-    times = []
+async def interleaved(
+    repeats: int,
+    floor: Callable[[], Awaitable[float]],
+    engine: Callable[[], Awaitable[float]],
+) -> tuple[float, float]:
+    """Best time of each, alternating floor and engine so that a burst of load on this shared
+    machine hits both alike."""
+    floor_times, engine_times = [], []
     for _ in range(repeats):
         gc.collect()
-        times.append(await fn())
-    return min(times)
+        floor_times.append(await floor())
+        gc.collect()
+        engine_times.append(await engine())
+    return min(floor_times), min(engine_times)
 
 
 async def idle_engine_memory(count: int) -> float:
@@ -187,19 +195,25 @@ async def idle_engine_memory(count: int) -> float:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=2000, help="sequential runs")
+    parser.add_argument("--runs", type=int, default=10_000, help="sequential runs")
     parser.add_argument("--users", type=int, default=1000, help="concurrent users")
     parser.add_argument("--engines", type=int, default=10_000, help="idle engines")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
     seq_users = ["alice"]
-    floor_seq = await best_of(args.repeats, lambda: floor_round(seq_users, args.runs, False))
-    engine_seq = await best_of(args.repeats, lambda: engine_round(seq_users, args.runs, False))
     many = [f"user-{i}" for i in range(args.users)]
-    floor_conc = await best_of(args.repeats, lambda: floor_round(many, 1, True))
-    engine_conc = await best_of(args.repeats, lambda: engine_round(many, 1, True))
+    floor_seq, engine_seq = await interleaved(
+        args.repeats,
+        lambda: floor_round(seq_users, args.runs, False),
+        lambda: engine_round(seq_users, args.runs, False),
+    )
+    floor_conc, engine_conc = await interleaved(
+        args.repeats,
+        lambda: floor_round(many, 1, True),
+        lambda: engine_round(many, 1, True),
+    )
     per_engine = await idle_engine_memory(args.engines)
 
     report = {

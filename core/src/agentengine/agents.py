@@ -69,7 +69,7 @@ class Agent:
         """Check an input dict; raise ``ToolArgumentError`` (a ValueError) listing problems."""
         if data is None:
             data = {}
-        if not isinstance(data, Mapping):
+        if type(data) is not dict and not isinstance(data, Mapping):
             raise ToolArgumentError(
                 f"input for agent {self.name!r} must be an object (a dict), "
                 f"got {type(data).__name__}"

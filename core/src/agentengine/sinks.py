@@ -78,13 +78,15 @@ class _UserLog:
         return self.first + len(self.entries)
 
     def append(self, event: BaseEvent) -> None:
-        cursor = self.next_cursor
-        if len(self.entries) == self.entries.maxlen:
+        entries = self.entries
+        size = len(entries)
+        cursor = self.first + size
+        if size == entries.maxlen:
             self.first += 1
         # Written straight into the model's dict: pydantic's __setattr__ costs more than the rest
         # of publishing, and the value is ours (a str), so there is nothing to validate.
         event.__dict__["cursor"] = str(cursor)
-        self.entries.append(event)
+        entries.append(event)
         if self.waiters:
             waiters, self.waiters = self.waiters, []
             for fut in waiters:
@@ -113,7 +115,10 @@ class InMemoryEventSink:
         return log
 
     def publish(self, event: BaseEvent) -> None:
-        self._log(event.user_id).append(event)
+        log = self._logs.get(event.user_id)
+        if log is None:
+            log = self._logs[event.user_id] = _UserLog(self.retention)
+        log.append(event)
         self.published += 1
 
     @staticmethod

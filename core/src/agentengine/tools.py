@@ -177,7 +177,7 @@ class FunctionTool(Tool):
         self._run_param = run_param
 
     def validate_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
-        if not isinstance(args, Mapping):
+        if type(args) is not dict and not isinstance(args, Mapping):
             raise ToolArgumentError(
                 f"arguments for tool {self.name!r} must be an object (a dict), "
                 f"got {type(args).__name__}"
