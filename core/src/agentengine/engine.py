@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 import structlog
 
@@ -335,7 +335,7 @@ class RunContext:
         return f"<RunContext {self.run_id} agent={self.agent.name!r} user={self.user_id!r}>"
 
 
-def _is_mapping(value: object) -> bool:
+def _is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
     # The ABC check costs a microsecond; plain dicts, the common case, skip it.
     return type(value) is dict or isinstance(value, Mapping)
 
@@ -428,8 +428,8 @@ class UserExecutionEngine:
         "_extensions",
         "_factory",
         "_observers",
-        "_publish",
         "_pending_start",
+        "_publish",
         "_run_chain",
         "_run_timeout",
         "_tool_chain",
