@@ -5,51 +5,134 @@ every variant (tools, MCP servers, request-scoped resources, event transports, p
 retries) is a plugin layered onto it. This module is the public API.
 """
 
-from agentengine.agents import Agent, AgentRegistry, agent
-from agentengine.config import EngineSettings, Settings, load_settings
-from agentengine.context import UserExecutionContext
-from agentengine.engine import PipelineStep, RunContext, RunHandle, RunResult, UserExecutionEngine
-from agentengine.errors import (
-    AgentEngineError,
-    ConfigError,
-    EngineClosedError,
-    EngineLimitError,
-    InvalidContextError,
-    PluginLoadError,
-    RegistrationError,
-    ToolError,
-    UnknownAgentError,
-)
-from agentengine.events import (
-    AgentCompletedEvent,
-    AgentErrorEvent,
-    AgentEvent,
-    AgentStartedEvent,
-    AgentThinkingEvent,
-    BaseEvent,
-    RunStatus,
-    ToolCompletedEvent,
-    ToolExecutingEvent,
-    ToolStatus,
-    parse_event,
-)
-from agentengine.extensions import Extension, ToolCall
-from agentengine.factory import (
-    ExecutionEngineFactory,
-    configure_execution_engine_factory,
-    get_execution_engine_factory,
-    reset_execution_engine_factory,
-)
-from agentengine.hookspecs import hookimpl, hookspec
-from agentengine.plugins import PluginInfo
-from agentengine.scope import (
-    RequestScope,
-    ResourceRegistry,
-    ScopedResourceError,
-    UnknownResourceError,
-)
-from agentengine.sinks import EventGap, EventSink, InMemoryEventSink
-from agentengine.tools import FunctionTool, Tool, ToolArgumentError, ToolRegistry, tool
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentengine.agents import Agent, AgentRegistry, agent
+    from agentengine.config import EngineSettings, Settings, load_settings
+    from agentengine.context import UserExecutionContext
+    from agentengine.engine import (
+        PipelineStep,
+        RunContext,
+        RunHandle,
+        RunResult,
+        UserExecutionEngine,
+    )
+    from agentengine.errors import (
+        AgentEngineError,
+        ConfigError,
+        EngineClosedError,
+        EngineLimitError,
+        InvalidContextError,
+        PluginLoadError,
+        RegistrationError,
+        ToolError,
+        UnknownAgentError,
+    )
+    from agentengine.events import (
+        AgentCompletedEvent,
+        AgentErrorEvent,
+        AgentEvent,
+        AgentStartedEvent,
+        AgentThinkingEvent,
+        BaseEvent,
+        RunStatus,
+        ToolCompletedEvent,
+        ToolExecutingEvent,
+        ToolStatus,
+        parse_event,
+    )
+    from agentengine.extensions import Extension, ToolCall
+    from agentengine.factory import (
+        ExecutionEngineFactory,
+        configure_execution_engine_factory,
+        get_execution_engine_factory,
+        reset_execution_engine_factory,
+    )
+    from agentengine.hookspecs import hookimpl, hookspec
+    from agentengine.plugins import PluginInfo
+    from agentengine.scope import (
+        RequestScope,
+        ResourceRegistry,
+        ScopedResourceError,
+        UnknownResourceError,
+    )
+    from agentengine.sinks import EventGap, EventSink, InMemoryEventSink
+    from agentengine.tools import FunctionTool, Tool, ToolArgumentError, ToolRegistry, tool
+
+# The public names are imported on first use (PEP 562), so that ``import agentengine`` (and
+# the command line, and a plugin module importing ``hookimpl``) does not pay for pydantic
+# models it does not need: ``agentengine check`` runs in pre-commit hooks on a few files.
+_EXPORTS: dict[str, str] = {
+    "Agent": "agentengine.agents",
+    "AgentCompletedEvent": "agentengine.events",
+    "AgentEngineError": "agentengine.errors",
+    "AgentErrorEvent": "agentengine.events",
+    "AgentEvent": "agentengine.events",
+    "AgentRegistry": "agentengine.agents",
+    "AgentStartedEvent": "agentengine.events",
+    "AgentThinkingEvent": "agentengine.events",
+    "BaseEvent": "agentengine.events",
+    "ConfigError": "agentengine.errors",
+    "EngineClosedError": "agentengine.errors",
+    "EngineLimitError": "agentengine.errors",
+    "EngineSettings": "agentengine.config",
+    "EventGap": "agentengine.sinks",
+    "EventSink": "agentengine.sinks",
+    "ExecutionEngineFactory": "agentengine.factory",
+    "Extension": "agentengine.extensions",
+    "FunctionTool": "agentengine.tools",
+    "InMemoryEventSink": "agentengine.sinks",
+    "InvalidContextError": "agentengine.errors",
+    "PipelineStep": "agentengine.engine",
+    "PluginInfo": "agentengine.plugins",
+    "PluginLoadError": "agentengine.errors",
+    "RegistrationError": "agentengine.errors",
+    "RequestScope": "agentengine.scope",
+    "ResourceRegistry": "agentengine.scope",
+    "RunContext": "agentengine.engine",
+    "RunHandle": "agentengine.engine",
+    "RunResult": "agentengine.engine",
+    "RunStatus": "agentengine.events",
+    "ScopedResourceError": "agentengine.scope",
+    "Settings": "agentengine.config",
+    "Tool": "agentengine.tools",
+    "ToolArgumentError": "agentengine.tools",
+    "ToolCall": "agentengine.extensions",
+    "ToolCompletedEvent": "agentengine.events",
+    "ToolError": "agentengine.errors",
+    "ToolExecutingEvent": "agentengine.events",
+    "ToolRegistry": "agentengine.tools",
+    "ToolStatus": "agentengine.events",
+    "UnknownAgentError": "agentengine.errors",
+    "UnknownResourceError": "agentengine.scope",
+    "UserExecutionContext": "agentengine.context",
+    "UserExecutionEngine": "agentengine.engine",
+    "agent": "agentengine.agents",
+    "configure_execution_engine_factory": "agentengine.factory",
+    "get_execution_engine_factory": "agentengine.factory",
+    "hookimpl": "agentengine.hookspecs",
+    "hookspec": "agentengine.hookspecs",
+    "load_settings": "agentengine.config",
+    "parse_event": "agentengine.events",
+    "reset_execution_engine_factory": "agentengine.factory",
+    "tool": "agentengine.tools",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agentengine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __version__ = "0.1.0"
 

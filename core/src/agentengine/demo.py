@@ -3,61 +3,21 @@
 Registered through the ``agentengine`` entry-point group like any third-party plugin, so
 ``agentengine plugins`` lists it and ``AGENTENGINE_DISABLE_PLUGINS=demo`` disables it. Every run
 of ``researcher`` produces all five event types: started, thinking, tool executing/completed,
-completed.
+completed. The agents live in ``agentengine.demo_agents``, imported only when registered, so
+loading this plugin (as every ``agentengine`` command does) stays cheap.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
+from typing import TYPE_CHECKING
 
-from agentengine.agents import AgentRegistry, agent
-from agentengine.engine import RunContext
 from agentengine.hookspecs import hookimpl
-from agentengine.tools import ToolRegistry, tool
+
+if TYPE_CHECKING:
+    from agentengine.agents import AgentRegistry
+    from agentengine.tools import ToolRegistry
 
 __all__ = ["DemoPlugin"]
-
-_NOTES = {
-    "isolation": "Each user's engine only ever sees that user's context and events.",
-    "plugins": "Every engine variant is a plugin layered onto one UserExecutionEngine.",
-    "cursors": "A subscriber that reconnects resumes after the last cursor it saw.",
-}
-
-
-@tool(timeout=5.0)
-async def search_notes(query: str, limit: int = 2) -> list[str]:
-    """Search the built-in notes for a word; returns the matching notes."""
-    await asyncio.sleep(0.005)  # a stand-in for I/O
-    words = query.lower().split()
-    hits = [
-        text for key, text in _NOTES.items() if any(w in key or w in text.lower() for w in words)
-    ]
-    return hits[:limit] or [f"no note mentions {query!r}"]
-
-
-@tool(timeout=2.0)
-async def word_count(text: str) -> int:
-    """Count the words of a text."""
-    return len(text.split())
-
-
-@agent(name="researcher")
-async def researcher(run: RunContext, question: str) -> str:
-    """Look a question up in the notes and answer with what was found."""
-    await run.think(f"looking up: {question}")
-    notes = await run.call_tool("search_notes", {"query": question})
-    words = await run.call_tool("word_count", {"text": " ".join(notes)})
-    await run.think(f"found {len(notes)} note(s), {words} words")
-    digest = hashlib.sha256(f"{run.user_id}:{question}".encode()).hexdigest()[:8]
-    return f"{notes[0]} [answer {digest} for {run.user_id}]"
-
-
-@agent(name="echo")
-async def echo(run: RunContext, text: str) -> str:
-    """Repeat the input text."""
-    await run.think("echoing")
-    return text
 
 
 class DemoPlugin:
@@ -67,10 +27,14 @@ class DemoPlugin:
 
     @hookimpl
     def agentengine_register_agents(self, registry: AgentRegistry) -> None:
+        from agentengine.demo_agents import echo, researcher
+
         registry.add(researcher)
         registry.add(echo)
 
     @hookimpl
     def agentengine_register_tools(self, registry: ToolRegistry) -> None:
+        from agentengine.demo_agents import search_notes, word_count
+
         registry.add(search_notes)
         registry.add(word_count)
