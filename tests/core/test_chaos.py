@@ -8,10 +8,9 @@ import random
 from typing import Any
 
 import pytest
+from agentengine import BaseEvent, ExecutionEngineFactory, RunStatus, UserExecutionContext
 from invariants import check_run, check_stream
 from outcome_agents import OutcomesPlugin
-
-from agentengine import BaseEvent, ExecutionEngineFactory, RunStatus, UserExecutionContext
 
 AGENTS: list[tuple[str, dict[str, Any]]] = [
     ("calc", {"text": "t"}),
