@@ -41,7 +41,10 @@ class Deadline:
         """True when the deadline passed and cancelled the block."""
         return self._expired
 
-    async def __aenter__(self) -> Deadline:
+    # A plain (synchronous) context manager: entering and leaving never needs to await, and
+    # sparing the two coroutines of ``async with`` matters on the run path. ``async with`` works
+    # too, for symmetry with ``asyncio.timeout``.
+    def __enter__(self) -> Deadline:
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("a deadline must be used inside a task")
@@ -49,7 +52,7 @@ class Deadline:
         self._scheduler._add(self)
         return self
 
-    async def __aexit__(
+    def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
@@ -61,6 +64,17 @@ class Deadline:
             assert self._task is not None
             self._task.uncancel()
             raise TimeoutError from exc
+
+    async def __aenter__(self) -> Deadline:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
 
 
 class DeadlineScheduler:
@@ -75,7 +89,7 @@ class DeadlineScheduler:
         self._finished = 0
 
     def deadline(self, delay: float) -> Deadline:
-        """``async with scheduler.deadline(5.0) as d: ...``; then ``d.expired()``."""
+        """``with scheduler.deadline(5.0) as d: ...`` (inside a task); then ``d.expired()``."""
         return Deadline(self, delay)
 
     def _add(self, deadline: Deadline) -> None:

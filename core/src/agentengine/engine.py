@@ -265,7 +265,7 @@ class RunContext:
             raise ToolError(name, "error", str(exc), call_id) from None
         limit = tool.timeout if tool.timeout is not None else engine._tool_timeout
         try:
-            async with engine._deadlines.deadline(limit) as deadline:
+            with engine._deadlines.deadline(limit) as deadline:
                 chain = engine._tool_chain
                 if chain is _invoke_tool:  # no middleware: skip the ToolCall and a frame
                     result = await tool.invoke(self, validated)
@@ -724,7 +724,7 @@ class UserExecutionEngine:
         user_id = run._user_id
         propagate: BaseException | None = None
         try:
-            async with self._deadlines.deadline(run.timeout) as deadline:
+            with self._deadlines.deadline(run.timeout) as deadline:
                 await limiter.acquire(user_id)
                 try:
                     if raw_input is not None and not _is_mapping(raw_input):
