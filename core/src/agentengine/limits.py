@@ -12,6 +12,7 @@ admitted in arrival order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 
 __all__ = ["ConcurrencyLimiter"]
@@ -104,10 +105,8 @@ class ConcurrencyLimiter:
             if not queue:
                 del self._user_waiters[user_id]
         else:
-            try:
+            with contextlib.suppress(ValueError):  # already handed on by _dispatch
                 self._global_waiters.remove((user_id, fut))
-            except ValueError:
-                pass
 
     def active_users(self) -> int:
         """Users with runs holding or waiting for a slot."""
