@@ -1,0 +1,793 @@
+"""``agentengine migrate``: rewrite deprecated imports, ``mock.patch`` targets and calls.
+
+The safety rules, in the order they are applied to each file:
+
+1. A file ``ast`` cannot parse (merge-conflict markers, newer syntax) is left as it is.
+2. libcst must reproduce the file byte for byte; when it does not, the import lines are
+   rewritten as text where that is exact (no comments or continuations inside the statement),
+   and otherwise the file is left and reported. A lossy round trip is never written.
+3. Only statements ``check`` reported (and not suppressed with ``noqa``) are touched; local
+   names are kept (``from old import X`` -> ``from new import NewX as X``).
+4. The result must compile; it is written to a temporary file in the same directory with the
+   original permissions, then renamed over the original (never a half-written file).
+5. What is left afterwards is exactly what ``check`` still finds in the new text: dynamic uses,
+   star imports, imports asserted to fail (inside ``pytest.raises``), unknown names. A second
+   run therefore changes nothing.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import os
+import stat
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from agentengine_migrate.files import IgnoreRules, package_of
+from agentengine_migrate.findings import Finding
+from agentengine_migrate.scan import (
+    _PATCH_CALLS,
+    allowed_reason,
+    display_path,
+    merge_conflict_line,
+    scan_source,
+)
+from agentengine_migrate.spec import MigrationSpec, Target
+
+__all__ = [
+    "FileMigration",
+    "MigrateResult",
+    "migrate_files",
+    "migrate_source",
+    "render_summary",
+    "write_atomic",
+]
+
+_IMPORT_CODES = frozenset({"AEM001", "AEM002", "AEM003"})
+
+
+def _dotted(node: cst.CSTNode) -> str | None:
+    parts: list[str] = []
+    while isinstance(node, cst.Attribute):
+        parts.append(node.attr.value)
+        node = node.value
+    if isinstance(node, cst.Name):
+        parts.append(node.value)
+        return ".".join(reversed(parts))
+    return None
+
+
+def _expr(dotted: str) -> cst.Attribute | cst.Name:
+    head, *rest = dotted.split(".")
+    node: cst.Attribute | cst.Name = cst.Name(head)
+    for part in rest:
+        node = cst.Attribute(value=node, attr=cst.Name(part))
+    return node
+
+
+def _is_patch_call(name: str) -> bool:
+    return name in _PATCH_CALLS or name.endswith((".patch", ".patch.dict", ".patch.multiple"))
+
+
+@dataclass
+class _ModuleBinding:
+    """A local name bound to a deprecated module: ``import old as x``, ``from pkg import old``."""
+
+    node_id: int
+    alias_id: int
+    old_module: str
+    prefix: str  # what uses spell before ``.Name``: ``x`` or ``old.mod`` (plain ``import``)
+    local: str | None  # the bound name for alias forms
+    attrs: set[str] = field(default_factory=set)
+    dynamic: bool = False
+    new_module: str | None = None
+    new_names: dict[str, str] = field(default_factory=dict)
+
+
+class _Collector(cst.CSTVisitor):
+    """First pass: which statements to rewrite, and how the bound names are used."""
+
+    METADATA_DEPENDENCIES = (PositionProvider,)
+
+    def __init__(
+        self,
+        spec: MigrationSpec,
+        package: str | None,
+        import_lines: set[int],
+        string_lines: set[int],
+        include_raises: bool,
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.package = package
+        self.import_lines = import_lines
+        self.string_lines = string_lines
+        self.include_raises = include_raises
+        self.raises_depth = 0
+        # ImportFrom id -> [(alias id, Target or None)]
+        self.from_plans: dict[int, list[tuple[int, Target | None]]] = {}
+        self.from_bindings: dict[str, tuple[str, str]] = {}  # local -> (old module, old name)
+        self.bindings: list[_ModuleBinding] = []
+        self.patch_strings: dict[int, str] = {}  # SimpleString id -> new dotted target
+
+    def _line(self, node: cst.CSTNode) -> int:
+        return self.get_metadata(PositionProvider, node).start.line
+
+    def visit_With(self, node: cst.With) -> None:
+        for item in node.items:
+            call = item.item
+            if isinstance(call, cst.Call) and _dotted(call.func) in {"pytest.raises", "raises"}:
+                self.raises_depth += 1
+                return
+
+    def leave_With(self, original_node: cst.With) -> None:
+        for item in original_node.items:
+            call = item.item
+            if isinstance(call, cst.Call) and _dotted(call.func) in {"pytest.raises", "raises"}:
+                self.raises_depth -= 1
+                return
+
+    def _resolve(self, node: cst.ImportFrom) -> str | None:
+        module = _dotted(node.module) if node.module is not None else None
+        level = len(node.relative)
+        if not level:
+            return module
+        if self.package is None:
+            return None
+        parts = self.package.split(".")
+        if level - 1 > len(parts) - 1:
+            return None
+        base = ".".join(parts[: len(parts) - (level - 1)])
+        return f"{base}.{module}" if module else base
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
+        if self._line(node) not in self.import_lines or isinstance(node.names, cst.ImportStar):
+            return False
+        if self.raises_depth and not self.include_raises:
+            return False
+        module = self._resolve(node)
+        if module is None:
+            return False
+        rule = self.spec.rule_for(module)
+        if rule is not None:
+            plan: list[tuple[int, Target | None]] = []
+            for alias in node.names:
+                name = _dotted(alias.name) or ""
+                target = rule.target_for(name) if module == rule.module else None
+                if target is not None and target.name is not None:
+                    plan.append((id(alias), target))
+                    local = _local_name(alias) or name
+                    self.from_bindings[local] = (module, name)
+                else:
+                    plan.append((id(alias), None))
+            self.from_plans[id(node)] = plan
+            return False
+        for alias in node.names:
+            name = _dotted(alias.name) or ""
+            full = f"{module}.{name}"
+            if full in self.spec.modules:
+                local = _local_name(alias) or name
+                self.bindings.append(_ModuleBinding(id(node), id(alias), full, local, local))
+        return False
+
+    def visit_Import(self, node: cst.Import) -> bool:
+        if self._line(node) not in self.import_lines:
+            return False
+        if self.raises_depth and not self.include_raises:
+            return False
+        for alias in node.names:
+            name = _dotted(alias.name) or ""
+            if name in self.spec.modules:
+                local = _local_name(alias)
+                self.bindings.append(
+                    _ModuleBinding(id(node), id(alias), name, local or name, local)
+                )
+        return False
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        dotted = _dotted(node)
+        if dotted is None:
+            node.value.visit(self)
+            return False
+        for binding in self.bindings:
+            if dotted == binding.prefix:
+                binding.dynamic = True
+            elif dotted.startswith(binding.prefix + "."):
+                binding.attrs.add(dotted[len(binding.prefix) + 1 :].partition(".")[0])
+        return False
+
+    def visit_Name(self, node: cst.Name) -> None:
+        for binding in self.bindings:
+            if node.value == binding.prefix.partition(".")[0]:
+                binding.dynamic = True
+
+    def visit_Call(self, node: cst.Call) -> None:
+        name = _dotted(node.func)
+        if name is None or not _is_patch_call(name) or not node.args:
+            return
+        first = node.args[0].value
+        if not isinstance(first, cst.SimpleString) or self._line(first) not in self.string_lines:
+            return
+        value = first.evaluated_value
+        if not isinstance(value, str) or first.raw_value != value:
+            return
+        new = self.spec.replace_dotted(value)
+        if new is not None:
+            self.patch_strings[id(first)] = new
+
+    def decide(self) -> None:
+        """Settle each module binding: rewritable (one new module) or left for a person."""
+        for binding in self.bindings:
+            rule = self.spec.modules[binding.old_module]
+            if binding.dynamic:
+                continue
+            targets = {a: rule.target_for(a) for a in binding.attrs}
+            if any(t is None or t.name is None for t in targets.values()):
+                continue
+            modules = {t.module for t in targets.values() if t is not None}
+            if not modules and rule.replacement:
+                modules = {rule.replacement}
+            if len(modules) != 1:
+                continue
+            binding.new_module = modules.pop()
+            binding.new_names = {a: t.name for a, t in targets.items() if t and t.name}
+
+
+def _local_name(alias: cst.ImportAlias) -> str | None:
+    if alias.asname is None:
+        return None
+    name = alias.asname.name
+    return name.value if isinstance(name, cst.Name) else None
+
+
+def _closing_indent(node: cst.ImportFrom) -> cst.SimpleWhitespace:
+    """The indentation of the closing parenthesis of a multi-line ``from ... import (...)``."""
+    last = node.names[-1] if isinstance(node.names, Sequence) else None
+    for ws in (
+        getattr(getattr(last, "comma", None), "whitespace_after", None),
+        node.rpar.whitespace_before if node.rpar is not None else None,
+    ):
+        if isinstance(ws, cst.ParenthesizedWhitespace):
+            return ws.last_line
+    return cst.SimpleWhitespace("")
+
+
+def _fix_commas(
+    aliases: list[cst.ImportAlias], node: cst.ImportFrom, original_last: cst.ImportAlias
+) -> cst.ImportFrom:
+    """``node`` holding ``aliases``, with the commas and closing parenthesis made valid."""
+    out = []
+    rpar = node.rpar
+    for index, alias in enumerate(aliases):
+        last = index == len(aliases) - 1
+        if not last:
+            if isinstance(alias.comma, cst.MaybeSentinel):
+                space = cst.SimpleWhitespace(" ")
+                alias = alias.with_changes(comma=cst.Comma(whitespace_after=space))
+        elif rpar is None:
+            alias = alias.with_changes(comma=cst.MaybeSentinel.DEFAULT)
+        elif alias is not original_last and isinstance(alias.comma, cst.Comma):
+            # This alias now closes the statement: keep its comment, put `)` where the
+            # original closing parenthesis was.
+            ws = alias.comma.whitespace_after
+            if isinstance(ws, cst.ParenthesizedWhitespace):
+                ws = ws.with_changes(last_line=_closing_indent(node))
+                alias = alias.with_changes(comma=alias.comma.with_changes(whitespace_after=ws))
+                rpar = rpar.with_changes(whitespace_before=cst.SimpleWhitespace(""))
+            else:
+                alias = alias.with_changes(comma=cst.MaybeSentinel.DEFAULT)
+        out.append(alias)
+    return node.with_changes(names=out, rpar=rpar)
+
+
+def _renamed(alias: cst.ImportAlias, new_name: str, local: str) -> cst.ImportAlias:
+    if local == new_name:
+        return alias.with_changes(name=cst.Name(new_name), asname=None)
+    asname = alias.asname or cst.AsName(name=cst.Name(local))
+    return alias.with_changes(name=cst.Name(new_name), asname=asname)
+
+
+class _Rewriter(cst.CSTTransformer):
+    """Second pass: apply what the collector decided."""
+
+    def __init__(self, collector: _Collector) -> None:
+        super().__init__()
+        self.c = collector
+        self.bindings_by_alias = {
+            b.alias_id: b for b in collector.bindings if b.new_module is not None
+        }
+        self.rewritten_prefixes = [b for b in collector.bindings if b.new_module is not None]
+
+    # -- imports ---------------------------------------------------------------------------
+
+    def leave_ImportFrom(
+        self, original_node: cst.ImportFrom, updated_node: cst.ImportFrom
+    ) -> cst.ImportFrom | cst.FlattenSentinel[cst.BaseSmallStatement]:
+        if isinstance(original_node.names, cst.ImportStar) or isinstance(
+            updated_node.names, cst.ImportStar
+        ):
+            return updated_node
+        plan = dict(self.c.from_plans.get(id(original_node), ()))
+        originals = list(original_node.names)
+        if not plan and not any(id(a) in self.bindings_by_alias for a in originals):
+            return updated_node
+        original_last = updated_node.names[-1]
+        groups: dict[str, list[cst.ImportAlias]] = {}
+        order: list[tuple[str, str]] = []  # (kind, key) in first-appearance order
+        kept: list[cst.ImportAlias] = []
+        extra: dict[str, cst.BaseSmallStatement] = {}
+        for orig, alias in zip(originals, updated_node.names, strict=True):
+            name = _dotted(orig.name) or ""
+            local = _local_name(orig) or name
+            target = plan.get(id(orig))
+            binding = self.bindings_by_alias.get(id(orig))
+            if target is not None and target.name is not None:
+                if target.module not in groups:
+                    groups[target.module] = []
+                    order.append(("group", target.module))
+                groups[target.module].append(_renamed(alias, target.name, local))
+            elif binding is not None and binding.new_module is not None:
+                parent, _, leaf = binding.new_module.rpartition(".")
+                stmt: cst.BaseSmallStatement
+                if parent:
+                    renamed = _renamed(alias, leaf, local)
+                    stmt = cst.ImportFrom(
+                        module=_expr(parent),
+                        names=[renamed.with_changes(comma=cst.MaybeSentinel.DEFAULT)],
+                    )
+                else:
+                    asname = None if local == leaf else cst.AsName(name=cst.Name(local))
+                    stmt = cst.Import(names=[cst.ImportAlias(name=cst.Name(leaf), asname=asname)])
+                key = f"binding:{id(orig)}"
+                extra[key] = stmt
+                order.append(("extra", key))
+            else:
+                if not kept:
+                    order.append(("kept", ""))
+                kept.append(alias)
+        statements: list[cst.BaseSmallStatement] = []
+        for kind, key in order:
+            if kind == "group":
+                moved = updated_node.with_changes(
+                    module=_expr(key), relative=(), semicolon=cst.MaybeSentinel.DEFAULT
+                )
+                statements.append(_fix_commas(groups[key], moved, original_last))
+            elif kind == "kept":
+                stay = updated_node.with_changes(semicolon=cst.MaybeSentinel.DEFAULT)
+                statements.append(_fix_commas(kept, stay, original_last))
+            else:
+                statements.append(extra[key])
+        if len(statements) == 1:
+            return statements[0].with_changes(semicolon=updated_node.semicolon)
+        return cst.FlattenSentinel(statements)
+
+    def leave_Import(self, original_node: cst.Import, updated_node: cst.Import) -> cst.Import:
+        names = []
+        changed = False
+        for orig, alias in zip(original_node.names, updated_node.names, strict=True):
+            binding = self.bindings_by_alias.get(id(orig))
+            if binding is None or binding.new_module is None:
+                names.append(alias)
+                continue
+            changed = True
+            local = binding.local
+            asname = alias.asname if local and local != binding.new_module else None
+            names.append(alias.with_changes(name=_expr(binding.new_module), asname=asname))
+        return updated_node.with_changes(names=names) if changed else updated_node
+
+    def leave_SimpleStatementLine(
+        self, original_node: cst.SimpleStatementLine, updated_node: cst.SimpleStatementLine
+    ) -> cst.SimpleStatementLine | cst.FlattenSentinel[cst.SimpleStatementLine]:
+        if len(original_node.body) != 1 or len(updated_node.body) <= 1:
+            return updated_node
+        # One import became several: one per line, each keeping the line's trailing comment
+        # (a `# type: ignore` or `# noqa` applies to each of them).
+        lines = [
+            updated_node.with_changes(
+                body=[stmt.with_changes(semicolon=cst.MaybeSentinel.DEFAULT)],
+                leading_lines=updated_node.leading_lines if index == 0 else [],
+            )
+            for index, stmt in enumerate(updated_node.body)
+        ]
+        return cst.FlattenSentinel(lines)
+
+    # -- uses ------------------------------------------------------------------------------
+
+    def leave_Attribute(
+        self, original_node: cst.Attribute, updated_node: cst.Attribute
+    ) -> cst.BaseExpression:
+        dotted = _dotted(original_node)
+        if dotted is None:
+            return updated_node
+        for binding in self.rewritten_prefixes:
+            prefix = binding.prefix
+            if not dotted.startswith(prefix + ".") or "." in dotted[len(prefix) + 1 :]:
+                continue
+            attr = dotted[len(prefix) + 1 :]
+            new_name = binding.new_names.get(attr, attr)
+            if binding.local is not None:
+                return updated_node.with_changes(attr=cst.Name(new_name))
+            assert binding.new_module is not None
+            replacement = _expr(f"{binding.new_module}.{new_name}")
+            return replacement.with_changes(lpar=updated_node.lpar, rpar=updated_node.rpar)
+        return updated_node
+
+    def _old_qualname(self, func: cst.BaseExpression) -> tuple[str, str] | None:
+        dotted = _dotted(func)
+        if dotted is None:
+            return None
+        if dotted in self.c.from_bindings:
+            return self.c.from_bindings[dotted]
+        for binding in self.rewritten_prefixes:
+            if dotted.startswith(binding.prefix + "."):
+                attr = dotted[len(binding.prefix) + 1 :]
+                if "." not in attr:
+                    return (binding.old_module, attr)
+        return None
+
+    def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.Call:
+        old = self._old_qualname(original_node.func)
+        if old is None:
+            return updated_node
+        rewrite = self.c.spec.calls.get(old)
+        if rewrite is None:
+            return updated_node
+        return updated_node.with_changes(
+            func=cst.Attribute(value=updated_node.func, attr=cst.Name(rewrite.attribute))
+        )
+
+    def leave_SimpleString(
+        self, original_node: cst.SimpleString, updated_node: cst.SimpleString
+    ) -> cst.SimpleString:
+        new = self.c.patch_strings.get(id(original_node))
+        if new is None:
+            return updated_node
+        quote = updated_node.quote
+        return updated_node.with_changes(value=f"{updated_node.prefix}{quote}{new}{quote}")
+
+
+# -- the textual fallback ------------------------------------------------------------------
+
+
+def _text_rewrite(
+    data: bytes,
+    spec: MigrationSpec,
+    package: str | None,
+    import_lines: set[int],
+    string_lines: set[int],
+    include_raises: bool,
+) -> bytes | None:
+    """Rewrite single-statement ``from old import ...`` lines and patch targets as text.
+
+    Used when libcst does not round-trip the file. Returns None when a statement to change
+    holds a comment or a line continuation (rewriting it as text could lose something).
+    """
+    tree = ast.parse(data)
+    starts = [0]
+    for line in data.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    edits: list[tuple[int, int, bytes]] = []
+
+    def offset(line: int, col: int) -> int:
+        return starts[line - 1] + col
+
+    raises_ranges = []
+    if not include_raises:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.With) and any(
+                isinstance(i.context_expr, ast.Call)
+                and ast.unparse(i.context_expr.func) in {"pytest.raises", "raises"}
+                for i in node.items
+            ):
+                raises_ranges.append((node.lineno, node.end_lineno or node.lineno))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.lineno in import_lines:
+            if any(a <= node.lineno <= b for a, b in raises_ranges):
+                continue
+            module = node.module or ""
+            if node.level:
+                if package is None:
+                    continue
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - (node.level - 1)])
+                module = f"{base}.{module}" if node.module else base
+            rule = spec.rule_for(module)
+            if rule is None or module != rule.module:
+                continue
+            targets = [rule.target_for(a.name) for a in node.names]
+            if any(t is None or t.name is None for t in targets):
+                continue  # partly unknown: a person decides, libcst-free
+            start = offset(node.lineno, node.col_offset)
+            end = offset(node.end_lineno or node.lineno, node.end_col_offset or 0)
+            segment = data[start:end]
+            if b"#" in segment or b"\\" in segment:
+                return None
+            groups: dict[str, list[str]] = {}
+            for alias, target in zip(node.names, targets, strict=True):
+                assert target is not None and target.name is not None
+                local = alias.asname or alias.name
+                text = target.name if local == target.name else f"{target.name} as {local}"
+                groups.setdefault(target.module, []).append(text)
+            line_start = starts[node.lineno - 1]
+            indent = data[line_start:start]
+            separator = b"\n" + indent if not indent.strip() else b"; "
+            new = separator.join(
+                f"from {m} import {', '.join(names)}".encode() for m, names in groups.items()
+            )
+            edits.append((start, end, new))
+        elif isinstance(node, ast.Call) and node.args:
+            name = ast.unparse(node.func)
+            first = node.args[0]
+            if (
+                _is_patch_call(name)
+                and isinstance(first, ast.Constant)
+                and isinstance(first.value, str)
+                and first.lineno in string_lines
+            ):
+                new_target = spec.replace_dotted(first.value)
+                start = offset(first.lineno, first.col_offset)
+                end = offset(first.end_lineno or first.lineno, first.end_col_offset or 0)
+                literal = data[start:end]
+                if new_target is None or literal[1:-1] != first.value.encode():
+                    continue
+                edits.append((start, end, literal[:1] + new_target.encode() + literal[-1:]))
+    for start, end, new in sorted(edits, reverse=True):
+        data = data[:start] + new + data[end:]
+    return data
+
+
+# -- one file ------------------------------------------------------------------------------
+
+
+@dataclass
+class FileMigration:
+    """What migrating one file's text did."""
+
+    display: str
+    original: bytes
+    new: bytes
+    fixed: int = 0
+    needs_person: list[Finding] = field(default_factory=list)
+    untouched: str | None = None  # why the file was left as it was
+    method: str = "libcst"
+
+    @property
+    def changed(self) -> bool:
+        """True when the text changed."""
+        return self.new != self.original
+
+
+def _person_reason(finding: Finding) -> Finding:
+    if "pytest.raises" in finding.context:
+        why = "asserted to fail inside pytest.raises; left alone (--include-raises rewrites it)"
+    elif finding.code == "AEM004":
+        why = "star import: a person must list the names used"
+    elif finding.code in {"AEM102", "AEM103", "AEM104"}:
+        why = "dynamic use: a person must decide"
+    elif finding.code in {"AEM002", "AEM003"}:
+        why = "the module object is used directly or its names moved to several modules"
+    else:
+        why = "no known replacement"
+    return Finding(**{**_fields(finding), "message": f"{finding.message} [left: {why}]"})
+
+
+def _fields(finding: Finding) -> dict[str, object]:
+    return {name: getattr(finding, name) for name in Finding.__slots__}
+
+
+def migrate_source(
+    data: bytes,
+    spec: MigrationSpec,
+    *,
+    display: str = "<string>",
+    package: str | None | Callable[[], str | None] = None,
+    include_raises: bool = False,
+) -> FileMigration:
+    """Migrate one file's bytes (no I/O). See the module docstring for the safety rules."""
+    package_name = package() if callable(package) else package
+    before = scan_source(data, spec, display=display, package=package_name)
+    result = FileMigration(display, data, data)
+    if not before.findings:
+        return result
+    if not before.parsed:
+        conflict = merge_conflict_line(data)
+        result.untouched = (
+            f"merge-conflict markers at line {conflict}; resolve the conflict, then migrate"
+            if conflict
+            else "cannot be parsed by this Python; migrate it with a Python that can"
+        )
+        result.needs_person = [f for f in before.findings if f.code != "AEM900"]
+        return result
+    import_lines = {f.statement_line for f in before.findings if f.code in _IMPORT_CODES}
+    string_lines = {f.line for f in before.findings if f.code == "AEM101" and f.fixable}
+    new: bytes | None
+    try:
+        module = cst.parse_module(data)
+        round_trips = module.bytes == data
+    except (cst.ParserSyntaxError, UnicodeDecodeError, ValueError):
+        round_trips = False
+    if round_trips:
+        wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+        collector = _Collector(spec, package_name, import_lines, string_lines, include_raises)
+        wrapper.visit(collector)
+        collector.decide()
+        new = wrapper.visit(_Rewriter(collector)).bytes
+    else:
+        result.method = "text"
+        new = _text_rewrite(data, spec, package_name, import_lines, string_lines, include_raises)
+        if new is None:
+            result.untouched = (
+                "libcst does not reproduce this file byte for byte, and a statement to change "
+                "holds a comment or line continuation; rewrite it by hand"
+            )
+            result.needs_person = list(before.findings)
+            return result
+    try:
+        compile(new, display, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as exc:  # a bug here must never reach the disk
+        result.untouched = f"the rewritten text would not compile ({exc}); left unchanged"
+        result.needs_person = list(before.findings)
+        return result
+    after = scan_source(new, spec, display=display, package=package_name)
+    result.new = new
+    result.fixed = len(before.findings) - len(after.findings)
+    result.needs_person = [_person_reason(f) for f in after.findings]
+    return result
+
+
+# -- files ---------------------------------------------------------------------------------
+
+
+def write_atomic(path: Path, data: bytes, expected: bytes | None = None) -> None:
+    """Replace ``path``'s content with ``data``: temporary file, fsync, rename.
+
+    Keeps the permission bits; writes through a symlink to its target. With ``expected``,
+    refuses (``RuntimeError``) when the file changed since it was read.
+    """
+    path = path.resolve()
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if expected is not None and path.read_bytes() != expected:
+        raise RuntimeError(f"{path} changed while it was being migrated; run migrate again")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".migrate")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass
+class MigrateResult:
+    """The outcome of ``migrate_files``."""
+
+    files: int = 0
+    changed: list[str] = field(default_factory=list)
+    fixed: int = 0
+    needs_person: list[Finding] = field(default_factory=list)
+    untouched: dict[str, str] = field(default_factory=dict)
+    left_alone: dict[str, str] = field(default_factory=dict)  # allow-listed / shim modules
+    diffs: list[str] = field(default_factory=list)
+
+
+def _diff(migration: FileMigration) -> str:
+    old = migration.original.decode("utf-8", "replace").splitlines(keepends=True)
+    new = migration.new.decode("utf-8", "replace").splitlines(keepends=True)
+    lines = difflib.unified_diff(old, new, f"a/{migration.display}", f"b/{migration.display}")
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def _migrate_path(
+    path: Path, display: str, spec: MigrationSpec, write: bool, include_raises: bool
+) -> FileMigration:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return FileMigration(display, b"", b"", untouched=f"cannot read: {exc.strerror or exc}")
+    migration = migrate_source(
+        data, spec, display=display, package=package_of(path), include_raises=include_raises
+    )
+    if write and migration.changed:
+        try:
+            write_atomic(path, migration.new, expected=data)
+        except (OSError, RuntimeError) as exc:
+            migration.untouched = f"not written: {exc}"
+            migration.new = data
+    return migration
+
+
+_WORKER: tuple[MigrationSpec, bool, bool] | None = None
+
+
+def _init_worker(spec: MigrationSpec, write: bool, include_raises: bool) -> None:
+    global _WORKER  # noqa: PLW0603 - one configuration per worker process, set once
+    _WORKER = (spec, write, include_raises)
+
+
+def _migrate_batch(batch: list[tuple[str, str]]) -> list[FileMigration]:
+    assert _WORKER is not None
+    spec, write, include_raises = _WORKER
+    return [_migrate_path(Path(p), d, spec, write, include_raises) for p, d in batch]
+
+
+#: Above this many files to rewrite, libcst work is spread over worker processes.
+PARALLEL_THRESHOLD = 16
+
+
+def migrate_files(
+    files: Sequence[Path],
+    spec: MigrationSpec,
+    *,
+    cwd: Path | None = None,
+    allow: Sequence[str] = (),
+    write: bool = True,
+    include_raises: bool = False,
+    jobs: int = 0,
+) -> MigrateResult:
+    """Migrate ``files`` (``write=False``: compute diffs only). Allow-listed files and shim
+    modules are left alone and listed."""
+    from agentengine_migrate.scan import _is_candidate
+
+    cwd = cwd or Path.cwd()
+    result = MigrateResult(files=len(files))
+    segments = spec.last_segments()
+    allow_rules = IgnoreRules(spec.root, (*spec.allow, *allow))
+    work: list[tuple[str, str]] = []
+    for path in files:
+        if not _is_candidate(path, segments):
+            continue
+        display = display_path(path, cwd)
+        reason = allowed_reason(path, spec, allow_rules)
+        if reason is not None:
+            result.left_alone[display] = reason
+            continue
+        work.append((str(path), display))
+    workers = jobs or os.cpu_count() or 1
+    if workers > 1 and len(work) > PARALLEL_THRESHOLD:
+        from concurrent.futures import ProcessPoolExecutor
+
+        size = max(1, len(work) // (workers * 4))
+        batches = [work[i : i + size] for i in range(0, len(work), size)]
+        with ProcessPoolExecutor(
+            workers, initializer=_init_worker, initargs=(spec, write, include_raises)
+        ) as pool:
+            migrations = [m for batch in pool.map(_migrate_batch, batches) for m in batch]
+    else:
+        migrations = [_migrate_path(Path(p), d, spec, write, include_raises) for p, d in work]
+    for migration in migrations:
+        if migration.changed:
+            result.changed.append(migration.display)
+            result.diffs.append(_diff(migration))
+        result.fixed += migration.fixed
+        result.needs_person.extend(migration.needs_person)
+        if migration.untouched:
+            result.untouched[migration.display] = migration.untouched
+    result.needs_person.sort(key=Finding.sort_key)
+    return result
+
+
+def render_summary(result: MigrateResult, *, wrote: bool) -> str:
+    """The human summary: files changed, findings fixed, what needs a person."""
+    verb = "changed" if wrote else "would change"
+    lines = [
+        f"{len(result.changed)} file(s) {verb} of {result.files} scanned; "
+        f"{result.fixed} finding(s) {'fixed' if wrote else 'fixable'}; "
+        f"{len(result.needs_person)} need a person."
+    ]
+    for display, why in sorted(result.untouched.items()):
+        lines.append(f"left unchanged: {display}: {why}")
+    for display, why in sorted(result.left_alone.items()):
+        lines.append(f"left alone ({why}): {display}")
+    lines.extend(f.text() for f in result.needs_person)
+    return "\n".join(lines)
