@@ -363,7 +363,12 @@ class _FileScanner:
             return
         last = name.rpartition(".")[2]
         if name in _PATCH_CALLS or name.endswith((".patch", ".patch.dict", ".patch.multiple")):
-            if node.args and _dotted(node.args[0]) == "sys.modules" and name.endswith("dict"):
+            first = node.args[0] if node.args else None
+            names_sys_modules = first is not None and (
+                _dotted(first) == "sys.modules"
+                or (isinstance(first, ast.Constant) and first.value == "sys.modules")
+            )
+            if names_sys_modules and name.endswith("dict"):
                 self.patched_modules(node, ctx)
                 return
             arg = _str_arg(node, "target")
@@ -475,7 +480,7 @@ def _text_scan(
             stmt.level = level
             scanner.import_from(stmt, ("unparsed file",))
         out.extend(
-            Finding(**{**_fields(f), "line": line, "col": col, "statement_line": line})
+            _moved(f, line, col)
             for f in scanner.findings
         )
     for match in _TEXT_IMPORT_RE.finditer(data):
@@ -490,7 +495,7 @@ def _text_scan(
         assert isinstance(stmt, ast.Import)
         scanner.import_(stmt, ("unparsed file",))
         out.extend(
-            Finding(**{**_fields(f), "line": line, "col": col, "statement_line": line})
+            _moved(f, line, col)
             for f in scanner.findings
         )
     for match in _TEXT_STRING_RE.finditer(data):
@@ -503,7 +508,7 @@ def _text_scan(
         tree = ast.parse(source)
         scanner.expressions(tree.body, ("unparsed file",))
         out.extend(
-            Finding(**{**_fields(f), "line": line, "col": col, "statement_line": line})
+            _moved(f, line, col)
             for f in scanner.findings
         )
     return out
@@ -511,6 +516,12 @@ def _text_scan(
 
 def _fields(finding: Finding) -> dict[str, object]:
     return {name: getattr(finding, name) for name in Finding.__slots__}
+
+
+def _moved(finding: Finding, line: int, col: int) -> Finding:
+    """A finding of a re-parsed fragment, placed where the fragment was in the file."""
+    fields = {**_fields(finding), "line": line, "col": col, "statement_line": line}
+    return Finding(**{**fields, "end_line": line, "end_col": 0})  # type: ignore[arg-type]
 
 
 # -- one file ------------------------------------------------------------------------------
