@@ -615,9 +615,14 @@ def migrate_source(
     if round_trips:
         wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
         collector = _Collector(spec, package_name, import_lines, string_lines, include_raises)
-        wrapper.visit(collector)
-        collector.decide()
-        new = wrapper.visit(_Rewriter(collector)).bytes
+        try:
+            wrapper.visit(collector)
+            collector.decide()
+            new = wrapper.visit(_Rewriter(collector)).bytes
+        except Exception as exc:  # a rewriter bug leaves the file as it was, reported
+            result.untouched = f"internal error while rewriting ({type(exc).__name__}: {exc})"
+            result.needs_person = list(before.findings)
+            return result
     else:
         result.method = "text"
         new = _text_rewrite(data, spec, package_name, import_lines, string_lines, include_raises)
