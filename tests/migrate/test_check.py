@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
-import pytest
+from _migrate_helpers import Cli, write
 from agentengine_migrate.findings import RULES
 from agentengine_migrate.scan import scan_source
 from agentengine_migrate.spec import build_spec, load_spec
-
-from _migrate_helpers import Cli, write
 
 LEGACY = build_spec({})
 NETRA = build_spec({}, presets=["netra"])
@@ -74,7 +73,10 @@ def test_relative_imports_resolve_against_the_files_package() -> None:
         from .other import legacy as fine
         """
     found = codes(source, package="agentengine")
-    assert found == [(1, "AEM001", "relative from-import"), (2, "AEM003", "relative from-submodule")]
+    assert found == [
+        (1, "AEM001", "relative from-import"),
+        (2, "AEM003", "relative from-submodule"),
+    ]
     nested = codes("from ..legacy import ExecutionEngine\n", package="agentengine.sub")
     assert nested == [(1, "AEM001", "relative from-import")]
     # Outside a package a relative import cannot be resolved: nothing is claimed.
@@ -123,14 +125,15 @@ def test_each_finding_names_its_context() -> None:
 
 def test_names_with_no_known_replacement_say_so() -> None:
     (finding,) = scan("from agentengine.legacy import user_execution_engine\n").findings
-    assert finding.replacement is None and not finding.fixable
+    assert finding.replacement is None
+    assert not finding.fixable
     assert "no known replacement" in finding.message
     assert "get_execution_engine_factory().user_execution_engine(ctx)" in finding.message
 
 
 def test_similar_module_names_are_not_confused() -> None:
     source = """\
-        from netra_backend.app.agents.supervisor.execution_engine_factory import ExecutionEngineFactory
+        from netra_backend.app.agents.supervisor.execution_engine_factory import get_factory
         from netra_backend.app.agents.supervisor.user_execution_engine import UserExecutionEngine
         import netra_backend.app.agents.supervisor.execution_engine_factory
         from netra_backend.app.agents.supervisor import execution_engine_factory
@@ -323,10 +326,14 @@ def test_cli_text_output_and_exit_status(cli: Cli, tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr
     lines = result.stdout.splitlines()
     assert lines[:2] == [
-        "keep.tmp.py:1:8: AEM002 `import agentengine.legacy` is deprecated; its names moved to "
-        "`agentengine`",
-        "src/app/main.py:1:32: AEM001 `from agentengine.legacy import ExecutionEngine` is "
-        "deprecated; use `from agentengine import UserExecutionEngine as ExecutionEngine`",
+        (
+            "keep.tmp.py:1:8: AEM002 `import agentengine.legacy` is deprecated; its names moved "
+            "to `agentengine`"
+        ),
+        (
+            "src/app/main.py:1:32: AEM001 `from agentengine.legacy import ExecutionEngine` is "
+            "deprecated; use `from agentengine import UserExecutionEngine as ExecutionEngine`"
+        ),
     ]
     # gitignored, excluded, the default-excluded .venv and the allow-listed shim: not reported.
     assert "1 in 1 allow-listed file(s): src/compat/shim.py" in lines[-1]
@@ -361,7 +368,8 @@ def test_cli_json_output(cli: Cli, tmp_path: Path) -> None:
     assert data["summary"]["unparsed"] == ["a.py"]
     assert data["summary"]["files"] == 2
     first = data["findings"][0]
-    assert first["code"] == "AEM900" and first["severity"] == "error"
+    assert first["code"] == "AEM900"
+    assert first["severity"] == "error"
     fields = set(data["findings"][1])
     assert {"path", "line", "col", "code", "message", "form", "context", "replacement"} <= fields
 
@@ -370,10 +378,12 @@ def _assert_valid_sarif(log: dict) -> None:
     """The structure SARIF 2.1.0 (and GitHub code scanning) requires of what we emit."""
     assert log["version"] == "2.1.0"
     assert log["$schema"].endswith("sarif-2.1.0.json")
-    assert isinstance(log["runs"], list) and len(log["runs"]) == 1
+    assert isinstance(log["runs"], list)
+    assert len(log["runs"]) == 1
     run = log["runs"][0]
     driver = run["tool"]["driver"]
-    assert isinstance(driver["name"], str) and driver["name"]
+    assert isinstance(driver["name"], str)
+    assert driver["name"]
     rule_ids = [r["id"] for r in driver["rules"]]
     assert len(rule_ids) == len(set(rule_ids))
     for rule in driver["rules"]:
@@ -388,10 +398,12 @@ def _assert_valid_sarif(log: dict) -> None:
         (location,) = result["locations"]
         physical = location["physicalLocation"]
         artifact = physical["artifactLocation"]
-        assert not artifact["uri"].startswith("/") and "\\" not in artifact["uri"]
+        assert not artifact["uri"].startswith("/")
+        assert "\\" not in artifact["uri"]
         assert artifact["uriBaseId"] == "%SRCROOT%"
         region = physical["region"]
-        assert region["startLine"] >= 1 and region["startColumn"] >= 1
+        assert region["startLine"] >= 1
+        assert region["startColumn"] >= 1
         assert region["endLine"] >= region["startLine"]
         if region["endLine"] == region["startLine"]:
             assert region["endColumn"] > region["startColumn"]
@@ -414,7 +426,8 @@ def test_cli_sarif_output(cli: Cli, tmp_path: Path) -> None:
     _assert_valid_sarif(log)
     results = log["runs"][0]["results"]
     levels = {(r["ruleId"], r["level"]) for r in results}
-    assert ("AEM101", "warning") in levels and ("AEM900", "error") in levels
+    assert ("AEM101", "warning") in levels
+    assert ("AEM900", "error") in levels
     uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in results}
     assert uris == {"pkg/mod.py", "conflict.py"}
     empty = cli("check", "--format", "sarif", "pkg/__init__.py")
@@ -434,7 +447,8 @@ def test_cli_usage_errors_exit_2(cli: Cli, tmp_path: Path) -> None:
     assert "unknown preset 'nope'" in bad_preset.stderr
     assert "agentengine-legacy, netra" in bad_preset.stderr
     bad_code = cli("check", "--ignore", "XYZ1", ".")
-    assert bad_code.returncode == 2 and "XYZ1" in bad_code.stderr
+    assert bad_code.returncode == 2
+    assert "XYZ1" in bad_code.stderr
     write(tmp_path, {"spec.toml": "[modules.'old.mod']\nreplacment = 'new.mod'\n"})
     bad_spec = cli("check", "--spec", "spec.toml", ".")
     assert bad_spec.returncode == 2
@@ -486,7 +500,9 @@ def test_cli_spec_from_pyproject_and_file(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_cli_emit_ruff_config_is_valid_for_ruff(cli: Cli, tmp_path: Path) -> None:
-    result = cli("check", "--emit-ruff-config", "--preset", "netra", "--preset", "agentengine-legacy")
+    result = cli(
+        "check", "--emit-ruff-config", "--preset", "netra", "--preset", "agentengine-legacy"
+    )
     assert result.returncode == 0, result.stderr
     config = result.stdout
     assert '"agentengine.legacy".msg = ' in config
@@ -497,11 +513,13 @@ def test_cli_emit_ruff_config_is_valid_for_ruff(cli: Cli, tmp_path: Path) -> Non
     banned = parsed["tool"]["ruff"]["lint"]["flake8-tidy-imports"]["banned-api"]
     assert len(banned) == 12
     # The emitted table works in ruff itself.
-    ruff = shutil.which("ruff") or str(Path(__import__("sys").executable).with_name("ruff"))
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
     write(
         tmp_path,
         {
-            "pyproject.toml": config.replace("[tool.ruff.lint]\n", "[tool.ruff.lint]\nselect = []\n"),
+            "pyproject.toml": config.replace(
+                "[tool.ruff.lint]\n", "[tool.ruff.lint]\nselect = []\n"
+            ),
             "a.py": "from agentengine.legacy import ExecutionEngine\n",
         },
     )
@@ -520,16 +538,15 @@ def test_module_entry_point_runs_without_the_engine(cli: Cli, tmp_path: Path) ->
     result = cli("check", "a.py", module=True)
     assert result.returncode == 1
     assert "AEM001" in result.stdout
+    program = (
+        "import sys, runpy; sys.argv=['x','check','a.py'];\n"
+        "try:\n runpy.run_module('agentengine_migrate', run_name='__main__')\n"
+        "except SystemExit: pass\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('libcst','pydantic','agentengine')))"
+    )
     probe = subprocess.run(
-        [
-            __import__("sys").executable,
-            "-c",
-            "import sys, runpy; sys.argv=['x','check','a.py'];\n"
-            "try:\n runpy.run_module('agentengine_migrate', run_name='__main__')\n"
-            "except SystemExit: pass\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('libcst','pydantic','agentengine')))",
-        ],
+        [sys.executable, "-c", program],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -552,7 +569,10 @@ def test_unreadable_file_is_a_finding(tmp_path: Path) -> None:
     write(tmp_path, {"a.py": "from agentengine.legacy import ExecutionEngine\n"})
     gone = tmp_path / "gone.py"  # vanished between listing and reading
     report = scan_files([tmp_path / "a.py", gone], LEGACY, cwd=tmp_path)
-    assert [(f.path, f.code) for f in report.findings] == [("a.py", "AEM001"), ("gone.py", "AEM901")]
+    assert [(f.path, f.code) for f in report.findings] == [
+        ("a.py", "AEM001"),
+        ("gone.py", "AEM901"),
+    ]
     assert "cannot read the file" in report.findings[1].message
 
 

@@ -65,7 +65,8 @@ def test_no_roundtrip_cases_really_do_not_roundtrip() -> None:
     left = migrate_source(
         (GOLDEN / "no_roundtrip_comment.before").read_bytes(), _spec("no_roundtrip_comment")
     )
-    assert left.untouched is not None and "byte for byte" in left.untouched
+    assert left.untouched is not None
+    assert "byte for byte" in left.untouched
 
 
 def test_golden_end_to_end_through_the_cli(cli: Cli, tmp_path: Path) -> None:

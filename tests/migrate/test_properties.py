@@ -65,8 +65,7 @@ def deprecated_block(draw: st.DrawFn, preset: str) -> str:
         return f"def fn_{len(names)}():\n    from {module} import {aliased[0]}\n    return 1\n"
     if kind == 3:
         return (
-            f"try:\n    from {module} import {', '.join(aliased)}\n"
-            "except ImportError:\n    pass\n"
+            f"try:\n    from {module} import {', '.join(aliased)}\nexcept ImportError:\n    pass\n"
         )
     if kind == 4:
         return f"if TYPE_CHECKING:\n    from {module} import {aliased[0]}\n"
@@ -83,9 +82,7 @@ def deprecated_block(draw: st.DrawFn, preset: str) -> str:
 @st.composite
 def source_file(draw: st.DrawFn) -> tuple[str, bytes]:
     preset = draw(st.sampled_from(sorted(SPECS)))
-    blocks = draw(
-        st.lists(st.one_of(ORDINARY, deprecated_block(preset)), min_size=1, max_size=10)
-    )
+    blocks = draw(st.lists(st.one_of(ORDINARY, deprecated_block(preset)), min_size=1, max_size=10))
     return preset, "".join(blocks).encode()
 
 

@@ -71,9 +71,7 @@ def _compile(line: str) -> _Pattern | None:
     if not line.endswith("\\ "):
         line = line.rstrip(" ")
     negated = line.startswith("!")
-    if negated:
-        line = line[1:]
-    elif line.startswith("\\!") or line.startswith("\\#"):
+    if negated or line.startswith(("\\!", "\\#")):
         line = line[1:]
     directory_only = line.endswith("/")
     line = line.rstrip("/")
@@ -192,9 +190,9 @@ class FileSelector:
     def _excluded_explicit(self, path: Path) -> bool:
         rules = self._ancestor_rules(path.parent)
         for ancestor in reversed(path.parents):
-            if ancestor == self.root or self.root in ancestor.parents:
-                if ancestor != self.root and self._ignored(ancestor, True, rules):
-                    return True
+            inside = self.root in ancestor.parents
+            if inside and self._ignored(ancestor, True, rules):
+                return True
         return self._ignored(path, False, rules)
 
     def collect(self, paths: Iterable[Path]) -> list[Path]:
@@ -226,14 +224,16 @@ class FileSelector:
         for entry in entries:
             path = Path(entry.path)
             if entry.is_dir(follow_symlinks=False):
-                if not self._ignored(path, True, rules):
-                    yield from self._walk(path, rules)
+                if self._ignored(path, True, rules):
+                    continue
+                yield from self._walk(path, rules)
             elif entry.name.endswith(PYTHON_SUFFIXES) and entry.is_file():
-                if not self._ignored(path, False, rules):
-                    yield path
+                if self._ignored(path, False, rules):
+                    continue
+                yield path
 
 
-def package_of(path: Path, _cache: dict[Path, str | None] | None = None) -> str | None:
+def package_of(path: Path) -> str | None:
     """The dotted package containing ``path`` (directories with ``__init__.py``), or None."""
     parts: list[str] = []
     directory = path.parent

@@ -40,21 +40,29 @@ class Rule:
     description: str
 
 
-RULES: dict[str, Rule] = {
-    r.code: r
-    for r in (
-        Rule("AEM001", "deprecated-from-import", "error", "Import of a name from a deprecated module."),
-        Rule("AEM002", "deprecated-module-import", "error", "Import of a deprecated module."),
-        Rule("AEM003", "deprecated-submodule-import", "error", "Import of a deprecated submodule."),
-        Rule("AEM004", "deprecated-star-import", "error", "Star import of a deprecated module."),
-        Rule("AEM101", "deprecated-patch-target", "warning", "mock.patch target names a deprecated path."),
-        Rule("AEM102", "deprecated-dynamic-import", "warning", "Dynamic import of a deprecated module."),
-        Rule("AEM103", "deprecated-sys-modules-key", "warning", "sys.modules key names a deprecated module."),
-        Rule("AEM104", "deprecated-logger-name", "warning", "Logger named after a deprecated module."),
-        Rule("AEM900", "unparseable-file", "error", "File cannot be parsed; its imports were scanned as text."),
-        Rule("AEM901", "unreadable-file", "error", "File cannot be read or decoded."),
-    )
-}  # fmt: skip
+_RULE_ROWS = (
+    ("AEM001", "deprecated-from-import", "error", "Import of a name from a deprecated module."),
+    ("AEM002", "deprecated-module-import", "error", "Import of a deprecated module."),
+    ("AEM003", "deprecated-submodule-import", "error", "Import of a deprecated submodule."),
+    ("AEM004", "deprecated-star-import", "error", "Star import of a deprecated module."),
+    (
+        "AEM101",
+        "deprecated-patch-target",
+        "warning",
+        "A mock.patch target names a deprecated path.",
+    ),
+    ("AEM102", "deprecated-dynamic-import", "warning", "Dynamic import of a deprecated module."),
+    (
+        "AEM103",
+        "deprecated-sys-modules-key",
+        "warning",
+        "A sys.modules key names a deprecated module.",
+    ),
+    ("AEM104", "deprecated-logger-name", "warning", "A logger named after a deprecated module."),
+    ("AEM900", "unparseable-file", "error", "File cannot be parsed; imports scanned as text."),
+    ("AEM901", "unreadable-file", "error", "File cannot be read or decoded."),
+)
+RULES: dict[str, Rule] = {row[0]: Rule(*row) for row in _RULE_ROWS}  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """The built-in presets: the same data shape as a user's ``[tool.agentengine.migrate]`` table.
 
-``agentengine-legacy``  the names of ``agentengine.legacy`` -> their replacements in ``agentengine``;
+``agentengine-legacy``  the names of ``agentengine.legacy`` -> their replacements;
 ``netra``               the original backend's deprecated engine modules -> its SSOT modules.
 """
 
@@ -65,9 +65,8 @@ _FACTORY = f"{_EEF}:ExecutionEngineFactory"
 # The classes and functions the deprecated modules exported, by kind: every engine class went
 # to UserExecutionEngine, every factory class to ExecutionEngineFactory, and the factory
 # functions kept their names in execution_engine_factory.
-_ENGINE_NAMES = {
-    name: _ENGINE
-    for name in (
+_ENGINE_NAMES = dict.fromkeys(
+    (
         "ExecutionEngine",
         "RequestScopedExecutionEngine",
         "MCPEnhancedExecutionEngine",
@@ -78,18 +77,19 @@ _ENGINE_NAMES = {
         "ToolExecutionEngine",
         "UnifiedExecutionEngine",
         "UserExecutionEngine",
-    )
-}
-_FACTORY_NAMES = {
-    name: _FACTORY
-    for name in (
+    ),
+    _ENGINE,
+)
+_FACTORY_NAMES = dict.fromkeys(
+    (
         "ExecutionEngineFactory",
         "UnifiedExecutionEngineFactory",
         "ExecutionFactory",
         "RequestScopedExecutionEngineFactory",
         "UserExecutionEngineFactory",
-    )
-}
+    ),
+    _FACTORY,
+)
 _FUNCTION_NAMES = {
     name: f"{_EEF}:{name}"
     for name in (

@@ -98,7 +98,9 @@ def render_sarif(report: ScanReport, cwd: Path) -> str:
     results = []
     for finding in report.findings:
         relative = not Path(finding.path).is_absolute()
-        location: dict[str, Any] = {"uri": finding.path if relative else Path(finding.path).as_uri()}
+        location: dict[str, Any] = {
+            "uri": finding.path if relative else Path(finding.path).as_uri()
+        }
         if relative:
             location["uriBaseId"] = "%SRCROOT%"
         region = {
@@ -107,7 +109,10 @@ def render_sarif(report: ScanReport, cwd: Path) -> str:
             "endLine": finding.end_line or finding.line,
             "endColumn": finding.end_col or finding.col + 1,
         }
-        if region["endLine"] == region["startLine"] and region["endColumn"] <= region["startColumn"]:
+        if (
+            region["endLine"] == region["startLine"]
+            and region["endColumn"] <= region["startColumn"]
+        ):
             region["endColumn"] = region["startColumn"] + 1
         results.append(
             {

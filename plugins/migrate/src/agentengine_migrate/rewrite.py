@@ -23,7 +23,7 @@ import os
 import stat
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import libcst as cst
@@ -119,14 +119,14 @@ class _Collector(cst.CSTVisitor):
     def _line(self, node: cst.CSTNode) -> int:
         return self.get_metadata(PositionProvider, node).start.line
 
-    def visit_With(self, node: cst.With) -> None:
+    def visit_With(self, node: cst.With) -> None:  # noqa: N802 (libcst dispatches on these names)
         for item in node.items:
             call = item.item
             if isinstance(call, cst.Call) and _dotted(call.func) in {"pytest.raises", "raises"}:
                 self.raises_depth += 1
                 return
 
-    def leave_With(self, original_node: cst.With) -> None:
+    def leave_With(self, original_node: cst.With) -> None:  # noqa: N802 (libcst dispatches on these names)
         for item in original_node.items:
             call = item.item
             if isinstance(call, cst.Call) and _dotted(call.func) in {"pytest.raises", "raises"}:
@@ -146,7 +146,7 @@ class _Collector(cst.CSTVisitor):
         base = ".".join(parts[: len(parts) - (level - 1)])
         return f"{base}.{module}" if module else base
 
-    def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:  # noqa: N802 (libcst dispatches on these names)
         if self._line(node) not in self.import_lines or isinstance(node.names, cst.ImportStar):
             return False
         if self.raises_depth and not self.include_raises:
@@ -176,7 +176,7 @@ class _Collector(cst.CSTVisitor):
                 self.bindings.append(_ModuleBinding(id(node), id(alias), full, local, local))
         return False
 
-    def visit_Import(self, node: cst.Import) -> bool:
+    def visit_Import(self, node: cst.Import) -> bool:  # noqa: N802 (libcst dispatches on these names)
         if self._line(node) not in self.import_lines:
             return False
         if self.raises_depth and not self.include_raises:
@@ -190,7 +190,7 @@ class _Collector(cst.CSTVisitor):
                 )
         return False
 
-    def visit_Attribute(self, node: cst.Attribute) -> bool:
+    def visit_Attribute(self, node: cst.Attribute) -> bool:  # noqa: N802 (libcst dispatches on these names)
         dotted = _dotted(node)
         if dotted is None:
             node.value.visit(self)
@@ -202,12 +202,12 @@ class _Collector(cst.CSTVisitor):
                 binding.attrs.add(dotted[len(binding.prefix) + 1 :].partition(".")[0])
         return False
 
-    def visit_Name(self, node: cst.Name) -> None:
+    def visit_Name(self, node: cst.Name) -> None:  # noqa: N802 (libcst dispatches on these names)
         for binding in self.bindings:
             if node.value == binding.prefix.partition(".")[0]:
                 binding.dynamic = True
 
-    def visit_Call(self, node: cst.Call) -> None:
+    def visit_Call(self, node: cst.Call) -> None:  # noqa: N802 (libcst dispatches on these names)
         name = _dotted(node.func)
         if name is None or not _is_patch_call(name) or not node.args:
             return
@@ -265,24 +265,25 @@ def _fix_commas(
     out = []
     rpar = node.rpar
     for index, alias in enumerate(aliases):
+        fixed = alias
         last = index == len(aliases) - 1
         if not last:
             if isinstance(alias.comma, cst.MaybeSentinel):
                 space = cst.SimpleWhitespace(" ")
-                alias = alias.with_changes(comma=cst.Comma(whitespace_after=space))
+                fixed = alias.with_changes(comma=cst.Comma(whitespace_after=space))
         elif rpar is None:
-            alias = alias.with_changes(comma=cst.MaybeSentinel.DEFAULT)
+            fixed = alias.with_changes(comma=cst.MaybeSentinel.DEFAULT)
         elif alias is not original_last and isinstance(alias.comma, cst.Comma):
             # This alias now closes the statement: keep its comment, put `)` where the
             # original closing parenthesis was.
             ws = alias.comma.whitespace_after
             if isinstance(ws, cst.ParenthesizedWhitespace):
                 ws = ws.with_changes(last_line=_closing_indent(node))
-                alias = alias.with_changes(comma=alias.comma.with_changes(whitespace_after=ws))
+                fixed = alias.with_changes(comma=alias.comma.with_changes(whitespace_after=ws))
                 rpar = rpar.with_changes(whitespace_before=cst.SimpleWhitespace(""))
             else:
-                alias = alias.with_changes(comma=cst.MaybeSentinel.DEFAULT)
-        out.append(alias)
+                fixed = alias.with_changes(comma=cst.MaybeSentinel.DEFAULT)
+        out.append(fixed)
     return node.with_changes(names=out, rpar=rpar)
 
 
@@ -306,9 +307,9 @@ class _Rewriter(cst.CSTTransformer):
 
     # -- imports ---------------------------------------------------------------------------
 
-    def leave_ImportFrom(
+    def leave_ImportFrom(  # noqa: N802 (libcst dispatches on these names)
         self, original_node: cst.ImportFrom, updated_node: cst.ImportFrom
-    ) -> cst.ImportFrom | cst.FlattenSentinel[cst.BaseSmallStatement]:
+    ) -> cst.BaseSmallStatement | cst.FlattenSentinel[cst.BaseSmallStatement]:
         if isinstance(original_node.names, cst.ImportStar) or isinstance(
             updated_node.names, cst.ImportStar
         ):
@@ -367,7 +368,7 @@ class _Rewriter(cst.CSTTransformer):
             return statements[0].with_changes(semicolon=updated_node.semicolon)
         return cst.FlattenSentinel(statements)
 
-    def leave_Import(self, original_node: cst.Import, updated_node: cst.Import) -> cst.Import:
+    def leave_Import(self, original_node: cst.Import, updated_node: cst.Import) -> cst.Import:  # noqa: N802 (libcst dispatches on these names)
         names = []
         changed = False
         for orig, alias in zip(original_node.names, updated_node.names, strict=True):
@@ -381,7 +382,7 @@ class _Rewriter(cst.CSTTransformer):
             names.append(alias.with_changes(name=_expr(binding.new_module), asname=asname))
         return updated_node.with_changes(names=names) if changed else updated_node
 
-    def leave_SimpleStatementLine(
+    def leave_SimpleStatementLine(  # noqa: N802 (libcst dispatches on these names)
         self, original_node: cst.SimpleStatementLine, updated_node: cst.SimpleStatementLine
     ) -> cst.SimpleStatementLine | cst.FlattenSentinel[cst.SimpleStatementLine]:
         if len(original_node.body) != 1 or len(updated_node.body) <= 1:
@@ -399,7 +400,7 @@ class _Rewriter(cst.CSTTransformer):
 
     # -- uses ------------------------------------------------------------------------------
 
-    def leave_Attribute(
+    def leave_Attribute(  # noqa: N802 (libcst dispatches on these names)
         self, original_node: cst.Attribute, updated_node: cst.Attribute
     ) -> cst.BaseExpression:
         dotted = _dotted(original_node)
@@ -431,7 +432,7 @@ class _Rewriter(cst.CSTTransformer):
                     return (binding.old_module, attr)
         return None
 
-    def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.Call:
+    def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.Call:  # noqa: N802 (libcst dispatches on these names)
         old = self._old_qualname(original_node.func)
         if old is None:
             return updated_node
@@ -442,7 +443,7 @@ class _Rewriter(cst.CSTTransformer):
             func=cst.Attribute(value=updated_node.func, attr=cst.Name(rewrite.attribute))
         )
 
-    def leave_SimpleString(
+    def leave_SimpleString(  # noqa: N802 (libcst dispatches on these names)
         self, original_node: cst.SimpleString, updated_node: cst.SimpleString
     ) -> cst.SimpleString:
         new = self.c.patch_strings.get(id(original_node))
@@ -477,15 +478,17 @@ def _text_rewrite(
     def offset(line: int, col: int) -> int:
         return starts[line - 1] + col
 
-    raises_ranges = []
-    if not include_raises:
-        for node in ast.walk(tree):
-            if isinstance(node, ast.With) and any(
-                isinstance(i.context_expr, ast.Call)
-                and ast.unparse(i.context_expr.func) in {"pytest.raises", "raises"}
-                for i in node.items
-            ):
-                raises_ranges.append((node.lineno, node.end_lineno or node.lineno))
+    raises_ranges = [
+        (node.lineno, node.end_lineno or node.lineno)
+        for node in ast.walk(tree)
+        if not include_raises
+        and isinstance(node, ast.With)
+        and any(
+            isinstance(i.context_expr, ast.Call)
+            and ast.unparse(i.context_expr.func) in {"pytest.raises", "raises"}
+            for i in node.items
+        )
+    ]
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.lineno in import_lines:
             if any(a <= node.lineno <= b for a, b in raises_ranges):
@@ -510,7 +513,8 @@ def _text_rewrite(
                 return None
             groups: dict[str, list[str]] = {}
             for alias, target in zip(node.names, targets, strict=True):
-                assert target is not None and target.name is not None
+                assert target is not None
+                assert target.name is not None
                 local = alias.asname or alias.name
                 text = target.name if local == target.name else f"{target.name} as {local}"
                 groups.setdefault(target.module, []).append(text)
@@ -574,11 +578,7 @@ def _person_reason(finding: Finding) -> Finding:
         why = "the module object is used directly or its names moved to several modules"
     else:
         why = "no known replacement"
-    return Finding(**{**_fields(finding), "message": f"{finding.message} [left: {why}]"})
-
-
-def _fields(finding: Finding) -> dict[str, object]:
-    return {name: getattr(finding, name) for name in Finding.__slots__}
+    return replace(finding, message=f"{finding.message} [left: {why}]")
 
 
 def migrate_source(
@@ -586,7 +586,7 @@ def migrate_source(
     spec: MigrationSpec,
     *,
     display: str = "<string>",
-    package: str | None | Callable[[], str | None] = None,
+    package: str | Callable[[], str | None] | None = None,
     include_raises: bool = False,
 ) -> FileMigration:
     """Migrate one file's bytes (no I/O). See the module docstring for the safety rules."""
@@ -786,9 +786,11 @@ def render_summary(result: MigrateResult, *, wrote: bool) -> str:
     """The human summary: files changed, findings fixed, what needs a person."""
     verb = "changed" if wrote else "would change"
     lines = [
-        f"{len(result.changed)} file(s) {verb} of {result.files} scanned; "
-        f"{result.fixed} finding(s) {'fixed' if wrote else 'fixable'}; "
-        f"{len(result.needs_person)} need a person."
+        (
+            f"{len(result.changed)} file(s) {verb} of {result.files} scanned; "
+            f"{result.fixed} finding(s) {'fixed' if wrote else 'fixable'}; "
+            f"{len(result.needs_person)} need a person."
+        )
     ]
     for display, why in sorted(result.untouched.items()):
         lines.append(f"left unchanged: {display}: {why}")

@@ -14,7 +14,7 @@ import os
 import re
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from agentengine_migrate.files import IgnoreRules, module_name_of, package_of
@@ -347,15 +347,14 @@ class _FileScanner:
                         key = node.slice
                         if isinstance(key, ast.Constant) and isinstance(key.value, str):
                             self.module_string(key, "AEM103", "sys.modules key", ctx)
-                elif isinstance(node, ast.Compare):
-                    if (
-                        isinstance(node.left, ast.Constant)
-                        and isinstance(node.left.value, str)
-                        and len(node.ops) == 1
-                        and isinstance(node.ops[0], ast.In | ast.NotIn)
-                        and _dotted(node.comparators[0]) == "sys.modules"
-                    ):
-                        self.module_string(node.left, "AEM103", "sys.modules key", ctx)
+                elif isinstance(node, ast.Compare) and (
+                    isinstance(node.left, ast.Constant)
+                    and isinstance(node.left.value, str)
+                    and len(node.ops) == 1
+                    and isinstance(node.ops[0], ast.In | ast.NotIn)
+                    and _dotted(node.comparators[0]) == "sys.modules"
+                ):
+                    self.module_string(node.left, "AEM103", "sys.modules key", ctx)
 
     def call(self, node: ast.Call, ctx: tuple[str, ...]) -> None:
         name = _dotted(node.func)
@@ -395,7 +394,7 @@ class _FileScanner:
                         self.module_string(key, "AEM103", "sys.modules key", ctx)
 
     def patch_target(self, arg: ast.Constant, call: str, ctx: tuple[str, ...]) -> None:
-        target: str = arg.value
+        target = str(arg.value)
         split = self.spec.split_dotted(target)
         if split is None:
             return
@@ -415,7 +414,7 @@ class _FileScanner:
         )
 
     def module_string(self, arg: ast.Constant, code: str, form: str, ctx: tuple[str, ...]) -> None:
-        value: str = arg.value
+        value = str(arg.value)
         rule = self.spec.rule_for(value)
         if rule is None:
             return
@@ -464,9 +463,7 @@ def _text_scan(
         level = len(raw_module) - len(raw_module.lstrip("."))
         names_text = re.sub(rb"#[^\n]*", b"", match["names"]).strip(b"()\\ \t\r\n")
         names = [n.split() for n in re.split(rb"[,\\\s]*,[,\\\s]*", names_text) if n.strip()]
-        source = "\n".join(
-            f"from {raw_module} import {b' '.join(n).decode()}" for n in names if n
-        )
+        source = "\n".join(f"from {raw_module} import {b' '.join(n).decode()}" for n in names if n)
         if not source:
             continue
         try:
@@ -479,10 +476,7 @@ def _text_scan(
             assert isinstance(stmt, ast.ImportFrom)
             stmt.level = level
             scanner.import_from(stmt, ("unparsed file",))
-        out.extend(
-            _moved(f, line, col)
-            for f in scanner.findings
-        )
+        out.extend(_moved(f, line, col) for f in scanner.findings)
     for match in _TEXT_IMPORT_RE.finditer(data):
         text = match["names"].decode("utf-8", "replace").strip().rstrip("\\").strip()
         try:
@@ -494,10 +488,7 @@ def _text_scan(
         stmt = tree.body[0]
         assert isinstance(stmt, ast.Import)
         scanner.import_(stmt, ("unparsed file",))
-        out.extend(
-            _moved(f, line, col)
-            for f in scanner.findings
-        )
+        out.extend(_moved(f, line, col) for f in scanner.findings)
     for match in _TEXT_STRING_RE.finditer(data):
         line, col = line_col(match.start())
         scanner = _FileScanner(spec, display, lines, [line], package)
@@ -507,21 +498,13 @@ def _text_scan(
             source = f"{match['call'].decode()}({match['value'].decode()!r})"
         tree = ast.parse(source)
         scanner.expressions(tree.body, ("unparsed file",))
-        out.extend(
-            _moved(f, line, col)
-            for f in scanner.findings
-        )
+        out.extend(_moved(f, line, col) for f in scanner.findings)
     return out
-
-
-def _fields(finding: Finding) -> dict[str, object]:
-    return {name: getattr(finding, name) for name in Finding.__slots__}
 
 
 def _moved(finding: Finding, line: int, col: int) -> Finding:
     """A finding of a re-parsed fragment, placed where the fragment was in the file."""
-    fields = {**_fields(finding), "line": line, "col": col, "statement_line": line}
-    return Finding(**{**fields, "end_line": line, "end_col": 0})  # type: ignore[arg-type]
+    return replace(finding, line=line, col=col, statement_line=line, end_line=line, end_col=0)
 
 
 # -- one file ------------------------------------------------------------------------------
