@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import difflib
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable, Sequence
@@ -27,7 +28,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 from agentengine_migrate.files import IgnoreRules, package_of
 from agentengine_migrate.findings import Finding
@@ -91,23 +91,28 @@ class _ModuleBinding:
 
 
 class _Collector(cst.CSTVisitor):
-    """First pass: which statements to rewrite, and how the bound names are used."""
+    """First pass: which statements to rewrite, and how the bound names are used.
 
-    METADATA_DEPENDENCIES = (PositionProvider,)
+    libcst positions cost a full code generation per file, so the statements ``check``
+    reported are identified by their ordinal instead: the n-th import (and the n-th
+    ``patch("...")`` call) in source order is the same node for ``ast`` and for libcst.
+    """
 
     def __init__(
         self,
         spec: MigrationSpec,
         package: str | None,
-        import_lines: set[int],
-        string_lines: set[int],
+        allowed_imports: set[int],
+        allowed_patches: set[int],
         include_raises: bool,
     ) -> None:
         super().__init__()
         self.spec = spec
         self.package = package
-        self.import_lines = import_lines
-        self.string_lines = string_lines
+        self.allowed_imports = allowed_imports
+        self.allowed_patches = allowed_patches
+        self.imports_seen = 0
+        self.patches_seen = 0
         self.include_raises = include_raises
         self.raises_depth = 0
         # ImportFrom id -> [(alias id, Target or None)]
@@ -116,8 +121,10 @@ class _Collector(cst.CSTVisitor):
         self.bindings: list[_ModuleBinding] = []
         self.patch_strings: dict[int, str] = {}  # SimpleString id -> new dotted target
 
-    def _line(self, node: cst.CSTNode) -> int:
-        return self.get_metadata(PositionProvider, node).start.line
+    def _next_import_allowed(self) -> bool:
+        index = self.imports_seen
+        self.imports_seen += 1
+        return index in self.allowed_imports
 
     def visit_With(self, node: cst.With) -> None:  # noqa: N802 (libcst dispatches on these names)
         for item in node.items:
@@ -147,7 +154,7 @@ class _Collector(cst.CSTVisitor):
         return f"{base}.{module}" if module else base
 
     def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:  # noqa: N802 (libcst dispatches on these names)
-        if self._line(node) not in self.import_lines or isinstance(node.names, cst.ImportStar):
+        if not self._next_import_allowed() or isinstance(node.names, cst.ImportStar):
             return False
         if self.raises_depth and not self.include_raises:
             return False
@@ -177,7 +184,7 @@ class _Collector(cst.CSTVisitor):
         return False
 
     def visit_Import(self, node: cst.Import) -> bool:  # noqa: N802 (libcst dispatches on these names)
-        if self._line(node) not in self.import_lines:
+        if not self._next_import_allowed():
             return False
         if self.raises_depth and not self.include_raises:
             return False
@@ -212,7 +219,13 @@ class _Collector(cst.CSTVisitor):
         if name is None or not _is_patch_call(name) or not node.args:
             return
         first = node.args[0].value
-        if not isinstance(first, cst.SimpleString) or self._line(first) not in self.string_lines:
+        if not isinstance(first, cst.SimpleString | cst.ConcatenatedString):
+            return
+        if not isinstance(first.evaluated_value, str):  # bytes and f-strings: not for ast
+            return
+        index = self.patches_seen
+        self.patches_seen += 1
+        if index not in self.allowed_patches or not isinstance(first, cst.SimpleString):
             return
         value = first.evaluated_value
         if not isinstance(value, str) or first.raw_value != value:
@@ -453,6 +466,119 @@ class _Rewriter(cst.CSTTransformer):
         return updated_node.with_changes(value=f"{updated_node.prefix}{quote}{new}{quote}")
 
 
+def _first_arg(call: ast.Call) -> ast.expr | None:
+    if call.args:
+        return call.args[0]
+    return call.keywords[0].value if call.keywords else None
+
+
+def _is_ast_patch_with_string(node: ast.AST) -> bool:
+    if not isinstance(node, ast.Call):
+        return False
+    name = _ast_dotted(node.func)
+    first = _first_arg(node)
+    return (
+        name is not None
+        and _is_patch_call(name)
+        and isinstance(first, ast.Constant)
+        and isinstance(first.value, str)
+    )
+
+
+def _ast_dotted(node: ast.expr) -> str | None:
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return None
+
+
+def _cst_rewrite(
+    module: cst.Module,
+    data: bytes,
+    spec: MigrationSpec,
+    package: str | None,
+    import_lines: set[int],
+    string_lines: set[int],
+    include_raises: bool,
+) -> bytes:
+    """Rewrite with libcst, visiting only the top-level statements that can change."""
+    tree = ast.parse(data)
+    # Pair each libcst top-level statement with its ast statements (a libcst line holds
+    # every `;`-separated statement of that line) to learn its line range.
+    ranges: list[tuple[int, int]] = []
+    cursor = 0
+    for stmt in module.body:
+        count = len(stmt.body) if isinstance(stmt, cst.SimpleStatementLine) else 1
+        nodes = tree.body[cursor : cursor + count]
+        cursor += count
+        if len(nodes) != count:
+            raise RuntimeError("libcst and ast disagree on the statements of this file")
+        first = min(
+            min([n.lineno, *(d.lineno for d in getattr(n, "decorator_list", ()))]) for n in nodes
+        )
+        ranges.append((first, max(n.end_lineno or n.lineno for n in nodes)))
+    if cursor != len(tree.body):
+        raise RuntimeError("libcst and ast disagree on the statements of this file")
+    # Lines that may change: the reported ones, and every line naming a name they bind.
+    relevant = set(import_lines) | set(string_lines)
+    locals_: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom) and node.lineno in import_lines:
+            relevant.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+            for alias in node.names:
+                locals_.add((alias.asname or alias.name).partition(".")[0])
+    if locals_:
+        pattern = re.compile(rb"\b(?:" + b"|".join(re.escape(n.encode()) for n in locals_) + rb")\b")
+        for match in pattern.finditer(data):
+            relevant.add(data.count(b"\n", 0, match.start()) + 1)
+    chosen = {i for i, (a, b) in enumerate(ranges) if any(a <= n <= b for n in relevant)}
+    inside = [ranges[i] for i in sorted(chosen)]
+
+    def within(line: int) -> bool:
+        return any(a <= line <= b for a, b in inside)
+
+    imports = sorted(
+        (
+            n
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Import | ast.ImportFrom) and within(n.lineno)
+        ),
+        key=lambda n: (n.lineno, n.col_offset),
+    )
+    patches = sorted(
+        (n for n in ast.walk(tree) if _is_ast_patch_with_string(n) and within(n.lineno)),
+        key=lambda n: (n.lineno, n.col_offset),  # type: ignore[attr-defined]
+    )
+    allowed_imports = {k for k, n in enumerate(imports) if n.lineno in import_lines}
+    allowed_patches = {
+        k
+        for k, n in enumerate(patches)
+        if (arg := _first_arg(n)) is not None and arg.lineno in string_lines  # type: ignore[arg-type]
+    }
+    collector = _Collector(spec, package, allowed_imports, allowed_patches, include_raises)
+    for index in sorted(chosen):
+        module.body[index].visit(collector)
+    if collector.imports_seen != len(imports) or collector.patches_seen != len(patches):
+        raise RuntimeError("libcst and ast disagree on the imports of this file")
+    collector.decide()
+    rewriter = _Rewriter(collector)
+    body: list[cst.BaseStatement] = []
+    for index, stmt in enumerate(module.body):
+        if index not in chosen:
+            body.append(stmt)
+            continue
+        new = stmt.visit(rewriter)
+        if isinstance(new, cst.FlattenSentinel):
+            body.extend(new.nodes)
+        elif isinstance(new, cst.BaseStatement):
+            body.append(new)
+    return module.with_changes(body=body).bytes
+
+
 # -- the textual fallback ------------------------------------------------------------------
 
 
@@ -613,12 +739,10 @@ def migrate_source(
     except (cst.ParserSyntaxError, UnicodeDecodeError, ValueError):
         round_trips = False
     if round_trips:
-        wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-        collector = _Collector(spec, package_name, import_lines, string_lines, include_raises)
         try:
-            wrapper.visit(collector)
-            collector.decide()
-            new = wrapper.visit(_Rewriter(collector)).bytes
+            new = _cst_rewrite(
+                module, data, spec, package_name, import_lines, string_lines, include_raises
+            )
         except Exception as exc:  # a rewriter bug leaves the file as it was, reported
             result.untouched = f"internal error while rewriting ({type(exc).__name__}: {exc})"
             result.needs_person = list(before.findings)
