@@ -401,7 +401,7 @@ class _Rewriter(cst.CSTTransformer):
         if len(original_node.body) != 1 or len(updated_node.body) <= 1:
             return updated_node
         # One import became several: one per line, each keeping the line's trailing comment
-        # (a `# type: ignore` or `# noqa` applies to each of them).
+        # (a type-ignore or noqa pragma applies to each of them).
         lines = [
             updated_node.with_changes(
                 body=[stmt.with_changes(semicolon=cst.MaybeSentinel.DEFAULT)],
@@ -532,7 +532,8 @@ def _cst_rewrite(
             for alias in node.names:
                 locals_.add((alias.asname or alias.name).partition(".")[0])
     if locals_:
-        pattern = re.compile(rb"\b(?:" + b"|".join(re.escape(n.encode()) for n in locals_) + rb")\b")
+        names = b"|".join(re.escape(n.encode()) for n in locals_)
+        pattern = re.compile(rb"\b(?:" + names + rb")\b")
         for match in pattern.finditer(data):
             relevant.add(data.count(b"\n", 0, match.start()) + 1)
     chosen = {i for i, (a, b) in enumerate(ranges) if any(a <= n <= b for n in relevant)}
@@ -550,14 +551,18 @@ def _cst_rewrite(
         key=lambda n: (n.lineno, n.col_offset),
     )
     patches = sorted(
-        (n for n in ast.walk(tree) if _is_ast_patch_with_string(n) and within(n.lineno)),
-        key=lambda n: (n.lineno, n.col_offset),  # type: ignore[attr-defined]
+        (
+            n
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Call) and _is_ast_patch_with_string(n) and within(n.lineno)
+        ),
+        key=lambda n: (n.lineno, n.col_offset),
     )
     allowed_imports = {k for k, n in enumerate(imports) if n.lineno in import_lines}
     allowed_patches = {
         k
         for k, n in enumerate(patches)
-        if (arg := _first_arg(n)) is not None and arg.lineno in string_lines  # type: ignore[arg-type]
+        if (arg := _first_arg(n)) is not None and arg.lineno in string_lines
     }
     collector = _Collector(spec, package, allowed_imports, allowed_patches, include_raises)
     for index in sorted(chosen):
