@@ -81,6 +81,7 @@ class Finding:
     end_line: int = 0
     end_col: int = 0
     statement_line: int = 0
+    statement_end_line: int = 0
     fixable: bool = False
 
     @property
@@ -100,6 +101,7 @@ class Finding:
         data["end_line"] = self.end_line or self.line
         data["end_col"] = self.end_col or self.col
         data["statement_line"] = self.statement_line or self.line
+        data["statement_end_line"] = self.statement_end_line or data["statement_line"]
         return data
 
     def text(self) -> str:

@@ -3,9 +3,11 @@
 The safety rules, in the order they are applied to each file:
 
 1. A file ``ast`` cannot parse (merge-conflict markers, newer syntax) is left as it is.
-2. libcst must reproduce the file byte for byte; when it does not, the import lines are
-   rewritten as text where that is exact (no comments or continuations inside the statement),
-   and otherwise the file is left and reported. A lossy round trip is never written.
+2. Only the top-level statements that can change are parsed with libcst, each on its own; each
+   must be reproduced byte for byte, and every other byte is copied as it is. When a statement
+   does not round-trip, the import lines are rewritten as text where that is exact (no comments
+   or continuations inside the statement); otherwise the file is left and reported. A lossy
+   round trip is never written.
 3. Only statements ``check`` reported (and not suppressed with ``noqa``) are touched; local
    names are kept (``from old import X`` -> ``from new import NewX as X``).
 4. The result must compile; it is written to a temporary file in the same directory with the
@@ -19,10 +21,12 @@ from __future__ import annotations
 
 import ast
 import difflib
+import io
 import os
 import re
 import stat
 import tempfile
+import tokenize
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,6 +39,7 @@ from agentengine_migrate.scan import (
     _PATCH_CALLS,
     allowed_reason,
     display_path,
+    line_of,
     merge_conflict_line,
     scan_source,
 )
@@ -496,8 +501,14 @@ def _ast_dotted(node: ast.expr) -> str | None:
     return None
 
 
+class _NoRoundTripError(Exception):
+    """libcst does not reproduce a statement to change byte for byte."""
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
 def _cst_rewrite(
-    module: cst.Module,
     data: bytes,
     spec: MigrationSpec,
     package: str | None,
@@ -505,42 +516,45 @@ def _cst_rewrite(
     string_lines: set[int],
     include_raises: bool,
 ) -> bytes:
-    """Rewrite with libcst, visiting only the top-level statements that can change."""
+    """Rewrite with libcst, parsing only the top-level statements that can change.
+
+    Each such statement (its exact lines) is parsed on its own and must round-trip byte for
+    byte (else ``_NoRoundTripError``); every other byte of the file is copied as it is. Parsing a
+    few statements instead of the whole module is what keeps ``migrate`` fast.
+    """
+    bom = data.startswith(_BOM)
+    if bom:
+        data = data[len(_BOM) :]
+    encoding = tokenize.detect_encoding(io.BytesIO(data).readline)[0]
+    config = cst.PartialParserConfig(encoding="utf-8" if encoding == "utf-8-sig" else encoding)
     tree = ast.parse(data)
-    # Pair each libcst top-level statement with its ast statements (a libcst line holds
-    # every `;`-separated statement of that line) to learn its line range.
+    lines = data.splitlines(keepends=True)
+    # Line ranges of the top-level statements; statements sharing a line (`a; b`) merge.
     ranges: list[tuple[int, int]] = []
-    cursor = 0
-    for stmt in module.body:
-        count = len(stmt.body) if isinstance(stmt, cst.SimpleStatementLine) else 1
-        nodes = tree.body[cursor : cursor + count]
-        cursor += count
-        if len(nodes) != count:
-            raise RuntimeError("libcst and ast disagree on the statements of this file")
-        first = min(
-            min([n.lineno, *(d.lineno for d in getattr(n, "decorator_list", ()))]) for n in nodes
-        )
-        ranges.append((first, max(n.end_lineno or n.lineno for n in nodes)))
-    if cursor != len(tree.body):
-        raise RuntimeError("libcst and ast disagree on the statements of this file")
+    for node in tree.body:
+        first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", ()))])
+        last = node.end_lineno or node.lineno
+        if ranges and first <= ranges[-1][1]:
+            ranges[-1] = (ranges[-1][0], max(last, ranges[-1][1]))
+        else:
+            ranges.append((first, last))
     # Lines that may change: the reported ones, and every line naming a name they bind.
     relevant = set(import_lines) | set(string_lines)
     locals_: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import | ast.ImportFrom) and node.lineno in import_lines:
-            relevant.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
-            for alias in node.names:
+    for found in ast.walk(tree):
+        if isinstance(found, ast.Import | ast.ImportFrom) and found.lineno in import_lines:
+            relevant.update(range(found.lineno, (found.end_lineno or found.lineno) + 1))
+            for alias in found.names:
                 locals_.add((alias.asname or alias.name).partition(".")[0])
     if locals_:
         names = b"|".join(re.escape(n.encode()) for n in locals_)
         pattern = re.compile(rb"\b(?:" + names + rb")\b")
         for match in pattern.finditer(data):
-            relevant.add(data.count(b"\n", 0, match.start()) + 1)
-    chosen = {i for i, (a, b) in enumerate(ranges) if any(a <= n <= b for n in relevant)}
-    inside = [ranges[i] for i in sorted(chosen)]
+            relevant.add(line_of(data, match.start()))
+    chosen = [(a, b) for a, b in ranges if any(a <= n <= b for n in relevant)]
 
     def within(line: int) -> bool:
-        return any(a <= line <= b for a, b in inside)
+        return any(a <= line <= b for a, b in chosen)
 
     imports = sorted(
         (
@@ -565,23 +579,26 @@ def _cst_rewrite(
         if (arg := _first_arg(n)) is not None and arg.lineno in string_lines
     }
     collector = _Collector(spec, package, allowed_imports, allowed_patches, include_raises)
-    for index in sorted(chosen):
-        module.body[index].visit(collector)
+    parsed: list[cst.Module] = []
+    for a, b in chosen:
+        chunk = b"".join(lines[a - 1 : b])
+        module = cst.parse_module(chunk, config)
+        if module.bytes != chunk:
+            raise _NoRoundTripError
+        parsed.append(module)
+        module.visit(collector)
     if collector.imports_seen != len(imports) or collector.patches_seen != len(patches):
         raise RuntimeError("libcst and ast disagree on the imports of this file")
     collector.decide()
     rewriter = _Rewriter(collector)
-    body: list[cst.BaseStatement] = []
-    for index, stmt in enumerate(module.body):
-        if index not in chosen:
-            body.append(stmt)
-            continue
-        new = stmt.visit(rewriter)
-        if isinstance(new, cst.FlattenSentinel):
-            body.extend(new.nodes)
-        elif isinstance(new, cst.BaseStatement):
-            body.append(new)
-    return module.with_changes(body=body).bytes
+    pieces: list[bytes] = [_BOM] if bom else []
+    cursor = 1
+    for (a, b), module in zip(chosen, parsed, strict=True):
+        pieces.append(b"".join(lines[cursor - 1 : a - 1]))
+        pieces.append(module.visit(rewriter).bytes)
+        cursor = b + 1
+    pieces.append(b"".join(lines[cursor - 1 :]))
+    return b"".join(pieces)
 
 
 # -- the textual fallback ------------------------------------------------------------------
@@ -739,26 +756,21 @@ def migrate_source(
     string_lines = {f.line for f in before.findings if f.code == "AEM101" and f.fixable}
     new: bytes | None
     try:
-        module = cst.parse_module(data)
-        round_trips = module.bytes == data
-    except (cst.ParserSyntaxError, UnicodeDecodeError, ValueError):
-        round_trips = False
-    if round_trips:
-        try:
-            new = _cst_rewrite(
-                module, data, spec, package_name, import_lines, string_lines, include_raises
-            )
-        except Exception as exc:  # a rewriter bug leaves the file as it was, reported
-            result.untouched = f"internal error while rewriting ({type(exc).__name__}: {exc})"
-            result.needs_person = list(before.findings)
-            return result
-    else:
+        new = _cst_rewrite(data, spec, package_name, import_lines, string_lines, include_raises)
+    except (_NoRoundTripError, cst.ParserSyntaxError, UnicodeDecodeError):
+        new = None
+    except Exception as exc:  # a rewriter bug leaves the file as it was, reported
+        result.untouched = f"internal error while rewriting ({type(exc).__name__}: {exc})"
+        result.needs_person = list(before.findings)
+        return result
+    if new is None:
         result.method = "text"
         new = _text_rewrite(data, spec, package_name, import_lines, string_lines, include_raises)
         if new is None:
             result.untouched = (
-                "libcst does not reproduce this file byte for byte, and a statement to change "
-                "holds a comment or line continuation; rewrite it by hand"
+                "libcst does not reproduce a statement to change byte for byte, and it holds "
+                "a comment or line continuation, so it cannot be rewritten as text either; "
+                "rewrite it by hand"
             )
             result.needs_person = list(before.findings)
             return result

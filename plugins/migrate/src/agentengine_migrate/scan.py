@@ -45,7 +45,9 @@ _IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError"})
 _NOQA_RE = re.compile(
     rb"#\s*noqa(?::\s*(?P<codes>[A-Z]+[0-9]+(?:[\s,]+[A-Z]+[0-9]+)*))?", re.IGNORECASE
 )
-_CONFLICT_RE = re.compile(rb"^(?:<{7}(?: |$)|={7}$|>{7}(?: |$)|\|{7}(?: |$))", re.MULTILINE)
+_CONFLICT_RE = re.compile(
+    rb"(?:^|(?<=\r))(?:<{7}(?: |\r|$)|={7}(?:\r|$)|>{7}(?: |\r|$)|\|{7}(?: |\r|$))", re.MULTILINE
+)
 
 
 def display_path(path: Path, cwd: Path) -> str:
@@ -56,10 +58,18 @@ def display_path(path: Path, cwd: Path) -> str:
         return path.as_posix()
 
 
+def line_of(data: bytes, offset: int) -> int:
+    """The 1-based line of byte ``offset``; like Python, a lone CR also ends a line."""
+    newlines = data.count(b"\n", 0, offset)
+    if b"\r" in data:
+        newlines += data.count(b"\r", 0, offset) - data.count(b"\r\n", 0, offset)
+    return newlines + 1
+
+
 def merge_conflict_line(data: bytes) -> int | None:
     """The line of the first merge-conflict marker, or None."""
     match = _CONFLICT_RE.search(data)
-    return None if match is None else data.count(b"\n", 0, match.start()) + 1
+    return None if match is None else line_of(data, match.start())
 
 
 def _dotted(node: ast.expr) -> str | None:
@@ -152,6 +162,7 @@ class _FileScanner:
                 end_line=end_line,
                 end_col=self._col(end_line, end_col) if end_col is not None else 0,
                 statement_line=getattr(statement or node, "lineno", line),
+                statement_end_line=getattr(statement or node, "end_lineno", None) or end_line,
                 **kwargs,  # type: ignore[arg-type]
             )
         )
@@ -454,8 +465,8 @@ def _text_scan(
     out: list[Finding] = []
 
     def line_col(offset: int) -> tuple[int, int]:
-        line = data.count(b"\n", 0, offset) + 1
-        start = data.rfind(b"\n", 0, offset) + 1
+        line = line_of(data, offset)
+        start = max(data.rfind(b"\n", 0, offset), data.rfind(b"\r", 0, offset)) + 1
         return line, len(data[start:offset].decode("utf-8", "replace")) + 1
 
     for match in _TEXT_FROM_RE.finditer(data):
@@ -504,7 +515,15 @@ def _text_scan(
 
 def _moved(finding: Finding, line: int, col: int) -> Finding:
     """A finding of a re-parsed fragment, placed where the fragment was in the file."""
-    return replace(finding, line=line, col=col, statement_line=line, end_line=line, end_col=0)
+    return replace(
+        finding,
+        line=line,
+        col=col,
+        statement_line=line,
+        statement_end_line=line,
+        end_line=line,
+        end_col=0,
+    )
 
 
 # -- one file ------------------------------------------------------------------------------
@@ -522,7 +541,8 @@ def _noqa_codes(line: bytes) -> set[str] | None:
 
 
 def _suppressed(finding: Finding, lines: Sequence[bytes]) -> bool:
-    for number in {finding.line, finding.statement_line or finding.line, finding.end_line}:
+    first = finding.statement_line or finding.line
+    for number in {finding.line, first, finding.statement_end_line or finding.end_line}:
         if 0 < number <= len(lines) and b"noqa" in lines[number - 1].lower():
             codes = _noqa_codes(lines[number - 1])
             if codes is not None and (not codes or finding.code in codes):
@@ -567,7 +587,7 @@ def _candidate_lines(data: bytes, segments: Sequence[bytes]) -> list[int]:
     for segment in segments:
         start = data.find(segment)
         while start != -1:
-            hits.add(data.count(b"\n", 0, start) + 1)
+            hits.add(line_of(data, start))
             start = data.find(segment, start + 1)
     return sorted(hits)
 
