@@ -91,7 +91,7 @@ def _common(func: click.decorators.FC) -> click.decorators.FC:
             "-j",
             type=click.IntRange(0),
             default=0,
-            help="Worker processes (0: one per CPU, used only when many files qualify).",
+            help="Worker processes: 0 (default) uses one per CPU when many files qualify.",
         ),
     ]
     for option in reversed(options):

@@ -868,7 +868,7 @@ def _migrate_batch(batch: list[tuple[str, str]]) -> list[FileMigration]:
 
 
 #: Above this many files to rewrite, libcst work is spread over worker processes.
-PARALLEL_THRESHOLD = 16
+PARALLEL_THRESHOLD = 300
 
 
 def migrate_files(
@@ -900,7 +900,9 @@ def migrate_files(
             continue
         work.append((str(path), display))
     workers = jobs or os.cpu_count() or 1
-    if workers > 1 and len(work) > PARALLEL_THRESHOLD:
+    # Automatic (jobs=0): workers only for many files, since starting them costs more than
+    # a few files take; an explicit --jobs N is obeyed.
+    if workers > 1 and len(work) > (1 if jobs else PARALLEL_THRESHOLD):
         from concurrent.futures import ProcessPoolExecutor
 
         size = max(1, len(work) // (workers * 4))

@@ -729,8 +729,8 @@ def scan_files(
 ) -> ScanReport:
     """Scan ``files``; findings in allow-listed files and shim modules are counted, not reported.
 
-    ``jobs``: worker processes for parsing (0: one per CPU when there are many candidates;
-    1: never).
+    ``jobs``: worker processes for parsing (0: one per CPU, only when there are many
+    candidates; 1: none; N: N workers).
     """
     cwd = cwd or Path.cwd()
     segments = spec.last_segments()
@@ -740,7 +740,9 @@ def scan_files(
     allow_rules = IgnoreRules(spec.root, (*spec.allow, *allow))
     work = [(str(p), display_path(p, cwd)) for p in candidates]
     workers = jobs or os.cpu_count() or 1
-    if workers > 1 and len(work) > PARALLEL_THRESHOLD:
+    # Automatic (jobs=0): workers only for many files, since starting them costs more than
+    # a few files take; an explicit --jobs N is obeyed.
+    if workers > 1 and len(work) > (1 if jobs else PARALLEL_THRESHOLD):
         from concurrent.futures import ProcessPoolExecutor
 
         size = max(1, len(work) // (workers * 4))
