@@ -583,3 +583,83 @@ def test_load_spec_defaults_without_pyproject(tmp_path: Path) -> None:
     spec = load_spec(cwd=tmp_path)
     assert spec.presets == ("agentengine-legacy",)
     assert "agentengine.legacy" in spec.modules
+
+
+def test_import_findings_match_ruff_tid251(cli: Cli, tmp_path: Path) -> None:
+    """On the forms both tools support, check and ruff's banned-api report the same statements."""
+    supervisor = "netra_backend.app.agents.supervisor"
+    write(
+        tmp_path,
+        {
+            "netra_backend/__init__.py": "",
+            "netra_backend/app/__init__.py": "",
+            "netra_backend/app/agents/__init__.py": "",
+            "netra_backend/app/agents/supervisor/__init__.py": "",
+            "netra_backend/app/agents/supervisor/uses.py": textwrap.dedent(
+                f"""\
+                from typing import TYPE_CHECKING
+                from .execution_engine import ExecutionEngine
+                from . import execution_factory
+                from .user_execution_engine import UserExecutionEngine
+                from {supervisor}.execution_engine import (
+                    ExecutionEngine as E2,  # old
+                    get_execution_engine_factory,
+                )
+                import {supervisor}.mcp_execution_engine
+                import {supervisor}.mcp_execution_engine as mcp
+                import os, netra_backend.app.core.execution_engine
+                from netra_backend.app.core.managers import execution_engine_factory
+                from netra_backend.app.agents.base.executor import *
+
+                if TYPE_CHECKING:
+                    from netra_backend.app.core.execution_engine import ExecutionEngine as E3
+
+                def f():
+                    try:
+                        from {supervisor}.execution_factory import ExecutionFactory
+                    except ImportError:
+                        pass
+                    return ExecutionFactory
+                """
+            ),
+        },
+    )
+    config = cli("check", "--preset", "netra", "--emit-ruff-config").stdout
+    (tmp_path / "pyproject.toml").write_text(
+        config.replace('extend-select = ["TID251"]', 'select = ["TID251"]')
+    )
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    ran = subprocess.run(
+        [ruff, "check", "--no-cache", "--output-format", "json", "."],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    ruff_lines = {(Path(d["filename"]).name, d["location"]["row"]) for d in json.loads(ran.stdout)}
+    ours = json.loads(cli("check", "--preset", "netra", "--format", "json", ".").stdout)
+    our_lines = {
+        (Path(f["path"]).name, f["statement_line"])
+        for f in ours["findings"]
+        if f["code"] in {"AEM001", "AEM002", "AEM003", "AEM004"}
+    }
+    assert len(our_lines) == 10
+    assert our_lines == ruff_lines
+
+
+def test_worker_processes_find_the_same(tmp_path: Path) -> None:
+    from agentengine_migrate.files import FileSelector
+    from agentengine_migrate.scan import scan_files
+
+    write(
+        tmp_path,
+        {
+            f"m{i}.py": f"import os\nfrom agentengine.legacy import ExecutionEngine  # {i}\n"
+            for i in range(30)
+        },
+    )
+    files = FileSelector(tmp_path).collect([tmp_path])
+    serial = scan_files(files, LEGACY, cwd=tmp_path, jobs=1)
+    parallel = scan_files(files, LEGACY, cwd=tmp_path, jobs=2)
+    assert len(serial.findings) == 30
+    assert serial.findings == parallel.findings
