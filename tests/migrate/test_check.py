@@ -663,3 +663,32 @@ def test_worker_processes_find_the_same(tmp_path: Path) -> None:
     parallel = scan_files(files, LEGACY, cwd=tmp_path, jobs=2)
     assert len(serial.findings) == 30
     assert serial.findings == parallel.findings
+
+
+def test_commands_are_contributed_through_the_plugin_hook(cli: Cli) -> None:
+    listed = cli("--help")
+    assert listed.returncode == 0
+    assert "check" in listed.stdout
+    assert "migrate" in listed.stdout
+    plugins = json.loads(cli("plugins", "--json").stdout)["plugins"]
+    (migrate,) = [p for p in plugins if p["name"] == "migrate"]
+    assert migrate["error"] is None
+    assert migrate["distribution"] == "agentengine-migrate"
+    assert "agentengine_cli_commands" in migrate["hooks"]
+
+
+def test_readme_example_runs(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[2] / "plugins" / "migrate" / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        (
+            "<string>:1:32: AEM001 `from agentengine.legacy import ExecutionEngine` is "
+            "deprecated; use `from agentengine import UserExecutionEngine as ExecutionEngine`"
+        ),
+        "from agentengine import UserExecutionEngine as ExecutionEngine",
+        "",
+    ]
