@@ -692,3 +692,52 @@ def test_readme_example_runs(tmp_path: Path) -> None:
         "from agentengine import UserExecutionEngine as ExecutionEngine",
         "",
     ]
+
+
+def test_gitignore_rules(tmp_path: Path) -> None:
+    from agentengine_migrate.files import FileSelector, IgnoreRules
+
+    rules = IgnoreRules(
+        tmp_path,
+        [
+            "# comment",
+            "*.gen.py",
+            "!keep.gen.py",
+            "/top_only.py",
+            "build/",
+            "docs/**/draft_*.py",
+            r"\#literal.py",
+        ],
+    )
+    assert rules.verdict("a/b/x.gen.py", False) is True
+    assert rules.verdict("a/keep.gen.py", False) is False
+    assert rules.verdict("top_only.py", False) is True
+    assert rules.verdict("sub/top_only.py", False) is None
+    assert rules.verdict("src/build", True) is True
+    assert rules.verdict("src/build", False) is None  # a file named build: directories only
+    assert rules.verdict("docs/a/b/draft_1.py", False) is True
+    assert rules.verdict("docs/draft_1.py", False) is True
+    assert rules.verdict("#literal.py", False) is True
+    write(
+        tmp_path,
+        {
+            ".git/HEAD": "ref: refs/heads/main\n",
+            ".gitignore": "*.gen.py\n",
+            "pkg/.gitignore": "!special.gen.py\nlocal_only.py\n",
+            "pkg/special.gen.py": "",
+            "pkg/other.gen.py": "",
+            "pkg/local_only.py": "",
+            "local_only.py": "",
+            "pkg/ok.py": "",
+            "notes.md": "",
+        },
+    )
+    selector = FileSelector(tmp_path)
+    found = sorted(p.relative_to(tmp_path).as_posix() for p in selector.collect([tmp_path]))
+    assert found == ["local_only.py", "pkg/ok.py", "pkg/special.gen.py"]
+    # Walking a subdirectory still applies the repository's top-level .gitignore.
+    sub = sorted(p.name for p in FileSelector(tmp_path).collect([tmp_path / "pkg"]))
+    assert sub == ["ok.py", "special.gen.py"]
+    explicit = FileSelector(tmp_path)
+    assert explicit.collect([tmp_path / "notes.md"]) == []
+    assert explicit.skipped == [tmp_path / "notes.md"]

@@ -83,7 +83,10 @@ def deprecated_block(draw: st.DrawFn, preset: str) -> str:
 def source_file(draw: st.DrawFn) -> tuple[str, bytes]:
     preset = draw(st.sampled_from(sorted(SPECS)))
     blocks = draw(st.lists(st.one_of(ORDINARY, deprecated_block(preset)), min_size=1, max_size=10))
-    return preset, "".join(blocks).encode()
+    text = "".join(blocks)
+    if draw(st.booleans()):  # Windows line endings must survive too
+        text = text.replace("\n", "\r\n")
+    return preset, text.encode()
 
 
 def _touchable_lines(data: bytes, preset: str) -> set[int]:

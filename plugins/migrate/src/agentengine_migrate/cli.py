@@ -43,7 +43,10 @@ def _collect(
         respect_gitignore=respect_gitignore,
         force_exclude=force_exclude,
     )
-    return selector.collect(paths or (Path(),))
+    files = selector.collect(paths or (Path(),))
+    for skipped in selector.skipped:
+        click.echo(f"warning: {skipped} is not a Python file (.py, .pyi); skipped", err=True)
+    return files
 
 
 _PATHS = click.argument(

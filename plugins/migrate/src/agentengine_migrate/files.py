@@ -150,6 +150,8 @@ class FileSelector:
         self.respect_gitignore = respect_gitignore
         self.force_exclude = force_exclude
         self._ignore_cache: dict[Path, IgnoreRules | None] = {}
+        #: Files named on the command line that are not Python (``.py``/``.pyi``): not scanned.
+        self.skipped: list[Path] = []
 
     def _rules_in(self, directory: Path) -> IgnoreRules | None:
         if directory not in self._ignore_cache:
@@ -203,6 +205,9 @@ class FileSelector:
             path = Path(os.path.abspath(given))
             if path.is_dir():
                 files: Iterable[Path] = self._walk(path, self._ancestor_rules(path))
+            elif not path.name.endswith(PYTHON_SUFFIXES):
+                self.skipped.append(path)
+                continue
             elif self.force_exclude and self._excluded_explicit(path):
                 continue
             else:
