@@ -112,7 +112,7 @@ IN_PROCESS_SCAN = """
 import sys, time
 from pathlib import Path
 from agentengine_migrate.spec import build_spec
-from agentengine_migrate.scan import scan_files
+from agentengine_migrate.check import scan_files
 
 spec = build_spec({}, presets=["netra"])
 files = [Path(p).resolve() for p in sys.argv[1:]]

@@ -567,7 +567,7 @@ def test_rules_table_is_complete() -> None:
 
 
 def test_unreadable_file_is_a_finding(tmp_path: Path) -> None:
-    from agentengine_migrate.scan import scan_files
+    from agentengine_migrate.check import scan_files
 
     write(tmp_path, {"a.py": "from agentengine.legacy import ExecutionEngine\n"})
     gone = tmp_path / "gone.py"  # vanished between listing and reading
@@ -648,8 +648,8 @@ def test_import_findings_match_ruff_tid251(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_worker_processes_find_the_same(tmp_path: Path) -> None:
+    from agentengine_migrate.check import scan_files
     from agentengine_migrate.files import FileSelector
-    from agentengine_migrate.scan import scan_files
 
     write(
         tmp_path,

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 from _migrate_helpers import Cli, write
-from agentengine_migrate import rewrite
+from agentengine_migrate import migrate, rewrite
 from agentengine_migrate.files import FileSelector
-from agentengine_migrate.rewrite import migrate_files, migrate_source, write_atomic
+from agentengine_migrate.migrate import migrate_files, write_atomic
+from agentengine_migrate.rewrite import migrate_source
 from agentengine_migrate.spec import build_spec
 
 LEGACY = build_spec({})
@@ -129,7 +130,7 @@ def test_write_atomic_failure_keeps_the_original(
     def broken_replace(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(rewrite.os, "replace", broken_replace)
+    monkeypatch.setattr(migrate.os, "replace", broken_replace)
     with pytest.raises(OSError, match="No space left"):
         write_atomic(target, b"new\n")
     monkeypatch.undo()

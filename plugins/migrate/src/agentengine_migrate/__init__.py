@@ -11,9 +11,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from agentengine_migrate.check import ScanReport, scan_files
     from agentengine_migrate.findings import RULES, Finding
-    from agentengine_migrate.rewrite import MigrateResult, migrate_files, migrate_source
-    from agentengine_migrate.scan import ScanReport, scan_files, scan_source
+    from agentengine_migrate.migrate import MigrateResult, migrate_files
+    from agentengine_migrate.rewrite import migrate_source
+    from agentengine_migrate.scan import scan_source
     from agentengine_migrate.spec import MigrationSpec, SpecError, load_spec
 
 __version__ = "0.1.0"
@@ -35,11 +37,11 @@ __all__ = [
 _HOMES = {
     "RULES": "findings",
     "Finding": "findings",
-    "MigrateResult": "rewrite",
-    "migrate_files": "rewrite",
+    "MigrateResult": "migrate",
+    "migrate_files": "migrate",
     "migrate_source": "rewrite",
-    "ScanReport": "scan",
-    "scan_files": "scan",
+    "ScanReport": "check",
+    "scan_files": "check",
     "scan_source": "scan",
     "MigrationSpec": "spec",
     "SpecError": "spec",

@@ -160,7 +160,7 @@ def check_command(
             f"unknown code(s) {', '.join(unknown)}; known codes: {', '.join(RULES)}",
             param_hint="--ignore",
         )
-    from agentengine_migrate.scan import scan_files
+    from agentengine_migrate.check import scan_files
 
     cwd = Path.cwd()
     files = _collect(spec, paths, exclude, respect_gitignore, force_exclude)
@@ -212,7 +212,7 @@ def migrate_command(
     written atomically. Exit 0 when nothing is left to do, 1 when something needs a person
     (or, with --diff, when there are changes to make).
     """
-    from agentengine_migrate.rewrite import migrate_files, render_summary
+    from agentengine_migrate.migrate import migrate_files, render_summary
 
     spec = _load_spec(spec_file, presets)
     files = _collect(spec, paths, exclude, respect_gitignore, force_exclude)

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from agentengine_migrate.check import ScanReport
 from agentengine_migrate.findings import RULES, Finding
-from agentengine_migrate.scan import ScanReport
 from agentengine_migrate.spec import MigrationSpec
 
 __all__ = ["SARIF_SCHEMA", "render_json", "render_ruff_config", "render_sarif", "render_text"]

@@ -20,39 +20,26 @@ The safety rules, in the order they are applied to each file:
 from __future__ import annotations
 
 import ast
-import difflib
 import io
-import os
 import re
-import stat
-import tempfile
 import tokenize
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import libcst as cst
 
-from agentengine_migrate.files import IgnoreRules, package_of
 from agentengine_migrate.findings import Finding
 from agentengine_migrate.scan import (
-    _PATCH_CALLS,
-    allowed_reason,
-    display_path,
+    dotted_name,
+    is_patch_call,
     line_of,
     merge_conflict_line,
     scan_source,
 )
 from agentengine_migrate.spec import MigrationSpec, Target
+from agentengine_migrate.textual import text_rewrite
 
-__all__ = [
-    "FileMigration",
-    "MigrateResult",
-    "migrate_files",
-    "migrate_source",
-    "render_summary",
-    "write_atomic",
-]
+__all__ = ["FileMigration", "migrate_source"]
 
 _IMPORT_CODES = frozenset({"AEM001", "AEM002", "AEM003"})
 
@@ -74,10 +61,6 @@ def _expr(dotted: str) -> cst.Attribute | cst.Name:
     for part in rest:
         node = cst.Attribute(value=node, attr=cst.Name(part))
     return node
-
-
-def _is_patch_call(name: str) -> bool:
-    return name in _PATCH_CALLS or name.endswith((".patch", ".patch.dict", ".patch.multiple"))
 
 
 @dataclass
@@ -221,7 +204,7 @@ class _Collector(cst.CSTVisitor):
 
     def visit_Call(self, node: cst.Call) -> None:  # noqa: N802 (libcst dispatches on these names)
         name = _dotted(node.func)
-        if name is None or not _is_patch_call(name) or not node.args:
+        if name is None or not is_patch_call(name) or not node.args:
             return
         first = node.args[0].value
         if not isinstance(first, cst.SimpleString | cst.ConcatenatedString):
@@ -480,25 +463,14 @@ def _first_arg(call: ast.Call) -> ast.expr | None:
 def _is_ast_patch_with_string(node: ast.AST) -> bool:
     if not isinstance(node, ast.Call):
         return False
-    name = _ast_dotted(node.func)
+    name = dotted_name(node.func)
     first = _first_arg(node)
     return (
         name is not None
-        and _is_patch_call(name)
+        and is_patch_call(name)
         and isinstance(first, ast.Constant)
         and isinstance(first.value, str)
     )
-
-
-def _ast_dotted(node: ast.expr) -> str | None:
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-        return ".".join(reversed(parts))
-    return None
 
 
 class _NoRoundTripError(Exception):
@@ -601,99 +573,6 @@ def _cst_rewrite(
     return b"".join(pieces)
 
 
-# -- the textual fallback ------------------------------------------------------------------
-
-
-def _text_rewrite(
-    data: bytes,
-    spec: MigrationSpec,
-    package: str | None,
-    import_lines: set[int],
-    string_lines: set[int],
-    include_raises: bool,
-) -> bytes | None:
-    """Rewrite single-statement ``from old import ...`` lines and patch targets as text.
-
-    Used when libcst does not round-trip the file. Returns None when a statement to change
-    holds a comment or a line continuation (rewriting it as text could lose something).
-    """
-    tree = ast.parse(data)
-    starts = [0]
-    for line in data.splitlines(keepends=True):
-        starts.append(starts[-1] + len(line))
-    edits: list[tuple[int, int, bytes]] = []
-
-    def offset(line: int, col: int) -> int:
-        return starts[line - 1] + col
-
-    raises_ranges = [
-        (node.lineno, node.end_lineno or node.lineno)
-        for node in ast.walk(tree)
-        if not include_raises
-        and isinstance(node, ast.With)
-        and any(
-            isinstance(i.context_expr, ast.Call)
-            and ast.unparse(i.context_expr.func) in {"pytest.raises", "raises"}
-            for i in node.items
-        )
-    ]
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.lineno in import_lines:
-            if any(a <= node.lineno <= b for a, b in raises_ranges):
-                continue
-            module = node.module or ""
-            if node.level:
-                if package is None:
-                    continue
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - (node.level - 1)])
-                module = f"{base}.{module}" if node.module else base
-            rule = spec.rule_for(module)
-            if rule is None or module != rule.module:
-                continue
-            targets = [rule.target_for(a.name) for a in node.names]
-            if any(t is None or t.name is None for t in targets):
-                continue  # partly unknown: a person decides, libcst-free
-            start = offset(node.lineno, node.col_offset)
-            end = offset(node.end_lineno or node.lineno, node.end_col_offset or 0)
-            segment = data[start:end]
-            if b"#" in segment or b"\\" in segment:
-                return None
-            groups: dict[str, list[str]] = {}
-            for alias, target in zip(node.names, targets, strict=True):
-                assert target is not None
-                assert target.name is not None
-                local = alias.asname or alias.name
-                text = target.name if local == target.name else f"{target.name} as {local}"
-                groups.setdefault(target.module, []).append(text)
-            line_start = starts[node.lineno - 1]
-            indent = data[line_start:start]
-            separator = b"\n" + indent if not indent.strip() else b"; "
-            new = separator.join(
-                f"from {m} import {', '.join(names)}".encode() for m, names in groups.items()
-            )
-            edits.append((start, end, new))
-        elif isinstance(node, ast.Call) and node.args:
-            name = ast.unparse(node.func)
-            first = node.args[0]
-            if (
-                _is_patch_call(name)
-                and isinstance(first, ast.Constant)
-                and isinstance(first.value, str)
-                and first.lineno in string_lines
-            ):
-                new_target = spec.replace_dotted(first.value)
-                start = offset(first.lineno, first.col_offset)
-                end = offset(first.end_lineno or first.lineno, first.end_col_offset or 0)
-                literal = data[start:end]
-                if new_target is None or literal[1:-1] != first.value.encode():
-                    continue
-                edits.append((start, end, literal[:1] + new_target.encode() + literal[-1:]))
-    for start, end, new in sorted(edits, reverse=True):
-        data = data[:start] + new + data[end:]
-    return data
-
-
 # -- one file ------------------------------------------------------------------------------
 
 
@@ -765,7 +644,7 @@ def migrate_source(
         return result
     if new is None:
         result.method = "text"
-        new = _text_rewrite(data, spec, package_name, import_lines, string_lines, include_raises)
+        new = text_rewrite(data, spec, package_name, import_lines, string_lines, include_raises)
         if new is None:
             result.untouched = (
                 "libcst does not reproduce a statement to change byte for byte, and it holds "
@@ -785,159 +664,3 @@ def migrate_source(
     result.fixed = len(before.findings) - len(after.findings)
     result.needs_person = [_person_reason(f) for f in after.findings]
     return result
-
-
-# -- files ---------------------------------------------------------------------------------
-
-
-def write_atomic(path: Path, data: bytes, expected: bytes | None = None) -> None:
-    """Replace ``path``'s content with ``data``: temporary file, fsync, rename.
-
-    Keeps the permission bits; writes through a symlink to its target. With ``expected``,
-    refuses (``RuntimeError``) when the file changed since it was read.
-    """
-    path = path.resolve()
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if expected is not None and path.read_bytes() != expected:
-        raise RuntimeError(f"{path} changed while it was being migrated; run migrate again")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".migrate")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-@dataclass
-class MigrateResult:
-    """The outcome of ``migrate_files``."""
-
-    files: int = 0
-    changed: list[str] = field(default_factory=list)
-    fixed: int = 0
-    needs_person: list[Finding] = field(default_factory=list)
-    untouched: dict[str, str] = field(default_factory=dict)
-    left_alone: dict[str, str] = field(default_factory=dict)  # allow-listed / shim modules
-    diffs: list[str] = field(default_factory=list)
-
-
-def _diff(migration: FileMigration) -> str:
-    old = migration.original.decode("utf-8", "replace").splitlines(keepends=True)
-    new = migration.new.decode("utf-8", "replace").splitlines(keepends=True)
-    lines = difflib.unified_diff(old, new, f"a/{migration.display}", f"b/{migration.display}")
-    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
-
-
-def _migrate_path(
-    path: Path, display: str, spec: MigrationSpec, write: bool, include_raises: bool
-) -> FileMigration:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return FileMigration(display, b"", b"", untouched=f"cannot read: {exc.strerror or exc}")
-    migration = migrate_source(
-        data, spec, display=display, package=package_of(path), include_raises=include_raises
-    )
-    if write and migration.changed:
-        try:
-            write_atomic(path, migration.new, expected=data)
-        except (OSError, RuntimeError) as exc:
-            migration.untouched = f"not written: {exc}"
-            migration.new = data
-    return migration
-
-
-_WORKER: tuple[MigrationSpec, bool, bool] | None = None
-
-
-def _init_worker(spec: MigrationSpec, write: bool, include_raises: bool) -> None:
-    global _WORKER  # noqa: PLW0603 - one configuration per worker process, set once
-    _WORKER = (spec, write, include_raises)
-
-
-def _migrate_batch(batch: list[tuple[str, str]]) -> list[FileMigration]:
-    assert _WORKER is not None
-    spec, write, include_raises = _WORKER
-    return [_migrate_path(Path(p), d, spec, write, include_raises) for p, d in batch]
-
-
-#: Above this many files to rewrite, libcst work is spread over worker processes.
-PARALLEL_THRESHOLD = 300
-
-
-def migrate_files(
-    files: Sequence[Path],
-    spec: MigrationSpec,
-    *,
-    cwd: Path | None = None,
-    allow: Sequence[str] = (),
-    write: bool = True,
-    include_raises: bool = False,
-    jobs: int = 0,
-) -> MigrateResult:
-    """Migrate ``files`` (``write=False``: compute diffs only). Allow-listed files and shim
-    modules are left alone and listed."""
-    from agentengine_migrate.scan import _is_candidate
-
-    cwd = cwd or Path.cwd()
-    result = MigrateResult(files=len(files))
-    segments = spec.last_segments()
-    allow_rules = IgnoreRules(spec.root, (*spec.allow, *allow))
-    work: list[tuple[str, str]] = []
-    for path in files:
-        if not _is_candidate(path, segments):
-            continue
-        display = display_path(path, cwd)
-        reason = allowed_reason(path, spec, allow_rules)
-        if reason is not None:
-            result.left_alone[display] = reason
-            continue
-        work.append((str(path), display))
-    workers = jobs or os.cpu_count() or 1
-    # Automatic (jobs=0): workers only for many files, since starting them costs more than
-    # a few files take; an explicit --jobs N is obeyed.
-    if workers > 1 and len(work) > (1 if jobs else PARALLEL_THRESHOLD):
-        from concurrent.futures import ProcessPoolExecutor
-
-        size = max(1, len(work) // (workers * 4))
-        batches = [work[i : i + size] for i in range(0, len(work), size)]
-        with ProcessPoolExecutor(
-            workers, initializer=_init_worker, initargs=(spec, write, include_raises)
-        ) as pool:
-            migrations = [m for batch in pool.map(_migrate_batch, batches) for m in batch]
-    else:
-        migrations = [_migrate_path(Path(p), d, spec, write, include_raises) for p, d in work]
-    for migration in migrations:
-        if migration.changed:
-            result.changed.append(migration.display)
-            result.diffs.append(_diff(migration))
-        result.fixed += migration.fixed
-        result.needs_person.extend(migration.needs_person)
-        if migration.untouched:
-            result.untouched[migration.display] = migration.untouched
-    result.needs_person.sort(key=Finding.sort_key)
-    return result
-
-
-def render_summary(result: MigrateResult, *, wrote: bool) -> str:
-    """The human summary: files changed, findings fixed, what needs a person."""
-    verb = "changed" if wrote else "would change"
-    lines = [
-        (
-            f"{len(result.changed)} file(s) {verb} of {result.files} scanned; "
-            f"{result.fixed} finding(s) {'fixed' if wrote else 'fixable'}; "
-            f"{len(result.needs_person)} need a person."
-        )
-    ]
-    for display, why in sorted(result.untouched.items()):
-        lines.append(f"left unchanged: {display}: {why}")
-    for display, why in sorted(result.left_alone.items()):
-        lines.append(f"left alone ({why}): {display}")
-    lines.extend(f.text() for f in result.needs_person)
-    return "\n".join(lines)

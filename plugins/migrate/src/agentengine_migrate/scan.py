@@ -10,28 +10,25 @@ markers, syntax newer than the running Python) are reported and scanned line by 
 from __future__ import annotations
 
 import ast
-import os
 import re
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from agentengine_migrate.files import IgnoreRules, module_name_of, package_of
 from agentengine_migrate.findings import Finding
 from agentengine_migrate.spec import MigrationSpec, ModuleRule
 
 __all__ = [
     "FileScan",
-    "ScanReport",
     "display_path",
+    "dotted_name",
+    "is_patch_call",
+    "line_of",
     "merge_conflict_line",
-    "scan_files",
+    "might_use",
     "scan_source",
 ]
-
-#: Above this many candidate files, parsing is spread over worker processes.
-PARALLEL_THRESHOLD = 200
 
 _PATCH_CALLS = frozenset(
     {"patch", "patch.dict", "patch.multiple", "monkeypatch.setattr", "monkeypatch.delattr"}
@@ -72,7 +69,8 @@ def merge_conflict_line(data: bytes) -> int | None:
     return None if match is None else line_of(data, match.start())
 
 
-def _dotted(node: ast.expr) -> str | None:
+def dotted_name(node: ast.expr) -> str | None:
+    """``a.b.c`` for a chain of names and attributes, else None."""
     parts: list[str] = []
     while isinstance(node, ast.Attribute):
         parts.append(node.attr)
@@ -81,6 +79,11 @@ def _dotted(node: ast.expr) -> str | None:
         parts.append(node.id)
         return ".".join(reversed(parts))
     return None
+
+
+def is_patch_call(name: str) -> bool:
+    """Whether a call of ``name`` takes a ``mock.patch``-style dotted target first."""
+    return name in _PATCH_CALLS or name.endswith((".patch", ".patch.dict", ".patch.multiple"))
 
 
 def _str_arg(call: ast.Call, keyword: str | None = None) -> ast.Constant | None:
@@ -101,18 +104,18 @@ def _handler_names(handler: ast.ExceptHandler) -> set[str]:
     if kind is None:
         return set()
     nodes = kind.elts if isinstance(kind, ast.Tuple) else [kind]
-    return {(_dotted(n) or "").rpartition(".")[2] for n in nodes}
+    return {(dotted_name(n) or "").rpartition(".")[2] for n in nodes}
 
 
 def _is_type_checking(test: ast.expr) -> bool:
-    return (_dotted(test) or "").rpartition(".")[2] == "TYPE_CHECKING"
+    return (dotted_name(test) or "").rpartition(".")[2] == "TYPE_CHECKING"
 
 
 def _is_raises(item: ast.withitem) -> bool:
     expr = item.context_expr
     if not isinstance(expr, ast.Call):
         return False
-    name = _dotted(expr.func) or ""
+    name = dotted_name(expr.func) or ""
     return name in {"pytest.raises", "raises"}
 
 
@@ -354,7 +357,7 @@ class _FileScanner:
                 if isinstance(node, ast.Call):
                     self.call(node, ctx)
                 elif isinstance(node, ast.Subscript):
-                    if _dotted(node.value) == "sys.modules":
+                    if dotted_name(node.value) == "sys.modules":
                         key = node.slice
                         if isinstance(key, ast.Constant) and isinstance(key.value, str):
                             self.module_string(key, "AEM103", "sys.modules key", ctx)
@@ -363,19 +366,19 @@ class _FileScanner:
                     and isinstance(node.left.value, str)
                     and len(node.ops) == 1
                     and isinstance(node.ops[0], ast.In | ast.NotIn)
-                    and _dotted(node.comparators[0]) == "sys.modules"
+                    and dotted_name(node.comparators[0]) == "sys.modules"
                 ):
                     self.module_string(node.left, "AEM103", "sys.modules key", ctx)
 
     def call(self, node: ast.Call, ctx: tuple[str, ...]) -> None:
-        name = _dotted(node.func)
+        name = dotted_name(node.func)
         if name is None:
             return
         last = name.rpartition(".")[2]
-        if name in _PATCH_CALLS or name.endswith((".patch", ".patch.dict", ".patch.multiple")):
+        if is_patch_call(name):
             first = node.args[0] if node.args else None
             names_sys_modules = first is not None and (
-                _dotted(first) == "sys.modules"
+                dotted_name(first) == "sys.modules"
                 or (isinstance(first, ast.Constant) and first.value == "sys.modules")
             )
             if names_sys_modules and name.endswith("dict"):
@@ -658,122 +661,3 @@ def scan_source(
             result.findings.append(finding)
     result.findings.sort(key=Finding.sort_key)
     return result
-
-
-def _scan_path(path: Path, display: str, spec: MigrationSpec) -> FileScan:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return FileScan(
-            display,
-            [
-                Finding(
-                    path=display,
-                    line=1,
-                    col=1,
-                    code="AEM901",
-                    message=f"cannot read the file: {exc.strerror or exc}",
-                    form="file",
-                )
-            ],
-            parsed=False,
-        )
-    return scan_source(data, spec, display=display, package=lambda: package_of(path))
-
-
-# -- many files ----------------------------------------------------------------------------
-
-
-@dataclass
-class ScanReport:
-    """The outcome of a whole run."""
-
-    findings: list[Finding] = field(default_factory=list)
-    files: int = 0
-    candidates: int = 0
-    suppressed: int = 0
-    allowed: dict[str, str] = field(default_factory=dict)
-    allowed_findings: int = 0
-    unparsed: list[str] = field(default_factory=list)
-
-
-_WORKER_SPEC: MigrationSpec | None = None
-
-
-def _init_worker(spec: MigrationSpec) -> None:
-    global _WORKER_SPEC  # noqa: PLW0603 - one spec per worker process, set once
-    _WORKER_SPEC = spec
-
-
-def _scan_batch(batch: list[tuple[str, str]]) -> list[FileScan]:
-    assert _WORKER_SPEC is not None
-    return [_scan_path(Path(path), display, _WORKER_SPEC) for path, display in batch]
-
-
-def _is_candidate(path: Path, segments: Sequence[bytes]) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return True  # reported as unreadable by the scan
-    return might_use(data, segments)
-
-
-def scan_files(
-    files: Sequence[Path],
-    spec: MigrationSpec,
-    *,
-    cwd: Path | None = None,
-    allow: Sequence[str] = (),
-    jobs: int = 0,
-) -> ScanReport:
-    """Scan ``files``; findings in allow-listed files and shim modules are counted, not reported.
-
-    ``jobs``: worker processes for parsing (0: one per CPU, only when there are many
-    candidates; 1: none; N: N workers).
-    """
-    cwd = cwd or Path.cwd()
-    segments = spec.last_segments()
-    report = ScanReport(files=len(files))
-    candidates = [p for p in files if _is_candidate(p, segments)]
-    report.candidates = len(candidates)
-    allow_rules = IgnoreRules(spec.root, (*spec.allow, *allow))
-    work = [(str(p), display_path(p, cwd)) for p in candidates]
-    workers = jobs or os.cpu_count() or 1
-    # Automatic (jobs=0): workers only for many files, since starting them costs more than
-    # a few files take; an explicit --jobs N is obeyed.
-    if workers > 1 and len(work) > (1 if jobs else PARALLEL_THRESHOLD):
-        from concurrent.futures import ProcessPoolExecutor
-
-        size = max(1, len(work) // (workers * 4))
-        batches = [work[i : i + size] for i in range(0, len(work), size)]
-        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(spec,)) as pool:
-            scans = [scan for batch in pool.map(_scan_batch, batches) for scan in batch]
-    else:
-        scans = [_scan_path(Path(p), d, spec) for p, d in work]
-    for path, scan in zip(candidates, scans, strict=True):
-        reason = allowed_reason(path, spec, allow_rules)
-        if reason is not None and scan.findings:
-            report.allowed[scan.display] = reason
-            report.allowed_findings += len(scan.findings)
-            continue
-        report.findings.extend(scan.findings)
-        report.suppressed += scan.suppressed
-        if not scan.parsed:
-            report.unparsed.append(scan.display)
-    report.findings.sort(key=Finding.sort_key)
-    return report
-
-
-def allowed_reason(path: Path, spec: MigrationSpec, allow_rules: IgnoreRules) -> str | None:
-    """Why ``path`` may use deprecated paths (allow-list, or it is a shim module), or None."""
-    try:
-        relative = path.resolve().relative_to(spec.root).as_posix()
-    except ValueError:
-        relative = None
-    if relative is not None and allow_rules.patterns and allow_rules.verdict(relative, False):
-        return "allow-list"
-    module = module_name_of(path)
-    if module is not None and module in spec.modules:
-        return f"shim module {module}"
-    return None
