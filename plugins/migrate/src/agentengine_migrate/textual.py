@@ -56,6 +56,8 @@ def text_rewrite(
                 if package is None:
                     continue
                 parts = package.split(".")
+                if node.level - 1 > len(parts) - 1:
+                    continue
                 base = ".".join(parts[: len(parts) - (node.level - 1)])
                 module = f"{base}.{module}" if node.module else base
             rule = spec.rule_for(module)
@@ -78,7 +80,9 @@ def text_rewrite(
                 groups.setdefault(target.module, []).append(text)
             line_start = starts[node.lineno - 1]
             indent = data[line_start:start]
-            separator = b"\n" + indent if not indent.strip() else b"; "
+            line = data[line_start : starts[node.lineno]]
+            newline = line[len(line.rstrip(b"\r\n")) :] or b"\n"
+            separator = newline + indent if not indent.strip() else b"; "
             new = separator.join(
                 f"from {m} import {', '.join(names)}".encode() for m, names in groups.items()
             )
