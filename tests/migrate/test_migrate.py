@@ -175,3 +175,34 @@ def test_a_rewrite_that_would_not_compile_is_never_written(
     assert result.new == OLD.encode()
     assert result.untouched is not None
     assert "would not compile" in result.untouched
+
+
+def test_concurrent_runs_never_corrupt_a_file(tmp_path: Path) -> None:
+    """Two migrate processes on the same tree: every file ends migrated exactly once."""
+    import subprocess
+
+    from _migrate_helpers import AGENTENGINE
+
+    sources = {f"pkg/m{i:02d}.py": OLD.replace("1, 2, 3", str(i)) for i in range(60)}
+    write(tmp_path, sources)
+    runs = [
+        subprocess.Popen(
+            [str(AGENTENGINE), "migrate", "--jobs", "1", "."],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    for run, (out, err) in zip(runs, outputs, strict=True):
+        assert run.returncode in {0, 1}, out + err
+        assert "Traceback" not in err
+    for name, old in sources.items():
+        expected = old.replace(
+            "from agentengine.legacy import ExecutionEngine",
+            "from agentengine import UserExecutionEngine as ExecutionEngine",
+        ).replace("ExecutionEngine(", "ExecutionEngine.create_from_legacy(")
+        assert (tmp_path / name).read_text() == expected, name
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".migrate")]
