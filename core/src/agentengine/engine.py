@@ -898,7 +898,7 @@ class UserExecutionEngine:
         """The same as ``cleanup()`` (the name older engines used)."""
         await self.cleanup()
 
-    # -- legacy constructors (see agentengine.legacy and docs/migration.md) ---------------------
+    # -- legacy constructors (see agentengine.legacy and docs/legacy.md) ---------------------
 
     @classmethod
     def create_from_legacy(

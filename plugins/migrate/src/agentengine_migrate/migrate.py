@@ -1,0 +1,171 @@
+"""Migrating files: atomic writes, worker processes, the diff and the summary."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import stat
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agentengine_migrate.check import allowed_reason, is_candidate
+from agentengine_migrate.files import IgnoreRules, package_of
+from agentengine_migrate.findings import Finding
+from agentengine_migrate.rewrite import FileMigration, migrate_source
+from agentengine_migrate.scan import display_path
+from agentengine_migrate.spec import MigrationSpec
+
+__all__ = ["MigrateResult", "migrate_files", "render_summary", "write_atomic"]
+
+
+def write_atomic(path: Path, data: bytes, expected: bytes | None = None) -> None:
+    """Replace ``path``'s content with ``data``: temporary file, fsync, rename.
+
+    Keeps the permission bits; writes through a symlink to its target. With ``expected``,
+    refuses (``RuntimeError``) when the file changed since it was read.
+    """
+    path = path.resolve()
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if expected is not None and path.read_bytes() != expected:
+        raise RuntimeError(f"{path} changed while it was being migrated; run migrate again")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".migrate")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass
+class MigrateResult:
+    """The outcome of ``migrate_files``."""
+
+    files: int = 0
+    changed: list[str] = field(default_factory=list)
+    fixed: int = 0
+    needs_person: list[Finding] = field(default_factory=list)
+    untouched: dict[str, str] = field(default_factory=dict)
+    left_alone: dict[str, str] = field(default_factory=dict)  # allow-listed / shim modules
+    diffs: list[str] = field(default_factory=list)
+
+
+def _diff(migration: FileMigration) -> str:
+    old = migration.original.decode("utf-8", "replace").splitlines(keepends=True)
+    new = migration.new.decode("utf-8", "replace").splitlines(keepends=True)
+    lines = difflib.unified_diff(old, new, f"a/{migration.display}", f"b/{migration.display}")
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def _migrate_path(
+    path: Path, display: str, spec: MigrationSpec, write: bool, include_raises: bool
+) -> FileMigration:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return FileMigration(display, b"", b"", untouched=f"cannot read: {exc.strerror or exc}")
+    migration = migrate_source(
+        data, spec, display=display, package=package_of(path), include_raises=include_raises
+    )
+    if write and migration.changed:
+        try:
+            write_atomic(path, migration.new, expected=data)
+        except (OSError, RuntimeError) as exc:
+            migration.untouched = f"not written: {exc}"
+            migration.new = data
+    return migration
+
+
+_WORKER: tuple[MigrationSpec, bool, bool] | None = None
+
+
+def _init_worker(spec: MigrationSpec, write: bool, include_raises: bool) -> None:
+    global _WORKER  # noqa: PLW0603 - one configuration per worker process, set once
+    _WORKER = (spec, write, include_raises)
+
+
+def _migrate_batch(batch: list[tuple[str, str]]) -> list[FileMigration]:
+    assert _WORKER is not None
+    spec, write, include_raises = _WORKER
+    return [_migrate_path(Path(p), d, spec, write, include_raises) for p, d in batch]
+
+
+#: Above this many files to rewrite, libcst work is spread over worker processes.
+PARALLEL_THRESHOLD = 300
+
+
+def migrate_files(
+    files: Sequence[Path],
+    spec: MigrationSpec,
+    *,
+    cwd: Path | None = None,
+    allow: Sequence[str] = (),
+    write: bool = True,
+    include_raises: bool = False,
+    jobs: int = 0,
+) -> MigrateResult:
+    """Migrate ``files`` (``write=False``: compute diffs only). Allow-listed files and shim
+    modules are left alone and listed."""
+    cwd = cwd or Path.cwd()
+    result = MigrateResult(files=len(files))
+    segments = spec.last_segments()
+    allow_rules = IgnoreRules(spec.root, (*spec.allow, *allow))
+    work: list[tuple[str, str]] = []
+    for path in files:
+        if not is_candidate(path, segments):
+            continue
+        display = display_path(path, cwd)
+        reason = allowed_reason(path, spec, allow_rules)
+        if reason is not None:
+            result.left_alone[display] = reason
+            continue
+        work.append((str(path), display))
+    workers = jobs or os.cpu_count() or 1
+    # Automatic (jobs=0): workers only for many files, since starting them costs more than
+    # a few files take; an explicit --jobs N is obeyed.
+    if workers > 1 and len(work) > (1 if jobs else PARALLEL_THRESHOLD):
+        from concurrent.futures import ProcessPoolExecutor
+
+        size = max(1, len(work) // (workers * 4))
+        batches = [work[i : i + size] for i in range(0, len(work), size)]
+        with ProcessPoolExecutor(
+            workers, initializer=_init_worker, initargs=(spec, write, include_raises)
+        ) as pool:
+            migrations = [m for batch in pool.map(_migrate_batch, batches) for m in batch]
+    else:
+        migrations = [_migrate_path(Path(p), d, spec, write, include_raises) for p, d in work]
+    for migration in migrations:
+        if migration.changed:
+            result.changed.append(migration.display)
+            result.diffs.append(_diff(migration))
+        result.fixed += migration.fixed
+        result.needs_person.extend(migration.needs_person)
+        if migration.untouched:
+            result.untouched[migration.display] = migration.untouched
+    result.needs_person.sort(key=Finding.sort_key)
+    return result
+
+
+def render_summary(result: MigrateResult, *, wrote: bool) -> str:
+    """The human summary: files changed, findings fixed, what needs a person."""
+    verb = "changed" if wrote else "would change"
+    lines = [
+        (
+            f"{len(result.changed)} file(s) {verb} of {result.files} scanned; "
+            f"{result.fixed} finding(s) {'fixed' if wrote else 'fixable'}; "
+            f"{len(result.needs_person)} need a person."
+        )
+    ]
+    for display, why in sorted(result.untouched.items()):
+        lines.append(f"left unchanged: {display}: {why}")
+    for display, why in sorted(result.left_alone.items()):
+        lines.append(f"left alone ({why}): {display}")
+    lines.extend(f.text() for f in result.needs_person)
+    return "\n".join(lines)

@@ -1,0 +1,288 @@
+"""The migration spec: which module paths and names are deprecated, and what replaces them.
+
+A spec is plain data, read from ``[tool.agentengine.migrate]`` in ``pyproject.toml`` or from a
+TOML file given with ``--spec``::
+
+    presets = ["agentengine-legacy"]      # built-in tables to start from (default)
+    allow = ["src/compat/shim.py"]        # files allowed to use deprecated paths
+    exclude = ["generated/**"]            # files not scanned at all
+
+    [modules."old.engine"]
+    replacement = "new.engine"            # names not listed below keep their name there
+    message = "see docs/upgrade.md"       # appended to every finding (optional)
+    names = { Engine = "new.engine:UserEngine", make = "new.factory:make_engine" }
+
+    [calls]
+    "old.engine:Engine" = "new.engine:UserEngine.create_from_legacy"
+
+A user's table is validated with pydantic (imported only then, to keep ``check`` fast on a
+few files); the built-in presets are the same data shape and are validated by the tests.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "CallRewrite",
+    "MigrationSpec",
+    "ModuleRule",
+    "SpecError",
+    "Target",
+    "build_spec",
+    "find_project_config",
+    "load_spec",
+]
+
+
+class SpecError(ValueError):
+    """The migration spec is invalid; the message names the key and what is expected."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A replacement: ``module`` and, for a name, the ``name`` in it (None: the module itself)."""
+
+    module: str
+    name: str | None = None
+
+    def __str__(self) -> str:
+        return self.module if self.name is None else f"{self.module}:{self.name}"
+
+    @property
+    def dotted(self) -> str:
+        """``module.name`` (what a ``mock.patch`` target spells)."""
+        return self.module if self.name is None else f"{self.module}.{self.name}"
+
+    @property
+    def import_statement(self) -> str:
+        """The import a person would write for this replacement."""
+        if self.name is None:
+            return f"import {self.module}"
+        return f"from {self.module} import {self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleRule:
+    """One deprecated module and where its names went."""
+
+    module: str
+    replacement: str | None = None
+    names: Mapping[str, Target] = field(default_factory=dict)
+    message: str | None = None
+
+    def target_for(self, name: str) -> Target | None:
+        """Where ``name`` of this module went, or None when nobody said."""
+        found = self.names.get(name)
+        if found is not None:
+            return found
+        if self.replacement is not None:
+            return Target(self.replacement, name)
+        return None
+
+    def describe_replacement(self) -> str:
+        """A short human description of what replaces the module as a whole."""
+        if self.replacement is not None:
+            return f"`{self.replacement}`"
+        modules = sorted({t.module for t in self.names.values()})
+        return ", ".join(f"`{m}`" for m in modules) or "nothing known"
+
+
+@dataclass(frozen=True, slots=True)
+class CallRewrite:
+    """A call of a deprecated name rewritten as a call of an attribute of its replacement.
+
+    ``ExecutionEngine(r, b, c)`` -> ``ExecutionEngine.create_from_legacy(r, b, c)``, where the
+    local name ``ExecutionEngine`` now binds ``UserExecutionEngine`` (local names are kept).
+    """
+
+    module: str
+    name: str
+    attribute: str
+
+
+@dataclass(frozen=True)
+class MigrationSpec:
+    """The resolved spec: presets merged with the user's own table."""
+
+    modules: Mapping[str, ModuleRule]
+    calls: Mapping[tuple[str, str], CallRewrite] = field(default_factory=dict)
+    allow: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    presets: tuple[str, ...] = ()
+    source: str = "<built-in>"
+    root: Path = field(default_factory=Path.cwd)
+
+    def rule_for(self, module: str) -> ModuleRule | None:
+        """The rule of ``module`` or of the nearest deprecated package containing it."""
+        rules = self.modules
+        found = rules.get(module)
+        if found is not None:
+            return found
+        while "." in module:
+            module = module.rpartition(".")[0]
+            found = rules.get(module)
+            if found is not None:
+                return found
+        return None
+
+    def split_dotted(self, dotted: str) -> tuple[ModuleRule, str] | None:
+        """Split ``a.b.C.meth`` into the longest deprecated module and the rest (``C.meth``)."""
+        parts = dotted.split(".")
+        for cut in range(len(parts), 0, -1):
+            found = self.modules.get(".".join(parts[:cut]))
+            if found is not None:
+                return found, ".".join(parts[cut:])
+        return None
+
+    def replace_dotted(self, dotted: str) -> str | None:
+        """The replacement of a dotted reference (a ``mock.patch`` target), or None."""
+        split = self.split_dotted(dotted)
+        if split is None:
+            return None
+        rule, rest = split
+        if not rest:
+            return rule.replacement
+        head, _, tail = rest.partition(".")
+        target = rule.target_for(head)
+        if target is None:
+            return None
+        return f"{target.dotted}.{tail}" if tail else target.dotted
+
+    def last_segments(self) -> tuple[bytes, ...]:
+        """The byte strings a file must contain to possibly use a deprecated path.
+
+        Each deprecated module's last segment; a segment containing a shorter one is dropped,
+        since finding the shorter one already makes the file a candidate.
+        """
+        segments = sorted({m.rpartition(".")[2] for m in self.modules}, key=len)
+        kept: list[str] = []
+        for seg in segments:
+            if not any(k in seg for k in kept):
+                kept.append(seg)
+        return tuple(s.encode() for s in kept)
+
+
+def _target(raw: str) -> Target:
+    module, sep, name = raw.partition(":")
+    return Target(module, name if sep else None)
+
+
+def _merge_table(into: dict[str, Any], table: Mapping[str, Any]) -> None:
+    for module, rule in table.get("modules", {}).items():
+        merged = dict(into["modules"].get(module, {}))
+        names = dict(merged.get("names", {}))
+        names.update(rule.get("names", {}))
+        merged.update(rule)
+        merged["names"] = names
+        into["modules"][module] = merged
+    into["calls"].update(table.get("calls", {}))
+    into["allow"].extend(table.get("allow", ()))
+    into["exclude"].extend(table.get("exclude", ()))
+
+
+def build_spec(
+    table: Mapping[str, Any],
+    *,
+    presets: Iterable[str] | None = None,
+    source: str = "<built-in>",
+    root: Path | None = None,
+) -> MigrationSpec:
+    """Build a spec from an already validated table, on top of its presets.
+
+    ``presets`` overrides the table's own ``presets`` key (the ``--preset`` option).
+    """
+    from agentengine_migrate.presets import PRESETS
+
+    chosen = tuple(presets if presets is not None else table.get("presets", DEFAULT_PRESETS))
+    merged: dict[str, Any] = {"modules": {}, "calls": {}, "allow": [], "exclude": []}
+    for name in chosen:
+        if name not in PRESETS:
+            known = ", ".join(sorted(PRESETS))
+            raise SpecError(f"presets: unknown preset {name!r}; the built-in presets are {known}")
+        _merge_table(merged, PRESETS[name])
+    _merge_table(merged, table)
+    modules = {
+        module: ModuleRule(
+            module=module,
+            replacement=rule.get("replacement"),
+            names={name: _target(t) for name, t in rule.get("names", {}).items()},
+            message=rule.get("message"),
+        )
+        for module, rule in merged["modules"].items()
+    }
+    calls: dict[tuple[str, str], CallRewrite] = {}
+    for old, new in merged["calls"].items():
+        module, _, name = old.partition(":")
+        attribute = new.rpartition(".")[2]
+        calls[(module, name)] = CallRewrite(module, name, attribute)
+    return MigrationSpec(
+        modules=modules,
+        calls=calls,
+        allow=tuple(merged["allow"]),
+        exclude=tuple(merged["exclude"]),
+        presets=chosen,
+        source=source,
+        root=root or Path.cwd(),
+    )
+
+
+DEFAULT_PRESETS = ("agentengine-legacy",)
+
+
+def find_project_config(start: Path) -> Path | None:
+    """The nearest ``pyproject.toml`` at or above ``start``."""
+    start = start.resolve()
+    for directory in (start, *start.parents):
+        candidate = directory / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise SpecError(f"cannot read the migration spec {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path} is not valid TOML: {exc}") from None
+
+
+def load_spec(
+    spec_file: Path | None = None,
+    *,
+    presets: Iterable[str] | None = None,
+    cwd: Path | None = None,
+) -> MigrationSpec:
+    """Load the spec: ``spec_file`` if given, else ``[tool.agentengine.migrate]`` of the nearest
+    ``pyproject.toml``, else the default preset.
+
+    ``spec_file`` may hold the keys at top level or under ``[tool.agentengine.migrate]``.
+    Raises ``SpecError`` naming the offending key.
+    """
+    cwd = cwd or Path.cwd()
+    prefix = "tool.agentengine.migrate"
+    if spec_file is not None:
+        data = _read_toml(spec_file)
+        nested = data.get("tool", {}).get("agentengine", {}).get("migrate")
+        table, prefix = (nested, prefix) if isinstance(nested, dict) else (data, "")
+        source, root = str(spec_file), spec_file.resolve().parent
+    else:
+        pyproject = find_project_config(cwd)
+        if pyproject is None:
+            return build_spec({}, presets=presets, root=cwd.resolve())
+        data = _read_toml(pyproject)
+        table = data.get("tool", {}).get("agentengine", {}).get("migrate")
+        source, root = str(pyproject), pyproject.parent
+        if table is None:
+            return build_spec({}, presets=presets, source=source, root=root)
+    from agentengine_migrate._spec_model import validate_table
+
+    validated = validate_table(table, prefix=prefix, source=source)
+    return build_spec(validated, presets=presets, source=source, root=root)

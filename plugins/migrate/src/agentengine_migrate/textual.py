@@ -1,0 +1,108 @@
+"""The textual fallback of ``migrate``, for statements libcst does not reproduce exactly.
+
+Only what can be rewritten exactly is: single ``from old import ...`` statements without a
+comment or line continuation inside, and ``mock.patch`` target strings.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from agentengine_migrate.scan import dotted_name, is_patch_call
+from agentengine_migrate.spec import MigrationSpec
+
+__all__ = ["text_rewrite"]
+
+
+def text_rewrite(
+    data: bytes,
+    spec: MigrationSpec,
+    package: str | None,
+    import_lines: set[int],
+    string_lines: set[int],
+    include_raises: bool,
+) -> bytes | None:
+    """Rewrite single-statement ``from old import ...`` lines and patch targets as text.
+
+    Used when libcst does not round-trip the file. Returns None when a statement to change
+    holds a comment or a line continuation (rewriting it as text could lose something).
+    """
+    tree = ast.parse(data)
+    starts = [0]
+    for line in data.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    edits: list[tuple[int, int, bytes]] = []
+
+    def offset(line: int, col: int) -> int:
+        return starts[line - 1] + col
+
+    raises_ranges = [
+        (node.lineno, node.end_lineno or node.lineno)
+        for node in ast.walk(tree)
+        if not include_raises
+        and isinstance(node, ast.With)
+        and any(
+            isinstance(i.context_expr, ast.Call)
+            and dotted_name(i.context_expr.func) in {"pytest.raises", "raises"}
+            for i in node.items
+        )
+    ]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.lineno in import_lines:
+            if any(a <= node.lineno <= b for a, b in raises_ranges):
+                continue
+            module = node.module or ""
+            if node.level:
+                if package is None:
+                    continue
+                parts = package.split(".")
+                if node.level - 1 > len(parts) - 1:
+                    continue
+                base = ".".join(parts[: len(parts) - (node.level - 1)])
+                module = f"{base}.{module}" if node.module else base
+            rule = spec.rule_for(module)
+            if rule is None or module != rule.module:
+                continue
+            targets = [rule.target_for(a.name) for a in node.names]
+            if any(t is None or t.name is None for t in targets):
+                continue  # partly unknown: a person decides, libcst-free
+            start = offset(node.lineno, node.col_offset)
+            end = offset(node.end_lineno or node.lineno, node.end_col_offset or 0)
+            segment = data[start:end]
+            if b"#" in segment or b"\\" in segment:
+                return None
+            groups: dict[str, list[str]] = {}
+            for alias, target in zip(node.names, targets, strict=True):
+                assert target is not None
+                assert target.name is not None
+                local = alias.asname or alias.name
+                text = target.name if local == target.name else f"{target.name} as {local}"
+                groups.setdefault(target.module, []).append(text)
+            line_start = starts[node.lineno - 1]
+            indent = data[line_start:start]
+            line = data[line_start : starts[node.lineno]]
+            newline = line[len(line.rstrip(b"\r\n")) :] or b"\n"
+            separator = newline + indent if not indent.strip() else b"; "
+            new = separator.join(
+                f"from {m} import {', '.join(names)}".encode() for m, names in groups.items()
+            )
+            edits.append((start, end, new))
+        elif isinstance(node, ast.Call) and node.args:
+            name = dotted_name(node.func) or ""
+            first = node.args[0]
+            if (
+                is_patch_call(name)
+                and isinstance(first, ast.Constant)
+                and isinstance(first.value, str)
+                and first.lineno in string_lines
+            ):
+                new_target = spec.replace_dotted(first.value)
+                start = offset(first.lineno, first.col_offset)
+                end = offset(first.end_lineno or first.lineno, first.end_col_offset or 0)
+                literal = data[start:end]
+                if new_target is None or literal[1:-1] != first.value.encode():
+                    continue
+                edits.append((start, end, literal[:1] + new_target.encode() + literal[-1:]))
+    for start, end, new in sorted(edits, reverse=True):
+        data = data[:start] + new + data[end:]
+    return data

@@ -1,0 +1,208 @@
+"""``agentengine migrate``: safety guarantees, on real files and through the real CLI."""
+
+from __future__ import annotations
+
+import os
+import stat
+import textwrap
+from pathlib import Path
+
+import pytest
+from migrate_helpers import Cli, write
+from agentengine_migrate import migrate, rewrite
+from agentengine_migrate.files import FileSelector
+from agentengine_migrate.migrate import migrate_files, write_atomic
+from agentengine_migrate.rewrite import migrate_source
+from agentengine_migrate.spec import build_spec
+
+LEGACY = build_spec({})
+OLD = "from agentengine.legacy import ExecutionEngine\n\nengine = ExecutionEngine(1, 2, 3)\n"
+NEW = (
+    "from agentengine import UserExecutionEngine as ExecutionEngine\n\n"
+    "engine = ExecutionEngine.create_from_legacy(1, 2, 3)\n"
+)
+
+
+def test_migrate_in_place_keeps_permissions_and_leaves_no_temporary_files(
+    cli: Cli, tmp_path: Path
+) -> None:
+    write(tmp_path, {"tool.py": "#!/usr/bin/env python\n" + OLD, "lib/mod.py": OLD})
+    (tmp_path / "tool.py").chmod(0o750)
+    (tmp_path / "lib/mod.py").chmod(0o604)
+    os.symlink("lib/mod.py", tmp_path / "link.py")
+    result = cli("migrate", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[0] == (
+        "2 file(s) changed of 3 scanned; 2 finding(s) fixed; 0 need a person."
+    )
+    assert (tmp_path / "tool.py").read_text() == "#!/usr/bin/env python\n" + NEW
+    assert stat.S_IMODE((tmp_path / "tool.py").stat().st_mode) == 0o750
+    assert stat.S_IMODE((tmp_path / "lib/mod.py").stat().st_mode) == 0o604
+    assert (tmp_path / "lib/mod.py").read_text() == NEW
+    assert (tmp_path / "link.py").is_symlink()  # written through, not replaced
+    leftovers = [p.name for p in tmp_path.rglob("*") if p.name.endswith(".migrate")]
+    assert leftovers == []
+    again = cli("migrate", ".")
+    assert again.returncode == 0
+    assert again.stdout.startswith("0 file(s) changed")
+
+
+def test_diff_and_dry_run_write_nothing(cli: Cli, tmp_path: Path) -> None:
+    write(tmp_path, {"a.py": OLD, "clean.py": "import os\n"})
+    before = (tmp_path / "a.py").stat()
+    for flag in ("--diff", "--dry-run"):
+        result = cli("migrate", flag, ".")
+        assert result.returncode == 1  # there are changes to make
+        assert result.stdout.splitlines()[:3] == ["--- a/a.py", "+++ b/a.py", "@@ -1,3 +1,3 @@"]
+        assert "+from agentengine import UserExecutionEngine as ExecutionEngine" in result.stdout
+        assert "1 file(s) would change of 2 scanned; 1 finding(s) fixable" in result.stderr
+    assert (tmp_path / "a.py").read_text() == OLD
+    assert (tmp_path / "a.py").stat().st_mtime_ns == before.st_mtime_ns
+    clean = cli("migrate", "--diff", "clean.py")
+    assert clean.returncode == 0
+    assert clean.stdout == ""
+
+
+def test_shim_modules_and_allow_list_are_left_alone_and_listed(cli: Cli, tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "pyproject.toml": '[tool.agentengine.migrate]\nallow = ["compat/*.py"]\n',
+            # The shim itself: agentengine/legacy.py is the deprecated module.
+            "src/agentengine/__init__.py": "",
+            "src/agentengine/legacy.py": "from agentengine.legacy import ExecutionEngine\n",
+            "compat/bridge.py": OLD,
+            "app.py": OLD,
+        },
+    )
+    result = cli("migrate", ".")
+    assert result.returncode == 0, result.stdout
+    assert "left alone (allow-list): compat/bridge.py" in result.stdout
+    assert "left alone (shim module agentengine.legacy): src/agentengine/legacy.py" in result.stdout
+    assert (tmp_path / "compat/bridge.py").read_text() == OLD
+    assert (tmp_path / "app.py").read_text() == NEW
+    checked = cli("check", ".")
+    assert checked.returncode == 0, checked.stdout
+    assert "2 in 2 allow-listed file(s)" in checked.stdout
+
+
+def test_pytest_raises_imports_are_kept_unless_asked(tmp_path: Path) -> None:
+    source = textwrap.dedent(
+        """\
+        import pytest
+
+        def test_gone():
+            with pytest.raises(ImportError):
+                from agentengine.legacy import ExecutionEngine
+        """
+    ).encode()
+    kept = migrate_source(source, LEGACY)
+    assert kept.new == source
+    assert [f.code for f in kept.needs_person] == ["AEM001"]
+    assert "pytest.raises" in kept.needs_person[0].message
+    forced = migrate_source(source, LEGACY, include_raises=True)
+    assert b"from agentengine import UserExecutionEngine as ExecutionEngine" in forced.new
+
+
+def test_line_endings_tabs_and_encodings_are_kept() -> None:
+    crlf = b"import os\r\nfrom agentengine.legacy import (\r\n\tExecutionEngine,\r\n)\r\nx = 1\r\n"
+    result = migrate_source(crlf, LEGACY)
+    assert result.new == (
+        b"import os\r\nfrom agentengine import (\r\n\tUserExecutionEngine as ExecutionEngine,\r\n)"
+        b"\r\nx = 1\r\n"
+    )
+    latin = "# -*- coding: latin-1 -*-\nfrom agentengine.legacy import ExecutionEngine\n"
+    latin += "s = 'caf\xe9'\n"
+    data = latin.encode("latin-1")
+    result = migrate_source(data, LEGACY)
+    assert result.new == data.replace(
+        b"from agentengine.legacy import ExecutionEngine",
+        b"from agentengine import UserExecutionEngine as ExecutionEngine",
+    )
+
+
+def test_write_atomic_failure_keeps_the_original(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "a.py"
+    target.write_bytes(b"old\n")
+
+    def broken_replace(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(migrate.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="No space left"):
+        write_atomic(target, b"new\n")
+    monkeypatch.undo()
+    assert target.read_bytes() == b"old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.py"]
+    with pytest.raises(RuntimeError, match="changed while it was being migrated"):
+        write_atomic(target, b"new\n", expected=b"something else\n")
+    assert target.read_bytes() == b"old\n"
+
+
+def test_many_files_in_worker_processes_match_a_single_process(tmp_path: Path) -> None:
+    sources = {f"pkg{i}/mod{i}.py": OLD.replace("1, 2, 3", str(i)) for i in range(40)}
+    for variant in ("serial", "parallel"):
+        write(tmp_path / variant, sources)
+    results = {}
+    for variant, jobs in (("serial", 1), ("parallel", 2)):
+        root = tmp_path / variant
+        files = FileSelector(root).collect([root])
+        results[variant] = migrate_files(files, LEGACY, cwd=root, jobs=jobs)
+        assert results[variant].fixed == 40
+    assert results["serial"].changed == results["parallel"].changed
+    for name in sources:
+        assert (tmp_path / "serial" / name).read_bytes() == (
+            tmp_path / "parallel" / name
+        ).read_bytes()
+
+
+def test_a_rewrite_that_would_not_compile_is_never_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Simulate a transformer bug: whatever it produces is broken.
+    original = rewrite._Rewriter.leave_Call
+
+    def broken(self, original_node, updated_node):  # type: ignore[no-untyped-def]
+        import libcst as cst
+
+        # `await` outside a function parses but does not compile.
+        return cst.Await(expression=original(self, original_node, updated_node))
+
+    monkeypatch.setattr(rewrite._Rewriter, "leave_Call", broken)
+    result = migrate_source(OLD.encode(), LEGACY)
+    assert result.new == OLD.encode()
+    assert result.untouched is not None
+    assert "would not compile" in result.untouched
+
+
+def test_concurrent_runs_never_corrupt_a_file(tmp_path: Path) -> None:
+    """Two migrate processes on the same tree: every file ends migrated exactly once."""
+    import subprocess
+
+    from migrate_helpers import AGENTENGINE
+
+    sources = {f"pkg/m{i:02d}.py": OLD.replace("1, 2, 3", str(i)) for i in range(60)}
+    write(tmp_path, sources)
+    runs = [
+        subprocess.Popen(
+            [str(AGENTENGINE), "migrate", "--jobs", "1", "."],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    for run, (out, err) in zip(runs, outputs, strict=True):
+        assert run.returncode in {0, 1}, out + err
+        assert "Traceback" not in err
+    for name, old in sources.items():
+        expected = old.replace(
+            "from agentengine.legacy import ExecutionEngine",
+            "from agentengine import UserExecutionEngine as ExecutionEngine",
+        ).replace("ExecutionEngine(", "ExecutionEngine.create_from_legacy(")
+        assert (tmp_path / name).read_text() == expected, name
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".migrate")]
