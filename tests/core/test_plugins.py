@@ -317,3 +317,39 @@ async def test_extension_hook_error_fails_that_engine_only_and_keeps_the_plugin(
             assert (await e.execute_agent("calc", {"text": "x"})).status is RunStatus.SUCCEEDED
     assert calls["n"] == 2
     assert factory.get_factory_metrics()["engines_active"] == 0
+
+
+async def test_a_raising_tool_resolver_is_reported_in_tool_completed() -> None:
+    class BrokenResolver(Extension):
+        async def resolve_tool(self, name):  # type: ignore[no-untyped-def]
+            raise OSError("registry offline")
+
+    class ResolverPlugin:
+        name = "resolver"
+
+        @hookimpl
+        def agentengine_engine_extensions(self):  # type: ignore[no-untyped-def]
+            return BrokenResolver()
+
+    @agent(name="asks_remote")
+    async def asks_remote(run: RunContext) -> None:
+        await run.call_tool("remote.thing", {})
+
+    class AskPlugin:
+        name = "ask-remote"
+
+        @hookimpl
+        def agentengine_register_agents(self, registry):  # type: ignore[no-untyped-def]
+            registry.add(asks_remote)
+
+    factory = ExecutionEngineFactory(
+        plugins=[AskPlugin(), ResolverPlugin()], load_entrypoints=False
+    )
+    async with factory, factory.user_execution_engine(UserExecutionContext.for_user("al")) as e:
+        result = await e.execute_agent("asks_remote")
+    from invariants import check_run
+
+    check_run(list(result.events))
+    done = next(ev for ev in result.events if ev.type == "tool_completed")
+    assert done.status == "error"  # type: ignore[attr-defined]
+    assert "looking up tool 'remote.thing' failed: OSError: registry offline" in done.error  # type: ignore[attr-defined]

@@ -245,7 +245,15 @@ class RunContext:
         started = _perf()
         tool = engine._lookup_tool(name)
         if tool is None:
-            tool = await engine._resolve_tool(name)
+            try:
+                tool = await engine._resolve_tool(name)
+            except asyncio.CancelledError:
+                self._complete_tool(name, call_id, ToolStatus.CANCELLED, None, "cancelled", started)
+                raise
+            except Exception as exc:  # a resolver (an extension) failed: report it, like a tool
+                message = f"looking up tool {name!r} failed: {_describe(exc)}"
+                self._complete_tool(name, call_id, ToolStatus.ERROR, None, message, started)
+                raise ToolError(name, "error", message, call_id) from exc
         if tool is None:
             message = (
                 f"no tool named {name!r}; available tools: "
