@@ -95,6 +95,9 @@ def plugins_command(as_json: bool) -> None:
     _configure_logs(as_json)
     factory = _build_factory()
     infos = [info.to_dict() for info in factory.plugin_infos]
+    statuses = dict(factory.plugins.call_each("agentengine_status", {}))
+    for info in infos:
+        info["status"] = [dict(item) for item in statuses.get(info["name"]) or ()]
     if as_json:
         click.echo(json.dumps({"plugins": infos}, indent=2))
         return
@@ -115,6 +118,9 @@ def plugins_command(as_json: bool) -> None:
             click.echo(f"    tools:  {', '.join(info['tools'])}")
         if info["aliases"]:
             click.echo(f"    also registered as: {', '.join(info['aliases'])}")
+        for item in info["status"]:
+            detail = f" ({item['detail']})" if item.get("detail") else ""
+            click.echo(f"    status: {item.get('name', '?')}: {item.get('state', '?')}{detail}")
     if any(i["error"] for i in infos):
         sys.exit(1)
 
