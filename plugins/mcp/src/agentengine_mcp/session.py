@@ -131,6 +131,8 @@ def _describe(exc: BaseException) -> str:
                 leaves.append(item)
         if leaves:
             return "; ".join(_describe(leaf) for leaf in leaves)
+    if isinstance(exc, MCPError) and exc.code == mcp_types.CONNECTION_CLOSED:
+        return "the server closed the connection"
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
