@@ -43,10 +43,11 @@ def _invoke(config_file: Path, *args: str, stdout_only: bool = False) -> tuple[i
 def test_status_connects_to_each_server_and_reports_failures(config_file: Path) -> None:
     code, out = _invoke(config_file, "mcp", "status", "--meta", "mcp_token=t1")
     assert code == 1, out
-    assert "srv [stdio]" in out and ": connected" in out
+    assert "srv [stdio]" in out
+    assert ": connected" in out
     assert "tools (4): srv.add, srv.fail, srv.slow, srv.whoami" in out
     assert "broken [stdio] agentengine-no-such-mcp-server: failed" in out
-    assert "error: MCP server 'broken' (stdio: agentengine-no-such-mcp-server) failed to start" in out
+    assert "error: MCP server 'broken' (stdio: agentengine-no-such-mcp-server) failed" in out
 
 
 def test_status_json_and_server_filter(config_file: Path) -> None:
@@ -57,7 +58,8 @@ def test_status_json_and_server_filter(config_file: Path) -> None:
     )
     assert code == 0, out
     (entry,) = json.loads(out)["servers"]
-    assert entry["server"] == "srv" and entry["state"] == "connected"
+    assert entry["server"] == "srv"
+    assert entry["state"] == "connected"
     assert entry["prefix"] == "srv."
     assert entry["protocol"]
 
@@ -71,24 +73,28 @@ def test_status_names_a_missing_per_user_value(config_file: Path) -> None:
 
 def test_status_usage_errors(config_file: Path, tmp_path: Path) -> None:
     code, out = _invoke(config_file, "mcp", "status", "--server", "nope")
-    assert code == 2 and "no enabled server named nope" in out
+    assert code == 2
+    assert "no enabled server named nope" in out
     code, out = _invoke(config_file, "mcp", "status", "--meta", "novalue")
-    assert code == 2 and "expected KEY=VALUE" in out
+    assert code == 2
+    assert "expected KEY=VALUE" in out
     bad = tmp_path / "bad.toml"
     bad.write_text('[[mcp.servers]]\nname = "x"\nurl = "ftp://nowhere"\n')
     code, out = _invoke(bad, "mcp", "status")
-    assert code == 2 and "server 'x': url must start with http://" in out
+    assert code == 2
+    assert "server 'x': url must start with http://" in out
 
 
 def test_plugins_shows_each_servers_state(config_file: Path) -> None:
     code, out = _invoke(config_file, "plugins")
+    assert code == 0, out
     assert "mcp (agentengine-mcp 0.1.0) [entrypoint] ok" in out, out
     assert "status: srv: idle (stdio: " in out
     assert (
         "status: broken: misconfigured (command 'agentengine-no-such-mcp-server' is not "
         "found on PATH)" in out
     )
-    code, out = _invoke(config_file, "plugins", "--json", stdout_only=True)
+    _code, out = _invoke(config_file, "plugins", "--json", stdout_only=True)
     (mcp_info,) = [p for p in json.loads(out)["plugins"] if p["name"] == "mcp"]
     assert {s["name"]: s["state"] for s in mcp_info["status"]} == {
         "srv": "idle",

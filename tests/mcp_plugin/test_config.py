@@ -31,9 +31,11 @@ def test_a_stdio_and_an_http_server() -> None:
         }
     )
     time_server, docs = settings.servers
-    assert time_server.transport == "stdio" and time_server.tool_prefix == "time."
+    assert time_server.transport == "stdio"
+    assert time_server.tool_prefix == "time."
     assert time_server.target == "mcp-server-time --local-timezone UTC"
-    assert docs.transport == "http" and docs.call_timeout == 30.0
+    assert docs.transport == "http"
+    assert docs.call_timeout == 30.0
     assert docs.startup_timeout == 10.0
 
 

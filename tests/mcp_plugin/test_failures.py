@@ -32,8 +32,10 @@ def _completed(result: Any) -> list[Any]:
 def _check_run_shape(result: Any) -> None:
     """The event invariants hold whatever happened."""
     types = [e.type for e in result.events]
-    assert types[0] == "agent_started" and types[-1] == "agent_completed"
-    assert types.count("agent_started") == 1 and types.count("agent_completed") == 1
+    assert types[0] == "agent_started"
+    assert types[-1] == "agent_completed"
+    assert types.count("agent_started") == 1
+    assert types.count("agent_completed") == 1
     assert [e.seq for e in result.events] == list(range(1, len(types) + 1))
     executing = [e.tool_call_id for e in result.events if e.type == "tool_executing"]
     assert sorted(executing) == sorted(e.tool_call_id for e in _completed(result))
@@ -181,9 +183,7 @@ async def test_backoff_doubles_and_is_bounded(record_file: Path) -> None:
         for _ in range(5):
             result = await engine.execute_agent("call", {"tool": "gone.x"})
             assert result.status is RunStatus.FAILED
-            plugin = next(
-                i.plugin for i in factory.plugin_infos if isinstance(i.plugin, MCPPlugin)
-            )
+            plugin = next(i.plugin for i in factory.plugin_infos if isinstance(i.plugin, MCPPlugin))
             (ext_session,) = plugin.sessions()
             delays.append(ext_session.retry_in())
         assert ext_session is not None
@@ -233,7 +233,7 @@ async def test_engine_cleanup_stops_the_users_stdio_servers(record_file: Path) -
             (pid,) = {r["pid"] for r in read_records(record_file)}
             assert _alive(pid)
         with anyio.fail_after(15):
-            while _alive(pid):
+            while _alive(pid):  # noqa: ASYNC110 - polling another process, no event to wait on
                 await anyio.sleep(0.05)
         plugin = next(i.plugin for i in factory.plugin_infos if isinstance(i.plugin, MCPPlugin))
         assert plugin.sessions() == []

@@ -1,4 +1,4 @@
-"""MCP tools as agentengine tools, against real servers (stdio subprocess, HTTP, mcp-server-time)."""
+"""MCP tools as agentengine tools, against real servers (stdio, HTTP, mcp-server-time)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from agentengine import (
     agent,
     hookimpl,
 )
-from agentengine_mcp import MCPPlugin, MCPTool, list_tools
+from agentengine_mcp import MCPTool, list_tools
 
-from .conftest import AgentsPlugin, HttpServer, make_factory, read_records, stdio_server
+from .conftest import HttpServer, make_factory, read_records, stdio_server
 
 
 def _tool_events(result: Any) -> list[Any]:
@@ -32,8 +32,10 @@ async def test_stdio_tool_call_emits_events_and_returns_the_result(record_file: 
     assert result.status is RunStatus.SUCCEEDED, result.error
     assert result.output == 5
     executing, completed = _tool_events(result)
-    assert executing.tool == "srv.add" and executing.args == {"a": 2, "b": 3}
-    assert completed.status == "ok" and completed.result == 5
+    assert executing.tool == "srv.add"
+    assert executing.args == {"a": 2, "b": 3}
+    assert completed.status == "ok"
+    assert completed.result == 5
     assert completed.tool_call_id == executing.tool_call_id
 
 
@@ -115,7 +117,8 @@ async def test_error_result_and_unknown_and_denied_tools(record_file: Path) -> N
     assert result.status is RunStatus.SUCCEEDED, result.error
     failed, unknown, denied, other = (r["error"] for r in result.output)
     assert failed.endswith("disk on fire")
-    assert "has no tool 'nope'" in unknown and "srv.add" in unknown
+    assert "has no tool 'nope'" in unknown
+    assert "srv.add" in unknown
     assert "has no tool 'secret' that is allowed" in denied
     assert "srv.secret" not in denied
     assert "no tool named 'other.add'" in other
@@ -133,7 +136,7 @@ async def test_allow_list_and_custom_prefix(record_file: Path) -> None:
         tools = await list_tools(run)
         assert all(isinstance(t, MCPTool) for t in tools)
         seen.append([t.name for t in tools])
-        return [t.input_schema["required"] for t in tools if t.name == "calc:add"][0]
+        return next(t.input_schema["required"] for t in tools if t.name == "calc:add")
 
     class Extra:
         @hookimpl
@@ -141,9 +144,10 @@ async def test_allow_list_and_custom_prefix(record_file: Path) -> None:
             registry.add(lister)
 
     factory = make_factory(server, extra=(Extra(),))
-    async with factory, factory.user_execution_engine(
-        UserExecutionContext.for_user("alice")
-    ) as engine:
+    async with (
+        factory,
+        factory.user_execution_engine(UserExecutionContext.for_user("alice")) as engine,
+    ):
         result = await engine.execute_agent("lister")
         add = await engine.execute_agent("call", {"tool": "calc:add", "args": {"a": 1, "b": 1}})
     assert result.status is RunStatus.SUCCEEDED, result.error
@@ -190,9 +194,10 @@ async def test_tool_error_is_catchable_by_the_agent(record_file: Path) -> None:
             registry.add(catcher)
 
     factory = make_factory(stdio_server(), extra=(Extra(),))
-    async with factory, factory.user_execution_engine(
-        UserExecutionContext.for_user("alice")
-    ) as engine:
+    async with (
+        factory,
+        factory.user_execution_engine(UserExecutionContext.for_user("alice")) as engine,
+    ):
         result = await engine.execute_agent("catcher")
     assert result.output == "went on"
     assert caught[0].message.endswith("nope")
