@@ -202,3 +202,35 @@ async def test_tool_error_is_catchable_by_the_agent(record_file: Path) -> None:
     assert result.output == "went on"
     assert caught[0].message.endswith("nope")
     assert caught[0].tool == "srv.fail"
+
+
+async def test_in_process_server_each_engine_has_its_own_session() -> None:
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("inproc")
+
+    @server.tool()
+    async def shout(text: str) -> str:
+        """Upper-case a text."""
+        return text.upper()
+
+    factory = make_factory({"name": "local", "server": server})
+    async with factory:
+        async with (
+            factory.user_execution_engine(UserExecutionContext.for_user("a")) as first,
+            factory.user_execution_engine(UserExecutionContext.for_user("b")) as second,
+        ):
+            one = await first.execute_agent("call", {"tool": "local.shout", "args": {"text": "hi"}})
+            two = await second.execute_agent(
+                "call", {"tool": "local.shout", "args": {"text": "yo"}}
+            )
+            plugin = next(i.plugin for i in factory.plugin_infos if i.name == "mcp")
+            sessions = plugin.sessions()
+            (status,) = plugin.status()
+        assert one.output == "HI"
+        assert two.output == "YO"
+        assert len(sessions) == 2
+        assert {s.context.user_id for s in sessions} == {"a", "b"}
+        assert status["state"] == "connected"
+        assert status["sessions"] == {"connected": 2}
+        assert status["transport"] == "in-process"

@@ -150,7 +150,10 @@ class MCPServerConfig(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     #: Name of an environment variable holding a bearer token for ``Authorization``.
     token_env: str | None = None
-    # -- both
+    # -- in-process (programmatic configuration only)
+    #: An ``MCPServer`` (or low-level ``Server``) object served in this process.
+    server: Any = Field(default=None, exclude=True, repr=False)
+    # -- every transport
     #: Tools to expose (shell-style patterns on the server's tool names); all when empty.
     allow: list[str] = Field(default_factory=list)
     #: Tools to hide (patterns); applied after ``allow``.
@@ -191,13 +194,25 @@ class MCPServerConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_transport(self) -> MCPServerConfig:
-        if self.command and self.url:
+        chosen = [k for k in ("command", "url", "server") if getattr(self, k)]
+        if len(chosen) > 1:
             raise ValueError(
                 "set either 'command' (a stdio server) or 'url' (a streamable HTTP server), "
-                "not both"
+                f"not {' and '.join(repr(k) for k in chosen)}"
             )
-        if not self.command and not self.url:
+        if not chosen:
             raise ValueError("needs 'command' (a stdio server) or 'url' (a streamable HTTP server)")
+        if self.server is not None:
+            from mcp.server import Server
+            from mcp.server.mcpserver import MCPServer
+
+            if not isinstance(self.server, MCPServer | Server):
+                raise ValueError(
+                    f"'server' must be an MCPServer or Server object, got "
+                    f"{type(self.server).__name__}"
+                )
+            if self.args or self.env or self.cwd or self.headers or self.token_env:
+                raise ValueError("an in-process server takes no args, env, cwd or headers")
         if self.url and not self.url.startswith(("http://", "https://")):
             raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
         if self.command and (self.headers or self.token_env):
@@ -212,7 +227,9 @@ class MCPServerConfig(BaseModel):
 
     @property
     def transport(self) -> str:
-        """``"stdio"`` or ``"http"``."""
+        """``"stdio"``, ``"http"`` or ``"in-process"``."""
+        if self.server is not None:
+            return "in-process"
         return "stdio" if self.command else "http"
 
     @property
@@ -225,6 +242,8 @@ class MCPServerConfig(BaseModel):
         """The command line or URL, for messages (never with rendered secrets)."""
         if self.command:
             return shlex.join([self.command, *self.args])
+        if self.server is not None:
+            return f"{type(self.server).__name__} {getattr(self.server, 'name', '')!r}"
         return str(self.url)
 
 

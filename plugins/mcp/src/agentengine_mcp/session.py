@@ -275,6 +275,8 @@ class MCPSession:
             params: Any = StdioServerParameters(
                 command=config.command, args=list(config.args), env=env, cwd=config.cwd
             )
+        elif config.server is not None:
+            params = None
         else:
             params = self._http_headers()
         self.state = SessionState.CONNECTING
@@ -331,7 +333,11 @@ class MCPSession:
         self._changed()
 
     async def _own(
-        self, params: Any, ready: asyncio.Future[Client], stop: asyncio.Event, generation: int
+        self,
+        params: StdioServerParameters | dict[str, str] | None,
+        ready: asyncio.Future[Client],
+        stop: asyncio.Event,
+        generation: int,
     ) -> None:
         """Hold the client open until ``stop`` (runs as the owner task)."""
         config = self.config
@@ -342,6 +348,8 @@ class MCPSession:
                     stack.callback(tail.close)
                     await tail.start()
                     transport: Any = stdio_client(params, errlog=tail.writer)
+                elif config.server is not None:
+                    transport = config.server
                 else:
                     http = create_mcp_http_client(headers=params)
                     await stack.enter_async_context(http)
