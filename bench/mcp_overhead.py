@@ -130,8 +130,17 @@ async def bench_transport(name: str, server: dict[str, Any], calls: int, rounds:
     return {"transport": name, "direct_us": direct, "engine_us": through, "run_us": run}
 
 
-async def main(calls: int, rounds: int) -> list[dict]:
+async def measure(http_url: str, calls: int, rounds: int) -> list[dict]:
     stdio = {"name": "bench", "command": sys.executable, "args": [SELF, "--serve", "stdio"]}
+    http = {"name": "bench", "url": http_url}
+    return [
+        await bench_transport("stdio", stdio, calls, rounds),
+        await bench_transport("streamable-http", http, calls, rounds),
+    ]
+
+
+def main(calls: int, rounds: int) -> list[dict]:
+    """Start the HTTP server (the stdio one is started by each client), measure, stop."""
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, SELF, "--serve", "http", "--port", str(port)],
@@ -140,11 +149,7 @@ async def main(calls: int, rounds: int) -> list[dict]:
     )
     try:
         _wait_listening(port, proc)
-        http = {"name": "bench", "url": f"http://127.0.0.1:{port}/mcp"}
-        return [
-            await bench_transport("stdio", stdio, calls, rounds),
-            await bench_transport("streamable-http", http, calls, rounds),
-        ]
+        return asyncio.run(measure(f"http://127.0.0.1:{port}/mcp", calls, rounds))
     finally:
         proc.kill()
         proc.wait()
@@ -163,7 +168,7 @@ if __name__ == "__main__":
     import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
-    results = asyncio.run(main(options.calls, options.rounds))
+    results = main(options.calls, options.rounds)
     print(f"{'transport':<16} {'direct µs':>10} {'engine µs':>10} {'ratio':>6} {'run µs':>9}")
     worst = 0.0
     for r in results:

@@ -253,3 +253,39 @@ def _alive(pid: int) -> bool:
 
 
 assert SERVER.exists()
+
+
+async def test_cancelled_run_cancels_the_call_and_keeps_the_session(record_file: Path) -> None:
+    async with (
+        make_factory(stdio_server()) as factory,
+        factory.user_execution_engine(UserExecutionContext.for_user("alice")) as engine,
+    ):
+        handle = await engine.start_run("call", {"tool": "srv.slow", "args": {"seconds": 60}})
+        await wait_for_record(record_file, tool="slow", event="started")
+        with anyio.fail_after(15):
+            await handle.cancel()
+        result = await handle.result()
+        after = await engine.execute_agent("call", {"tool": "srv.add", "args": {"a": 1, "b": 1}})
+    _check_run_shape(result)
+    assert result.status is RunStatus.CANCELLED
+    (completed,) = _completed(result)
+    assert completed.status == "cancelled"
+    assert after.output == 2
+    assert len({r["pid"] for r in read_records(record_file)}) == 1
+
+
+async def test_engine_cleanup_during_a_call_ends_the_run_and_stops_the_server(
+    record_file: Path,
+) -> None:
+    async with make_factory(stdio_server()) as factory:
+        engine = await factory.create_for_user(UserExecutionContext.for_user("alice"))
+        handle = await engine.start_run("call", {"tool": "srv.slow", "args": {"seconds": 60}})
+        started = await wait_for_record(record_file, tool="slow", event="started")
+        with anyio.fail_after(20):
+            await engine.cleanup()
+        result = await handle.result()
+        with anyio.fail_after(15):
+            while _alive(started["pid"]):  # noqa: ASYNC110 - polling another process
+                await anyio.sleep(0.05)
+    _check_run_shape(result)
+    assert result.status is RunStatus.CANCELLED
