@@ -289,3 +289,48 @@ async def test_engine_cleanup_during_a_call_ends_the_run_and_stops_the_server(
                 await anyio.sleep(0.05)
     _check_run_shape(result)
     assert result.status is RunStatus.CANCELLED
+
+
+async def test_stdio_server_killed_while_idle_is_reopened_by_the_next_call(
+    record_file: Path,
+) -> None:
+    async with (
+        make_factory(stdio_server(retry_initial=0.05)) as factory,
+        factory.user_execution_engine(UserExecutionContext.for_user("alice")) as engine,
+    ):
+        first = await engine.execute_agent("call", {"tool": "srv.add", "args": {"a": 1, "b": 1}})
+        (pid,) = {r["pid"] for r in read_records(record_file)}
+        os.kill(pid, signal.SIGKILL)
+        # The session notices on its own (end of the server's output) that the server died.
+        with anyio.fail_after(15):
+            while factory_status(factory)["state"] == "connected":  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+        assert "lost while idle" in factory_status(factory)["error"]
+        second = await engine.execute_agent("call", {"tool": "srv.add", "args": {"a": 2, "b": 2}})
+    assert first.output == 2
+    assert second.status is RunStatus.SUCCEEDED, second.error
+    assert second.output == 4
+    assert len({r["pid"] for r in read_records(record_file)}) == 2
+
+
+async def test_http_server_restarted_while_idle_is_reopened_by_the_next_call(
+    http_server: HttpServer, record_file: Path
+) -> None:
+    server = {"name": "web", "url": http_server.url, "retry_initial": 0.05}
+    async with (
+        make_factory(server) as factory,
+        factory.user_execution_engine(UserExecutionContext.for_user("alice")) as engine,
+    ):
+        first = await engine.execute_agent("call", {"tool": "web.add", "args": {"a": 1, "b": 1}})
+        http_server.kill()
+        # The session notices on its own (its event stream drops) that the server is gone.
+        with anyio.fail_after(15):
+            while factory_status(factory)["state"] == "connected":  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+        noticed = factory_status(factory)
+        await anyio.to_thread.run_sync(http_server.start)
+        second = await engine.execute_agent("call", {"tool": "web.add", "args": {"a": 2, "b": 2}})
+    assert first.output == 2
+    assert "lost while idle" in noticed["error"]
+    assert second.status is RunStatus.SUCCEEDED, second.error
+    assert second.output == 4

@@ -30,6 +30,7 @@ import structlog
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import SubscriptionLost
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -293,10 +294,10 @@ class MCPSession:
         try:
             async with asyncio.timeout(config.startup_timeout):
                 client = await asyncio.shield(ready)
+                await self._refresh_tools(client)
                 self._client = client
                 self.protocol_version = client.protocol_version
                 self.state = SessionState.CONNECTED
-                await self._refresh_tools(client)
         except asyncio.CancelledError:
             await self._teardown()
             self.state = SessionState.IDLE if self.failures == 0 else SessionState.FAILED
@@ -312,8 +313,8 @@ class MCPSession:
             else:
                 verb = "failed to start" if config.command else "could not be reached"
                 reason = f"{verb}: {_describe(exc)}"
+            await self._teardown()  # first: the server's last stderr lines arrive meanwhile
             stderr = self._stderr.text() if self._stderr is not None else ""
-            await self._teardown()
             if stderr:
                 reason += f" (stderr: {stderr})"
             self._fail(reason)
@@ -369,7 +370,9 @@ class MCPSession:
                 ready.set_result(client)
                 listener = None
                 if config.watch_tools and client.protocol_version in MODERN_PROTOCOL_VERSIONS:
-                    listener = asyncio.get_running_loop().create_task(self._listen(client))
+                    listener = asyncio.get_running_loop().create_task(
+                        self._listen(client, generation)
+                    )
                 try:
                     await stop.wait()
                 finally:
@@ -389,16 +392,28 @@ class MCPSession:
         if not stop.is_set():  # pragma: no cover - the client only returns once stopped
             self._lost(generation, "the connection ended")
 
-    async def _listen(self, client: Client) -> None:
-        """Follow tools/list_changed on 2026-era connections (older ones notify directly)."""
+    async def _listen(self, client: Client, generation: int) -> None:
+        """Follow tools/list_changed on 2026-era connections (older ones notify directly).
+
+        The subscription is also how a server that goes away while the session is idle is
+        noticed: its stream drops, and the session is marked failed at once, so the next call
+        reopens it instead of failing on a dead connection.
+        """
         try:
             async with client.listen(tools_list_changed=True) as subscription:
                 async for _event in subscription:
                     self._tools_version += 1
         except asyncio.CancelledError:
             raise
+        except (SubscriptionLost, MCPError, OSError) as exc:
+            if isinstance(exc, MCPError) and exc.code != mcp_types.CONNECTION_CLOSED:
+                _log.debug("mcp server refused tools/list_changed", error=_describe(exc))
+                return
+            self._lost(generation, f"the connection was lost while idle: {_describe(exc)}")
         except Exception as exc:
             _log.debug("mcp tools/list_changed subscription ended", error=_describe(exc))
+        if _transport_closed(client):
+            self._lost(generation, "the connection was lost while idle")
 
     async def _on_message(self, message: Any) -> None:
         if isinstance(message, mcp_types.ToolListChangedNotification):
@@ -504,6 +519,11 @@ class MCPSession:
         refused the request).
         """
         client, generation = await self.client()
+        if _transport_closed(client):
+            # The server went away while idle (a stdio process killed between calls): nothing
+            # was sent yet, so reopen now rather than fail this call.
+            self._lost(generation, "the connection was lost while idle")
+            client, generation = await self.client()
         try:
             return await client.call_tool(name, arguments)
         except asyncio.CancelledError:
@@ -516,6 +536,19 @@ class MCPSession:
             raise ConnectionLostError(
                 f"{self.where}: {reason}; the session will be reopened on the next call"
             ) from None
+
+
+def _transport_closed(client: Client) -> bool:
+    """True when the client's connection has ended (its receive loop saw end-of-stream).
+
+    The SDK has no public flag for this; its dispatcher's ``_closed`` is read defensively
+    (absent means "not known to be closed", and the call path still handles a dead link).
+    """
+    try:
+        dispatcher = getattr(client.session, "_dispatcher", None)
+    except RuntimeError:  # the client was exited
+        return True
+    return bool(getattr(dispatcher, "_closed", False))
 
 
 def _is_connection_error(exc: BaseException) -> bool:
