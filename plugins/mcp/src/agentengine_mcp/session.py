@@ -387,7 +387,7 @@ class MCPSession:
             if not ready.done():
                 ready.set_exception(exc)
             elif not stop.is_set():
-                self._lost(generation, f"the connection failed: {_describe(exc)}")
+                self._lost(generation, f"the connection was lost: {_describe(exc)}")
             return
         if not stop.is_set():  # pragma: no cover - the client only returns once stopped
             self._lost(generation, "the connection ended")
@@ -499,7 +499,7 @@ class MCPSession:
                     await self._refresh_tools(client)
             except (TimeoutError, MCPError, OSError) as exc:
                 if _is_connection_error(exc):
-                    self._lost(generation, f"the connection failed: {_describe(exc)}")
+                    self._lost(generation, f"the connection was lost: {_describe(exc)}")
                 raise SessionOpenError(
                     f"{self.where}: listing tools failed: {_describe(exc)}"
                 ) from None
