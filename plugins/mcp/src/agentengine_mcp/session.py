@@ -164,6 +164,8 @@ class MCPSession:
         self.failures = 0
         #: ``time.monotonic()`` before which the session is not reopened.
         self.retry_at = 0.0
+        #: The backoff chosen after the last failure (seconds).
+        self.retry_delay = 0.0
         #: The protocol version of the open connection.
         self.protocol_version: str | None = None
         self.opened = 0  # how many times the session was opened (for status and tests)
@@ -423,6 +425,7 @@ class MCPSession:
     def _fail(self, reason: str) -> None:
         self.failures += 1
         delay = min(self.config.retry_initial * 2 ** (self.failures - 1), self.config.retry_max)
+        self.retry_delay = delay
         self.retry_at = time.monotonic() + delay
         self.last_error = reason
         self.state = SessionState.FAILED
