@@ -40,7 +40,9 @@ async def probe_servers(
         try:
             remote = await session.list_tools()
         except SessionOpenError as exc:
-            entry.update(state="failed", error=str(exc), tools=[])
+            # The session's own reason, without "tried again in ...": this probe is one-shot.
+            reason = f"{session.where} {session.last_error}" if session.last_error else str(exc)
+            entry.update(state="failed", error=reason, tools=[])
         else:
             entry.update(
                 state="connected",
