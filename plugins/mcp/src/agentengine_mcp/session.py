@@ -25,13 +25,13 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import httpx2
 import mcp_types
 import structlog
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import SubscriptionLost
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -354,7 +354,10 @@ class MCPSession:
                 elif config.server is not None:
                     transport = config.server
                 else:
-                    http = create_mcp_http_client(headers=params)
+                    # Reads stay open long (a server may hold an event stream open); the
+                    # engine's per-call timeout is what bounds a call.
+                    timeout = httpx2.Timeout(config.startup_timeout, read=300.0)
+                    http = httpx2.AsyncClient(headers=params, timeout=timeout)
                     await stack.enter_async_context(http)
                     transport = streamable_http_client(str(config.url), http_client=http)
                 client = Client(
