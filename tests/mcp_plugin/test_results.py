@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import mcp_types
 from agentengine_mcp.config import settings_from
 from agentengine_mcp.tools import is_allowed, to_result
+from mcp import types as mcp_types
 
 
 def _result(**fields: object) -> mcp_types.CallToolResult:

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
-import mcp_types
 import structlog
 from agentengine import Tool, ToolArgumentError
 from jsonschema.exceptions import SchemaError
+from mcp import types as mcp_types
 from mcp.shared.exceptions import MCPError
 
 from agentengine_mcp.errors import MCPServerUnavailableError, MCPToolCallError
