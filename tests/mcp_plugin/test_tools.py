@@ -234,3 +234,27 @@ async def test_in_process_server_each_engine_has_its_own_session() -> None:
         assert status["state"] == "connected"
         assert status["sessions"] == {"connected": 2}
         assert status["transport"] == "in-process"
+
+
+async def test_list_tools_skips_a_server_that_is_down(record_file: Path) -> None:
+    names: list[list[str]] = []
+
+    @agent(name="lister")
+    async def lister(run: RunContext) -> None:
+        names.append([t.name for t in await list_tools(run)])
+        names.append([t.name for t in await list_tools(run, "broken")])
+
+    class Extra:
+        @hookimpl
+        def agentengine_register_agents(self, registry: Any) -> None:
+            registry.add(lister)
+
+    broken = {"name": "broken", "command": "agentengine-no-such-mcp-server"}
+    factory = make_factory(broken, stdio_server(deny=["grow", "secret"]), extra=(Extra(),))
+    async with (
+        factory,
+        factory.user_execution_engine(UserExecutionContext.for_user("alice")) as engine,
+    ):
+        result = await engine.execute_agent("lister")
+    assert result.status is RunStatus.SUCCEEDED, result.error
+    assert names == [["srv.add", "srv.fail", "srv.slow", "srv.whoami"], []]
