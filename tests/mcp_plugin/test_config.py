@@ -147,3 +147,11 @@ def test_templates() -> None:
         with pytest.raises(ValueError, match="bad template"):
             Template(bad)
     assert Template("plain").is_static
+
+
+def test_messages_never_show_credentials_of_a_url() -> None:
+    (server,) = settings_from(
+        {"servers": [{"name": "s", "url": "https://bob:pw@h.example:8443/mcp?token=abc&x=1"}]}
+    ).servers
+    assert server.target == "https://h.example:8443/mcp?token=...&x=..."
+    assert "pw" not in server.target

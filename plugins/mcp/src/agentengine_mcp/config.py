@@ -19,6 +19,7 @@ import shlex
 import string
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from agentengine import ConfigError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -244,7 +245,19 @@ class MCPServerConfig(BaseModel):
             return shlex.join([self.command, *self.args])
         if self.server is not None:
             return f"{type(self.server).__name__} {getattr(self.server, 'name', '')!r}"
-        return str(self.url)
+        return _display_url(str(self.url))
+
+
+def _display_url(url: str) -> str:
+    """The URL without credentials: no user:password, no query values (they may be tokens)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    query = "&".join(f"{k}=..." for k, _ in parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, host, parts.path, query, ""))
 
 
 class MCPSettings(BaseModel):
