@@ -95,9 +95,14 @@ def plugins_command(as_json: bool) -> None:
     _configure_logs(as_json)
     factory = _build_factory()
     infos = [info.to_dict() for info in factory.plugin_infos]
-    statuses = dict(factory.plugins.call_each("agentengine_status", {}))
+    statuses: dict[str, list[dict[str, Any]]] = {}
+    for plugin_name, _plugin, report in factory.plugins.implementations("agentengine_status"):
+        try:  # a report is information: a failing one is shown, never held against the plugin
+            statuses[plugin_name] = [dict(item) for item in report() or ()]
+        except Exception as exc:
+            statuses[plugin_name] = [{"name": "status", "state": "error", "detail": str(exc)}]
     for info in infos:
-        info["status"] = [dict(item) for item in statuses.get(info["name"]) or ()]
+        info["status"] = statuses.get(info["name"], [])
     if as_json:
         click.echo(json.dumps({"plugins": infos}, indent=2))
         return
