@@ -9,10 +9,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-from migrate_helpers import Cli, write
 from agentengine_migrate.findings import RULES
 from agentengine_migrate.scan import scan_source
 from agentengine_migrate.spec import build_spec, load_spec
+from migrate_helpers import Cli, write
 
 LEGACY = build_spec({})
 NETRA = build_spec({}, presets=["netra"])

@@ -7,10 +7,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from migrate_helpers import Cli
 from agentengine_migrate.rewrite import migrate_source
 from agentengine_migrate.scan import scan_source
 from agentengine_migrate.spec import build_spec
+from migrate_helpers import Cli
 
 GOLDEN = Path(__file__).parent / "golden"
 SETTINGS = tomllib.loads((GOLDEN / "cases.toml").read_text())

@@ -8,12 +8,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from migrate_helpers import Cli, write
 from agentengine_migrate import migrate, rewrite
 from agentengine_migrate.files import FileSelector
 from agentengine_migrate.migrate import migrate_files, write_atomic
 from agentengine_migrate.rewrite import migrate_source
 from agentengine_migrate.spec import build_spec
+from migrate_helpers import Cli, write
 
 LEGACY = build_spec({})
 OLD = "from agentengine.legacy import ExecutionEngine\n\nengine = ExecutionEngine(1, 2, 3)\n"

@@ -95,6 +95,14 @@ def plugins_command(as_json: bool) -> None:
     _configure_logs(as_json)
     factory = _build_factory()
     infos = [info.to_dict() for info in factory.plugin_infos]
+    statuses: dict[str, list[dict[str, Any]]] = {}
+    for plugin_name, _plugin, report in factory.plugins.implementations("agentengine_status"):
+        try:  # a report is information: a failing one is shown, never held against the plugin
+            statuses[plugin_name] = [dict(item) for item in report() or ()]
+        except Exception as exc:
+            statuses[plugin_name] = [{"name": "status", "state": "error", "detail": str(exc)}]
+    for info in infos:
+        info["status"] = statuses.get(info["name"], [])
     if as_json:
         click.echo(json.dumps({"plugins": infos}, indent=2))
         return
@@ -115,6 +123,9 @@ def plugins_command(as_json: bool) -> None:
             click.echo(f"    tools:  {', '.join(info['tools'])}")
         if info["aliases"]:
             click.echo(f"    also registered as: {', '.join(info['aliases'])}")
+        for item in info["status"]:
+            detail = f" ({item['detail']})" if item.get("detail") else ""
+            click.echo(f"    status: {item.get('name', '?')}: {item.get('state', '?')}{detail}")
     if any(i["error"] for i in infos):
         sys.exit(1)
 

@@ -156,7 +156,7 @@ def _schema_problems(schema: Any) -> list[str]:
         if missing:
             found.append(f"input_schema requires {missing} but does not define them in properties")
     try:
-        import jsonschema  # type: ignore[import-untyped]
+        import jsonschema
     except ImportError:
         return found
     try:

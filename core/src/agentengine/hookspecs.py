@@ -16,7 +16,7 @@ A plugin implements any subset, with any subset of each hook's arguments::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -84,6 +84,15 @@ class AgentEngineHookSpecs:
 
         The first plugin returning a sink wins; with none, the in-memory sink is used.
         """
+
+    @hookspec
+    def agentengine_status(self) -> Sequence[Mapping[str, Any]]:
+        """Report the health of what the plugin connects to, for ``agentengine plugins``.
+
+        Return a list of ``{"name": ..., "state": ..., "detail": ...}`` dicts (e.g. one per
+        external server); never raise for an unhealthy dependency, report it.
+        """
+        return ()
 
     @hookspec
     def agentengine_cli_commands(self) -> Sequence[Any]:

@@ -393,7 +393,13 @@ def capture_logs() -> Iterator[list[MutableMapping[str, Any]]]:
     ``log_level`` and the bound context, ``user_id`` / ``run_id`` of a run included)."""
     capture = structlog.testing.LogCapture()
     previous = structlog.get_config()
-    structlog.configure(processors=[structlog.contextvars.merge_contextvars, capture])
+    # Every level, whatever the application configured (a CLI run in-process may have set a
+    # WARNING filter), and no cached loggers that would bypass the capture.
+    structlog.configure(
+        processors=[structlog.contextvars.merge_contextvars, capture],
+        wrapper_class=structlog.make_filtering_bound_logger(0),
+        cache_logger_on_first_use=False,
+    )
     try:
         yield capture.entries
     finally:

@@ -1,0 +1,57 @@
+"""agentengine-mcp: the tools of MCP servers as agentengine tools, one session per user.
+
+Configure servers in the ``[mcp]`` table of ``agentengine.toml``::
+
+    [[mcp.servers]]
+    name = "time"
+    command = "mcp-server-time"
+    args = ["--local-timezone", "UTC"]
+
+and an agent calls ``await run.call_tool("time.get_current_time", {"timezone": "UTC"})``.
+Each user's engine opens its own session with each server, lazily, with headers or
+environment rendered from that user's context; see ``docs/mcp.md``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from agentengine_mcp.config import MCPServerConfig, MCPSettings, Template, TemplateError
+from agentengine_mcp.errors import MCPServerUnavailableError, MCPToolCallError
+from agentengine_mcp.extension import STATE_KEY, MCPExtension
+from agentengine_mcp.plugin import MCPPlugin
+from agentengine_mcp.session import MCPSession, SessionState
+from agentengine_mcp.tools import MCPTool
+
+if TYPE_CHECKING:
+    from agentengine import RunContext
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MCPExtension",
+    "MCPPlugin",
+    "MCPServerConfig",
+    "MCPServerUnavailableError",
+    "MCPSession",
+    "MCPSettings",
+    "MCPTool",
+    "MCPToolCallError",
+    "SessionState",
+    "Template",
+    "TemplateError",
+    "__version__",
+    "list_tools",
+]
+
+
+async def list_tools(run: RunContext, server: str | None = None) -> list[MCPTool]:
+    """The MCP tools the run's user can call (of every server, or of ``server``).
+
+    Opens the user's sessions that are not open yet; a server that cannot be reached
+    contributes no tool. Returns an empty list when the MCP plugin is not active.
+    """
+    extension = run.state.get(STATE_KEY)
+    if not isinstance(extension, MCPExtension):
+        return []
+    return await extension.list_tools(server)
