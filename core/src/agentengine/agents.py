@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pydantic import ValidationError
 
 from agentengine.errors import RegistrationError
+from agentengine.registry import NamedRegistry
 from agentengine.tools import (
     ToolArgumentError,
     _first_paragraph,
@@ -114,44 +115,12 @@ def agent(
     return build(func) if func is not None else build
 
 
-class AgentRegistry:
+class AgentRegistry(NamedRegistry[Agent]):
     """Agents by name. ``add`` refuses a second agent of the same name, naming both plugins."""
 
-    def __init__(self) -> None:
-        self._agents: dict[str, Agent] = {}
-        self._owners: dict[str, str | None] = {}
-        #: The plugin whose registration hook is running (set by the factory).
-        self.current_plugin: str | None = None
+    kind = "agent"
 
     def add(self, item: Agent | Callable[..., Awaitable[Any]], *, name: str | None = None) -> Agent:
         """Register an agent (or an async function, which is wrapped with ``@agent``)."""
         a = item if isinstance(item, Agent) else Agent(item, name=name)
-        if a.name in self._agents:
-            raise RegistrationError(
-                f"agent {a.name!r} is registered twice: by plugin {self._owners[a.name]!r} and by "
-                f"plugin {self.current_plugin!r}; rename one of them or disable a plugin"
-            )
-        self._agents[a.name] = a
-        self._owners[a.name] = self.current_plugin
-        return a
-
-    def owner(self, name: str) -> str | None:
-        """The name of the plugin that registered ``name``."""
-        return self._owners.get(name)
-
-    def get(self, name: str) -> Agent | None:
-        """The agent called ``name``, or None."""
-        return self._agents.get(name)
-
-    def names(self) -> list[str]:
-        """Sorted agent names."""
-        return sorted(self._agents)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._agents
-
-    def __iter__(self) -> Iterator[Agent]:
-        return iter(self._agents.values())
-
-    def __len__(self) -> int:
-        return len(self._agents)
+        return self._insert(a.name, a)

@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentengine.errors import AgentEngineError, EngineClosedError, RegistrationError
 from agentengine.hookspecs import hookimpl
+from agentengine.registry import NamedRegistry
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -127,12 +128,11 @@ def _as_opener(name: str, factory: ResourceFactory) -> Callable[[Any], Any]:
     return lambda run: no_arg()
 
 
-class ResourceRegistry:
+class ResourceRegistry(NamedRegistry[ScopedResource]):
     """Scoped resources by name; ``add`` refuses a second one of the same name."""
 
-    def __init__(self) -> None:
-        self._resources: dict[str, ScopedResource] = {}
-        self.current_plugin: str | None = None
+    kind = "scoped resource"
+    verb = "declared"
 
     def add(self, name: str, factory: ResourceFactory, *, description: str = "") -> ScopedResource:
         """Declare resource ``name``. ``factory`` returns an async context manager; it takes
@@ -140,37 +140,14 @@ class ResourceRegistry:
         function yielding the resource once (wrapped with ``asynccontextmanager``)."""
         if not isinstance(name, str) or not name or name != name.strip():
             raise RegistrationError(f"a scoped resource needs a non-empty name, got {name!r}")
-        existing = self._resources.get(name)
-        if existing is not None:
-            raise RegistrationError(
-                f"scoped resource {name!r} is declared twice: by plugin {existing.plugin!r} and "
-                f"by plugin {self.current_plugin!r}; rename one of them or disable a plugin"
-            )
+        self._check_new(name)
         resource = ScopedResource(
             name,
             _as_opener(name, factory),
             self.current_plugin,
             description or (inspect.getdoc(factory) or "").split("\n\n", 1)[0],
         )
-        self._resources[name] = resource
-        return resource
-
-    def get(self, name: str) -> ScopedResource | None:
-        """The resource called ``name``, or None."""
-        return self._resources.get(name)
-
-    def names(self) -> list[str]:
-        """Sorted resource names."""
-        return sorted(self._resources)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._resources
-
-    def __iter__(self) -> Iterator[ScopedResource]:
-        return iter(self._resources.values())
-
-    def __len__(self) -> int:
-        return len(self._resources)
+        return self._insert(name, resource)
 
 
 def _unknown(name: object, available: list[str]) -> UnknownResourceError:

@@ -9,12 +9,13 @@ subclass ``Tool`` and implement ``validate_args`` and ``invoke`` themselves.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from agentengine.errors import RegistrationError
+from agentengine.registry import NamedRegistry
 
 if TYPE_CHECKING:
     from agentengine.engine import RunContext
@@ -226,46 +227,12 @@ def tool(
     return build(func) if func is not None else build
 
 
-class ToolRegistry:
+class ToolRegistry(NamedRegistry[Tool]):
     """Tools by name. ``add`` refuses a second tool of the same name, naming both plugins."""
 
-    def __init__(self) -> None:
-        self._tools: dict[str, Tool] = {}
-        self._owners: dict[str, str | None] = {}
-        #: The plugin whose registration hook is running (set by the factory).
-        self.current_plugin: str | None = None
+    kind = "tool"
 
     def add(self, item: Tool | Callable[..., Awaitable[Any]], *, name: str | None = None) -> Tool:
         """Register a tool (or an async function, which is wrapped with ``@tool``)."""
         t = item if isinstance(item, Tool) else FunctionTool(item, name=name)
-        if not isinstance(t, Tool):
-            raise RegistrationError(f"not a tool: {item!r}")
-        if t.name in self._tools:
-            raise RegistrationError(
-                f"tool {t.name!r} is registered twice: by plugin {self._owners[t.name]!r} and by "
-                f"plugin {self.current_plugin!r}; rename one of them or disable a plugin"
-            )
-        self._tools[t.name] = t
-        self._owners[t.name] = self.current_plugin
-        return t
-
-    def owner(self, name: str) -> str | None:
-        """The name of the plugin that registered ``name``."""
-        return self._owners.get(name)
-
-    def get(self, name: str) -> Tool | None:
-        """The tool called ``name``, or None."""
-        return self._tools.get(name)
-
-    def names(self) -> list[str]:
-        """Sorted tool names."""
-        return sorted(self._tools)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._tools
-
-    def __iter__(self) -> Iterator[Tool]:
-        return iter(self._tools.values())
-
-    def __len__(self) -> int:
-        return len(self._tools)
+        return self._insert(t.name, t)
