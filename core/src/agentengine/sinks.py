@@ -14,6 +14,7 @@ asked for, it receives an ``EventGap`` saying which, never a silent skip.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -169,12 +170,12 @@ class InMemoryEventSink:
                 )
                 position = gap_end
                 continue
-            # Deliver what is there now; re-check the bounds each step since the log can move
-            # while we are suspended in the yield.
-            while position + 1 < log.next_cursor and position + 1 >= log.first:
-                item = log.entries[position + 1 - log.first]
-                position += 1
+            # Deliver what is there now, as one snapshot: indexing a deque is linear, and the
+            # events held by the snapshot stay valid even if retention drops them meanwhile.
+            batch = list(itertools.islice(log.entries, position + 1 - log.first, None))
+            for item in batch:
                 yield item
+            position += len(batch)
 
     def retained(self, user_id: str) -> list[BaseEvent]:
         """A snapshot of the user's retained events."""
