@@ -61,7 +61,7 @@ async def run_demo(
         ctx = UserExecutionContext.for_user(user_id, metadata={"source": "agentengine demo"})
         async with factory.user_execution_engine(ctx) as engine:
             for n in range(runs_per_user):
-                question = _QUESTIONS[(hash(user_id) + n) % len(_QUESTIONS)]
+                question = _QUESTIONS[(user_ids.index(user_id) + n) % len(_QUESTIONS)]
                 started = time.perf_counter()
                 result = await engine.execute_agent(agent, {"question": question})
                 outcomes.append((result.status.value, (time.perf_counter() - started) * 1000))
