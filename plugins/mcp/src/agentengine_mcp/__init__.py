@@ -14,17 +14,45 @@ environment rendered from that user's context; see ``docs/mcp.md``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from agentengine_mcp.config import MCPServerConfig, MCPSettings, Template, TemplateError
-from agentengine_mcp.errors import MCPServerUnavailableError, MCPToolCallError
-from agentengine_mcp.extension import STATE_KEY, MCPExtension
-from agentengine_mcp.plugin import MCPPlugin
-from agentengine_mcp.session import MCPSession, SessionState
-from agentengine_mcp.tools import MCPTool
+import importlib
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agentengine import RunContext
+
+    from agentengine_mcp.config import MCPServerConfig, MCPSettings, Template, TemplateError
+    from agentengine_mcp.errors import MCPServerUnavailableError, MCPToolCallError
+    from agentengine_mcp.extension import MCPExtension
+    from agentengine_mcp.plugin import MCPPlugin
+    from agentengine_mcp.session import MCPSession, SessionState
+    from agentengine_mcp.tools import MCPTool
+
+# Imported on first use: the entry point names ``agentengine_mcp:MCPPlugin`` and every
+# ``agentengine`` command loads it, so importing the package must not import the MCP SDK.
+_EXPORTS = {
+    "MCPServerConfig": "agentengine_mcp.config",
+    "MCPSettings": "agentengine_mcp.config",
+    "Template": "agentengine_mcp.config",
+    "TemplateError": "agentengine_mcp.config",
+    "MCPServerUnavailableError": "agentengine_mcp.errors",
+    "MCPToolCallError": "agentengine_mcp.errors",
+    "MCPExtension": "agentengine_mcp.extension",
+    "STATE_KEY": "agentengine_mcp.extension",
+    "MCPPlugin": "agentengine_mcp.plugin",
+    "MCPSession": "agentengine_mcp.session",
+    "SessionState": "agentengine_mcp.session",
+    "MCPTool": "agentengine_mcp.tools",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agentengine_mcp' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 
@@ -51,6 +79,8 @@ async def list_tools(run: RunContext, server: str | None = None) -> list[MCPTool
     Opens the user's sessions that are not open yet; a server that cannot be reached
     contributes no tool. Returns an empty list when the MCP plugin is not active.
     """
+    from agentengine_mcp.extension import STATE_KEY, MCPExtension
+
     extension = run.state.get(STATE_KEY)
     if not isinstance(extension, MCPExtension):
         return []

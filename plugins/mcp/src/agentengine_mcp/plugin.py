@@ -9,19 +9,20 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import structlog
 from agentengine import hookimpl
-
-from agentengine_mcp.config import MCPServerConfig, MCPSettings, load_mcp_settings, settings_from
-from agentengine_mcp.extension import MCPExtension
-from agentengine_mcp.session import MCPSession, SessionState
 
 if TYPE_CHECKING:
     from agentengine import Settings, UserExecutionContext, UserExecutionEngine
 
-__all__ = ["MCPPlugin", "static_problem"]
+    from agentengine_mcp.config import MCPServerConfig, MCPSettings
+    from agentengine_mcp.extension import MCPExtension
+    from agentengine_mcp.session import MCPSession
 
-_log = structlog.get_logger("agentengine_mcp")
+# This module is what the entry point loads for every `agentengine` command (`agentengine
+# check` runs in pre-commit hooks), so it imports nothing heavy: the MCP SDK (most of a second),
+# the pydantic configuration models and structlog wait until a factory or engine needs them.
+
+__all__ = ["MCPPlugin", "static_problem"]
 
 
 def static_problem(config: MCPServerConfig, environ: Mapping[str, str] | None = None) -> str | None:
@@ -54,15 +55,33 @@ class MCPPlugin:
         *,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        if config is None or isinstance(config, MCPSettings):
-            self._explicit = config
-        else:
-            self._explicit = settings_from(config, "MCPPlugin(config=...)")
-        self.settings: MCPSettings = self._explicit or MCPSettings()
+        self._explicit: MCPSettings | None = None
+        if config is not None:  # explicit: validate now, so a mistake shows at construction
+            from agentengine_mcp.config import MCPSettings, settings_from
+
+            self._explicit = (
+                config
+                if isinstance(config, MCPSettings)
+                else settings_from(config, "MCPPlugin(config=...)")
+            )
+        self._settings: MCPSettings | None = self._explicit
         self._environ = environ
         self._extensions: weakref.WeakSet[MCPExtension] = weakref.WeakSet()
         # Last failure per server across all sessions (sessions die with their engines).
         self._last_failure: dict[str, tuple[float, str]] = {}
+
+    @property
+    def settings(self) -> MCPSettings:
+        """The configuration in force (empty until configured)."""
+        if self._settings is None:
+            from agentengine_mcp.config import MCPSettings
+
+            self._settings = MCPSettings()
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: MCPSettings) -> None:
+        self._settings = value
 
     @property
     def servers(self) -> list[MCPServerConfig]:
@@ -72,12 +91,18 @@ class MCPPlugin:
     @hookimpl
     def agentengine_configure(self, settings: Settings) -> None:
         """Read ``[mcp]`` unless the plugin was configured explicitly."""
+        import structlog
+
+        from agentengine_mcp.config import load_mcp_settings
+
         if self._explicit is None:
             self.settings = load_mcp_settings(settings)
         for server in self.servers:
             problem = static_problem(server, self._environ)
             if problem:
-                _log.warning("mcp server misconfigured", server=server.name, problem=problem)
+                structlog.get_logger("agentengine_mcp").warning(
+                    "mcp server misconfigured", server=server.name, problem=problem
+                )
 
     @hookimpl
     def agentengine_engine_extensions(
@@ -86,6 +111,8 @@ class MCPPlugin:
         """One extension per engine, holding that user's sessions."""
         if not self.servers:
             return None
+        from agentengine_mcp.extension import MCPExtension
+
         extension = MCPExtension(
             self.servers, context, environ=self._environ, on_change=self._session_changed
         )
@@ -112,6 +139,8 @@ class MCPPlugin:
         ]
 
     def _session_changed(self, session: MCPSession) -> None:
+        from agentengine_mcp.session import SessionState
+
         if session.state is SessionState.FAILED and session.last_error:
             self._last_failure[session.config.name] = (time.monotonic(), session.last_error)
 
@@ -126,6 +155,8 @@ class MCPPlugin:
         worst session wins), ``connected`` when sessions are open and healthy, ``idle`` when
         none is open yet, or ``misconfigured`` when a problem shows without starting it.
         """
+        from agentengine_mcp.session import SessionState
+
         by_server: dict[str, list[MCPSession]] = {}
         for session in self.sessions():
             if session.state is not SessionState.CLOSED:
