@@ -13,7 +13,7 @@ form both tools understand, then times, in the same run and on the same files:
 
 It prints wall times (best of N), the ratios against ruff, and whether both tools found the
 same import statements. Nothing is asserted on time: the figures go to
-docs/performance-migrate.md.
+docs/performance.md.
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from typing import Any
@@ -53,6 +52,8 @@ async def probe_servers(
         finally:
             await session.close()
         return entry
+
+    import asyncio
 
     return list(await asyncio.gather(*(probe(s) for s in servers)))
 
@@ -108,6 +109,8 @@ def status_command(
             )
         servers = [s for s in servers if s.name in only]
     try:
+        import asyncio  # here, not at the top: every agentengine command imports this module
+
         report = asyncio.run(probe_servers(servers, user_id, metadata, timeout))
     except InvalidContextError as exc:
         raise click.BadParameter(str(exc), param_hint="--user") from None
