@@ -13,10 +13,9 @@ from typing import Any
 
 import httpx
 import jwt
-from websockets.asyncio.client import ClientConnection, connect
-
 from agentengine import ExecutionEngineFactory, RunContext, agent, hookimpl
 from agentengine_server import AgentServer, ServerSettings, create_app, uvicorn_config
+from websockets.asyncio.client import ClientConnection, connect
 
 SECRET = "s" * 40  # long enough (>= 32 bytes); tests sign their own tokens with it
 
@@ -177,6 +176,16 @@ async def wait_run(
             if body["status"] != "running":
                 return body
             await asyncio.sleep(0.02)
+
+
+async def eventually(predicate: Any, timeout: float = 20, what: str = "condition") -> None:
+    """Wait until ``predicate()`` is true (polling: the server counts in another thread)."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not predicate():  # noqa: ASYNC110 - state of another thread, no event to await
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 def check_run_sequences(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -6,11 +6,10 @@ import time
 
 import jwt
 import pytest
-from websockets.exceptions import InvalidStatus
-
 from agentengine_server import SecretError, TokenVerifier, check_secret
 from agentengine_server.auth import AuthError, bearer_token
 from server_helpers import SECRET, RunningServer, http, make_token, running_server, ws_connect
+from websockets.exceptions import InvalidStatus
 
 
 def test_secrets_shorter_than_32_bytes_are_refused() -> None:
@@ -77,7 +76,8 @@ async def test_http_refuses_bad_tokens(srv: RunningServer) -> None:
                 assert r.headers["www-authenticate"].startswith("Bearer")
                 assert r.json()["error"] == "unauthorized"
         r = await client.get("/v1/runs")
-        assert r.status_code == 401 and "missing bearer token" in r.json()["message"]
+        assert r.status_code == 401
+        assert "missing bearer token" in r.json()["message"]
         # Query tokens are only for the event stream (EventSource cannot set headers).
         r = await client.get("/v1/runs", params={"token": make_token("alice")})
         assert r.status_code == 401
@@ -132,7 +132,7 @@ async def test_another_users_run_id_is_404_like_a_missing_one(srv: RunningServer
         )
         # Same over the WebSocket.
         ws = await ws_connect(srv, "bob")
-        await ws.send('{"type": "cancel", "run_id": "%s", "id": 7}' % run_id)
+        await ws.send(f'{{"type": "cancel", "run_id": "{run_id}", "id": 7}}')
         import json
 
         reply = json.loads(await ws.recv())
@@ -152,11 +152,13 @@ async def test_dev_token_endpoint_exists_only_in_dev_mode(srv: RunningServer) ->
         r = await client.post("/v1/dev/token", json={"user": "carol"})
         assert r.status_code == 200
         token = r.json()["token"]
-        assert r.json()["user"] == "carol" and r.json()["expires_in"] > 0
+        assert r.json()["user"] == "carol"
+        assert r.json()["expires_in"] > 0
         me = await client.get("/v1/agents", headers={"Authorization": f"Bearer {token}"})
         assert me.status_code == 200
         bad = await client.post("/v1/dev/token", json={"user": "test"})
-        assert bad.status_code == 422 and "placeholder" in bad.json()["message"]
+        assert bad.status_code == 422
+        assert "placeholder" in bad.json()["message"]
         assert (await client.post("/v1/dev/token", json={"name": "x"})).status_code == 422
     with running_server(dev=False) as prod:
         async with http(prod) as client:

@@ -20,8 +20,10 @@ async def test_run_lifecycle_over_http(srv: RunningServer) -> None:
         assert r.headers["location"] == f"/v1/runs/{run_id}"
         body = await wait_run(client, run_id, headers)
         assert body["status"] == "succeeded"
-        assert "cursor" in body["output"] and "for alice" in body["output"]
-        assert body["error"] is None and body["agent"] == "researcher"
+        assert "cursor" in body["output"]
+        assert "for alice" in body["output"]
+        assert body["error"] is None
+        assert body["agent"] == "researcher"
         listed = (await client.get("/v1/runs", headers=headers)).json()["runs"]
         assert [r["run_id"] for r in listed] == [run_id]
 
@@ -52,7 +54,8 @@ async def test_unknown_agent_is_404_with_the_names(srv: RunningServer) -> None:
     body = r.json()
     assert body["error"] == "unknown_agent"
     assert {"researcher", "echo"} <= set(body["available"])
-    assert "'nope'" in body["message"] and "researcher" in body["message"]
+    assert "'nope'" in body["message"]
+    assert "researcher" in body["message"]
 
 
 async def test_invalid_requests_say_what_is_wrong(srv: RunningServer) -> None:
@@ -71,12 +74,14 @@ async def test_invalid_requests_say_what_is_wrong(srv: RunningServer) -> None:
             assert r.status_code == status, (payload, r.text)
             assert needle in r.json()["message"], (payload, r.json())
         r = await client.post("/v1/runs", content=b"{not json", headers=headers)
-        assert r.status_code == 400 and r.json()["error"] == "invalid_json"
+        assert r.status_code == 400
+        assert r.json()["error"] == "invalid_json"
         r = await client.post("/v1/runs", content=b"", headers=headers)
         assert r.status_code == 400
         big = b'{"agent": "echo", "input": {"text": "' + b"x" * (2 * 1024 * 1024) + b'"}}'
         r = await client.post("/v1/runs", content=big, headers=headers)
-        assert r.status_code == 413 and r.json()["error"] == "body_too_large"
+        assert r.status_code == 413
+        assert r.json()["error"] == "body_too_large"
         # Nothing of the above started a run.
         assert (await client.get("/v1/runs", headers=headers)).json()["runs"] == []
 
@@ -95,7 +100,8 @@ async def test_cancel_a_running_run_then_409(srv: RunningServer) -> None:
             "cancelled"
         )
         again = await client.post(f"/v1/runs/{run_id}/cancel", headers=headers)
-        assert again.status_code == 409 and again.json()["status"] == "cancelled"
+        assert again.status_code == 409
+        assert again.json()["status"] == "cancelled"
 
 
 async def test_too_many_runs_in_flight_is_429() -> None:
@@ -112,7 +118,8 @@ async def test_too_many_runs_in_flight_is_429() -> None:
             r = await client.post(
                 "/v1/runs", json={"agent": "echo", "input": {"text": "x"}}, headers=headers
             )
-            assert r.status_code == 429 and r.headers["retry-after"] == "1"
+            assert r.status_code == 429
+            assert r.headers["retry-after"] == "1"
             # Another user is not affected by alice's limit.
             r = await client.post(
                 "/v1/runs", json={"agent": "echo", "input": {"text": "x"}}, headers=srv.auth("bob")
@@ -148,12 +155,14 @@ async def test_health_metrics_and_openapi(srv: RunningServer) -> None:
         ):
             assert path in doc["paths"], path
         page = await client.get("/")
-        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        assert page.status_code == 200
+        assert "text/html" in page.headers["content-type"]
         assert "default-src 'self'" in page.headers["content-security-policy"]
         assert (await client.get("/static/app.js")).status_code == 200
         assert (await client.get("/static/../app.py")).status_code == 404
         missing = await client.get("/v1/nothing")
-        assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+        assert missing.status_code == 404
+        assert missing.json()["error"] == "not_found"
 
 
 async def test_plugin_errors_show_in_metrics() -> None:

@@ -8,12 +8,11 @@ import socket
 from collections import defaultdict
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
-
+import pytest
 from agentengine_server import ServerSettings
 from server_helpers import (
     check_run_sequences,
+    eventually,
     http,
     make_token,
     recv_until,
@@ -21,6 +20,8 @@ from server_helpers import (
     wait_run,
     ws_connect,
 )
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 USERS = 20
 CONNECTIONS_PER_USER = 5
@@ -32,8 +33,12 @@ async def test_100_clients_of_20_users_each_get_only_their_users_events_in_order
         users = [f"user-{n:02d}" for n in range(USERS)]
         clients: list[tuple[str, ClientConnection]] = []
         for user in users:
-            for _ in range(CONNECTIONS_PER_USER):
-                clients.append((user, await ws_connect(srv, user, max_queue=None)))
+            clients.extend(
+                [
+                    (user, await ws_connect(srv, user, max_queue=None))
+                    for _ in range(CONNECTIONS_PER_USER)
+                ]
+            )
         assert srv.state.metrics.clients_connected["ws"] == USERS * CONNECTIONS_PER_USER
 
         accepted: dict[str, set[str]] = defaultdict(set)
@@ -82,6 +87,12 @@ async def test_100_clients_of_20_users_each_get_only_their_users_events_in_order
     assert len(all_runs) == USERS * CONNECTIONS_PER_USER * RUNS_PER_CONNECTION
 
 
+async def _read_all(ws: ClientConnection, into: list[dict[str, Any]]) -> None:
+    async with asyncio.timeout(30):
+        while True:
+            into.append(json.loads(await ws.recv()))
+
+
 def _small_socket(port: int) -> socket.socket:
     """A client socket with a tiny receive buffer, so the server's sends back up quickly."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -122,19 +133,15 @@ async def test_slow_client_overflows_is_closed_1013_and_resumes_losing_nothing()
             await other.send(json.dumps({"type": "run", "agent": "echo", "input": {"text": "b"}}))
             await recv_until(other, lambda f: f.get("type") == "agent_completed")
 
-        async with asyncio.timeout(20):
-            while srv.state.metrics.slow_client_closes < 1:
-                await asyncio.sleep(0.05)
+        await eventually(lambda: srv.state.metrics.slow_client_closes >= 1, what="overflow")
 
         # Now the slow client reads what reached it, then the close frame: 1013.
         got: list[dict[str, Any]] = []
-        try:
-            async with asyncio.timeout(30):
-                while True:
-                    got.append(json.loads(await slow.recv()))
-        except ConnectionClosed as closed:
-            assert closed.rcvd is not None and closed.rcvd.code == 1013, closed
-            assert "resume after cursor" in closed.rcvd.reason
+        with pytest.raises(ConnectionClosed) as closed:
+            await _read_all(slow, got)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1013, closed.value
+        assert "resume after cursor" in closed.value.rcvd.reason
         assert 0 < len(got) < count + 2
         last = got[-1]["cursor"]
         # Resume by cursor: the rest arrives, nothing lost, nothing doubled.

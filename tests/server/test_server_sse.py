@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-
 from server_helpers import RunningServer, check_run_sequences, http, make_token, running_server
 
 
@@ -118,7 +117,11 @@ async def test_sse_forwards_a_gap_when_retention_dropped_events() -> None:
                             break
     gap = got[0]
     assert gap["data"] == {
-        "type": "events_lost", "user_id": "alice", "after": "2", "cursor": "15", "missed": 13,
+        "type": "events_lost",
+        "user_id": "alice",
+        "after": "2",
+        "cursor": "15",
+        "missed": 13,
     }
     assert gap["id"] == "15"
     assert [i["data"]["seq"] for i in got[1:]] == [16, 17, 18, 19, 20]
@@ -129,9 +132,8 @@ async def test_sse_forwards_a_gap_when_retention_dropped_events() -> None:
 async def test_sse_bad_cursor_is_reported(srv: RunningServer) -> None:
     headers = {**srv.auth("alice"), "Last-Event-ID": "bogus"}
     async with http(srv) as client, client.stream("GET", "/v1/events", headers=headers) as resp:
-        got = []
         async with asyncio.timeout(20):
-            async for item in sse_items(resp):
-                got.append(item)
+            got = [item async for item in sse_items(resp)]
     assert got[0]["event"] == "error"
-    assert got[0]["data"]["error"] == "invalid_cursor" and "bogus" in got[0]["data"]["message"]
+    assert got[0]["data"]["error"] == "invalid_cursor"
+    assert "bogus" in got[0]["data"]["message"]

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
-from websockets.exceptions import ConnectionClosed
-
 from server_helpers import (
     RunningServer,
     check_run_sequences,
+    eventually,
     recv_json,
     recv_until,
     running_server,
     ws_connect,
 )
+from websockets.exceptions import ConnectionClosed
 
 
 def _terminal(run_id: str):  # type: ignore[no-untyped-def]
@@ -31,7 +32,8 @@ async def test_run_frame_streams_the_run_with_cursors(srv: RunningServer) -> Non
         )
         frames = await recv_until(ws, lambda f: f.get("type") == "agent_completed")
         accepted = [f for f in frames if f["type"] == "run_accepted"]
-        assert len(accepted) == 1 and accepted[0]["id"] == "r1"
+        assert len(accepted) == 1
+        assert accepted[0]["id"] == "r1"
         run_id = accepted[0]["run_id"]
         events = [f for f in frames if "seq" in f]
         assert {e["run_id"] for e in events} == {run_id}
@@ -45,8 +47,10 @@ async def test_run_frame_streams_the_run_with_cursors(srv: RunningServer) -> Non
         }
         assert all(e["user_id"] == "alice" for e in events)
         cursors = [int(e["cursor"]) for e in events]
-        assert cursors == sorted(cursors) and len(set(cursors)) == len(cursors)
-        assert events[-1]["status"] == "succeeded" and "for alice" in events[-1]["output"]
+        assert cursors == sorted(cursors)
+        assert len(set(cursors)) == len(cursors)
+        assert events[-1]["status"] == "succeeded"
+        assert "for alice" in events[-1]["output"]
 
 
 async def test_cancel_frame(srv: RunningServer) -> None:
@@ -58,7 +62,8 @@ async def test_cancel_frame(srv: RunningServer) -> None:
         frames = await recv_until(ws, lambda f: f.get("type") == "cancel_done")
         assert frames[-1] == {"type": "cancel_done", "run_id": run_id, "status": "cancelled"}
         terminal = [f for f in frames if f.get("type") == "agent_completed"]
-        assert terminal and terminal[0]["status"] == "cancelled"
+        assert terminal
+        assert terminal[0]["status"] == "cancelled"
 
 
 async def test_resume_frame_replays_after_a_cursor(srv: RunningServer) -> None:
@@ -76,7 +81,8 @@ async def test_resume_frame_replays_after_a_cursor(srv: RunningServer) -> None:
         # A bad cursor is answered with an error and the stream carries on where it was.
         await ws.send(json.dumps({"type": "resume", "after": "not-a-cursor"}))
         reply = await recv_until(ws, lambda f: f.get("type") == "error")
-        assert reply[-1]["error"] == "invalid_cursor" and "not-a-cursor" in reply[-1]["message"]
+        assert reply[-1]["error"] == "invalid_cursor"
+        assert "not-a-cursor" in reply[-1]["message"]
         await ws.send(json.dumps({"type": "run", "agent": "echo", "input": {"text": "after"}}))
         frames = await recv_until(ws, lambda f: f.get("type") == "agent_completed")
         assert frames[-1]["output"] == "after"
@@ -113,25 +119,32 @@ async def test_malformed_frames_get_an_error_and_the_connection_stays(srv: Runni
         for frame, code, needle in BAD_FRAMES:
             await ws.send(frame)
             reply = await recv_json(ws)
-            assert reply["type"] == "error" and reply["error"] == code, (frame, reply)
+            assert reply["type"] == "error", (frame, reply)
+            assert reply["error"] == code, (frame, reply)
             assert needle in reply["message"], (frame, reply)
         await ws.send(b"\x00\x01")
         reply = await recv_json(ws)
-        assert reply["error"] == "invalid_frame" and "binary" in reply["message"]
+        assert reply["error"] == "invalid_frame"
+        assert "binary" in reply["message"]
         # Still open and working.
         await ws.send(json.dumps({"type": "run", "agent": "echo", "input": {"text": "ok"}}))
         frames = await recv_until(ws, lambda f: f.get("type") == "agent_completed")
         assert frames[-1]["output"] == "ok"
 
 
+async def _drain(ws: Any) -> None:
+    async with asyncio.timeout(20):
+        while True:
+            await ws.recv()
+
+
 async def test_oversize_frame_closes_with_1009(srv: RunningServer) -> None:
     ws = await ws_connect(srv, "alice", max_size=None)
     await ws.send(json.dumps({"type": "run", "agent": "echo", "input": {"text": "x" * 70_000}}))
     with pytest.raises(ConnectionClosed) as info:
-        async with asyncio.timeout(20):
-            while True:
-                await ws.recv()
-    assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+        await _drain(ws)
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == 1009
     # A frame just under the limit is fine.
     async with await ws_connect(srv, "alice") as ok:
         await ok.send(json.dumps({"type": "run", "agent": "echo", "input": {"text": "y" * 60_000}}))
@@ -168,11 +181,8 @@ async def test_metrics_count_websocket_clients_and_deliveries() -> None:
             await recv_until(ws, lambda f: f.get("type") == "agent_completed")
             metrics = srv.state.metrics
             assert metrics.clients_connected["ws"] == 1
-            async with asyncio.timeout(10):  # counted just after each send returns
-                while metrics.events_delivered["ws"] < 3:
-                    await asyncio.sleep(0.01)
+            # Counted just after each send returns.
+            await eventually(lambda: metrics.events_delivered["ws"] >= 3)
             await asyncio.sleep(0.1)
             assert metrics.events_delivered["ws"] == 3
-        async with asyncio.timeout(10):
-            while srv.state.metrics.clients_connected["ws"]:
-                await asyncio.sleep(0.02)
+        await eventually(lambda: srv.state.metrics.clients_connected["ws"] == 0)
