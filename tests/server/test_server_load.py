@@ -39,7 +39,10 @@ async def test_100_clients_of_20_users_each_get_only_their_users_events_in_order
                     for _ in range(CONNECTIONS_PER_USER)
                 ]
             )
-        assert srv.state.metrics.clients_connected["ws"] == USERS * CONNECTIONS_PER_USER
+        total = USERS * CONNECTIONS_PER_USER
+        await eventually(lambda: srv.state.metrics.clients_connected["ws"] == total)
+        # One shared subscription per user feeds that user's connections.
+        assert len(srv.state.streams._fanouts) == USERS
 
         accepted: dict[str, set[str]] = defaultdict(set)
         received: list[list[dict[str, Any]]] = [[] for _ in clients]

@@ -39,7 +39,13 @@ from agentengine_server.metrics import ServerMetrics, render_prometheus
 from agentengine_server.openapi import openapi_document
 from agentengine_server.runs import RunManager, RunRecord
 from agentengine_server.settings import ServerSettings
-from agentengine_server.streaming import BufferOverflowError, EventPump, Frame, FrameEncoder
+from agentengine_server.streaming import (
+    BufferOverflowError,
+    EventPump,
+    Frame,
+    FrameEncoder,
+    StreamHub,
+)
 
 __all__ = ["ApiError", "ServerState", "create_app"]
 
@@ -131,6 +137,12 @@ class ServerState:
         self.runs = RunManager(factory, finished_runs_kept=settings.finished_runs_kept)
         self.metrics = ServerMetrics()
         self.encoder = FrameEncoder()
+        self.streams = StreamHub(
+            factory.events,
+            self.encoder,
+            capacity=settings.send_buffer,
+            stall_timeout=settings.slow_client_timeout,
+        )
         self.connections: set[_Connection] = set()
         self.closing = False
         self._shutdown_done: asyncio.Event | None = None
@@ -168,17 +180,7 @@ class ServerState:
 
     def pump(self, user_id: str, after: str | None, on_overflow: Any = None) -> EventPump:
         """A started pump of ``user_id``'s events after ``after``."""
-        pump = EventPump(
-            self.factory.events,
-            user_id,
-            after,
-            capacity=self.settings.send_buffer,
-            encoder=self.encoder,
-            stall_timeout=self.settings.slow_client_timeout,
-            on_overflow=on_overflow,
-        )
-        pump.start()
-        return pump
+        return self.streams.open(user_id, after, on_overflow)
 
     def delivered(self, transport: str, frame: Frame) -> None:
         """Count one frame handed to a client."""
@@ -541,6 +543,7 @@ class _Connection:
         self.position = after
         self.finished = asyncio.Event()
         self._overflowed = False
+        self._resuming = False
         self._resume_fallback: str | None = None
         self._receiver: asyncio.Task[None] | None = None
         self.pump = self._new_pump(after)
@@ -581,6 +584,7 @@ class _Connection:
             await send_text(frame.text)
             if frame.cursor is not None:
                 self.position = frame.cursor
+                self._resuming = False
             state.delivered("ws", frame)
 
     async def _restart(self, after: str | None, ack: dict[str, Any] | None) -> None:
@@ -636,12 +640,15 @@ class _Connection:
         if error is not None:
             code = "invalid_cursor" if isinstance(error, ValueError) else "stream_failed"
             await self._send({"type": "error", "error": code, "message": str(error)})
-            if self._resume_fallback is not None or isinstance(error, ValueError):
+            if self._resuming and isinstance(error, ValueError):
                 # A bad resume cursor: carry on from where the stream was.
-                fallback, self._resume_fallback = self._resume_fallback, None
-                await self._restart(fallback, None)
+                self._resuming = False
+                await self._restart(self._resume_fallback, None)
                 return False
-            await self._close(CLOSE_INTERNAL, "event stream failed; reconnect to resume")
+            if isinstance(error, ValueError):
+                await self._close(CLOSE_POLICY, "invalid cursor")
+            else:
+                await self._close(CLOSE_INTERNAL, "event stream failed; reconnect to resume")
             return True
         # The sink closed: the server is shutting down and every event was sent.
         await self._close(CLOSE_GOING_AWAY, "server shutting down")
@@ -739,6 +746,7 @@ class _Connection:
         ack = {"type": "resumed", "after": cursor}
         if ref is not None:
             ack["id"] = ref
+        self._resuming = True
         self._resume_fallback = self.position
         await self._restart(cursor, ack)
 
