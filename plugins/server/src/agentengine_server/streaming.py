@@ -279,18 +279,38 @@ class EventPump:
 
     # -- the connection's side ------------------------------------------------------------
 
+    def take(self) -> Frame | None:
+        """The next buffered frame, or None when the buffer is empty (see ``wait``); raises
+        ``BufferOverflowError``. The sender's hot path: no coroutine when frames are ready."""
+        if self.overflowed.is_set():
+            raise BufferOverflowError
+        if self._frames:
+            if self._task is not None:  # a catch-up reader may be waiting for space
+                self._space.set()
+            return self._frames.popleft()
+        return None
+
+    @property
+    def ended(self) -> bool:
+        """True once the stream ended (check ``error``); buffered frames may remain."""
+        return self._ended
+
+    async def wait(self) -> None:
+        """Wait until a frame is buffered, the stream ended or the pump overflowed."""
+        if self._frames or self._ended or self.overflowed.is_set():
+            return
+        self._wakeup.clear()
+        await self._wakeup.wait()
+
     async def next(self) -> Frame | None:
         """The next frame (None at the end of the stream); raises ``BufferOverflowError``."""
         while True:
-            if self.overflowed.is_set():
-                raise BufferOverflowError
-            if self._frames:
-                self._space.set()
-                return self._frames.popleft()
+            frame = self.take()
+            if frame is not None:
+                return frame
             if self._ended:
                 return None
-            self._wakeup.clear()
-            await self._wakeup.wait()
+            await self.wait()
 
     def pending(self) -> int:
         """Frames buffered but not yet taken."""
