@@ -6,7 +6,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -186,6 +186,25 @@ async def eventually(predicate: Any, timeout: float = 20, what: str = "condition
                 await asyncio.sleep(0.02)
     except TimeoutError:
         raise AssertionError(f"timed out waiting for {what}") from None
+
+
+async def sse_items(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    """Parse an event stream: yields {"id", "event", "data"} per dispatched event."""
+    item: dict[str, Any] = {}
+    async for line in response.aiter_lines():
+        if line == "":
+            if "data" in item:
+                yield item
+            item = {}
+        elif line.startswith(":"):
+            continue
+        else:
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "data":
+                item["data"] = json.loads(value)
+            else:
+                item[field] = value
 
 
 def check_run_sequences(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

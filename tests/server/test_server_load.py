@@ -17,6 +17,7 @@ from server_helpers import (
     make_token,
     recv_until,
     running_server,
+    sse_items,
     wait_run,
     ws_connect,
 )
@@ -69,7 +70,32 @@ async def test_100_clients_of_20_users_each_get_only_their_users_events_in_order
                     if data["type"] == "agent_completed":
                         completed.add(data["run_id"])
 
+        sse_received: dict[str, list[dict[str, Any]]] = {}
+
+        async def sse_task(user: str, ready: asyncio.Event) -> None:
+            got = sse_received[user] = []
+            want = RUNS_PER_CONNECTION * CONNECTIONS_PER_USER
+            headers = srv.auth(user)
+            async with (
+                http(srv) as client,
+                client.stream("GET", "/v1/events", headers=headers) as r,
+            ):
+                ready.set()
+                async with asyncio.timeout(90):
+                    async for item in sse_items(r):
+                        got.append(item["data"])
+                        if sum(e["type"] == "agent_completed" for e in got) == want:
+                            return
+
+        # One SSE stream per user besides the WebSockets.
+        readies = [asyncio.Event() for _ in users]
+        sse_tasks = [
+            asyncio.create_task(sse_task(u, ready)) for u, ready in zip(users, readies, strict=True)
+        ]
+        for ready in readies:
+            await ready.wait()
         await asyncio.gather(*(client_task(i, u, ws) for i, (u, ws) in enumerate(clients)))
+        await asyncio.gather(*sse_tasks)
         expected_done.set()
         for _, ws in clients:
             await ws.close()
@@ -88,6 +114,9 @@ async def test_100_clients_of_20_users_each_get_only_their_users_events_in_order
             assert run_events[-1]["status"] == "succeeded"
         all_runs |= set(runs)
     assert len(all_runs) == USERS * CONNECTIONS_PER_USER * RUNS_PER_CONNECTION
+    for user, events in sse_received.items():
+        assert {e["user_id"] for e in events} == {user}
+        assert set(check_run_sequences(events)) == accepted[user]
 
 
 async def _read_all(ws: ClientConnection, into: list[dict[str, Any]]) -> None:

@@ -3,31 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from server_helpers import RunningServer, check_run_sequences, http, make_token, running_server
-
-
-async def sse_items(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
-    """Parse an event stream: yields {"id", "event", "data"} per dispatched event."""
-    item: dict[str, Any] = {}
-    async for line in response.aiter_lines():
-        if line == "":
-            if "data" in item:
-                yield item
-            item = {}
-        elif line.startswith(":"):
-            continue
-        else:
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if field == "data":
-                item["data"] = json.loads(value)
-            else:
-                item[field] = value
+from server_helpers import (
+    RunningServer,
+    check_run_sequences,
+    http,
+    make_token,
+    running_server,
+    sse_items,
+)
 
 
 async def start(client: httpx.AsyncClient, headers: dict[str, str], agent: str, **inp: Any) -> str:

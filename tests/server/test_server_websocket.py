@@ -186,3 +186,14 @@ async def test_metrics_count_websocket_clients_and_deliveries() -> None:
             await asyncio.sleep(0.1)
             assert metrics.events_delivered["ws"] == 3
         await eventually(lambda: srv.state.metrics.clients_connected["ws"] == 0)
+
+
+async def test_connect_with_an_unusable_cursor_gets_an_error_and_1008(srv: RunningServer) -> None:
+    ws = await ws_connect(srv, "alice", after="bogus")
+    reply = await recv_json(ws)
+    assert reply["error"] == "invalid_cursor"
+    assert "bogus" in reply["message"]
+    with pytest.raises(ConnectionClosed) as info:
+        await _drain(ws)
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == 1008
