@@ -545,6 +545,8 @@ class _Connection:
         self._overflowed = False
         self._resuming = False
         self._resume_fallback: str | None = None
+        self._dead = False
+        self._inflight: asyncio.Task[None] | None = None
         self._receiver: asyncio.Task[None] | None = None
         self.pump = self._new_pump(after)
         self.sender = asyncio.get_running_loop().create_task(self._send_loop(None))
@@ -572,37 +574,92 @@ class _Connection:
             await self.ws.send_text(json.dumps(data))
 
     async def _send_loop(self, ack: dict[str, Any] | None) -> None:
+        pump = self.pump
         if ack is not None:
             await self._send(ack)
-        pump = self.pump
-        counters = self.state.metrics
         send_text = self.ws.send_text
-        # The hot path of every event to every client: kept to attribute lookups and one
-        # await per frame (plus one wait when the buffer runs dry).
+        # From here on the fan-out may send frames itself (see `_send_direct`); the ack above
+        # goes first.
+        pump.direct = self._send_direct
         while True:
             frame = pump.take()
             if frame is None:
-                if pump.ended:
+                if pump.drained:
                     return
                 await pump.wait()
                 continue
-            await send_text(frame.text)
-            if frame.cursor is not None:
-                self.position = frame.cursor
-                self._resuming = False
-            counters.events_delivered["ws"] += 1
-            if frame.gap:
-                counters.gaps_delivered += 1
+            pump.busy = True
+            try:
+                await send_text(frame.text)
+            finally:
+                pump.busy = False
+            self._sent(frame)
+
+    def _sent(self, frame: Frame) -> None:
+        if frame.cursor is not None:
+            self.position = frame.cursor
+            self._resuming = False
+        counters = self.state.metrics
+        counters.events_delivered["ws"] += 1
+        if frame.gap:
+            counters.gaps_delivered += 1
+
+    def _send_direct(self, frame: Frame) -> None:
+        """Send ``frame`` now, from the fan-out's task (called only when nothing is queued or
+        in flight). The send runs until it first has to wait; with uvicorn that is only when
+        the client is not reading. Then a task finishes it while later frames queue up, so the
+        fan-out never waits for a client. This saves a task switch per frame and client."""
+        if self._dead:
+            return
+        coro = self.ws.send_text(frame.text)
+        try:
+            waiting = coro.send(None)
+        except StopIteration:
+            self._sent(frame)
+            return
+        except BaseException as exc:
+            self._direct_failed(exc)
+            return
+        pump = self.pump
+        pump.busy = True
+        self._inflight = asyncio.get_running_loop().create_task(
+            self._finish_direct(coro, waiting, frame, pump)
+        )
+
+    async def _finish_direct(self, coro: Any, waiting: Any, frame: Frame, pump: EventPump) -> None:
+        try:
+            await finish_coroutine(coro, waiting)
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                self._direct_failed(exc)
+            raise
+        else:
+            self._sent(frame)
+        finally:
+            pump.idle()
+
+    def _direct_failed(self, exc: BaseException) -> None:
+        # The client is gone (or the socket broke): end the connection like a failed send.
+        self._dead = True
+        if not isinstance(exc, WebSocketDisconnect | OSError | RuntimeError):
+            _log.error("websocket send failed", user_id=self.user, error=repr(exc))
+        self.sender.cancel()
 
     async def _restart(self, after: str | None, ack: dict[str, Any] | None) -> None:
         old_sender, old_pump = self.sender, self.pump
         # Cancel first: the old sender stops before the new one sends its first frame. Then
         # swap synchronously, so that `serve` never sees the old sender as the current one.
+        old_pump.direct = None
         old_sender.cancel()
+        # A frame of the old stream still in flight must not follow the ack: it is cancelled
+        # before it was written (the stream restarts from a cursor anyway).
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            inflight.cancel()
         self._overflowed = False
         self.pump = self._new_pump(after)
         self.sender = asyncio.get_running_loop().create_task(self._send_loop(ack))
-        await asyncio.gather(old_sender, return_exceptions=True)
+        await asyncio.gather(old_sender, *filter(None, [inflight]), return_exceptions=True)
         await old_pump.stop()
 
     async def serve(self) -> None:
@@ -621,8 +678,12 @@ class _Connection:
         finally:
             receiver.cancel()
             self.sender.cancel()
-            await asyncio.gather(receiver, self.sender, return_exceptions=True)
             await self.pump.stop()
+            if self._inflight is not None:
+                self._inflight.cancel()
+            await asyncio.gather(
+                receiver, self.sender, *filter(None, [self._inflight]), return_exceptions=True
+            )
 
     async def _sender_finished(self, sender: asyncio.Task[None]) -> bool:
         """Handle a finished sender; True when the connection is over."""
@@ -756,6 +817,28 @@ class _Connection:
         self._resuming = True
         self._resume_fallback = self.position
         await self._restart(cursor, ack)
+
+
+async def finish_coroutine(coro: Any, waiting: Any) -> None:
+    """Drive to its end a coroutine that was started by hand (``coro.send(None)``) and
+    suspended on ``waiting``, the way an asyncio task would: wait for what it waits on, resume
+    it, repeat. Cancelling this closes the coroutine."""
+    try:
+        while True:
+            if waiting is None:  # a bare yield (asyncio.sleep(0)): just let the loop run
+                await asyncio.sleep(0)
+            elif asyncio.isfuture(waiting):
+                waiting._asyncio_future_blocking = False
+                await asyncio.wait((waiting,))
+            else:
+                raise RuntimeError(f"cannot wait on {waiting!r} outside a task")
+            try:
+                waiting = coro.send(None)
+            except StopIteration:
+                return
+    except BaseException:
+        coro.close()
+        raise
 
 
 def ws_open(ws: WebSocket) -> bool:

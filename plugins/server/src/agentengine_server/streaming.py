@@ -203,6 +203,10 @@ class EventPump:
         self._stopped = False
         self._fanout: UserFanout | None = None
         self._task: asyncio.Task[None] | None = None
+        #: Set by the connection: sends a frame at once when nothing is queued or in flight.
+        self.direct: Callable[[Frame], None] | None = None
+        #: True while a send of this connection is in flight (frames then queue up).
+        self.busy = False
         self.overflowed = asyncio.Event()
         self.error: BaseException | None = None
 
@@ -223,6 +227,12 @@ class EventPump:
     # -- fed by the fan-out ---------------------------------------------------------------
 
     def _offer(self, frame: Frame) -> None:
+        direct = self.direct
+        if direct is not None and not self.busy and not self._frames:
+            # The common case, a client keeping up: send now, no task switch per frame.
+            self._last = frame.cursor if frame.cursor is not None else self._last
+            direct(frame)
+            return
         if len(self._frames) >= self.capacity:
             # Full: leave the fan-out and catch up on our own from the last buffered frame.
             fan, self._fanout = self._fanout, None
@@ -280,11 +290,11 @@ class EventPump:
     # -- the connection's side ------------------------------------------------------------
 
     def take(self) -> Frame | None:
-        """The next buffered frame, or None when the buffer is empty (see ``wait``); raises
-        ``BufferOverflowError``. The sender's hot path: no coroutine when frames are ready."""
+        """The next buffered frame, or None when the buffer is empty or a send is in flight
+        (see ``wait``); raises ``BufferOverflowError``."""
         if self.overflowed.is_set():
             raise BufferOverflowError
-        if self._frames:
+        if self._frames and not self.busy:
             if self._task is not None:  # a catch-up reader may be waiting for space
                 self._space.set()
             return self._frames.popleft()
@@ -295,9 +305,21 @@ class EventPump:
         """True once the stream ended (check ``error``); buffered frames may remain."""
         return self._ended
 
+    def idle(self) -> None:
+        """The in-flight send finished: let the sender take buffered frames."""
+        self.busy = False
+        self._wakeup.set()
+
+    @property
+    def drained(self) -> bool:
+        """True once the stream ended and every frame was taken and sent."""
+        return self._ended and not self._frames and not self.busy
+
     async def wait(self) -> None:
-        """Wait until a frame is buffered, the stream ended or the pump overflowed."""
-        if self._frames or self._ended or self.overflowed.is_set():
+        """Wait until a frame can be taken, the stream is drained or the pump overflowed."""
+        if self.busy:
+            pass
+        elif self._frames or self._ended or self.overflowed.is_set():
             return
         self._wakeup.clear()
         await self._wakeup.wait()
@@ -308,7 +330,7 @@ class EventPump:
             frame = self.take()
             if frame is not None:
                 return frame
-            if self._ended:
+            if self._ended and not self._frames:
                 return None
             await self.wait()
 
