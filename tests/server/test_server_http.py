@@ -208,3 +208,23 @@ async def test_many_http_runs_of_many_users_concurrently(srv: RunningServer) -> 
 
     async with http(srv) as client:
         await asyncio.gather(*(user_runs(client, f"user-{n}") for n in range(10)))
+
+
+def test_server_table_is_validated_and_env_overrides_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+    from agentengine import ConfigError, ExecutionEngineFactory
+    from agentengine_server import create_app
+
+    config = tmp_path / "agentengine.toml"
+    config.write_text("[server]\nsend_buffer = 8\nslow_client_timeout = 0.5\n")
+    factory = ExecutionEngineFactory(config=str(config), environ={}, load_entrypoints=False)
+    state = create_app(factory, secret="x" * 32).state.agentengine
+    assert state.settings.send_buffer == 8
+    assert state.settings.slow_client_timeout == 0.5
+    env = {"AGENTENGINE_SERVER__SEND_BUFFER": "16"}
+    factory = ExecutionEngineFactory(config=str(config), environ=env, load_entrypoints=False)
+    assert create_app(factory, secret="x" * 32).state.agentengine.settings.send_buffer == 16
+    config.write_text("[server]\nsend_bufer = 8\n")
+    factory = ExecutionEngineFactory(config=str(config), environ={}, load_entrypoints=False)
+    with pytest.raises(ConfigError, match=r"\[server\].*send_bufer"):
+        create_app(factory, secret="x" * 32)
