@@ -617,7 +617,7 @@ class _Connection:
         except StopIteration:
             self._sent(frame)
             return
-        except BaseException as exc:
+        except Exception as exc:
             self._direct_failed(exc)
             return
         pump = self.pump

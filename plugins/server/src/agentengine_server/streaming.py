@@ -111,7 +111,12 @@ class UserFanout:
                 if frame.cursor is not None:
                     self.position = frame.cursor
                 for member in list(self.members):
-                    member._offer(frame)
+                    try:
+                        member._offer(frame)
+                    except Exception as exc:  # one broken connection must not stop the others
+                        _log.error("dropping a connection", user_id=self.user_id, error=repr(exc))
+                        member._end(exc)
+                        self.leave(member)
         except Exception as exc:
             error = exc
             _log.error("event subscription failed", user_id=self.user_id, error=repr(exc))
@@ -200,7 +205,6 @@ class EventPump:
         self._wakeup = asyncio.Event()
         self._space = asyncio.Event()
         self._ended = False
-        self._stopped = False
         self._fanout: UserFanout | None = None
         self._task: asyncio.Task[None] | None = None
         #: Set by the connection: sends a frame at once when nothing is queued or in flight.
@@ -340,7 +344,6 @@ class EventPump:
 
     async def stop(self) -> None:
         """Stop reading (idempotent)."""
-        self._stopped = True
         fan, self._fanout = self._fanout, None
         if fan is not None:
             fan.leave(self)
