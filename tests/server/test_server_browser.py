@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import expect
-from server_helpers import RunningServer, running_server
+from server_helpers import RunningServer, make_token, running_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("AGENTENGINE_TEST_ARTIFACTS", "test-artifacts")) / "server"
@@ -130,3 +130,22 @@ def test_network_drop_resumes_without_gaps(page: Any, dev_server: Any) -> None:
     assert [s for s, _ in _timeline(page, first)] == list(range(1, 8))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "resumed.png"), full_page=True)
+
+
+def test_production_mode_signs_in_with_a_pasted_token(page: Any) -> None:
+    with running_server(dev=False) as srv:
+        page.goto(srv.base_url + "/")
+        page.wait_for_selector("#signin-token:not([hidden])")
+        assert page.locator("#signin-dev").is_hidden()
+        page.fill("#token-input", "not-a-token")
+        page.click("#signin-token button[type=submit]")
+        expect(page.locator("#signin-error")).to_contain_text("invalid token")
+        page.fill("#token-input", make_token("carol"))
+        page.click("#signin-token button[type=submit]")
+        page.wait_for_selector('#conn[data-state="live"]')
+        assert page.inner_text("#who-name") == "carol"
+        page.select_option("#agent", "echo")
+        page.fill("#message", "hello from carol")
+        page.click("#send")
+        answer = page.wait_for_selector("article.run .answer", timeout=20_000)
+        assert answer.inner_text() == "hello from carol"

@@ -13,6 +13,7 @@ from server_helpers import (
     make_token,
     running_server,
     sse_items,
+    wait_run,
 )
 
 
@@ -123,3 +124,33 @@ async def test_sse_bad_cursor_is_reported(srv: RunningServer) -> None:
     assert got[0]["event"] == "error"
     assert got[0]["data"]["error"] == "invalid_cursor"
     assert "bogus" in got[0]["data"]["message"]
+
+
+async def test_slow_sse_client_is_cut_off_and_resumes_with_last_event_id() -> None:
+    from agentengine_server import ServerSettings
+
+    count = 2000  # x 4 KB: more than loopback socket buffers hold, so the server backs up
+    settings = ServerSettings(send_buffer=32, slow_client_timeout=0.3)
+    with running_server(settings=settings) as srv:
+        headers = srv.auth("alice")
+        async with http(srv) as client, client.stream("GET", "/v1/events", headers=headers) as r:
+            # Read nothing while the run emits everything.
+            run_id = await start(client, headers, "chatty", count=count, size=4000)
+            async with http(srv) as other:
+                assert (await wait_run(other, run_id, headers))["status"] == "succeeded"
+            await asyncio.sleep(1.0)  # longer than slow_client_timeout: the buffer overflowed
+            async with asyncio.timeout(30):  # what had reached us, then the stream ends
+                first = [item async for item in sse_items(r)]
+        assert 0 < len(first) < count + 2
+        assert srv.state.metrics.slow_client_closes == 1
+        resumed = {**headers, "Last-Event-ID": first[-1]["id"]}
+        rest: list[dict[str, Any]] = []
+        async with http(srv) as client, client.stream("GET", "/v1/events", headers=resumed) as r:
+            async with asyncio.timeout(30):
+                async for item in sse_items(r):
+                    rest.append(item)
+                    if item["data"]["type"] == "agent_completed":
+                        break
+    events = [i["data"] for i in first + rest]
+    check_run_sequences(events)
+    assert len(events) == count + 2
