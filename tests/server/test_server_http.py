@@ -64,7 +64,7 @@ async def test_invalid_requests_say_what_is_wrong(srv: RunningServer) -> None:
         cases = [
             ({"agent": "echo", "input": {}}, 422, "text"),
             ({"agent": "echo", "input": {"text": 5}}, 422, "text"),
-            ({"agent": "echo", "input": [1]}, 422, "'input' must be a object"),
+            ({"agent": "echo", "input": [1]}, 422, "'input' must be an object, got list"),
             ({"agent": "echo", "inptu": {}}, 422, "'inptu'"),
             ({"input": {}}, 422, "agent"),
             ([1, 2], 422, "expected a JSON object"),

@@ -282,11 +282,11 @@ def _check_fields(data: Any, allowed: dict[str, tuple[type, ...]], required: set
         raise ApiError(422, "invalid_request", f"missing field(s): {', '.join(missing)}")
     for key, types in allowed.items():
         if key in data and data[key] is not None and not isinstance(data[key], types):
-            names = " or ".join("object" if t is dict else "string" for t in types)
+            names = " or ".join("an object" if t is dict else "a string" for t in types)
             raise ApiError(
                 422,
                 "invalid_request",
-                f"field {key!r} must be a {names}, got {type(data[key]).__name__}",
+                f"field {key!r} must be {names}, got {type(data[key]).__name__}",
             )
 
 
