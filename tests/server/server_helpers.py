@@ -41,6 +41,12 @@ async def sleeper(run: RunContext, seconds: float) -> str:
     return "rested"
 
 
+@agent(name="odd")
+async def odd(run: RunContext) -> Any:
+    """Return what JSON cannot hold as such."""
+    return {"nan": float("nan"), "big": float("inf"), "set": {1}, "when": time.gmtime(0)[:1]}
+
+
 class ServerTestPlugin:
     """Agents the server tests need besides the demo ones."""
 
@@ -50,6 +56,7 @@ class ServerTestPlugin:
     def agentengine_register_agents(self, registry: Any) -> None:
         registry.add(chatty)
         registry.add(sleeper)
+        registry.add(odd)
 
 
 def make_token(user: str, *, ttl: float = 600, secret: str = SECRET, **claims: Any) -> str:

@@ -228,3 +228,12 @@ def test_server_table_is_validated_and_env_overrides_it(tmp_path) -> None:  # ty
     factory = ExecutionEngineFactory(config=str(config), environ={}, load_entrypoints=False)
     with pytest.raises(ConfigError, match=r"\[server\].*send_bufer"):
         create_app(factory, secret="x" * 32)
+
+
+async def test_outputs_json_cannot_hold_are_rendered_not_a_500(srv: RunningServer) -> None:
+    headers = srv.auth("alice")
+    async with http(srv) as client:
+        r = await client.post("/v1/runs", json={"agent": "odd"}, headers=headers)
+        body = await wait_run(client, r.json()["run_id"], headers)
+    assert body["status"] == "succeeded"
+    assert body["output"] == {"nan": "NaN", "big": "Infinity", "set": "{1}", "when": [1970]}

@@ -197,3 +197,17 @@ async def test_connect_with_an_unusable_cursor_gets_an_error_and_1008(srv: Runni
         await _drain(ws)
     assert info.value.rcvd is not None
     assert info.value.rcvd.code == 1008
+
+
+async def test_frames_are_strict_json_even_for_nan_outputs(srv: RunningServer) -> None:
+    def refuse(token: str) -> None:
+        raise ValueError(f"non-standard JSON token {token}")
+
+    async with await ws_connect(srv, "alice") as ws:
+        await ws.send(json.dumps({"type": "run", "agent": "odd"}))
+        async with asyncio.timeout(20):
+            while True:
+                frame = json.loads(await ws.recv(), parse_constant=refuse)
+                if frame.get("type") == "agent_completed":
+                    break
+    assert frame["output"]["nan"] == "NaN"

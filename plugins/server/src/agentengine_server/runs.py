@@ -9,6 +9,7 @@ user is simply not found.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections import OrderedDict
@@ -185,6 +186,12 @@ class RunManager:
 
 def _apply(record: RunRecord, result: RunResult) -> None:
     record.status = result.status.value
-    record.output = result.output
+    record.output = jsonable(result.output)
     record.error = result.error
     record.error_type = result.error_type
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data: what JSON cannot hold becomes its ``str``, and NaN or
+    infinities become the strings "NaN", "Infinity", "-Infinity"."""
+    return json.loads(json.dumps(value, default=str), parse_constant=str)

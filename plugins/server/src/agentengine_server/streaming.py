@@ -86,7 +86,13 @@ class FrameEncoder:
 
 
 def _dumps(data: dict[str, Any]) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        # NaN or an infinity somewhere (a tool result, an output): browsers' JSON.parse
+        # refuses the bare tokens, so they travel as strings.
+        safe = json.loads(json.dumps(data), parse_constant=str)
+        return json.dumps(safe, separators=(",", ":"), ensure_ascii=False)
 
 
 class UserFanout:
