@@ -211,3 +211,43 @@ async def test_frames_are_strict_json_even_for_nan_outputs(srv: RunningServer) -
                 if frame.get("type") == "agent_completed":
                     break
     assert frame["output"]["nan"] == "NaN"
+
+
+class _LosingSink:
+    """A sink whose subscriptions fail, like one that lost its backend."""
+
+    def __init__(self) -> None:
+        from agentengine import InMemoryEventSink
+
+        self.inner = InMemoryEventSink()
+
+    def publish(self, event: Any) -> None:
+        self.inner.publish(event)
+
+    async def subscribe(self, user_id: str, after: str | None = None) -> Any:
+        raise RuntimeError("event backend unreachable")
+        yield  # an async generator
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_failing_subscription_is_reported_and_closes_1011() -> None:
+    with running_server(event_sink=_LosingSink()) as srv:
+        ws = await ws_connect(srv, "alice")
+        reply = await recv_json(ws)
+        assert reply["error"] == "stream_failed"
+        assert "unreachable" in reply["message"]
+        with pytest.raises(ConnectionClosed) as info:
+            await _drain(ws)
+        assert info.value.rcvd is not None
+        assert info.value.rcvd.code == 1011
+        # Runs still work over HTTP; the stream failure hurt nothing else.
+        from server_helpers import http, wait_run
+
+        headers = srv.auth("alice")
+        async with http(srv) as client:
+            r = await client.post(
+                "/v1/runs", json={"agent": "echo", "input": {"text": "x"}}, headers=headers
+            )
+            assert (await wait_run(client, r.json()["run_id"], headers))["status"] == "succeeded"
