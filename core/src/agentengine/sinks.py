@@ -145,12 +145,17 @@ class InMemoryEventSink:
         return str(log.next_cursor - 1)
 
     async def subscribe(self, user_id: str, after: str | None = None) -> AsyncIterator[StreamItem]:
-        """Yield the user's events after ``after``, then live ones, until the sink closes."""
+        """Yield the user's events after ``after``, then live ones, until the sink closes (a
+        closed sink still yields what it retained, then ends)."""
         position = self._parse_cursor(after, user_id)  # last cursor number delivered
         log = self._log(user_id)
         loop = asyncio.get_running_loop()
-        while not self._closed:
+        while True:
             if position + 1 >= log.next_cursor:  # caught up: wait for the next event
+                if self._closed:
+                    # Closing ends the stream only once the subscriber has everything that
+                    # was published before the close (the terminal events of drained runs).
+                    return
                 fut: asyncio.Future[None] = loop.create_future()
                 log.waiters.append(fut)
                 try:

@@ -1,0 +1,130 @@
+"""``agentengine serve``: run the server.
+
+Exit status 0 after a graceful shutdown (SIGTERM or Ctrl+C), 2 for usage errors (including a
+missing or short JWT secret, or ``--dev`` on a non-loopback address).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+import click
+
+__all__ = ["serve_command"]
+
+_LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    """True for loopback addresses and names (what ``--dev`` may bind to)."""
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        import ipaddress
+
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _load_plugin(spec: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in filter(None, attr.split(".")):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise click.BadParameter(
+            f"cannot load {spec!r}: {exc}; pass MODULE or MODULE:ATTRIBUTE of a plugin object "
+            "importable from the current environment",
+            param_hint="--plugin",
+        ) from None
+    return obj() if isinstance(obj, type) else obj
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--dev",
+    is_flag=True,
+    help="Development mode (INSECURE, loopback only): POST /v1/dev/token mints a token for any "
+    "user name; a random JWT secret is used when AGENTENGINE_JWT_SECRET is unset.",
+)
+@click.option(
+    "--plugin",
+    "plugin_specs",
+    multiple=True,
+    metavar="MODULE[:ATTR]",
+    help="Add a plugin object to the factory (repeatable), besides the installed ones.",
+)
+@click.option("--log-json", is_flag=True, help="Log JSON lines.")
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+)
+def serve_command(
+    host: str,
+    port: int,
+    dev: bool,
+    plugin_specs: tuple[str, ...],
+    log_json: bool,
+    log_level: str,
+) -> None:
+    """Serve each user's agents and live events over HTTP, SSE and WebSocket."""
+    import structlog
+    from agentengine import AgentEngineError, ExecutionEngineFactory
+    from agentengine.logging import configure
+
+    from agentengine_server.app import create_app
+    from agentengine_server.auth import SecretError, check_secret
+    from agentengine_server.server import AgentServer, uvicorn_config
+    from agentengine_server.settings import JWT_SECRET_ENV
+
+    configure(json=log_json, level=log_level.upper())
+    log = structlog.get_logger("agentengine_server")
+    secret = os.environ.get(JWT_SECRET_ENV) or None
+    if dev and not is_loopback(host):
+        raise click.UsageError(
+            f"--dev mints tokens for anyone who asks, so it only listens on loopback "
+            f"(127.0.0.1, ::1, localhost), not {host!r}; drop --dev and set {JWT_SECRET_ENV} "
+            "to serve other hosts"
+        )
+    try:
+        if secret is not None or not dev:
+            check_secret(secret)
+    except SecretError as exc:
+        raise click.UsageError(str(exc)) from None
+    plugins = [_load_plugin(spec) for spec in plugin_specs]
+    try:
+        factory = ExecutionEngineFactory(plugins=plugins)
+        app = create_app(factory, secret=secret, dev=dev)
+    except AgentEngineError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if dev:
+        log.warning(
+            "INSECURE development mode: POST /v1/dev/token issues a token for any user name; "
+            "never expose this server",
+            host=host,
+            port=port,
+        )
+
+    def started(server: AgentServer) -> None:
+        log.info(
+            "agentengine-server listening",
+            url=f"http://{host}:{server.bound_port}",
+            agents=factory.agents.names(),
+            dev=dev,
+        )
+
+    server = AgentServer(uvicorn_config(app, host=host, port=port), on_started=started)
+    import asyncio  # here, not at the top: every agentengine command imports this module
+
+    asyncio.run(server.serve())
+    if not server.started:
+        raise SystemExit(1)
+    log.info("agentengine-server stopped")

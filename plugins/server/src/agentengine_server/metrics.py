@@ -1,0 +1,107 @@
+"""Server counters and the Prometheus text exposition of ``GET /metrics``.
+
+No client library: the format is a few lines of text, and the counters are plain integers
+updated on the event loop (one thread), so they need no locks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ServerMetrics", "render_prometheus"]
+
+TRANSPORTS = ("ws", "sse")
+
+
+@dataclass
+class ServerMetrics:
+    """What the server counts itself (the factory counts runs and plugin errors)."""
+
+    events_delivered: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TRANSPORTS, 0))
+    clients_connected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TRANSPORTS, 0))
+    gaps_delivered: int = 0
+    slow_client_closes: int = 0
+    auth_failures: int = 0
+    runs_started: int = 0
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def render_prometheus(metrics: ServerMetrics, factory_metrics: dict[str, Any]) -> str:
+    """The Prometheus text format (version 0.0.4) of the server's and the factory's counters."""
+    lines: list[str] = []
+
+    def family(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            lines.append(f"{name}{labels} {value:g}")
+
+    statuses = ("succeeded", "failed", "timed_out", "cancelled")
+    family(
+        "agentengine_runs_total",
+        "counter",
+        "Runs that ended, by status.",
+        [(f'{{status="{s}"}}', factory_metrics.get(f"runs_{s}", 0)) for s in statuses],
+    )
+    family(
+        "agentengine_runs_active",
+        "gauge",
+        "Runs in progress.",
+        [("", factory_metrics.get("runs_active", 0))],
+    )
+    family(
+        "agentengine_server_runs_started_total",
+        "counter",
+        "Runs started through the server.",
+        [("", metrics.runs_started)],
+    )
+    family(
+        "agentengine_server_events_delivered_total",
+        "counter",
+        "Event frames handed to clients, by transport.",
+        [(f'{{transport="{t}"}}', n) for t, n in metrics.events_delivered.items()],
+    )
+    family(
+        "agentengine_server_events_lost_frames_total",
+        "counter",
+        "events_lost frames sent (retention dropped events a client asked for).",
+        [("", metrics.gaps_delivered)],
+    )
+    family(
+        "agentengine_server_connected_clients",
+        "gauge",
+        "Connected event clients, by transport.",
+        [(f'{{transport="{t}"}}', n) for t, n in metrics.clients_connected.items()],
+    )
+    family(
+        "agentengine_server_slow_client_closes_total",
+        "counter",
+        "Connections closed because the client fell too far behind.",
+        [("", metrics.slow_client_closes)],
+    )
+    family(
+        "agentengine_server_auth_failures_total",
+        "counter",
+        "Requests and connections refused for a missing, invalid or expired token.",
+        [("", metrics.auth_failures)],
+    )
+    family(
+        "agentengine_engines_active",
+        "gauge",
+        "Live engines.",
+        [("", factory_metrics.get("engines_active", 0))],
+    )
+    errors: dict[str, int] = dict(factory_metrics.get("errors", {}))
+    for name in factory_metrics.get("plugin_errors", {}):
+        errors.setdefault(name, 1)
+    family(
+        "agentengine_plugin_errors_total",
+        "counter",
+        "Errors attributed to a plugin (load failures, raising observers or extensions).",
+        [(f'{{plugin="{_escape(name)}"}}', n) for name, n in sorted(errors.items())],
+    )
+    return "\n".join(lines) + "\n"

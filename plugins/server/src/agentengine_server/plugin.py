@@ -1,0 +1,23 @@
+"""The plugin object registered under the ``agentengine`` entry-point group: it adds the
+``agentengine serve`` command."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from agentengine import hookimpl
+
+__all__ = ["ServerPlugin"]
+
+
+class ServerPlugin:
+    """Contributes the ``serve`` command to the ``agentengine`` command line."""
+
+    name = "server"
+
+    @hookimpl
+    def agentengine_cli_commands(self) -> Sequence[Any]:
+        from agentengine_server.cli import serve_command
+
+        return [serve_command]

@@ -1,0 +1,42 @@
+"""The ``[server]`` table of the configuration, validated with pydantic.
+
+Every key can be overridden from the environment (``AGENTENGINE_SERVER__SEND_BUFFER=256``).
+The JWT secret is never read from the file: it comes from ``AGENTENGINE_JWT_SECRET`` only.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["JWT_SECRET_ENV", "MIN_SECRET_BYTES", "ServerSettings"]
+
+#: The environment variable holding the HS256 secret.
+JWT_SECRET_ENV = "AGENTENGINE_JWT_SECRET"  # noqa: S105 - a variable name, not a secret
+#: Shorter secrets are refused: HS256 wants at least as many bytes as the hash output.
+MIN_SECRET_BYTES = 32
+
+
+class ServerSettings(BaseModel):
+    """Limits and timings of the server (the ``[server]`` table)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    send_buffer: int = Field(default=1024, ge=1)
+    """Event frames buffered per connection; a client that falls further behind is closed
+    (WebSocket code 1013) and resumes by cursor."""
+    slow_client_timeout: float = Field(default=5.0, gt=0)
+    """How long a full send buffer may stay full before the client counts as too slow."""
+    max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
+    """Largest WebSocket frame a client may send; bigger ones close the connection with 1009."""
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Largest HTTP request body (``POST /v1/runs``)."""
+    keepalive_interval: float = Field(default=15.0, gt=0)
+    """Seconds between SSE keep-alive comments on an idle stream."""
+    finished_runs_kept: int = Field(default=1000, ge=1)
+    """Finished runs remembered per user for ``GET /v1/runs/{run_id}``."""
+    dev_token_ttl: float = Field(default=3600.0, gt=0)
+    """Lifetime in seconds of tokens minted by ``POST /v1/dev/token`` (``--dev`` only)."""
+    shutdown_flush_timeout: float = Field(default=5.0, ge=0)
+    """After runs drained, how long connections may take to flush their last frames."""
+    ws_per_message_deflate: bool = True
+    """Offer per-message compression to WebSocket clients."""

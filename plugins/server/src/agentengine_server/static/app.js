@@ -1,0 +1,371 @@
+// agentengine web page: sign in, run agents, watch each run's events live.
+// Plain JavaScript, no build step. Events arrive over one WebSocket per page; when it drops,
+// the page reconnects with ?after=<last cursor> so the stream resumes with nothing lost, and
+// (run_id, seq) pairs already shown are skipped so nothing is shown twice.
+"use strict";
+
+const EVENT_TYPES = new Set([
+  "agent_started", "agent_thinking", "tool_executing", "tool_completed",
+  "agent_error", "agent_completed", "events_lost",
+]);
+const LABELS = {
+  agent_started: "started", agent_thinking: "thinking", tool_executing: "tool executing",
+  tool_completed: "tool completed", agent_error: "error", agent_completed: "completed",
+  events_lost: "events lost",
+};
+
+const state = {
+  token: sessionStorage.getItem("agentengine.token"),
+  user: sessionStorage.getItem("agentengine.user"),
+  dev: false,
+  agents: [],
+  ws: null,
+  cursor: null,          // resume point: cursor of the last event received
+  seen: new Set(),       // "run_id:seq" already rendered
+  runs: new Map(),       // run_id -> {card, list, badge, ...}
+  retry: 0,
+  reconnectTimer: null,
+  signedIn: false,
+  nextRef: 1,
+};
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, cls, text) {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function short(value, limit = 160) {
+  const text = typeof value === "string" ? value : JSON.stringify(value);
+  return text.length > limit ? text.slice(0, limit - 1) + "…" : text;
+}
+
+async function api(path, options = {}) {
+  const headers = { "Content-Type": "application/json" };
+  if (state.token) headers.Authorization = "Bearer " + state.token;
+  const response = await fetch(path, { ...options, headers });
+  let body = null;
+  try { body = await response.json(); } catch (_) { body = null; }
+  if (!response.ok) {
+    const message = (body && body.message) || response.statusText;
+    const error = new Error(message);
+    error.status = response.status;
+    throw error;
+  }
+  return body;
+}
+
+// -- sign in -------------------------------------------------------------------------------
+
+async function init() {
+  try {
+    const health = await api("/healthz");
+    state.dev = Boolean(health.dev);
+  } catch (_) {
+    state.dev = false;
+  }
+  $(state.dev ? "signin-dev" : "signin-token").hidden = false;
+  $("signin-dev").addEventListener("submit", signInDev);
+  $("signin-token").addEventListener("submit", signInToken);
+  $("sign-out").addEventListener("click", signOut);
+  $("run-form").addEventListener("submit", sendRun);
+  $("agent").addEventListener("change", showAgent);
+  $("drop").addEventListener("click", dropConnection);
+  $("message").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("send").click(); }
+  });
+  if (state.token) await enter();
+}
+
+async function signInDev(event) {
+  event.preventDefault();
+  $("signin-error").textContent = "";
+  try {
+    const body = await api("/v1/dev/token", {
+      method: "POST", body: JSON.stringify({ user: $("user-name").value.trim() }),
+    });
+    state.token = body.token;
+    state.user = body.user;
+    await enter();
+  } catch (error) {
+    $("signin-error").textContent = error.message;
+  }
+}
+
+async function signInToken(event) {
+  event.preventDefault();
+  state.token = $("token-input").value.trim();
+  state.user = null;
+  await enter();
+}
+
+async function enter() {
+  try {
+    const body = await api("/v1/agents");
+    state.agents = body.agents;
+  } catch (error) {
+    $("signin-error").textContent = error.message;
+    state.token = null;
+    return;
+  }
+  if (!state.user) state.user = userOfToken(state.token);
+  sessionStorage.setItem("agentengine.token", state.token);
+  sessionStorage.setItem("agentengine.user", state.user || "");
+  state.signedIn = true;
+  $("signin").hidden = true;
+  $("composer").hidden = false;
+  $("who").hidden = false;
+  $("who-name").textContent = state.user || "?";
+  const select = $("agent");
+  select.replaceChildren();
+  for (const agent of state.agents) {
+    const option = el("option", "", agent.name);
+    option.value = agent.name;
+    select.append(option);
+  }
+  showAgent();
+  connect();
+  $("message").focus();
+}
+
+function userOfToken(token) {
+  try {
+    const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(payload)).sub;
+  } catch (_) {
+    return null;
+  }
+}
+
+function signOut() {
+  sessionStorage.removeItem("agentengine.token");
+  sessionStorage.removeItem("agentengine.user");
+  state.signedIn = false;
+  if (state.ws) state.ws.close(1000, "signed out");
+  location.reload();
+}
+
+// -- composing runs ------------------------------------------------------------------------
+
+function currentAgent() {
+  return state.agents.find((a) => a.name === $("agent").value);
+}
+
+// The text field of an agent whose input is one string; null when it needs a JSON object.
+function textField(agent) {
+  const schema = (agent && agent.input_schema) || {};
+  const props = schema.properties || {};
+  const required = schema.required || Object.keys(props);
+  const strings = required.filter((name) => props[name] && props[name].type === "string");
+  return required.length === 1 && strings.length === 1 ? strings[0] : null;
+}
+
+function showAgent() {
+  const agent = currentAgent();
+  $("agent-desc").textContent = agent ? agent.description || "" : "";
+  const field = textField(agent);
+  $("message-label").textContent = field ? `Message (${field})` : "Input (a JSON object)";
+  $("message").placeholder = field ? "Ask something" : '{"key": "value"}';
+}
+
+async function sendRun(event) {
+  event.preventDefault();
+  $("run-error").textContent = "";
+  const agent = currentAgent();
+  if (!agent) return;
+  const text = $("message").value;
+  const field = textField(agent);
+  let input;
+  if (field) {
+    input = { [field]: text };
+  } else {
+    try { input = text.trim() ? JSON.parse(text) : {}; } catch (error) {
+      $("run-error").textContent = "the input is not valid JSON: " + error.message;
+      return;
+    }
+  }
+  const frame = { type: "run", agent: agent.name, input, id: state.nextRef++ };
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) {
+    state.ws.send(JSON.stringify(frame));
+  } else {
+    try {
+      const body = await api("/v1/runs", {
+        method: "POST", body: JSON.stringify({ agent: agent.name, input }),
+      });
+      runCard(body.run_id, agent.name);
+    } catch (error) {
+      $("run-error").textContent = error.message;
+      return;
+    }
+  }
+  $("message").value = "";
+}
+
+async function cancelRun(runId) {
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) {
+    state.ws.send(JSON.stringify({ type: "cancel", run_id: runId }));
+  } else {
+    try { await api(`/v1/runs/${encodeURIComponent(runId)}/cancel`, { method: "POST" }); }
+    catch (error) { $("run-error").textContent = error.message; }
+  }
+}
+
+// -- the event connection ------------------------------------------------------------------
+
+function setConn(kind, text) {
+  const node = $("conn");
+  node.className = "conn " + kind;
+  node.textContent = text;
+  node.dataset.state = kind;
+}
+
+function connect() {
+  clearTimeout(state.reconnectTimer);
+  if (!state.signedIn) return;
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const query = state.cursor !== null ? "?after=" + encodeURIComponent(state.cursor) : "";
+  const ws = new WebSocket(`${scheme}//${location.host}/v1/ws${query}`, ["bearer", state.token]);
+  state.ws = ws;
+  setConn("wait", state.cursor !== null ? "resuming…" : "connecting…");
+  ws.onopen = () => {
+    state.retry = 0;
+    setConn("live", "live");
+  };
+  ws.onmessage = (message) => {
+    let data;
+    try { data = JSON.parse(message.data); } catch (_) { return; }
+    handleFrame(data);
+  };
+  ws.onclose = (close) => {
+    if (state.ws !== ws) return;
+    state.ws = null;
+    if (!state.signedIn) return;
+    // 1013: we fell behind and the server asked us to resume; other codes: the network or
+    // the server went away. Either way: resume after the last cursor, backing off.
+    const delay = close.code === 1013 ? 0 : Math.min(8000, 500 * 2 ** state.retry++);
+    setConn("off", `offline, reconnecting${state.cursor ? " after " + state.cursor : ""}…`);
+    state.reconnectTimer = setTimeout(checkAndConnect, delay);
+  };
+}
+
+async function checkAndConnect() {
+  // A refused handshake looks like a network error in the browser: check the token first.
+  try {
+    await api("/v1/agents");
+  } catch (error) {
+    if (error.status === 401) { $("run-error").textContent = "session expired"; signOut(); return; }
+  }
+  connect();
+}
+
+function dropConnection() {
+  if (state.ws) state.ws.close(4000, "simulated network drop");
+}
+
+function handleFrame(data) {
+  if (EVENT_TYPES.has(data.type)) {
+    if (data.cursor !== undefined && data.cursor !== null) {
+      state.cursor = data.cursor;
+      $("cursor").textContent = "cursor " + data.cursor;
+    }
+    if (data.type === "events_lost") { showGap(data); return; }
+    const key = data.run_id + ":" + data.seq;
+    if (state.seen.has(key)) return;
+    state.seen.add(key);
+    showEvent(data);
+  } else if (data.type === "run_accepted") {
+    runCard(data.run_id);
+  } else if (data.type === "error") {
+    $("run-error").textContent = data.message;
+  }
+}
+
+// -- rendering -----------------------------------------------------------------------------
+
+function runCard(runId, agentName) {
+  let run = state.runs.get(runId);
+  if (run) return run;
+  const card = el("article", "run");
+  card.dataset.runId = runId;
+  const head = el("div", "run-head");
+  const agent = el("span", "agent", agentName || "…");
+  const badge = el("span", "badge running", "running");
+  badge.dataset.status = "running";
+  const rid = el("span", "rid", runId);
+  const cancel = el("button", "small cancel", "cancel");
+  cancel.type = "button";
+  cancel.addEventListener("click", () => cancelRun(runId));
+  head.append(agent, badge, rid, cancel);
+  const list = el("ol", "timeline");
+  card.append(head, list);
+  $("runs").prepend(card);
+  run = { card, list, badge, agent, cancel };
+  state.runs.set(runId, run);
+  return run;
+}
+
+function code(text) { return el("code", "", text); }
+
+function describe(ev) {
+  const detail = el("span", "detail");
+  switch (ev.type) {
+    case "agent_started":
+      detail.append("input ", code(short(ev.input)));
+      break;
+    case "agent_thinking":
+      detail.textContent = ev.text;
+      break;
+    case "tool_executing":
+      detail.append(code(ev.tool), " with ", code(short(ev.args)));
+      break;
+    case "tool_completed": {
+      const shown = ev.status === "ok" ? ev.result : ev.error;
+      detail.append(code(ev.tool), ` ${ev.status} in ${Math.round(ev.duration_ms)} ms → `,
+        code(short(shown)));
+      break;
+    }
+    case "agent_error":
+      detail.textContent = `${ev.error_type}: ${ev.error}`;
+      break;
+    case "agent_completed":
+      detail.textContent = `${ev.status} in ${Math.round(ev.duration_ms)} ms`;
+      break;
+    default:
+      detail.textContent = short(ev);
+  }
+  return detail;
+}
+
+function showEvent(ev) {
+  const run = runCard(ev.run_id, ev.agent);
+  run.agent.textContent = ev.agent;
+  const item = el("li", "ev-" + ev.type);
+  item.dataset.type = ev.type;
+  item.dataset.seq = ev.seq;
+  item.append(el("span", "seq", "#" + ev.seq), el("span", "type", LABELS[ev.type]), describe(ev));
+  // Keep the timeline in seq order even if a resumed stream repeats or reorders nothing.
+  const after = [...run.list.children].find((li) => Number(li.dataset.seq) > ev.seq);
+  run.list.insertBefore(item, after || null);
+  if (ev.type === "agent_completed") {
+    run.badge.textContent = ev.status;
+    run.badge.className = "badge " + ev.status;
+    run.badge.dataset.status = ev.status;
+    run.cancel.remove();
+    const ok = ev.status === "succeeded";
+    const answer = el("div", ok ? "answer" : "answer failed",
+      ok ? (typeof ev.output === "string" ? ev.output : JSON.stringify(ev.output, null, 2))
+         : ev.error || ev.status);
+    run.card.append(answer);
+  }
+}
+
+function showGap(gap) {
+  const note = el("p", "error", `${gap.missed} event(s) were no longer retained and are missing.`);
+  note.dataset.type = "events_lost";
+  $("runs").prepend(note);
+}
+
+init();

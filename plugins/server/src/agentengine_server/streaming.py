@@ -1,0 +1,364 @@
+"""From the event sink to client connections, through bounded per-connection buffers.
+
+Each connection has an ``EventPump``: a buffer of at most ``capacity`` encoded frames that its
+sender drains. The engine never waits for a client (the sink keeps the events), so a slow
+client never slows the engine or anyone else.
+
+Frames reach a pump in one of two ways:
+
+* **fan-out** (the common case): all of a user's connections that are caught up share one
+  subscription, a ``UserFanout``, which reads each event once and appends its frame to every
+  member's buffer. A member whose buffer is full leaves the fan-out and catches up on its own;
+* **catch-up**: a pump resuming from an older cursor (or one that fell behind) reads the sink
+  itself from its own position, waiting for buffer space as needed; once it reaches the
+  fan-out's position it joins the fan-out again.
+
+A buffer that stays full for ``stall_timeout`` seconds is an overflow: the pump stops and
+reports ``overflowed``, and the connection is closed so that the client resumes from the last
+cursor it received, losing nothing the sink still retains. (A healthy client replaying a long
+backlog keeps draining its buffer, so it never overflows.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from agentengine import BaseEvent, EventGap, EventSink
+
+__all__ = [
+    "BufferOverflowError",
+    "EventPump",
+    "Frame",
+    "FrameEncoder",
+    "StreamHub",
+    "UserFanout",
+]
+
+_log = structlog.get_logger("agentengine_server.streaming")
+
+
+class Frame:
+    """One item of a user's stream, encoded once: its cursor, type and JSON text."""
+
+    __slots__ = ("cursor", "gap", "text")
+
+    def __init__(self, cursor: str | None, text: str, gap: bool) -> None:
+        self.cursor = cursor
+        self.text = text
+        self.gap = gap
+
+
+class BufferOverflowError(Exception):
+    """The client fell more than the buffer's capacity behind."""
+
+
+class FrameEncoder:
+    """Encodes stream items to JSON text, caching recent ones.
+
+    Every connection of a user receives the same event objects; the cache (keyed by user and
+    cursor, bounded) makes each event cost one ``json.dumps`` however many connections the
+    user has open.
+    """
+
+    def __init__(self, size: int = 8192) -> None:
+        self._size = size
+        self._cache: OrderedDict[tuple[str, str], Frame] = OrderedDict()
+
+    def encode(self, item: BaseEvent | EventGap) -> Frame:
+        """The frame of one event or gap."""
+        if isinstance(item, EventGap):
+            return Frame(item.cursor, _dumps(item.to_wire()), gap=True)
+        cursor = item.cursor
+        if cursor is None:  # a sink that sets no cursor: nothing to cache on
+            return Frame(None, _dumps(item.to_wire()), gap=False)
+        key = (item.user_id, cursor)
+        frame = self._cache.get(key)
+        if frame is None:
+            frame = self._cache[key] = Frame(cursor, _dumps(item.to_wire()), gap=False)
+            if len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        return frame
+
+
+def _dumps(data: dict[str, Any]) -> str:
+    try:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        # NaN or an infinity somewhere (a tool result, an output): browsers' JSON.parse
+        # refuses the bare tokens, so they travel as strings.
+        safe = json.loads(json.dumps(data), parse_constant=str)
+        return json.dumps(safe, separators=(",", ":"), ensure_ascii=False)
+
+
+class UserFanout:
+    """One subscription of a user's stream shared by that user's caught-up pumps."""
+
+    def __init__(self, hub: StreamHub, user_id: str, after: str | None) -> None:
+        self.hub = hub
+        self.user_id = user_id
+        #: Cursor of the last item distributed (the members' common position).
+        self.position = after
+        self.members: set[EventPump] = set()
+        self.task = asyncio.get_running_loop().create_task(
+            self._read(), name=f"agentengine-server-fanout-{user_id}"
+        )
+
+    async def _read(self) -> None:
+        error: BaseException | None = None
+        encode = self.hub.encoder.encode
+        try:
+            async for item in self.hub.sink.subscribe(self.user_id, after=self.position):
+                frame = encode(item)
+                if frame.cursor is not None:
+                    self.position = frame.cursor
+                for member in list(self.members):
+                    try:
+                        member._offer(frame)
+                    except Exception as exc:  # one broken connection must not stop the others
+                        _log.error("dropping a connection", user_id=self.user_id, error=repr(exc))
+                        member._end(exc)
+                        self.leave(member)
+        except Exception as exc:
+            error = exc
+            _log.error("event subscription failed", user_id=self.user_id, error=repr(exc))
+        finally:
+            self.hub._forget(self)
+            for member in list(self.members):
+                member._end(error)
+            self.members.clear()
+
+    def leave(self, pump: EventPump) -> None:
+        """Remove a member; the last one to leave ends the subscription."""
+        self.members.discard(pump)
+        if not self.members:
+            self.hub._forget(self)
+            self.task.cancel()
+
+
+class StreamHub:
+    """Creates pumps and keeps one ``UserFanout`` per user with live connections."""
+
+    def __init__(
+        self,
+        sink: EventSink,
+        encoder: FrameEncoder,
+        *,
+        capacity: int,
+        stall_timeout: float,
+    ) -> None:
+        self.sink = sink
+        self.encoder = encoder
+        self.capacity = capacity
+        self.stall_timeout = stall_timeout
+        self._fanouts: dict[str, UserFanout] = {}
+
+    def open(
+        self, user_id: str, after: str | None, on_overflow: Callable[[], None] | None = None
+    ) -> EventPump:
+        """A started pump of ``user_id``'s events after ``after`` (None: all retained)."""
+        pump = EventPump(self, user_id, after, on_overflow)
+        pump._start()
+        return pump
+
+    def fanout(self, user_id: str) -> UserFanout | None:
+        """The user's shared subscription, if there is one."""
+        return self._fanouts.get(user_id)
+
+    def _attach(self, pump: EventPump, position: str | None) -> bool:
+        """Join the user's fan-out if it is at ``position`` (creating one if there is none)."""
+        fan = self._fanouts.get(pump.user_id)
+        if fan is None:
+            fan = self._fanouts[pump.user_id] = UserFanout(self, pump.user_id, position)
+        elif fan.position != position:
+            return False
+        fan.members.add(pump)
+        pump._fanout = fan
+        return True
+
+    def _forget(self, fan: UserFanout) -> None:
+        if self._fanouts.get(fan.user_id) is fan:
+            del self._fanouts[fan.user_id]
+
+
+class EventPump:
+    """A bounded buffer of one user's stream for one connection.
+
+    ``await next()`` returns the next frame, None once the stream ended (the sink closed), or
+    raises ``BufferOverflowError``. Create pumps with ``StreamHub.open``.
+    """
+
+    def __init__(
+        self,
+        hub: StreamHub,
+        user_id: str,
+        after: str | None,
+        on_overflow: Callable[[], None] | None,
+    ) -> None:
+        self.user_id = user_id
+        self.after = after
+        self.capacity = hub.capacity
+        self.stall_timeout = hub.stall_timeout
+        self._hub = hub
+        self._on_overflow = on_overflow
+        #: Cursor of the last frame put in the buffer: where a catch-up reader starts.
+        self._last = after
+        self._frames: deque[Frame] = deque()
+        self._wakeup = asyncio.Event()
+        self._space = asyncio.Event()
+        self._ended = False
+        self._fanout: UserFanout | None = None
+        self._task: asyncio.Task[None] | None = None
+        #: Set by the connection: sends a frame at once when nothing is queued or in flight.
+        self.direct: Callable[[Frame], None] | None = None
+        #: True while a send of this connection is in flight (frames then queue up).
+        self.busy = False
+        self.overflowed = asyncio.Event()
+        self.error: BaseException | None = None
+
+    @property
+    def shared(self) -> bool:
+        """True while the pump is fed by its user's fan-out."""
+        return self._fanout is not None
+
+    def _start(self) -> None:
+        if not self._hub._attach(self, self._last):
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(
+            self._read(), name=f"agentengine-server-pump-{self.user_id}"
+        )
+
+    # -- fed by the fan-out ---------------------------------------------------------------
+
+    def _offer(self, frame: Frame) -> None:
+        direct = self.direct
+        if direct is not None and not self.busy and not self._frames:
+            # The common case, a client keeping up: send now, no task switch per frame.
+            self._last = frame.cursor if frame.cursor is not None else self._last
+            direct(frame)
+            return
+        if len(self._frames) >= self.capacity:
+            # Full: leave the fan-out and catch up on our own from the last buffered frame.
+            fan, self._fanout = self._fanout, None
+            if fan is not None:
+                fan.leave(self)
+            self._catch_up()
+            return
+        self._put(frame)
+
+    def _put(self, frame: Frame) -> None:
+        self._frames.append(frame)
+        if frame.cursor is not None:
+            self._last = frame.cursor
+        self._wakeup.set()
+
+    def _end(self, error: BaseException | None) -> None:
+        self._fanout = None
+        self.error = error
+        self._ended = True
+        self._wakeup.set()
+
+    # -- catching up on our own -----------------------------------------------------------
+
+    async def _read(self) -> None:
+        frames = self._frames
+        encode = self._hub.encoder.encode
+        try:
+            async for item in self._hub.sink.subscribe(self.user_id, after=self._last):
+                while len(frames) >= self.capacity:
+                    self._space.clear()
+                    try:
+                        async with asyncio.timeout(self.stall_timeout):
+                            await self._space.wait()
+                    except TimeoutError:
+                        self.overflowed.set()
+                        self._wakeup.set()
+                        if self._on_overflow is not None:
+                            self._on_overflow()
+                        return
+                frame = encode(item)
+                self._put(frame)
+                # Caught up with the fan-out: join it (no await between the check and the
+                # join, so no event can slip in between).
+                if frame.cursor is not None and self._hub._attach(self, frame.cursor):
+                    self._task = None
+                    return
+        except Exception as exc:
+            # A broken subscription (a sink losing its backend) ends this connection's stream;
+            # the client reconnects and resumes by cursor.
+            self.error = exc
+            _log.error("event subscription failed", user_id=self.user_id, error=repr(exc))
+        self._ended = True
+        self._wakeup.set()
+
+    # -- the connection's side ------------------------------------------------------------
+
+    def take(self) -> Frame | None:
+        """The next buffered frame, or None when the buffer is empty or a send is in flight
+        (see ``wait``); raises ``BufferOverflowError``."""
+        if self.overflowed.is_set():
+            raise BufferOverflowError
+        if self._frames and not self.busy:
+            if self._task is not None:  # a catch-up reader may be waiting for space
+                self._space.set()
+            return self._frames.popleft()
+        return None
+
+    @property
+    def ended(self) -> bool:
+        """True once the stream ended (check ``error``); buffered frames may remain."""
+        return self._ended
+
+    def idle(self) -> None:
+        """The in-flight send finished: let the sender take buffered frames."""
+        self.busy = False
+        self._wakeup.set()
+
+    @property
+    def drained(self) -> bool:
+        """True once the stream ended and every frame was taken and sent."""
+        return self._ended and not self._frames and not self.busy
+
+    async def wait(self) -> None:
+        """Wait until a frame can be taken, the stream is drained or the pump overflowed."""
+        if self.busy:
+            pass
+        elif self._frames or self._ended or self.overflowed.is_set():
+            return
+        self._wakeup.clear()
+        await self._wakeup.wait()
+
+    async def next(self) -> Frame | None:
+        """The next frame (None at the end of the stream); raises ``BufferOverflowError``."""
+        while True:
+            frame = self.take()
+            if frame is not None:
+                return frame
+            if self._ended and not self._frames:
+                return None
+            await self.wait()
+
+    def pending(self) -> int:
+        """Frames buffered but not yet taken."""
+        return len(self._frames)
+
+    async def stop(self) -> None:
+        """Stop reading (idempotent)."""
+        fan, self._fanout = self._fanout, None
+        if fan is not None:
+            fan.leave(self)
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
