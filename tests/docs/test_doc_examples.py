@@ -1,4 +1,4 @@
-"""The code examples of docs/writing-plugins.md, docs/testing-plugins.md and docs/legacy.md
+"""The code examples of docs/writing-plugins.md, docs/testing-plugins.md and docs/migration.md
 are executed here, so the docs cannot rot.
 
 Conventions in those pages: every ```python block runs, in order, in one namespace per page,
@@ -51,7 +51,7 @@ async def fresh_default_factory() -> Any:
         await current.shutdown()
 
 
-@pytest.mark.parametrize("page", ["writing-plugins.md", "testing-plugins.md", "legacy.md"])
+@pytest.mark.parametrize("page", ["writing-plugins.md", "testing-plugins.md", "migration.md"])
 def test_toml_examples_parse(page: str) -> None:
     for body in blocks(page, "toml"):
         tomllib.loads(body)
@@ -76,7 +76,7 @@ async def test_migration_examples_run_and_warn_as_documented(
     fresh_default_factory, tmp_path, monkeypatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    code = blocks("legacy.md", "python")
+    code = blocks("migration.md", "python")
     befores = [b for b in code if b.startswith("# before")]
     afters = [b for b in code if b.startswith("# after")]
     assert len(befores) >= 7
@@ -85,7 +85,7 @@ async def test_migration_examples_run_and_warn_as_documented(
     for number, body in enumerate(code, 1):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            await execute(body, namespace, f"legacy.md block {number}")
+            await execute(body, namespace, f"migration.md block {number}")
         deprecations = [w for w in caught if issubclass(w.category, DeprecationWarning)]
         if body.startswith("# before"):
             assert len(deprecations) == 1, (number, [str(w.message) for w in caught])

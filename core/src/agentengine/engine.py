@@ -906,7 +906,7 @@ class UserExecutionEngine:
         """The same as ``cleanup()`` (the name older engines used)."""
         await self.cleanup()
 
-    # -- legacy constructors (see agentengine.legacy and docs/legacy.md) ---------------------
+    # -- legacy constructors (see agentengine.legacy and docs/migration.md) ---------------------
 
     @classmethod
     def create_from_legacy(

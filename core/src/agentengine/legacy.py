@@ -1,7 +1,7 @@
 """The old engine and factory names, kept working for a deprecation period.
 
 Codebases moving off the original backend's seven engine classes and four factories can keep
-their imports and constructor calls while they migrate (``docs/legacy.md`` maps each old
+their imports and constructor calls while they migrate (``docs/migration.md`` maps each old
 call to the new one). Every name here is a *thin constructor*, not a class with behaviour of
 its own:
 
@@ -73,7 +73,7 @@ __all__ = [
 
 _log = structlog.get_logger("agentengine.legacy")
 
-_MIGRATION = "see docs/legacy.md"
+_MIGRATION = "see docs/migration.md"
 
 
 def _deprecated(old: str, new: str) -> None:
