@@ -5,8 +5,9 @@ every variant (tools, MCP servers, request-scoped resources, event transports, p
 retries) is a plugin layered onto it. This module is the public API.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from agentengine.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from agentengine.agents import Agent, AgentRegistry, agent
@@ -121,18 +122,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'agentengine' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __version__ = "0.1.0"
 

@@ -8,7 +8,9 @@ Importing this package is cheap: the names below are loaded on first use.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from agentengine.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from agentengine_migrate.check import ScanReport, scan_files
@@ -49,10 +51,6 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'agentengine_migrate' has no attribute {name!r}")
-    from importlib import import_module
-
-    return getattr(import_module(f"agentengine_migrate.{home}"), name)
+__getattr__, __dir__ = lazy_exports(
+    __name__, {name: f"agentengine_migrate.{home}" for name, home in _HOMES.items()}
+)

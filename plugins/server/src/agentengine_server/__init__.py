@@ -4,8 +4,9 @@
 runs it under uvicorn (``AgentServer``) with a graceful SIGTERM shutdown. See docs/server.md.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from agentengine.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from agentengine_server.app import ApiError, ServerState, create_app
@@ -33,13 +34,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'agentengine_server' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = [
