@@ -198,3 +198,14 @@ async def test_one_context_reused_for_several_engines_never_duplicates_run_ids()
     assert run_ids[0] == "r-1"
     assert len(set(run_ids)) == 3
     assert bob_run == "r-1"  # run ids are per user
+
+
+async def test_metrics_sum_run_durations() -> None:
+    async with make_factory() as factory:
+        async with factory.user_execution_engine(UserExecutionContext.for_user("al")) as e:
+            results = [await e.execute_agent("sleeper", {"seconds": 0.02}) for _ in range(3)]
+        metrics = factory.get_factory_metrics()
+    assert metrics["runs"] == 3 and metrics["runs_succeeded"] == 3
+    expected = sum(r.duration_ms for r in results)
+    assert abs(metrics["run_duration_ms_total"] - expected) < 0.01
+    assert metrics["run_duration_ms_total"] >= 60

@@ -151,6 +151,7 @@ class ExecutionEngineFactory:
             "runs_timed_out": 0,
             "runs_cancelled": 0,
         }
+        self._run_ms_total = 0.0
         self._created_at = time.monotonic()
 
     # -- plugin resolution (once) -------------------------------------------------------------
@@ -402,15 +403,18 @@ class ExecutionEngineFactory:
         m = self._metrics
         m["runs"] += 1
         m[_RUN_METRIC[status]] += 1
+        self._run_ms_total += duration_ms
 
     def get_factory_metrics(self) -> dict[str, Any]:
-        """Engines created / cleaned / active, rejections, runs by status, errors by source."""
+        """Engines created / cleaned / active, rejections, runs by status, the summed run
+        duration (divide by ``runs`` for the mean), errors by source."""
         active_engines = sum(len(e) for e in self._engines.values())
         return {
             **self._metrics,
             "engines_active": active_engines,
             "users_active": len(self._engines),
             "runs_active": sum([len(e._active) for e in self._all_engines()]),
+            "run_duration_ms_total": round(self._run_ms_total, 3),
             "errors": dict(self._errors),
             "plugin_errors": {i.name: i.error for i in self.plugins.errors},
             "closed": self._closed,
