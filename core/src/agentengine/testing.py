@@ -321,6 +321,12 @@ def _run_problems(run_id: str, events: Sequence[BaseEvent]) -> list[str]:
         problems.append(f"run {run_id}: agent_started must come first, exactly once: {types}")
     if not types or types[-1] != "agent_completed" or types.count("agent_completed") != 1:
         problems.append(f"run {run_id}: agent_completed must come last, exactly once: {types}")
+    if "agent_error" in types and (
+        types.count("agent_error") != 1 or types.index("agent_error") != len(types) - 2
+    ):
+        problems.append(
+            f"run {run_id}: agent_error may appear once, just before agent_completed: {types}"
+        )
     executing: dict[str, int] = {}
     completed: dict[str, int] = {}
     for event in events:
@@ -342,8 +348,9 @@ def _run_problems(run_id: str, events: Sequence[BaseEvent]) -> list[str]:
 
 def assert_run_invariants(events: Sequence[BaseEvent]) -> None:
     """Assert the protocol guarantees of each run in ``events``: seq 1, 2, 3 ... without gap,
-    one ``agent_started`` first, one ``agent_completed`` last, each ``tool_executing`` with
-    exactly one ``tool_completed`` of the same ``tool_call_id``."""
+    one ``agent_started`` first, one ``agent_completed`` last, at most one ``agent_error``
+    just before it, each ``tool_executing`` with exactly one later ``tool_completed`` of the
+    same ``tool_call_id``."""
     runs: dict[str, list[BaseEvent]] = {}
     for event in events:
         runs.setdefault(event.run_id, []).append(event)
