@@ -308,3 +308,39 @@ def test_plugin_names_are_always_usable_identifiers() -> None:
         assert names["distribution"] == "agentengine-" + name.replace("_", "-")
 
     usable()
+
+
+def test_run_invariants_reject_a_misplaced_agent_error() -> None:
+    from datetime import UTC, datetime
+
+    from agentengine import parse_event
+    from agentengine.testing import assert_run_invariants
+
+    def ev(seq: int, kind: str, **extra: object):  # type: ignore[no-untyped-def]
+        return parse_event(
+            {
+                "type": kind,
+                "run_id": "r",
+                "user_id": "u",
+                "thread_id": "t",
+                "agent": "a",
+                "seq": seq,
+                "ts": datetime.now(UTC).isoformat(),
+                **extra,
+            }
+        )
+
+    good = [
+        ev(1, "agent_started"),
+        ev(2, "agent_error", error="x", error_type="E"),
+        ev(3, "agent_completed", status="failed"),
+    ]
+    assert_run_invariants(good)
+    bad = [
+        ev(1, "agent_started"),
+        ev(2, "agent_error", error="x", error_type="E"),
+        ev(3, "agent_thinking", text="late", step=1),
+        ev(4, "agent_completed", status="failed"),
+    ]
+    with pytest.raises(AssertionError, match="agent_error may appear once, just before"):
+        assert_run_invariants(bad)
