@@ -184,3 +184,20 @@ def test_wire_form_round_trips_through_json() -> None:
     assert data["result"].startswith("<object object")
     with pytest.raises(ValueError, match="agent_started"):
         parse_event({"type": "agent_exploded", "run_id": "r"})
+
+
+async def test_cursor_from_another_stream_is_refused_not_waited_on() -> None:
+    sink = InMemoryEventSink()
+    for seq in range(1, 4):
+        sink.publish(thinking("alice", seq))
+    with pytest.raises(
+        ValueError, match=r"cursor '500' is ahead of user 'alice'.*newest event \(cursor 3\)"
+    ):
+        await take(sink, "alice", "500", 1)
+    with pytest.raises(ValueError, match=r"newest event \(cursor 0\)"):
+        await take(sink, "bob", "1", 1)
+    # The newest cursor itself is a valid resume point: the next event follows.
+    follower = asyncio.create_task(take(sink, "alice", "3", 1))
+    await asyncio.sleep(0)
+    sink.publish(thinking("alice", 4))
+    assert [e.cursor for e in await asyncio.wait_for(follower, 2)] == ["4"]

@@ -149,6 +149,14 @@ class InMemoryEventSink:
         closed sink still yields what it retained, then ends)."""
         position = self._parse_cursor(after, user_id)  # last cursor number delivered
         log = self._log(user_id)
+        if position >= log.next_cursor:
+            # Waiting here would silently skip every event until the log caught up with it.
+            newest = log.next_cursor - 1
+            raise ValueError(
+                f"cursor {after!r} is ahead of user {user_id!r}'s newest event (cursor "
+                f"{newest}): it comes from another event stream (an earlier process, another "
+                "sink); subscribe with after=None to read everything retained"
+            )
         loop = asyncio.get_running_loop()
         while True:
             if position + 1 >= log.next_cursor:  # caught up: wait for the next event
