@@ -201,3 +201,22 @@ async def test_cursor_from_another_stream_is_refused_not_waited_on() -> None:
     await asyncio.sleep(0)
     sink.publish(thinking("alice", 4))
     assert [e.cursor for e in await asyncio.wait_for(follower, 2)] == ["4"]
+
+
+async def test_logs_beyond_max_users_are_dropped_idle_first_with_cursors_continuing() -> None:
+    sink = InMemoryEventSink(retention=10, max_users=2)
+    for seq in range(1, 4):
+        sink.publish(thinking("alice", seq))
+    watching = sink.subscribe("bob")  # bob has a live subscriber: never dropped
+    first_bob = asyncio.ensure_future(anext(watching))
+    await asyncio.sleep(0)
+    sink.publish(thinking("bob", 1))
+    assert (await asyncio.wait_for(first_bob, 2)).text == "bob-1"
+    sink.publish(thinking("carol", 1))  # a third user: alice (idle) is dropped, not bob
+    assert sorted(sink.users()) == ["bob", "carol"]
+    sink.publish(thinking("alice", 4))  # alice's numbering goes on where it stopped
+    assert sink.latest_cursor("alice") == "4"
+    resumed = await take(sink, "alice", "1", 2)
+    assert isinstance(resumed[0], EventGap) and resumed[0].missed == 2
+    assert resumed[1].cursor == "4"
+    await watching.aclose()

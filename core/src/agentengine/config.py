@@ -44,6 +44,7 @@ class EngineSettings(BaseModel):
     drain_timeout: float = Field(default=10.0, ge=0)
     idle_ttl: float | None = Field(default=900.0, gt=0)
     event_retention: int = Field(default=10_000, ge=1)
+    event_max_users: int = Field(default=10_000, ge=1)
 
 
 def _parse_env_value(raw: str) -> Any:

@@ -90,6 +90,7 @@ class ExecutionEngineFactory:
         drain_timeout: float = _UNSET,
         idle_ttl: float | None = _UNSET,
         event_retention: int = _UNSET,
+        event_max_users: int = _UNSET,
         event_sink: EventSink | None = None,
         config: Settings | str | os.PathLike[str] | None = None,
         environ: Mapping[str, str] | None = None,
@@ -108,6 +109,7 @@ class ExecutionEngineFactory:
                 "drain_timeout": drain_timeout,
                 "idle_ttl": idle_ttl,
                 "event_retention": event_retention,
+                "event_max_users": event_max_users,
             }.items()
             if value is not _UNSET
         }
@@ -201,7 +203,8 @@ class ExecutionEngineFactory:
         ):
             if value is not None:
                 return value  # type: ignore[no-any-return]
-        return InMemoryEventSink(self.engine_settings.event_retention)
+        es = self.engine_settings
+        return InMemoryEventSink(es.event_retention, es.event_max_users)
 
     @property
     def plugin_infos(self) -> list[PluginInfo]:

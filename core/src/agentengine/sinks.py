@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -67,12 +67,13 @@ class EventSink(Protocol):
 class _UserLog:
     """One user's retained events: ``entries[i]`` has cursor ``first + i``."""
 
-    __slots__ = ("entries", "first", "waiters")
+    __slots__ = ("entries", "first", "subscribers", "waiters")
 
-    def __init__(self, retention: int) -> None:
+    def __init__(self, retention: int, first: int = 1) -> None:
         self.entries: deque[BaseEvent] = deque(maxlen=retention)
-        self.first = 1  # cursor number of entries[0]
+        self.first = first  # cursor number of entries[0]
         self.waiters: list[asyncio.Future[None]] = []
+        self.subscribers = 0
 
     @property
     def next_cursor(self) -> int:
@@ -98,27 +99,45 @@ class _UserLog:
 class InMemoryEventSink:
     """Per-user bounded event logs in this process, with cursors for resuming.
 
-    ``retention`` is how many events each user's log keeps.
+    ``retention`` is how many events each user's log keeps; ``max_users`` how many users' logs
+    are kept at once. Beyond it, the least recently active log without a live subscriber is
+    dropped; its cursor numbering is remembered, so a later subscriber resuming from an old
+    cursor is told what it missed (an ``EventGap``) rather than confused.
     """
 
-    def __init__(self, retention: int = 10_000) -> None:
+    def __init__(self, retention: int = 10_000, max_users: int = 10_000) -> None:
         if retention < 1:
             raise ValueError("retention must be at least 1")
+        if max_users < 1:
+            raise ValueError("max_users must be at least 1")
         self.retention = retention
-        self._logs: dict[str, _UserLog] = {}
+        self.max_users = max_users
+        self._logs: OrderedDict[str, _UserLog] = OrderedDict()
+        self._dropped: dict[str, int] = {}  # user -> next cursor of a dropped log
         self._closed = False
         self.published = 0
 
     def _log(self, user_id: str) -> _UserLog:
         log = self._logs.get(user_id)
         if log is None:
-            log = self._logs[user_id] = _UserLog(self.retention)
+            log = self._logs[user_id] = _UserLog(self.retention, self._dropped.pop(user_id, 1))
+            if len(self._logs) > self.max_users:
+                self._drop_idle(keep=user_id)
         return log
+
+    def _drop_idle(self, keep: str) -> None:
+        for user_id, log in self._logs.items():  # least recently active first
+            if log.subscribers == 0 and user_id != keep:
+                self._dropped[user_id] = log.next_cursor
+                del self._logs[user_id]
+                return
 
     def publish(self, event: BaseEvent) -> None:
         log = self._logs.get(event.user_id)
         if log is None:
-            log = self._logs[event.user_id] = _UserLog(self.retention)
+            log = self._log(event.user_id)
+        else:
+            self._logs.move_to_end(event.user_id)
         log.append(event)
         self.published += 1
 
@@ -158,37 +177,41 @@ class InMemoryEventSink:
                 "sink); subscribe with after=None to read everything retained"
             )
         loop = asyncio.get_running_loop()
-        while True:
-            if position + 1 >= log.next_cursor:  # caught up: wait for the next event
-                if self._closed:
-                    # Closing ends the stream only once the subscriber has everything that
-                    # was published before the close (the terminal events of drained runs).
-                    return
-                fut: asyncio.Future[None] = loop.create_future()
-                log.waiters.append(fut)
-                try:
-                    await fut
-                finally:
-                    if not fut.done():
-                        fut.cancel()
-                        log.waiters.remove(fut)
-                continue
-            if position + 1 < log.first:
-                gap_end = log.first - 1
-                yield EventGap(
-                    user_id=user_id,
-                    after=None if position == 0 else str(position),
-                    cursor=str(gap_end),
-                    missed=gap_end - position,
-                )
-                position = gap_end
-                continue
-            # Deliver what is there now, as one snapshot: indexing a deque is linear, and the
-            # events held by the snapshot stay valid even if retention drops them meanwhile.
-            batch = list(itertools.islice(log.entries, position + 1 - log.first, None))
-            for item in batch:
-                yield item
-            position += len(batch)
+        log.subscribers += 1  # a log with subscribers is never dropped
+        try:
+            while True:
+                if position + 1 >= log.next_cursor:  # caught up: wait for the next event
+                    if self._closed:
+                        # Closing ends the stream only once the subscriber has everything that
+                        # was published before the close (the terminal events of drained runs).
+                        return
+                    fut: asyncio.Future[None] = loop.create_future()
+                    log.waiters.append(fut)
+                    try:
+                        await fut
+                    finally:
+                        if not fut.done():
+                            fut.cancel()
+                            log.waiters.remove(fut)
+                    continue
+                if position + 1 < log.first:
+                    gap_end = log.first - 1
+                    yield EventGap(
+                        user_id=user_id,
+                        after=None if position == 0 else str(position),
+                        cursor=str(gap_end),
+                        missed=gap_end - position,
+                    )
+                    position = gap_end
+                    continue
+                # Deliver what is there now, as one snapshot: indexing a deque is linear, and
+                # the events held by the snapshot stay valid if retention drops them meanwhile.
+                batch = list(itertools.islice(log.entries, position + 1 - log.first, None))
+                for item in batch:
+                    yield item
+                position += len(batch)
+        finally:
+            log.subscribers -= 1
 
     def retained(self, user_id: str) -> list[BaseEvent]:
         """A snapshot of the user's retained events."""
