@@ -97,3 +97,7 @@ def test_disabled_demo_plugin_is_gone(tmp_path) -> None:  # type: ignore[no-unty
     proc = cli("plugins", "--json", env={"AGENTENGINE_DISABLE_PLUGINS": "demo"})
     names = [p["name"] for p in json.loads(proc.stdout)["plugins"]]
     assert "demo" not in names
+    demo = cli("demo", "--users", "1", env={"AGENTENGINE_DISABLE_PLUGINS": "demo"})
+    assert demo.returncode == 2
+    assert "built-in 'demo' plugin, which is not loaded" in demo.stderr
+    assert "Traceback" not in demo.stderr

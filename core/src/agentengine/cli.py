@@ -209,6 +209,11 @@ def demo_command(users: int, runs: int, as_json: bool) -> None:
 
     _configure_logs(as_json)
     factory = _build_factory()
+    if "researcher" not in factory.agents:
+        raise click.UsageError(
+            "the demo's agents come from the built-in 'demo' plugin, which is not loaded; "
+            "remove it from AGENTENGINE_DISABLE_PLUGINS (or add it to AGENTENGINE_PLUGINS)"
+        )
     echo = None if as_json else click.echo
     summary = asyncio.run(run_demo(factory, users=users, runs_per_user=runs, echo=echo))
     if as_json:
