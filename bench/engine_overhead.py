@@ -193,6 +193,16 @@ async def idle_engine_memory(count: int) -> float:
     return per_engine
 
 
+def _mode(runs: int, floor: float, engine: float) -> dict[str, float]:
+    """Per-run times of one mode and their ratio."""
+    return {
+        "floor_us_per_run": round(floor / runs * 1e6, 2),
+        "engine_us_per_run": round(engine / runs * 1e6, 2),
+        "ratio": round(engine / floor, 2),
+        "target": 6.0,
+    }
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10_000, help="sequential runs")
@@ -217,20 +227,8 @@ async def main() -> None:
     per_engine = await idle_engine_memory(args.engines)
 
     report = {
-        "sequential": {
-            "runs": args.runs,
-            "floor_us_per_run": round(floor_seq / args.runs * 1e6, 2),
-            "engine_us_per_run": round(engine_seq / args.runs * 1e6, 2),
-            "ratio": round(engine_seq / floor_seq, 2),
-            "target": 6.0,
-        },
-        "concurrent": {
-            "users": args.users,
-            "floor_us_per_run": round(floor_conc / args.users * 1e6, 2),
-            "engine_us_per_run": round(engine_conc / args.users * 1e6, 2),
-            "ratio": round(engine_conc / floor_conc, 2),
-            "target": 6.0,
-        },
+        "sequential": {"runs": args.runs, **_mode(args.runs, floor_seq, engine_seq)},
+        "concurrent": {"users": args.users, **_mode(args.users, floor_conc, engine_conc)},
         "idle_engines": {
             "engines": args.engines,
             "bytes_per_engine": round(per_engine),

@@ -14,6 +14,7 @@ from agentengine.tools import (
     ToolArgumentError,
     _first_paragraph,
     format_validation_error,
+    is_mapping,
     signature_model,
 )
 
@@ -70,7 +71,7 @@ class Agent:
         """Check an input dict; raise ``ToolArgumentError`` (a ValueError) listing problems."""
         if data is None:
             data = {}
-        if type(data) is not dict and not isinstance(data, Mapping):
+        if not is_mapping(data):
             raise ToolArgumentError(
                 f"input for agent {self.name!r} must be an object (a dict), "
                 f"got {type(data).__name__}"
