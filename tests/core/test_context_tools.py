@@ -13,9 +13,10 @@ from agentengine import (
     tool,
 )
 from agentengine.context import MAX_CONTEXT_DEPTH, PLACEHOLDER_IDS
+from agentengine.tools import fields_validator
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model, model_validator
 
 REQUIRED_PLACEHOLDERS = [
     "registry",
@@ -172,3 +173,69 @@ def test_agent_input_validation() -> None:
         greet.validate_input({})
     with pytest.raises(ToolArgumentError, match="must be an object"):
         greet.validate_input(["x"])  # type: ignore[arg-type]
+
+
+class _Point(BaseModel):
+    x: int
+    y: int = 0
+
+
+class _Node(BaseModel):
+    label: str
+    children: list[_Node] = []
+
+
+class _Ordered(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    low: int
+    high: int
+
+    @model_validator(mode="after")
+    def _check(self) -> _Ordered:
+        if self.low > self.high:
+            raise ValueError("low must not exceed high")
+        return self
+
+
+_VALIDATOR_CASES: list[tuple[type[BaseModel], dict[str, object]]] = [
+    (
+        create_model(
+            "flat", __config__=ConfigDict(extra="forbid"), a=(int, ...), b=(str, "d"), c=(float, 1)
+        ),
+        {"a": "3", "c": "2.5"},
+    ),
+    (create_model("flat", __config__=ConfigDict(extra="forbid"), a=(int, ...)), {"a": 1, "z": 1}),
+    (create_model("flat", __config__=ConfigDict(extra="forbid"), a=(int, ...)), {"a": "x"}),
+    (create_model("flat", __config__=ConfigDict(extra="forbid"), a=(int, ...)), {}),
+    (create_model("nested", p=(_Point, ...), ps=(list[_Point], [])), {"p": {"x": "1"}}),
+    (create_model("nested", p=(_Point, ...)), {"p": {"y": 2}}),
+    (create_model("recursive", n=(_Node, ...)), {"n": {"label": "a", "children": [{"label": 1}]}}),
+    (create_model("recursive", n=(_Node, ...)), {"n": {"label": "a", "children": [{}]}}),
+    (_Ordered, {"low": 1, "high": 2}),
+    (_Ordered, {"low": 3, "high": 2}),
+]
+
+
+@pytest.mark.parametrize(("model", "data"), _VALIDATOR_CASES)
+def test_fields_validator_agrees_with_the_model(
+    model: type[BaseModel], data: dict[str, object]
+) -> None:
+    """The fast validator (no model instance) accepts, coerces, defaults and refuses exactly
+    like the model: same values, same error list."""
+    validate = fields_validator(model)
+    expected: object
+    try:
+        expected = dict(model.model_validate(data))
+    except ValidationError as exc:
+        expected = exc.errors(include_url=False, include_context=False)
+        with pytest.raises(ValidationError) as caught:
+            validate(data)
+        got: object = caught.value.errors(include_url=False, include_context=False)
+    else:
+        got = validate(data)
+    assert got == expected
+
+
+def test_fields_validator_runs_model_validators() -> None:
+    with pytest.raises(ValidationError, match="low must not exceed high"):
+        fields_validator(_Ordered)({"low": 3, "high": 2})

@@ -81,3 +81,33 @@ def test_configure_json_output_redacts() -> None:
     assert len(lines) == 1
     assert lines[0]["token"] == REDACTED and lines[0]["user_id"] == "alice"
     assert "secret-value" not in stream.getvalue()
+
+
+async def test_a_run_binds_over_the_callers_context_and_restores_it() -> None:
+    """Ids the application bound itself are shadowed during a run, kept otherwise, and
+    restored afterwards, whether the run executes inline or in its own task."""
+    factory = ExecutionEngineFactory(plugins=[ChattyPlugin()], load_entrypoints=False)
+    structlog.contextvars.bind_contextvars(user_id="caller", request="req-1")
+    try:
+        with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+            async with factory:
+                ctx = UserExecutionContext.for_user("alice")
+                async with factory.user_execution_engine(ctx) as engine:
+                    inline = await engine.execute_agent("chatty", {"n": 1})
+                    assert structlog.contextvars.get_contextvars() == {
+                        "user_id": "caller",
+                        "request": "req-1",
+                    }
+                    handle = await engine.start_run("chatty", {"n": 2})
+                    in_task = await handle.result()
+                log.info("after")
+    finally:
+        structlog.contextvars.clear_contextvars()
+    working = [e for e in logs if e["event"] == "working"]
+    assert {(e["n"], e["run_id"]) for e in working} == {
+        (1, inline.run_id),
+        (2, in_task.run_id),
+    }
+    assert all(e["user_id"] == "alice" and e["request"] == "req-1" for e in working)
+    after = next(e for e in logs if e["event"] == "after")
+    assert after["user_id"] == "caller" and "run_id" not in after

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from agentengine import (
     BaseEvent,
     ExecutionEngineFactory,
     Extension,
+    RunResult,
     RunStatus,
     UserExecutionContext,
     hookimpl,
@@ -247,3 +249,23 @@ async def test_streams_of_failed_runs_are_intact_for_subscribers() -> None:
                 await e.execute_agent(agent, {"text": "t"} if agent == "calc" else {})
         by_run = check_stream("alice", factory.events.retained("alice"))  # type: ignore[attr-defined]
     assert len(by_run) == 5
+
+
+@pytest.mark.parametrize("agent", ["calc", "agent_raises", "tool_raises", "bad_args"])
+async def test_engine_built_events_and_results_equal_validated_ones(agent: str) -> None:
+    """The run path builds events and results without validation; what it builds must be
+    indistinguishable from the validated models: same fields, order, values and wire form."""
+    result = await run_once(agent, {"text": "sum"} if agent == "calc" else {})
+    for event in result.events:
+        cls = type(event)
+        rebuilt = cls.model_validate(event.model_dump())
+        assert rebuilt == event
+        assert list(event.model_dump()) == list(cls.model_fields)
+        assert event.model_fields_set == rebuilt.model_fields_set
+        assert event.to_wire() == rebuilt.to_wire()
+        assert event.model_copy(update={"seq": 99}).seq == 99
+    fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(RunResult)}
+    assert RunResult(**fields) == result
+    assert dataclasses.replace(result, output="x").output == "x"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.output = "changed"  # type: ignore[misc]

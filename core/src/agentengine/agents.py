@@ -13,6 +13,7 @@ from agentengine.registry import NamedRegistry
 from agentengine.tools import (
     ToolArgumentError,
     _first_paragraph,
+    fields_validator,
     format_validation_error,
     is_mapping,
     signature_model,
@@ -61,6 +62,7 @@ class Agent:
             description if description is not None else _first_paragraph(func.__doc__)
         )
         self.input_model, _ = signature_model(func, f"{self.name}_input", skip_first=True)
+        self._validate = fields_validator(self.input_model)
 
     @property
     def input_schema(self) -> dict[str, Any]:
@@ -77,10 +79,9 @@ class Agent:
                 f"got {type(data).__name__}"
             )
         try:
-            validated = self.input_model.model_validate(data)
+            return self._validate(data)
         except ValidationError as exc:
             raise ToolArgumentError(format_validation_error(f"agent {self.name!r}", exc)) from None
-        return validated.__dict__  # exactly the fields (extra="forbid"); see FunctionTool
 
     async def __call__(self, run: RunContext, **kwargs: Any) -> Any:
         return await self.func(run, **kwargs)

@@ -15,9 +15,9 @@ import functools
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -36,6 +36,7 @@ from agentengine.events import (
     _build,
 )
 from agentengine.extensions import Extension, ToolCall
+from agentengine.logging import bind_run, unbind_run
 from agentengine.scope import EMPTY_SCOPE
 from agentengine.tools import Tool, ToolArgumentError, ToolRegistry, is_mapping
 
@@ -50,7 +51,6 @@ _log = structlog.get_logger("agentengine.engine")
 _now = datetime.now
 _perf = time.perf_counter
 
-_E = TypeVar("_E", bound=BaseEvent)
 RunChain = Callable[["RunContext"], Awaitable[Any]]
 ToolChain = Callable[["RunContext", ToolCall], Awaitable[Any]]
 
@@ -73,6 +73,47 @@ class RunResult:
     def succeeded(self) -> bool:
         """True when the status is ``succeeded``."""
         return self.status is RunStatus.SUCCEEDED
+
+
+def _result_builder() -> Callable[..., RunResult]:
+    """A ``RunResult`` constructor for the run path, taking every field positionally.
+
+    A frozen dataclass's ``__init__`` assigns through ``object.__setattr__``, one call per
+    field; setting the slots through their descriptors costs a third. Same object.
+    """
+    # Unpacking fails at import if a field is added or removed: update build() with it.
+    s_run, s_agent, s_user, s_status, s_out, s_err, s_type, s_events, s_ms = (
+        RunResult.__dict__[f.name].__set__ for f in fields(RunResult)
+    )
+    new = object.__new__
+
+    def build(
+        run_id: str,
+        agent: str,
+        user_id: str,
+        status: RunStatus,
+        output: Any,
+        error: str | None,
+        error_type: str | None,
+        events: tuple[BaseEvent, ...],
+        duration_ms: float,
+    ) -> RunResult:
+        result = new(RunResult)
+        s_run(result, run_id)
+        s_agent(result, agent)
+        s_user(result, user_id)
+        s_status(result, status)
+        s_out(result, output)
+        s_err(result, error)
+        s_type(result, error_type)
+        s_events(result, events)
+        s_ms(result, duration_ms)
+        return result
+
+    return build
+
+
+_new_result = _result_builder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,21 +223,19 @@ class RunContext:
         """The run's events so far (a copy)."""
         return list(self._events)
 
-    def _event(self, cls: type[_E], type_: str, **specific: Any) -> _E:
-        return _build(
-            cls,
-            {
-                "type": type_,
-                "run_id": self.run_id,
-                "user_id": self._user_id,
-                "thread_id": self._thread_id,
-                "agent": self._agent_name,
-                "seq": len(self._events) + 1,
-                "ts": _now(UTC),
-                "cursor": None,
-                **specific,
-            },
-        )
+    def _fields(self, type_: str) -> dict[str, Any]:
+        """The fields every event of the run carries, in declaration order; the caller adds
+        the type's own fields (in order too) and builds the event with ``_build``."""
+        return {
+            "type": type_,
+            "run_id": self.run_id,
+            "user_id": self._user_id,
+            "thread_id": self._thread_id,
+            "agent": self._agent_name,
+            "seq": len(self._events) + 1,
+            "ts": _now(UTC),
+            "cursor": None,
+        }
 
     def _emit(self, event: BaseEvent) -> None:
         # Hot path: no hook lookups here, just the engine's precomposed observer tuple.
@@ -219,11 +258,10 @@ class RunContext:
         if self._finished:
             raise EngineClosedError(f"run {self.run_id} has already ended; think() is too late")
         self._think_steps += 1
-        self._emit(
-            self._event(
-                AgentThinkingEvent, "agent_thinking", text=str(text), step=self._think_steps
-            )
-        )
+        fields = self._fields("agent_thinking")
+        fields["text"] = str(text)
+        fields["step"] = self._think_steps
+        self._emit(_build(AgentThinkingEvent, fields))
 
     async def call_tool(self, name: str, args: Mapping[str, Any] | None = None) -> Any:
         """Call a tool: emits ``tool_executing`` then ``tool_completed`` and returns the result.
@@ -237,11 +275,11 @@ class RunContext:
         self._tool_calls += 1
         call_id = f"{self.run_id}.{self._tool_calls}"
         raw_args = dict(args) if is_mapping(args) else {}
-        self._emit(
-            self._event(
-                ToolExecutingEvent, "tool_executing", tool=name, tool_call_id=call_id, args=raw_args
-            )
-        )
+        fields = self._fields("tool_executing")
+        fields["tool"] = name
+        fields["tool_call_id"] = call_id
+        fields["args"] = raw_args
+        self._emit(_build(ToolExecutingEvent, fields))
         started = _perf()
         tool = engine._lookup_tool(name)
         if tool is None:
@@ -311,18 +349,14 @@ class RunContext:
     ) -> None:
         if self._finished:  # the run already ended (engine cleanup); nothing may follow
             return
-        self._emit(
-            self._event(
-                ToolCompletedEvent,
-                "tool_completed",
-                tool=name,
-                tool_call_id=call_id,
-                status=status,
-                result=result,
-                error=error,
-                duration_ms=(_perf() - started) * 1000.0,
-            )
-        )
+        fields = self._fields("tool_completed")
+        fields["tool"] = name
+        fields["tool_call_id"] = call_id
+        fields["status"] = status
+        fields["result"] = result
+        fields["error"] = error
+        fields["duration_ms"] = (_perf() - started) * 1000.0
+        self._emit(_build(ToolCompletedEvent, fields))
 
     def _request_cancel(self) -> None:
         """Cancel the run on behalf of the engine (handle.cancel, cleanup, shutdown)."""
@@ -645,7 +679,9 @@ class UserExecutionEngine:
         self._active[run_id] = run
         # agent_started goes out before the run executes at all, so that even a run cancelled
         # before its first step has its first event.
-        run._emit(run._event(AgentStartedEvent, "agent_started", input=given))
+        fields = run._fields("agent_started")
+        fields["input"] = given
+        run._emit(_build(AgentStartedEvent, fields))
         return run
 
     async def start_run(
@@ -716,9 +752,7 @@ class UserExecutionEngine:
         return results
 
     async def _drive(self, run: RunContext, raw_input: Mapping[str, Any] | None) -> None:
-        tokens = structlog.contextvars.bind_contextvars(
-            user_id=run._user_id, run_id=run.run_id, agent=run._agent_name
-        )
+        tokens = bind_run(run._user_id, run.run_id, run._agent_name)
         status = RunStatus.FAILED
         output: Any = None
         error: str | None = None
@@ -767,7 +801,7 @@ class UserExecutionEngine:
             propagate = exc
         finally:
             self._finish(run, status, output, error, error_type)
-            structlog.contextvars.reset_contextvars(**tokens)
+            unbind_run(tokens)
         if propagate is not None:
             raise propagate
 
@@ -802,39 +836,31 @@ class UserExecutionEngine:
         if run._finished:
             return
         if status is not RunStatus.SUCCEEDED and status is not RunStatus.CANCELLED:
-            run._emit(
-                run._event(
-                    AgentErrorEvent,
-                    "agent_error",
-                    error=error or "",
-                    error_type=error_type or "Error",
-                )
-            )
+            fields = run._fields("agent_error")
+            fields["error"] = error or ""
+            fields["error_type"] = error_type or "Error"
+            run._emit(_build(AgentErrorEvent, fields))
         duration_ms = (_perf() - run._started_at) * 1000.0
-        run._emit(
-            run._event(
-                AgentCompletedEvent,
-                "agent_completed",
-                status=status,
-                output=output,
-                error=error,
-                duration_ms=duration_ms,
-            )
-        )
+        fields = run._fields("agent_completed")
+        fields["status"] = status
+        fields["output"] = output
+        fields["error"] = error
+        fields["duration_ms"] = duration_ms
+        run._emit(_build(AgentCompletedEvent, fields))
         run._finished = True
         for fut in (run._waiter, run._done):
             if fut is not None and not fut.done():
                 fut.set_result(None)
-        run._result = RunResult(
-            run_id=run.run_id,
-            agent=run.agent.name,
-            user_id=run._user_id,
-            status=status,
-            output=output,
-            error=error,
-            error_type=error_type,
-            events=tuple(run._events),
-            duration_ms=duration_ms,
+        run._result = _new_result(
+            run.run_id,
+            run._agent_name,
+            run._user_id,
+            status,
+            output,
+            error,
+            error_type,
+            tuple(run._events),
+            duration_ms,
         )
         self._active.pop(run.run_id, None)
         self.last_used = time.monotonic()

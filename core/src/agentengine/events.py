@@ -161,7 +161,12 @@ _ADAPTER: TypeAdapter[AgentEvent] = TypeAdapter(AgentEvent)
 
 _E = TypeVar("_E", bound=BaseEvent)
 _FIELDS_SET: dict[type[BaseEvent], set[str]] = {}
-_setattr = object.__setattr__
+_new = object.__new__
+_set_dict = object.__setattr__
+# BaseModel's own slots, set through their descriptors (cheaper than ``object.__setattr__``).
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 def _build(cls: type[_E], fields: dict[str, Any]) -> _E:
@@ -174,13 +179,13 @@ def _build(cls: type[_E], fields: dict[str, Any]) -> _E:
     fields_set = _FIELDS_SET.get(cls)
     if fields_set is None:
         fields_set = _FIELDS_SET[cls] = set(cls.model_fields)
-    obj = cls.__new__(cls)
-    _setattr(obj, "__dict__", fields)
+    obj = _new(cls)
+    _set_dict(obj, "__dict__", fields)
     # Shared by every event of the class: it already names every field, so pydantic's only
     # mutation of it (adding a field name on assignment) never changes it.
-    _setattr(obj, "__pydantic_fields_set__", fields_set)
-    _setattr(obj, "__pydantic_extra__", None)
-    _setattr(obj, "__pydantic_private__", None)
+    _set_fields_set(obj, fields_set)
+    _set_extra(obj, None)
+    _set_private(obj, None)
     return obj
 
 

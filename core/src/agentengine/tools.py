@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic_core import SchemaValidator
 
 from agentengine.errors import RegistrationError
 from agentengine.registry import NamedRegistry
@@ -25,6 +26,7 @@ __all__ = [
     "Tool",
     "ToolArgumentError",
     "ToolRegistry",
+    "fields_validator",
     "format_validation_error",
     "signature_model",
     "tool",
@@ -98,6 +100,46 @@ def signature_model(
         **fields,
     )
     return model, run_param
+
+
+def fields_validator(model: type[BaseModel]) -> Callable[[Any], dict[str, Any]]:
+    """A function validating a mapping against ``model`` that returns the field values as a
+    dict (what a handler is called with) and raises pydantic's ``ValidationError``.
+
+    For a plain model (fields only: no model validators, no custom ``__init__``) it validates
+    with the model's own "model-fields" core schema and config: the same checks, coercions and
+    defaults, without building a model instance, at under half the cost. Other models go
+    through the model itself.
+    """
+    schema: Any = model.__pydantic_core_schema__
+    definitions = None
+    if schema.get("type") == "definitions":  # nested models: keep their definitions
+        definitions, schema = schema["definitions"], schema["schema"]
+    if (
+        schema.get("type") == "model"
+        and schema["schema"].get("type") == "model-fields"
+        and not schema.get("custom_init")
+        and not schema.get("root_model")
+    ):
+        inner = schema["schema"]
+        if definitions is not None:
+            inner = {"type": "definitions", "schema": inner, "definitions": definitions}
+        validate_fields = SchemaValidator(inner, schema.get("config")).validate_python
+
+        def validate(data: Any) -> dict[str, Any]:
+            values: dict[str, Any] = validate_fields(data)[0]  # (fields, extra, fields set)
+            return values
+
+        return validate
+    validate_model = model.__pydantic_validator__.validate_python
+
+    def validate_via_model(data: Any) -> dict[str, Any]:
+        # extra="forbid": the instance's __dict__ holds exactly the fields, and the instance
+        # is discarded, so its dict is handed out as is.
+        values: dict[str, Any] = validate_model(data).__dict__
+        return values
+
+    return validate_via_model
 
 
 def _first_paragraph(doc: str | None) -> str:
@@ -182,6 +224,7 @@ class FunctionTool(Tool):
         self.func = func
         self.args_model = model
         self._run_param = run_param
+        self._validate = fields_validator(model)
 
     def validate_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
         if not is_mapping(args):
@@ -190,12 +233,9 @@ class FunctionTool(Tool):
                 f"got {type(args).__name__}"
             )
         try:
-            validated = self.args_model.model_validate(args)
+            return self._validate(args)
         except ValidationError as exc:
             raise ToolArgumentError(format_validation_error(f"tool {self.name!r}", exc)) from None
-        # The validated model's __dict__ holds exactly the fields (extra="forbid"); the model
-        # object itself is discarded, so handing out its dict is safe and spares a copy.
-        return validated.__dict__
 
     async def invoke(self, run: RunContext, args: dict[str, Any]) -> Any:
         if self._run_param is not None:
