@@ -85,6 +85,17 @@ async def quick(run: RunContext, n: int = 0) -> int:
     return n
 
 
+@agent(name="parallel_tools")
+async def parallel_tools(run: RunContext) -> list[str]:
+    """Two tool calls at once, in tasks of their own (gather): one times out, one finishes."""
+    outcomes = await asyncio.gather(
+        run.call_tool("slow_tool", {}),
+        run.call_tool("nap", {"seconds": 0.2}),
+        return_exceptions=True,
+    )
+    return [type(o).__name__ for o in outcomes]
+
+
 class OutcomesPlugin:
     """Agents that succeed, fail, time out and sleep; used by the core tests."""
 
@@ -101,6 +112,7 @@ class OutcomesPlugin:
             catches_tool_error,
             sleeper,
             quick,
+            parallel_tools,
         ):
             registry.add(a)
 

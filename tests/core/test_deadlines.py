@@ -71,8 +71,54 @@ async def test_finished_entries_are_compacted() -> None:
     scheduler = DeadlineScheduler()
     for _ in range(5000):
         async with scheduler.deadline(60):
+            await asyncio.sleep(0)  # suspends: the deadline goes into the heap
+    assert 0 < len(scheduler._heap) < 3000
+    assert scheduler._finished == sum(1 for _, _, d in scheduler._heap if d._done)
+    assert scheduler.pending() == 0
+
+
+async def test_a_block_that_never_suspends_never_reaches_the_heap() -> None:
+    scheduler = DeadlineScheduler()
+    for _ in range(100):
+        with scheduler.deadline(60) as d:
             pass
-    assert len(scheduler._heap) < 3000
+    assert scheduler.pending() == 0
+    await asyncio.sleep(0)  # the end of the step, where open deadlines are registered
+    assert scheduler._heap == [] and not d.expired()
+
+
+async def test_a_block_busy_past_its_deadline_times_out_at_its_next_suspension() -> None:
+    scheduler = DeadlineScheduler()
+    loop = asyncio.get_running_loop()
+    d = scheduler.deadline(0.01)
+
+    async def busy_then_wait() -> None:
+        with d:
+            busy_until = loop.time() + 0.03
+            while loop.time() < busy_until:  # no suspension: nothing can interrupt this
+                pass
+            await asyncio.sleep(5)
+
+    with pytest.raises(TimeoutError):
+        await busy_then_wait()
+    assert d.expired()
+
+
+async def test_expired_entries_leave_the_count_of_finished_ones_exact() -> None:
+    scheduler = DeadlineScheduler()
+
+    async def expires() -> None:
+        with pytest.raises(TimeoutError):
+            with scheduler.deadline(0.01):
+                await asyncio.sleep(5)
+
+    async def finishes() -> None:
+        with scheduler.deadline(0.01):
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(expires() for _ in range(20)), *(finishes() for _ in range(20)))
+    await asyncio.sleep(0.03)
+    assert scheduler._finished == sum(1 for _, _, d in scheduler._heap if d._done)
     assert scheduler.pending() == 0
 
 

@@ -269,3 +269,11 @@ async def test_engine_built_events_and_results_equal_validated_ones(agent: str) 
     assert dataclasses.replace(result, output="x").output == "x"
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.output = "changed"  # type: ignore[misc]
+
+
+async def test_a_tool_timeout_in_a_task_of_its_own_cancels_only_that_call() -> None:
+    result = await run_once("parallel_tools")
+    assert result.status is RunStatus.SUCCEEDED
+    assert result.output == ["ToolError", "float"]
+    done = {e.tool: e.status for e in result.events if e.type == "tool_completed"}  # type: ignore[attr-defined]
+    assert done == {"slow_tool": "timeout", "nap": "ok"}

@@ -3,10 +3,15 @@
 ``asyncio.timeout`` arms a timer handle per use; with two deadlines per run (the run's and its
 tool call's) that was the largest single cost of a run, and the cancelled handles piled up in
 the loop's heap when runs did not suspend. Here every deadline is an entry in one heap per
-scheduler, and a single timer handle is armed for the earliest one. Entering and leaving a
-deadline is a heap push and a flag; the timer is re-armed only when a new deadline is
-meaningfully earlier than the armed one. Finished entries are dropped lazily (compacted when
-they are the majority), so memory stays proportional to deadlines in flight.
+scheduler, and a single timer handle is armed for the earliest one.
+
+Most blocks end before they ever suspend (a run that does not wait on I/O), and a timer can
+only fire between steps of the event loop, so such a block cannot expire. Entering a deadline
+therefore only notes it in a list; at the end of the loop step (one ``call_soon`` per step, for
+every deadline entered in it) the ones still open go into the heap, and the timer is re-armed
+only when one is meaningfully earlier than the armed one. Leaving a deadline is a flag.
+Finished entries are dropped from the heap lazily (compacted when they are the majority), so
+memory stays proportional to deadlines in flight.
 
 The semantics are those of ``asyncio.timeout``: on expiry the task is cancelled, and leaving the
 block converts that cancellation into ``TimeoutError``; ``expired()`` tells the two apart.
@@ -18,6 +23,7 @@ import asyncio
 import heapq
 import itertools
 from types import TracebackType
+from typing import Any
 
 __all__ = ["Deadline", "DeadlineScheduler"]
 
@@ -27,15 +33,18 @@ _COMPACT_MIN = 1024
 class Deadline:
     """An async context manager: cancel the task if the block outlives ``delay`` seconds."""
 
-    __slots__ = ("_done", "_expired", "_scheduler", "_task", "delay", "when")
+    __slots__ = ("_done", "_expired", "_queued", "_scheduler", "_task", "delay", "when")
 
-    def __init__(self, scheduler: DeadlineScheduler, delay: float) -> None:
+    def __init__(
+        self, scheduler: DeadlineScheduler, delay: float, task: asyncio.Task[Any] | None = None
+    ) -> None:
         self._scheduler = scheduler
         self.delay = delay
         self.when = 0.0
-        self._task: asyncio.Task[object] | None = None
+        self._task = task
         self._expired = False
         self._done = False
+        self._queued = False  # in the scheduler's heap
 
     def expired(self) -> bool:
         """True when the deadline passed and cancelled the block."""
@@ -45,11 +54,20 @@ class Deadline:
     # sparing the two coroutines of ``async with`` matters on the run path. ``async with`` works
     # too, for symmetry with ``asyncio.timeout``.
     def __enter__(self) -> Deadline:
-        task = asyncio.current_task()
-        if task is None:
-            raise RuntimeError("a deadline must be used inside a task")
-        self._task = task
-        self._scheduler._add(self)
+        if self._task is None:
+            task = asyncio.current_task()
+            if task is None:
+                raise RuntimeError("a deadline must be used inside a task")
+            self._task = task
+        scheduler = self._scheduler
+        loop = asyncio.get_running_loop()
+        if loop is not scheduler._loop:  # first use, or a new loop (tests): start afresh
+            scheduler._reset(loop)
+        self.when = loop.time() + self.delay
+        entered = scheduler._entered
+        if not entered:
+            loop.call_soon(scheduler._register)
+        entered.append(self)
         return self
 
     def __exit__(
@@ -59,7 +77,8 @@ class Deadline:
         tb: TracebackType | None,
     ) -> None:
         self._done = True
-        self._scheduler._finished += 1
+        if self._queued:
+            self._scheduler._finished += 1
         if self._expired and exc_type is asyncio.CancelledError:
             assert self._task is not None
             self._task.uncancel()
@@ -86,23 +105,38 @@ class DeadlineScheduler:
         self._handle: asyncio.TimerHandle | None = None
         self._armed_at = float("inf")
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._finished = 0
+        self._entered: list[Deadline] = []  # entered during this loop step, not in the heap yet
+        self._finished = 0  # finished deadlines still in the heap
 
-    def deadline(self, delay: float) -> Deadline:
-        """``with scheduler.deadline(5.0) as d: ...`` (inside a task); then ``d.expired()``."""
-        return Deadline(self, delay)
+    def deadline(self, delay: float, task: asyncio.Task[Any] | None = None) -> Deadline:
+        """``with scheduler.deadline(5.0) as d: ...`` (inside a task); then ``d.expired()``.
 
-    def _add(self, deadline: Deadline) -> None:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # first use, or a new loop (tests): start afresh
-            self._reset(loop)
-        deadline.when = when = loop.time() + deadline.delay
-        heapq.heappush(self._heap, (when, next(self._counter), deadline))
-        # Re-arm only for a deadline that is earlier than the armed one by more than a
-        # millisecond: equal timeouts arrive in increasing order and never re-arm.
-        if when < self._armed_at - 0.001:
-            self._arm(loop, when)
-        if self._finished > _COMPACT_MIN and self._finished * 2 > len(self._heap):
+        ``task`` is the task the block runs in, when the caller knows it (saves looking it
+        up); it must be the current task.
+        """
+        return Deadline(self, delay, task)
+
+    def _register(self) -> None:
+        """At the end of a loop step: put the deadlines entered in it that are still open into
+        the heap, and arm the timer for the earliest."""
+        entered, self._entered = self._entered, []
+        loop = self._loop
+        if loop is None:
+            return
+        heap = self._heap
+        counter = self._counter
+        earliest = self._armed_at - 0.001
+        for deadline in entered:
+            if not deadline._done:
+                when = deadline.when
+                deadline._queued = True
+                heapq.heappush(heap, (when, next(counter), deadline))
+                earliest = min(earliest, when)
+        # Re-arm only for a deadline earlier than the armed one by more than a millisecond:
+        # equal timeouts arrive in increasing order and never re-arm.
+        if earliest < self._armed_at - 0.001:
+            self._arm(loop, earliest)
+        if self._finished > _COMPACT_MIN and self._finished * 2 > len(heap):
             self._compact()
 
     def _reset(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -112,6 +146,7 @@ class DeadlineScheduler:
         self._heap = []
         self._handle = None
         self._armed_at = float("inf")
+        self._entered = []
         self._finished = 0
 
     def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
@@ -137,6 +172,7 @@ class DeadlineScheduler:
             if deadline._done:
                 self._finished -= 1
                 continue
+            deadline._queued = False
             task = deadline._task
             if task is not None and not task.done():
                 deadline._expired = True
@@ -146,4 +182,6 @@ class DeadlineScheduler:
 
     def pending(self) -> int:
         """Deadlines not yet finished (for tests and metrics)."""
-        return sum(1 for _, _, d in self._heap if not d._done)
+        return sum(1 for _, _, d in self._heap if not d._done) + sum(
+            1 for d in self._entered if not d._done
+        )

@@ -281,7 +281,7 @@ class RunContext:
         fields["args"] = raw_args
         self._emit(_build(ToolExecutingEvent, fields))
         started = _perf()
-        tool = engine._lookup_tool(name)
+        tool = engine._get_tool(name)
         if tool is None:
             try:
                 tool = await engine._resolve_tool(name)
@@ -464,6 +464,8 @@ class UserExecutionEngine:
         "_deadlines",
         "_extensions",
         "_factory",
+        "_get_agent",
+        "_get_tool",
         "_observers",
         "_pending_start",
         "_publish",
@@ -495,6 +497,8 @@ class UserExecutionEngine:
     _tool_resolvers: tuple[Callable[[str], Awaitable[Tool | None]], ...]
     _tool_timeout: float
     _tools: ToolRegistry | _LayeredTools
+    _get_agent: Callable[[str], Agent | None]
+    _get_tool: Callable[[str], Tool | None]
     _used_context_run_id: bool
     context: UserExecutionContext
     created_at: float
@@ -527,6 +531,8 @@ class UserExecutionEngine:
         self._run_timeout = run_timeout
         self._tool_timeout = tool_timeout
         self._tools = factory.tools
+        self._get_tool = factory.tools.getter()
+        self._get_agent = factory.agents.getter()
         self._deadlines = factory.deadlines
         self._publish = factory.events.publish
         self._tool_resolvers = ()
@@ -572,11 +578,9 @@ class UserExecutionEngine:
         self._tool_resolvers = tuple(resolvers)
         if local_tools:
             self._tools = _LayeredTools(local_tools, self._factory.tools)
+            self._get_tool = self._tools.get
 
     # -- tools ------------------------------------------------------------------------------
-
-    def _lookup_tool(self, name: str) -> Tool | None:
-        return self._tools.get(name)
 
     async def _resolve_tool(self, name: str) -> Tool | None:
         for resolve in self._tool_resolvers:
@@ -637,7 +641,7 @@ class UserExecutionEngine:
             )
 
     def _resolve_agent(self, name: str) -> Agent:
-        found = self._factory.agents.get(name)
+        found = self._get_agent(name)
         if found is None:
             raise UnknownAgentError(name, self._factory.agents.names())
         return found
@@ -761,7 +765,7 @@ class UserExecutionEngine:
         user_id = run._user_id
         propagate: BaseException | None = None
         try:
-            with self._deadlines.deadline(run.timeout) as deadline:
+            with self._deadlines.deadline(run.timeout, run.task) as deadline:
                 await limiter.acquire(user_id)
                 try:
                     if raw_input is not None and not is_mapping(raw_input):

@@ -7,7 +7,7 @@ a name, naming both plugins; ``owner(name)`` says which plugin contributed it. T
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 from agentengine.errors import RegistrationError
@@ -52,6 +52,11 @@ class NamedRegistry(Generic[_T]):
     def get(self, name: str) -> _T | None:
         """The entry called ``name``, or None."""
         return self._entries.get(name)
+
+    def getter(self) -> Callable[[str], _T | None]:
+        """``get`` as the underlying dict's own method: the same answers, now and after later
+        additions, without a Python call (for lookups on the run path)."""
+        return self._entries.get
 
     def names(self) -> list[str]:
         """Sorted names."""

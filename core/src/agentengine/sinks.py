@@ -79,21 +79,12 @@ class _UserLog:
     def next_cursor(self) -> int:
         return self.first + len(self.entries)
 
-    def append(self, event: BaseEvent) -> None:
-        entries = self.entries
-        size = len(entries)
-        cursor = self.first + size
-        if size == entries.maxlen:
-            self.first += 1
-        # Written straight into the model's dict: pydantic's __setattr__ costs more than the rest
-        # of publishing, and the value is ours (a str), so there is nothing to validate.
-        event.__dict__["cursor"] = str(cursor)
-        entries.append(event)
-        if self.waiters:
-            waiters, self.waiters = self.waiters, []
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_result(None)
+    def wake(self) -> None:
+        """Wake the subscribers waiting for the next event."""
+        waiters, self.waiters = self.waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
 
 
 class InMemoryEventSink:
@@ -115,12 +106,14 @@ class InMemoryEventSink:
         self._logs: OrderedDict[str, _UserLog] = OrderedDict()
         self._dropped: dict[str, int] = {}  # user -> next cursor of a dropped log
         self._closed = False
+        self._newest_user: str | None = None  # whose log is at the end of _logs
         self.published = 0
 
     def _log(self, user_id: str) -> _UserLog:
         log = self._logs.get(user_id)
         if log is None:
             log = self._logs[user_id] = _UserLog(self.retention, self._dropped.pop(user_id, 1))
+            self._newest_user = user_id
             if len(self._logs) > self.max_users:
                 self._drop_idle(keep=user_id)
         return log
@@ -133,12 +126,24 @@ class InMemoryEventSink:
                 return
 
     def publish(self, event: BaseEvent) -> None:
-        log = self._logs.get(event.user_id)
+        user_id = event.user_id
+        log = self._logs.get(user_id)
         if log is None:
-            log = self._log(event.user_id)
-        else:
-            self._logs.move_to_end(event.user_id)
-        log.append(event)
+            log = self._log(user_id)
+        elif user_id != self._newest_user:  # keep _logs in order of activity (LRU)
+            self._logs.move_to_end(user_id)
+            self._newest_user = user_id
+        entries = log.entries
+        size = len(entries)
+        cursor = log.first + size
+        if size == entries.maxlen:
+            log.first += 1
+        # Written straight into the model's dict: pydantic's __setattr__ costs more than the rest
+        # of publishing, and the value is ours (a str), so there is nothing to validate.
+        event.__dict__["cursor"] = str(cursor)
+        entries.append(event)
+        if log.waiters:
+            log.wake()
         self.published += 1
 
     @staticmethod
@@ -225,7 +230,4 @@ class InMemoryEventSink:
     async def aclose(self) -> None:
         self._closed = True
         for log in self._logs.values():
-            waiters, log.waiters = log.waiters, []
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_result(None)
+            log.wake()

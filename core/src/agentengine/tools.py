@@ -9,7 +9,7 @@ subclass ``Tool`` and implement ``validate_args`` and ``invoke`` themselves.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
@@ -237,10 +237,12 @@ class FunctionTool(Tool):
         except ValidationError as exc:
             raise ToolArgumentError(format_validation_error(f"tool {self.name!r}", exc)) from None
 
-    async def invoke(self, run: RunContext, args: dict[str, Any]) -> Any:
+    def invoke(self, run: RunContext, args: dict[str, Any]) -> Coroutine[Any, Any, Any]:
+        # Returns the function's own coroutine rather than wrapping it in another one: the
+        # same result for ``await tool.invoke(...)``, one coroutine fewer per call.
         if self._run_param is not None:
-            return await self.func(**{self._run_param: run}, **args)
-        return await self.func(**args)
+            return self.func(**{self._run_param: run}, **args)
+        return self.func(**args)
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the underlying function directly (handy in unit tests)."""
