@@ -22,10 +22,29 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import sys
 from types import TracebackType
 from typing import Any
 
-__all__ = ["Deadline", "DeadlineScheduler"]
+__all__ = ["Deadline", "DeadlineScheduler", "current_task"]
+
+if sys.version_info < (3, 12):
+    # CPython 3.11's asyncio.current_task() is Python code around this dict lookup; the run
+    # path asks twice per run. 3.12 made current_task() itself fast.
+    _current_tasks: dict[asyncio.AbstractEventLoop, asyncio.Task[Any]] = vars(asyncio.tasks)[
+        "_current_tasks"
+    ]
+
+    def current_task(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any] | None:
+        """The task running on ``loop`` (the running loop), or None."""
+        return _current_tasks.get(loop)
+
+else:  # pragma: no cover - exercised on 3.12+
+
+    def current_task(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any] | None:
+        """The task running on ``loop`` (the running loop), or None."""
+        return asyncio.current_task(loop)
+
 
 _COMPACT_MIN = 1024
 
@@ -54,20 +73,20 @@ class Deadline:
     # sparing the two coroutines of ``async with`` matters on the run path. ``async with`` works
     # too, for symmetry with ``asyncio.timeout``.
     def __enter__(self) -> Deadline:
+        loop = asyncio.get_running_loop()
         if self._task is None:
-            task = asyncio.current_task()
+            task = current_task(loop)
             if task is None:
                 raise RuntimeError("a deadline must be used inside a task")
             self._task = task
         scheduler = self._scheduler
-        loop = asyncio.get_running_loop()
         if loop is not scheduler._loop:  # first use, or a new loop (tests): start afresh
             scheduler._reset(loop)
         self.when = loop.time() + self.delay
-        entered = scheduler._entered
-        if not entered:
+        if not scheduler._scheduled:
+            scheduler._scheduled = True
             loop.call_soon(scheduler._register)
-        entered.append(self)
+        scheduler._entered.append(self)
         return self
 
     def __exit__(
@@ -79,6 +98,10 @@ class Deadline:
         self._done = True
         if self._queued:
             self._scheduler._finished += 1
+        else:
+            entered = self._scheduler._entered
+            if entered and entered[-1] is self:  # blocks nest: the last one entered ends first
+                entered.pop()
         if self._expired and exc_type is asyncio.CancelledError:
             assert self._task is not None
             self._task.uncancel()
@@ -107,6 +130,7 @@ class DeadlineScheduler:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._entered: list[Deadline] = []  # entered during this loop step, not in the heap yet
         self._finished = 0  # finished deadlines still in the heap
+        self._scheduled = False  # a _register call is pending
 
     def deadline(self, delay: float, task: asyncio.Task[Any] | None = None) -> Deadline:
         """``with scheduler.deadline(5.0) as d: ...`` (inside a task); then ``d.expired()``.
@@ -120,6 +144,7 @@ class DeadlineScheduler:
         """At the end of a loop step: put the deadlines entered in it that are still open into
         the heap, and arm the timer for the earliest."""
         entered, self._entered = self._entered, []
+        self._scheduled = False
         loop = self._loop
         if loop is None:
             return
@@ -147,6 +172,7 @@ class DeadlineScheduler:
         self._handle = None
         self._armed_at = float("inf")
         self._entered = []
+        self._scheduled = False
         self._finished = 0
 
     def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:

@@ -14,6 +14,7 @@ import asyncio
 import functools
 import os
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from agentengine.deadlines import DeadlineScheduler
+from agentengine.deadlines import DeadlineScheduler, current_task
 from agentengine.errors import EngineClosedError, ToolError, UnknownAgentError
 from agentengine.events import (
     AgentCompletedEvent,
@@ -36,7 +37,7 @@ from agentengine.events import (
     _build,
 )
 from agentengine.extensions import Extension, ToolCall
-from agentengine.logging import bind_run, unbind_run
+from agentengine.logging import AGENT_VAR, RUN_ID_VAR, USER_ID_VAR
 from agentengine.scope import EMPTY_SCOPE
 from agentengine.tools import Tool, ToolArgumentError, ToolRegistry, is_mapping
 
@@ -377,6 +378,31 @@ class RunContext:
         return f"<RunContext {self.run_id} agent={self.agent.name!r} user={self.user_id!r}>"
 
 
+class _RandomHex:
+    """24 random hex digits (96 bits from ``os.urandom``) per call, made 256 at a time: one
+    system call per 256 runs instead of one per run. Safe across threads (``deque.popleft``
+    is atomic) and forks (a child discards what its parent drew)."""
+
+    _DIGITS = 24
+    _BATCH = 256
+
+    def __init__(self) -> None:
+        self._ids: deque[str] = deque()
+        os.register_at_fork(after_in_child=self._ids.clear)
+
+    def __call__(self) -> str:
+        while True:
+            try:
+                return self._ids.popleft()
+            except IndexError:
+                digits = os.urandom(self._DIGITS // 2 * self._BATCH).hex()
+                step = self._DIGITS
+                self._ids.extend(digits[i : i + step] for i in range(0, len(digits), step))
+
+
+_random_hex = _RandomHex()
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -660,8 +686,11 @@ class UserExecutionEngine:
         timeout: float | None,
         run_id: str | None,
     ) -> RunContext:
-        self._check_open()
-        found = self._resolve_agent(agent)
+        if self._closed:
+            self._check_open()  # raises
+        found = self._get_agent(agent)
+        if found is None:
+            found = self._resolve_agent(agent)  # raises
         ctx = self.context
         if (
             run_id is None
@@ -673,7 +702,7 @@ class UserExecutionEngine:
             self._used_context_run_id = True
             run_id = ctx.run_id
         elif run_id is None:
-            run_id = f"run-{os.urandom(12).hex()}"  # unique like a uuid4, at a quarter the cost
+            run_id = "run-" + _random_hex()  # unique and unguessable, like a uuid4
         if run_id in self._active:
             raise ValueError(f"run id {run_id!r} is already active on this engine; use a new one")
         given = dict(run_input) if is_mapping(run_input) else {}
@@ -726,7 +755,7 @@ class UserExecutionEngine:
         if self._pending_start is not None:  # made by create_for_user_sync: start extensions
             await self._pending_start.run(self._factory, self)
         run = self._new_run(agent, input, timeout, run_id)
-        run.task = asyncio.current_task()
+        run.task = current_task(asyncio.get_running_loop())
         run._inline = True
         await self._drive(run, input)
         result = run._result
@@ -756,7 +785,10 @@ class UserExecutionEngine:
         return results
 
     async def _drive(self, run: RunContext, raw_input: Mapping[str, Any] | None) -> None:
-        tokens = bind_run(run._user_id, run.run_id, run._agent_name)
+        # What bind_contextvars(user_id=..., run_id=..., agent=...) does, at a sixth the cost.
+        user_token = USER_ID_VAR.set(run._user_id)
+        run_token = RUN_ID_VAR.set(run.run_id)
+        agent_token = AGENT_VAR.set(run._agent_name)
         status = RunStatus.FAILED
         output: Any = None
         error: str | None = None
@@ -766,7 +798,8 @@ class UserExecutionEngine:
         propagate: BaseException | None = None
         try:
             with self._deadlines.deadline(run.timeout, run.task) as deadline:
-                await limiter.acquire(user_id)
+                if not limiter.try_acquire(user_id):
+                    await limiter.acquire(user_id)
                 try:
                     if raw_input is not None and not is_mapping(raw_input):
                         raise ToolArgumentError(
@@ -805,7 +838,9 @@ class UserExecutionEngine:
             propagate = exc
         finally:
             self._finish(run, status, output, error, error_type)
-            unbind_run(tokens)
+            AGENT_VAR.reset(agent_token)
+            RUN_ID_VAR.reset(run_token)
+            USER_ID_VAR.reset(user_token)
         if propagate is not None:
             raise propagate
 

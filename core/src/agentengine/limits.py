@@ -35,8 +35,12 @@ class ConcurrencyLimiter:
         self._user_waiters: dict[str, deque[asyncio.Future[None]]] = {}
         self._global_waiters: deque[tuple[str, asyncio.Future[None]]] = deque()
 
-    async def acquire(self, user_id: str) -> None:
-        """Wait for a slot of ``user_id`` and a global one. Pair with ``release``."""
+    def try_acquire(self, user_id: str) -> bool:
+        """Take a slot now if one is free (and nobody is queued ahead); True if taken.
+
+        The run path calls this first and awaits ``acquire`` only when it returns False,
+        sparing a coroutine per run in the common case.
+        """
         running = self._running.get(user_id, 0)
         if (
             running < self.per_user
@@ -46,7 +50,14 @@ class ConcurrencyLimiter:
         ):
             self._running[user_id] = running + 1
             self._total += 1
+            return True
+        return False
+
+    async def acquire(self, user_id: str) -> None:
+        """Wait for a slot of ``user_id`` and a global one. Pair with ``release``."""
+        if self.try_acquire(user_id):
             return
+        running = self._running.get(user_id, 0)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if running >= self.per_user or user_id in self._user_waiters:
             self._user_waiters.setdefault(user_id, deque()).append(fut)

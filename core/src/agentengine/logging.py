@@ -20,7 +20,15 @@ from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["REDACTED", "bind_run", "configure", "get_logger", "redact_secrets", "unbind_run"]
+__all__ = [
+    "AGENT_VAR",
+    "REDACTED",
+    "RUN_ID_VAR",
+    "USER_ID_VAR",
+    "configure",
+    "get_logger",
+    "redact_secrets",
+]
 
 REDACTED = "[redacted]"
 _SECRET_KEY = re.compile(
@@ -34,33 +42,21 @@ def get_logger(name: str = "agentengine", **initial: Any) -> Any:
     return structlog.get_logger(name, **initial)
 
 
-_Var = contextvars.ContextVar[Any]
-_Token = contextvars.Token[Any]
-_run_vars: tuple[_Var, _Var, _Var] | None = None
-RunTokens = tuple[_Token, _Token, _Token]
+def _structlog_variables() -> tuple[contextvars.ContextVar[Any], ...]:
+    """structlog's own context variables for a run's ids.
 
-
-def bind_run(user_id: str, run_id: str, agent: str) -> RunTokens:
-    """Bind a run's ids for structlog (what ``bind_contextvars(user_id=..., run_id=...,
-    agent=...)`` does); undo with ``unbind_run(tokens)``.
-
-    structlog keeps one ``ContextVar`` per key and reuses it; the first call goes through
-    ``bind_contextvars`` and keeps those variables (``Token.var``), later calls set them
-    directly, at a sixth of the cost, which matters on the run path.
+    ``bind_contextvars`` keeps one ``ContextVar`` per key and reuses it; binding once (and
+    resetting at once) hands them over (``Token.var``), so runs can set them directly at a
+    sixth of the cost of ``bind_contextvars``/``reset_contextvars``, which matters on the run
+    path. Lines logged during a run carry the values as if bound with ``bind_contextvars``.
     """
-    global _run_vars  # noqa: PLW0603 - a cache of structlog's variables, filled once
-    run_vars = _run_vars
-    if run_vars is None:
-        tokens = structlog.contextvars.bind_contextvars(user_id=user_id, run_id=run_id, agent=agent)
-        _run_vars = (tokens["user_id"].var, tokens["run_id"].var, tokens["agent"].var)
-        return (tokens["user_id"], tokens["run_id"], tokens["agent"])
-    return (run_vars[0].set(user_id), run_vars[1].set(run_id), run_vars[2].set(agent))
+    tokens = structlog.contextvars.bind_contextvars(user_id=None, run_id=None, agent=None)
+    structlog.contextvars.reset_contextvars(**tokens)
+    return tuple(tokens[key].var for key in ("user_id", "run_id", "agent"))
 
 
-def unbind_run(tokens: RunTokens) -> None:
-    """Restore what ``bind_run`` replaced."""
-    for token in reversed(tokens):
-        token.var.reset(token)
+#: The variables binding ``user_id``, ``run_id`` and ``agent`` for the length of a run.
+USER_ID_VAR, RUN_ID_VAR, AGENT_VAR = _structlog_variables()
 
 
 def _redact(value: Any) -> Any:
