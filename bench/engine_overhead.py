@@ -4,10 +4,16 @@ The shape: start, think, one tool call, complete; five events delivered to a per
 subscriber. The floor does the same with bare asyncio: a per-user semaphore, one awaited tool,
 five small dicts into a per-user ``asyncio.Queue`` drained by a subscriber task.
 
+Neither the floor nor the engine suspends during a run (a free slot and a tool that returns at
+once never wait), so a sequential loop would starve the subscribers until the very end. Both
+loops therefore yield to the event loop every ``--yield-every`` runs (100), so that subscribers
+read the events as they come, as in a server, and the engine runs with its default event
+retention (10,000 per user) instead of holding every event of the round.
+
 Printed: the ratio engine/floor per run, sequential and with 1,000 concurrent users, and the
 memory of 10,000 idle engines (with their contexts). Targets: <= 6x, <= 8 KiB per engine.
 
-    uv run python bench/engine_overhead.py [--runs 2000] [--users 1000] [--engines 10000]
+    uv run python bench/engine_overhead.py [--runs 10000] [--users 1000] [--engines 10000]
 """
 
 from __future__ import annotations
@@ -87,7 +93,9 @@ async def floor_subscriber(queue: asyncio.Queue[dict[str, object]], expected: in
         await queue.get()
 
 
-async def floor_round(users: list[str], runs_per_user: int, concurrent: bool) -> float:
+async def floor_round(
+    users: list[str], runs_per_user: int, concurrent: bool, yield_every: int = 100
+) -> float:
     floor = Floor(per_user=5)
     floor.queues = {u: asyncio.Queue() for u in users}
     subs = [
@@ -100,6 +108,8 @@ async def floor_round(users: list[str], runs_per_user: int, concurrent: bool) ->
         for u in users:
             for i in range(runs_per_user):
                 await floor.run(u, i)
+                if i % yield_every == yield_every - 1:
+                    await asyncio.sleep(0)  # let the subscriber read
     await asyncio.gather(*subs)
     return time.perf_counter() - start
 
@@ -115,15 +125,19 @@ async def engine_subscriber(factory: ExecutionEngineFactory, user: str, expected
             return
 
 
-async def engine_round(users: list[str], runs_per_user: int, concurrent: bool) -> float:
+async def engine_round(
+    users: list[str], runs_per_user: int, concurrent: bool, yield_every: int = 100
+) -> float:
     factory = ExecutionEngineFactory(
         plugins=[ShapePlugin()],
         load_entrypoints=False,
         max_concurrent_per_user=5,
         max_concurrent_runs=100_000,
-        event_retention=max(100, 5 * runs_per_user),
         idle_ttl=None,
     )
+    retention = factory.engine_settings.event_retention
+    if 5 * yield_every > retention:
+        raise SystemExit(f"--yield-every {yield_every} outruns the event retention ({retention})")
     async with factory:
         engines = {
             u: await factory.create_for_user(UserExecutionContext.for_user(u)) for u in users
@@ -146,6 +160,8 @@ async def engine_round(users: list[str], runs_per_user: int, concurrent: bool) -
                 engine = engines[u]
                 for i in range(runs_per_user):
                     await engine.execute_agent("shape", {"n": i})
+                    if i % yield_every == yield_every - 1:
+                        await asyncio.sleep(0)  # let the subscriber read
         await asyncio.gather(*subs)
         elapsed = time.perf_counter() - start
         for engine in engines.values():
@@ -209,6 +225,9 @@ async def main() -> None:
     parser.add_argument("--users", type=int, default=1000, help="concurrent users")
     parser.add_argument("--engines", type=int, default=10_000, help="idle engines")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--yield-every", type=int, default=100, help="sequential runs between yields to the loop"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -216,8 +235,8 @@ async def main() -> None:
     many = [f"user-{i}" for i in range(args.users)]
     floor_seq, engine_seq = await interleaved(
         args.repeats,
-        lambda: floor_round(seq_users, args.runs, False),
-        lambda: engine_round(seq_users, args.runs, False),
+        lambda: floor_round(seq_users, args.runs, False, args.yield_every),
+        lambda: engine_round(seq_users, args.runs, False, args.yield_every),
     )
     floor_conc, engine_conc = await interleaved(
         args.repeats,
@@ -227,7 +246,11 @@ async def main() -> None:
     per_engine = await idle_engine_memory(args.engines)
 
     report = {
-        "sequential": {"runs": args.runs, **_mode(args.runs, floor_seq, engine_seq)},
+        "sequential": {
+            "runs": args.runs,
+            "yield_every": args.yield_every,
+            **_mode(args.runs, floor_seq, engine_seq),
+        },
         "concurrent": {"users": args.users, **_mode(args.users, floor_conc, engine_conc)},
         "idle_engines": {
             "engines": args.engines,

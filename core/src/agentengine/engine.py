@@ -34,7 +34,12 @@ from agentengine.events import (
     ToolCompletedEvent,
     ToolExecutingEvent,
     ToolStatus,
-    _build,
+    _fields_set,
+    _new,
+    _set_dict,
+    _set_extra,
+    _set_fields_set,
+    _set_private,
 )
 from agentengine.extensions import Extension, ToolCall
 from agentengine.logging import AGENT_VAR, RUN_ID_VAR, USER_ID_VAR
@@ -145,6 +150,7 @@ class RunContext:
         "_engine",
         "_events",
         "_finished",
+        "_head",
         "_inline",
         "_result",
         "_started_at",
@@ -200,6 +206,16 @@ class RunContext:
         self._think_steps = 0
         self._tool_calls = 0
         self._started_at = _perf()
+        self._head: dict[str, Any] = {
+            "type": None,
+            "run_id": run_id,
+            "user_id": self._user_id,
+            "thread_id": self._thread_id,
+            "agent": self._agent_name,
+            "seq": None,
+            "ts": None,
+            "cursor": None,
+        }
 
     @property
     def context(self) -> UserExecutionContext:
@@ -226,20 +242,24 @@ class RunContext:
 
     def _fields(self, type_: str) -> dict[str, Any]:
         """The fields every event of the run carries, in declaration order; the caller adds
-        the type's own fields (in order too) and builds the event with ``_build``."""
-        return {
-            "type": type_,
-            "run_id": self.run_id,
-            "user_id": self._user_id,
-            "thread_id": self._thread_id,
-            "agent": self._agent_name,
-            "seq": len(self._events) + 1,
-            "ts": _now(UTC),
-            "cursor": None,
-        }
+        the type's own fields (in order too) and passes them to ``_emit``."""
+        # A copy of the run's template (a dict copy is cheaper than building the dict), with
+        # the values that change; assigning existing keys keeps their order.
+        fields = self._head.copy()
+        fields["type"] = type_
+        fields["seq"] = len(self._events) + 1
+        fields["ts"] = _now(UTC)
+        return fields
 
-    def _emit(self, event: BaseEvent) -> None:
-        # Hot path: no hook lookups here, just the engine's precomposed observer tuple.
+    def _emit(self, cls: type[BaseEvent], fields: dict[str, Any]) -> None:
+        """Make the event (``fields`` complete, in declaration order) and send it out."""
+        # Hot path: events._build inlined (equivalent to model_construct for complete, trusted
+        # fields); no hook lookups, just the engine's precomposed observer tuple.
+        event = _new(cls)
+        _set_dict(event, "__dict__", fields)
+        _set_fields_set(event, _fields_set(cls))
+        _set_extra(event, None)
+        _set_private(event, None)
         self._events.append(event)
         waiter = self._waiter
         if waiter is not None:
@@ -262,7 +282,7 @@ class RunContext:
         fields = self._fields("agent_thinking")
         fields["text"] = str(text)
         fields["step"] = self._think_steps
-        self._emit(_build(AgentThinkingEvent, fields))
+        self._emit(AgentThinkingEvent, fields)
 
     async def call_tool(self, name: str, args: Mapping[str, Any] | None = None) -> Any:
         """Call a tool: emits ``tool_executing`` then ``tool_completed`` and returns the result.
@@ -280,7 +300,7 @@ class RunContext:
         fields["tool"] = name
         fields["tool_call_id"] = call_id
         fields["args"] = raw_args
-        self._emit(_build(ToolExecutingEvent, fields))
+        self._emit(ToolExecutingEvent, fields)
         started = _perf()
         tool = engine._get_tool(name)
         if tool is None:
@@ -357,7 +377,7 @@ class RunContext:
         fields["result"] = result
         fields["error"] = error
         fields["duration_ms"] = (_perf() - started) * 1000.0
-        self._emit(_build(ToolCompletedEvent, fields))
+        self._emit(ToolCompletedEvent, fields)
 
     def _request_cancel(self) -> None:
         """Cancel the run on behalf of the engine (handle.cancel, cleanup, shutdown)."""
@@ -714,7 +734,7 @@ class UserExecutionEngine:
         # before its first step has its first event.
         fields = run._fields("agent_started")
         fields["input"] = given
-        run._emit(_build(AgentStartedEvent, fields))
+        run._emit(AgentStartedEvent, fields)
         return run
 
     async def start_run(
@@ -878,14 +898,14 @@ class UserExecutionEngine:
             fields = run._fields("agent_error")
             fields["error"] = error or ""
             fields["error_type"] = error_type or "Error"
-            run._emit(_build(AgentErrorEvent, fields))
+            run._emit(AgentErrorEvent, fields)
         duration_ms = (_perf() - run._started_at) * 1000.0
         fields = run._fields("agent_completed")
         fields["status"] = status
         fields["output"] = output
         fields["error"] = error
         fields["duration_ms"] = duration_ms
-        run._emit(_build(AgentCompletedEvent, fields))
+        run._emit(AgentCompletedEvent, fields)
         run._finished = True
         for fut in (run._waiter, run._done):
             if fut is not None and not fut.done():

@@ -15,6 +15,7 @@ Invariants the engine guarantees for every run, whatever happens:
 from __future__ import annotations
 
 import enum
+import functools
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
@@ -160,7 +161,6 @@ EVENT_TYPES: tuple[str, ...] = (
 _ADAPTER: TypeAdapter[AgentEvent] = TypeAdapter(AgentEvent)
 
 _E = TypeVar("_E", bound=BaseEvent)
-_FIELDS_SET: dict[type[BaseEvent], set[str]] = {}
 _new = object.__new__
 _set_dict = object.__setattr__
 # BaseModel's own slots, set through their descriptors (cheaper than ``object.__setattr__``).
@@ -169,21 +169,25 @@ _set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
+@functools.cache
+def _fields_set(cls: type[BaseEvent]) -> set[str]:
+    """Every field name of ``cls``: the ``model_fields_set`` of an event built by ``_build``.
+    Shared by every event of the class: it already names every field, so pydantic's only
+    mutation of it (adding a field name on assignment) never changes it."""
+    return set(cls.model_fields)
+
+
 def _build(cls: type[_E], fields: dict[str, Any]) -> _E:
     """Make an event from trusted, complete field values without validation.
 
-    The engine's hot path: ``model_construct`` costs several times more because it resolves
-    defaults field by field. ``fields`` must hold every field, in declaration order (that is the
-    order of the wire form). Equivalent to ``model_construct`` for such input.
+    The engine's hot path (which inlines these lines): ``model_construct`` costs several
+    times more because it resolves defaults field by field. ``fields`` must hold every field,
+    in declaration order (that is the order of the wire form). Equivalent to
+    ``model_construct`` for such input.
     """
-    fields_set = _FIELDS_SET.get(cls)
-    if fields_set is None:
-        fields_set = _FIELDS_SET[cls] = set(cls.model_fields)
     obj = _new(cls)
     _set_dict(obj, "__dict__", fields)
-    # Shared by every event of the class: it already names every field, so pydantic's only
-    # mutation of it (adding a field name on assignment) never changes it.
-    _set_fields_set(obj, fields_set)
+    _set_fields_set(obj, _fields_set(cls))
     _set_extra(obj, None)
     _set_private(obj, None)
     return obj

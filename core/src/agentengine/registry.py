@@ -27,6 +27,7 @@ class NamedRegistry(Generic[_T]):
 
     def __init__(self) -> None:
         self._entries: dict[str, _T] = {}
+        self._get = self._entries.get  # one bound method, shared by every caller of getter()
         self._owners: dict[str, str | None] = {}
         #: The plugin whose registration hook is running (set by the factory).
         self.current_plugin: str | None = None
@@ -56,7 +57,7 @@ class NamedRegistry(Generic[_T]):
     def getter(self) -> Callable[[str], _T | None]:
         """``get`` as the underlying dict's own method: the same answers, now and after later
         additions, without a Python call (for lookups on the run path)."""
-        return self._entries.get
+        return self._get
 
     def names(self) -> list[str]:
         """Sorted names."""
