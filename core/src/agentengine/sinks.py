@@ -107,6 +107,7 @@ class InMemoryEventSink:
         self._dropped: dict[str, int] = {}  # user -> next cursor of a dropped log
         self._closed = False
         self._newest_user: str | None = None  # whose log is at the end of _logs
+        self._newest_log: _UserLog | None = None  # and that log
         self.published = 0
 
     def _log(self, user_id: str) -> _UserLog:
@@ -114,6 +115,7 @@ class InMemoryEventSink:
         if log is None:
             log = self._logs[user_id] = _UserLog(self.retention, self._dropped.pop(user_id, 1))
             self._newest_user = user_id
+            self._newest_log = log
             if len(self._logs) > self.max_users:
                 self._drop_idle(keep=user_id)
         return log
@@ -127,12 +129,18 @@ class InMemoryEventSink:
 
     def publish(self, event: BaseEvent) -> None:
         user_id = event.user_id
-        log = self._logs.get(user_id)
-        if log is None:
-            log = self._log(user_id)
-        elif user_id != self._newest_user:  # keep _logs in order of activity (LRU)
-            self._logs.move_to_end(user_id)
-            self._newest_user = user_id
+        if user_id == self._newest_user:  # the same user as last time: already at the end
+            log = self._newest_log
+            assert log is not None
+        else:
+            found = self._logs.get(user_id)
+            if found is None:
+                log = self._log(user_id)
+            else:
+                log = found
+                self._logs.move_to_end(user_id)  # keep _logs in order of activity (LRU)
+                self._newest_user = user_id
+                self._newest_log = log
         entries = log.entries
         size = len(entries)
         cursor = log.first + size
