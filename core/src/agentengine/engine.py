@@ -34,12 +34,7 @@ from agentengine.events import (
     ToolCompletedEvent,
     ToolExecutingEvent,
     ToolStatus,
-    _fields_set,
-    _new,
-    _set_dict,
-    _set_extra,
-    _set_fields_set,
-    _set_private,
+    _build,
 )
 from agentengine.extensions import Extension, ToolCall
 from agentengine.logging import AGENT_VAR, RUN_ID_VAR, USER_ID_VAR
@@ -253,13 +248,8 @@ class RunContext:
 
     def _emit(self, cls: type[BaseEvent], fields: dict[str, Any]) -> None:
         """Make the event (``fields`` complete, in declaration order) and send it out."""
-        # Hot path: events._build inlined (equivalent to model_construct for complete, trusted
-        # fields); no hook lookups, just the engine's precomposed observer tuple.
-        event = _new(cls)
-        _set_dict(event, "__dict__", fields)
-        _set_fields_set(event, _fields_set(cls))
-        _set_extra(event, None)
-        _set_private(event, None)
+        # Hot path: no hook lookups here, just the engine's precomposed observer tuple.
+        event = _build(cls, fields)
         self._events.append(event)
         waiter = self._waiter
         if waiter is not None:
@@ -706,11 +696,8 @@ class UserExecutionEngine:
         timeout: float | None,
         run_id: str | None,
     ) -> RunContext:
-        if self._closed:
-            self._check_open()  # raises
-        found = self._get_agent(agent)
-        if found is None:
-            found = self._resolve_agent(agent)  # raises
+        self._check_open()
+        found = self._resolve_agent(agent)
         ctx = self.context
         if (
             run_id is None

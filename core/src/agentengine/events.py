@@ -180,9 +180,9 @@ def _fields_set(cls: type[BaseEvent]) -> set[str]:
 def _build(cls: type[_E], fields: dict[str, Any]) -> _E:
     """Make an event from trusted, complete field values without validation.
 
-    The engine's hot path (which inlines these lines): ``model_construct`` costs several
-    times more because it resolves defaults field by field. ``fields`` must hold every field,
-    in declaration order (that is the order of the wire form). Equivalent to
+    The engine's hot path: ``model_construct`` costs several times more because it resolves
+    defaults field by field. ``fields`` must hold every field, in declaration order (that is
+    the order of the wire form). Equivalent to
     ``model_construct`` for such input.
     """
     obj = _new(cls)

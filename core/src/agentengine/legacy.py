@@ -50,6 +50,7 @@ from agentengine.errors import InvalidContextError, PluginLoadError, Registratio
 from agentengine.events import BaseEvent
 from agentengine.factory import ExecutionEngineFactory, get_execution_engine_factory
 from agentengine.hookspecs import hookimpl
+from agentengine.legacy_names import LEGACY_ENGINE_NAMES, LEGACY_FACTORY_NAMES
 
 __all__ = [
     "BaseExecutionEngine",
@@ -400,17 +401,6 @@ ToolExecutionEngine = _engine_name(
     f"{_PLAIN}; tool permission checks are an extension's around_tool",
 )
 
-#: The deprecated engine names.
-LEGACY_ENGINE_NAMES = (
-    "ExecutionEngine",
-    "RequestScopedExecutionEngine",
-    "MCPEnhancedExecutionEngine",
-    "ExecutionEngineConsolidated",
-    "IsolatedExecutionEngine",
-    "BaseExecutionEngine",
-    "ToolExecutionEngine",
-)
-
 
 # -- factories ---------------------------------------------------------------------------------
 
@@ -449,14 +439,6 @@ RequestScopedExecutionEngineFactory = _LegacyName(
 )
 UserExecutionEngineFactory = _LegacyName(
     "UserExecutionEngineFactory", _FACTORY, _build_factory, ExecutionEngineFactory
-)
-
-#: The deprecated factory names.
-LEGACY_FACTORY_NAMES = (
-    "UnifiedExecutionEngineFactory",
-    "ExecutionFactory",
-    "RequestScopedExecutionEngineFactory",
-    "UserExecutionEngineFactory",
 )
 
 

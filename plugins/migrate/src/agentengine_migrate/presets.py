@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from agentengine.legacy_names import LEGACY_ENGINE_NAMES, LEGACY_FACTORY_NAMES
+
 __all__ = ["PRESETS"]
 
 _AE = "agentengine"
@@ -24,17 +26,8 @@ _AGENTENGINE_LEGACY: dict[str, Any] = {
                 "`get_execution_engine_factory().user_execution_engine(ctx)`"
             ),
             "names": {
-                "ExecutionEngine": _AE_ENGINE,
-                "RequestScopedExecutionEngine": _AE_ENGINE,
-                "MCPEnhancedExecutionEngine": _AE_ENGINE,
-                "ExecutionEngineConsolidated": _AE_ENGINE,
-                "IsolatedExecutionEngine": _AE_ENGINE,
-                "BaseExecutionEngine": _AE_ENGINE,
-                "ToolExecutionEngine": _AE_ENGINE,
-                "UnifiedExecutionEngineFactory": _AE_FACTORY,
-                "ExecutionFactory": _AE_FACTORY,
-                "RequestScopedExecutionEngineFactory": _AE_FACTORY,
-                "UserExecutionEngineFactory": _AE_FACTORY,
+                **dict.fromkeys(LEGACY_ENGINE_NAMES, _AE_ENGINE),
+                **dict.fromkeys(LEGACY_FACTORY_NAMES, _AE_FACTORY),
                 "ExecutionEngineFactory": _AE_FACTORY,
                 "create_execution_engine_factory": _AE_GET_FACTORY,
                 "get_execution_engine_factory": _AE_GET_FACTORY,
@@ -44,15 +37,7 @@ _AGENTENGINE_LEGACY: dict[str, Any] = {
     },
     "calls": {
         f"agentengine.legacy:{old}": f"{_AE_ENGINE}.create_from_legacy"
-        for old in (
-            "ExecutionEngine",
-            "RequestScopedExecutionEngine",
-            "MCPEnhancedExecutionEngine",
-            "ExecutionEngineConsolidated",
-            "IsolatedExecutionEngine",
-            "BaseExecutionEngine",
-            "ToolExecutionEngine",
-        )
+        for old in LEGACY_ENGINE_NAMES
     },
 }
 
