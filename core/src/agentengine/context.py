@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+)
 
 from agentengine.errors import InvalidContextError
 
-__all__ = ["MAX_CONTEXT_DEPTH", "PLACEHOLDER_IDS", "UserExecutionContext"]
+__all__ = ["MAX_CONTEXT_DEPTH", "PLACEHOLDER_IDS", "REFUSED_ID_CATEGORIES", "UserExecutionContext"]
 
 #: How deep ``child()`` may nest before it refuses (a guard against runaway recursion).
 MAX_CONTEXT_DEPTH = 10
@@ -27,6 +35,29 @@ PLACEHOLDER_IDS = frozenset(
 )  # fmt: skip
 
 _MAX_ID_LENGTH = 256
+
+#: Unicode general categories an id may not contain, and why: each either does not show, shows
+#: as something else, or changes how the text around it is shown, so two different ids could
+#: look the same in a log line or on a page. Spaces other than U+0020 (category Zs) are refused
+#: too: they look like a plain space.
+REFUSED_ID_CATEGORIES = MappingProxyType(
+    {
+        "Cc": "a control character",
+        "Cf": "a format character: invisible, or changing the direction of the text",
+        "Cs": "a lone surrogate, which is not valid Unicode text",
+        "Co": "a private-use character",
+        "Cn": "an unassigned code point",
+        "Zl": "a line separator",
+        "Zp": "a paragraph separator",
+        "Zs": "a space other than U+0020 SPACE",
+    }
+)
+_CATEGORY_LABELS = {
+    "Cc": "<control>",
+    "Cs": "<surrogate>",
+    "Co": "<private use>",
+    "Cn": "<unassigned>",
+}
 
 
 def _new_id(prefix: str) -> str:
@@ -53,9 +84,37 @@ def _check_id(field: str, value: object) -> str:
             f"{field.removesuffix('_id')} (placeholders are refused so that runs of different "
             "users can never share one)"
         )
-    if any(ord(c) < 32 for c in value):
-        raise InvalidContextError(f"{field} {value!r} contains control characters")
+    # Ids are nearly always ASCII (uuids, emails, IdP subjects): printable ASCII is NFC and has
+    # nothing to refuse, and this check costs two C calls on the run path.
+    if not (value.isascii() and value.isprintable()):
+        _check_unicode_id(field, value)
     return value
+
+
+def _check_unicode_id(field: str, value: str) -> None:
+    """Refuse characters that do not show as themselves, and text not in NFC.
+
+    Non-NFC text is refused rather than normalised: two byte-wise different ids (say, from an
+    identity provider that does not normalise) would otherwise become one id, and so one user's
+    runs and events. The error gives the NFC form to use instead.
+    """
+    for position, char in enumerate(value):
+        category = unicodedata.category(char)
+        if category in REFUSED_ID_CATEGORIES and not (category == "Zs" and char == " "):
+            name = unicodedata.name(char, None) or _CATEGORY_LABELS.get(category, "")
+            raise InvalidContextError(
+                f"{field} {value!r} contains U+{ord(char):04X} {name} at position {position} "
+                f"(category {category}, {REFUSED_ID_CATEGORIES[category]}); ids must be "
+                "printable text without control, format, private-use or unassigned characters "
+                "or unusual spaces, so that two different ids never look alike"
+            )
+    if not unicodedata.is_normalized("NFC", value):
+        raise InvalidContextError(
+            f"{field} {value!a} is not in Unicode normalization form NFC; pass "
+            f"{unicodedata.normalize('NFC', value)!a} (unicodedata.normalize('NFC', id)): ids "
+            "are compared code point by code point, so they are refused rather than normalised "
+            "silently, which could merge two different ids into one"
+        )
 
 
 class UserExecutionContext(BaseModel):
@@ -86,6 +145,11 @@ class UserExecutionContext(BaseModel):
         except InvalidContextError:
             raise
         except ValueError as exc:  # pydantic's ValidationError: re-raise as our error type
+            errors = exc.errors() if isinstance(exc, ValidationError) else []
+            own = [e["ctx"]["error"] for e in errors if "ctx" in e and "error" in e["ctx"]]
+            if len(errors) == 1 and own and isinstance(own[0], InvalidContextError):
+                # One of our own checks: its message says it all, without pydantic's wrapping.
+                raise InvalidContextError(str(own[0])) from exc
             raise InvalidContextError(f"invalid UserExecutionContext: {exc}") from exc
 
     @field_validator("user_id", "thread_id", "run_id", "request_id", mode="before")
