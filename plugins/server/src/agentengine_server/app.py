@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
+import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -29,9 +31,11 @@ from agentengine import (
 )
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from agentengine_server.auth import AuthError, TokenVerifier, bearer_token
@@ -56,7 +60,7 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
-_CLIENT_FRAME_TYPES = ("run", "cancel", "resume")
+_CLIENT_FRAME_TYPES = ("run", "cancel", "resume", "auth")
 _STATIC = {
     "app.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
@@ -337,8 +341,18 @@ async def openapi(request: Request) -> Response:
 
 async def dev_token(request: Request) -> Response:
     """``--dev`` only: a token for any user name, so the page and tests need no identity
-    provider."""
+    provider. Signed with the dev server's own key and marked as a dev token: never valid on a
+    production server. JSON bodies only: a web page can send ``text/plain`` cross-origin
+    without asking, but ``application/json`` needs a CORS preflight, which this server never
+    grants."""
     state = _state(request)
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"send the body as application/json, not {media_type or 'without a Content-Type'}",
+        )
     data = await _json_body(request, state.settings.max_body_bytes)
     _check_fields(data, {"user": (str,)}, {"user"})
     user = data["user"]
@@ -348,7 +362,7 @@ async def dev_token(request: Request) -> Response:
         raise ApiError(422, "invalid_user", str(exc)) from None
     ttl = state.settings.dev_token_ttl
     return JSONResponse(
-        {"token": state.verifier.issue(user, ttl), "user": user, "expires_in": int(ttl)}
+        {"token": state.verifier.issue_dev(user, ttl), "user": user, "expires_in": int(ttl)}
     )
 
 
@@ -509,7 +523,7 @@ async def ws_endpoint(websocket: WebSocket) -> None:
     state = _state(websocket)
     token, subprotocol = _ws_token(websocket)
     try:
-        user = state.verifier.verify(token)
+        claims = state.verifier.claims(token)
     except AuthError as exc:
         state.metrics.auth_failures += 1
         _log.info("websocket refused", reason=str(exc))
@@ -519,9 +533,11 @@ async def ws_endpoint(websocket: WebSocket) -> None:
     if state.closing:
         await websocket.close(code=CLOSE_TRY_AGAIN_LATER)
         return
+    user = claims.user_id
     after = websocket.query_params.get("after") or state.start_cursor(user)
     await websocket.accept(subprotocol=subprotocol)
     conn = _Connection(state, websocket, user, after)
+    conn.expires_at = claims.expires_at
     state.connections.add(conn)
     state.metrics.clients_connected["ws"] += 1
     try:
@@ -548,6 +564,9 @@ class _Connection:
         self._dead = False
         self._inflight: asyncio.Task[None] | None = None
         self._receiver: asyncio.Task[None] | None = None
+        #: When the connection's token expires (``time.time()``); an ``auth`` frame moves it.
+        self.expires_at = math.inf
+        self._other_user_token = asyncio.Event()
         self.pump = self._new_pump(after)
         self.sender = asyncio.get_running_loop().create_task(self._send_loop(None))
 
@@ -663,12 +682,19 @@ class _Connection:
         await old_pump.stop()
 
     async def serve(self) -> None:
-        self._receiver = asyncio.get_running_loop().create_task(self._receive_loop())
+        loop = asyncio.get_running_loop()
+        self._receiver = loop.create_task(self._receive_loop())
         receiver = self._receiver
+        token_watch = loop.create_task(self._watch_token())
         try:
             while True:
                 sender = self.sender
-                await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    {sender, receiver, token_watch}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if token_watch.done():
+                    await self._close_unauthorized(token_watch.result())
+                    return
                 if receiver.done():
                     return  # the client went away (or broke the protocol, e.g. 1009)
                 if sender is not self.sender or not sender.done():
@@ -676,14 +702,72 @@ class _Connection:
                 if await self._sender_finished(sender):
                     return
         finally:
+            token_watch.cancel()
             receiver.cancel()
             self.sender.cancel()
             await self.pump.stop()
             if self._inflight is not None:
                 self._inflight.cancel()
             await asyncio.gather(
-                receiver, self.sender, *filter(None, [self._inflight]), return_exceptions=True
+                receiver,
+                self.sender,
+                token_watch,
+                *filter(None, [self._inflight]),
+                return_exceptions=True,
             )
+
+    # -- the token of the connection ------------------------------------------------------------
+
+    async def _watch_token(self) -> str:
+        """Return, with the close reason, once the connection's token is no longer good: it
+        expired (``expires_at`` may move on while waiting: an ``auth`` frame refreshed it), or
+        the client sent a token of another user."""
+        while True:
+            left = self.expires_at - time.time()
+            if left <= 0:
+                return "token expired: reconnect with a new token (or refresh it before expiry)"
+            try:
+                async with asyncio.timeout(min(left, 86400.0)):
+                    await self._other_user_token.wait()
+            except TimeoutError:
+                continue
+            return "token of another user: a connection cannot change users"
+
+    async def _close_unauthorized(self, reason: str) -> None:
+        """Stop streaming at once, then close with 1008 (policy) and ``reason``."""
+        _log.info("closing a websocket: its token is no longer good", user_id=self.user)
+        self.pump.direct = None
+        self.sender.cancel()
+        if self._inflight is not None:
+            self._inflight.cancel()
+        await self._close(CLOSE_POLICY, reason)
+
+    def _token_expired(self) -> bool:
+        return time.time() >= self.expires_at
+
+    def _refresh_token(self, data: dict[str, Any]) -> dict[str, Any]:
+        """``{"type": "auth", "token": ...}``: go on with a new token of the same user."""
+        token = data.get("token")
+        if token is not None and not isinstance(token, str):
+            raise _FrameError("invalid_frame", "an auth frame needs 'token' (a string)")
+        try:
+            claims = self.state.verifier.claims(token)
+        except AuthError as exc:
+            self.state.metrics.auth_failures += 1
+            raise _FrameError(
+                "unauthorized",
+                f"{exc}; the connection keeps its current token until that one expires",
+            ) from None
+        if claims.user_id != self.user:
+            self.state.metrics.auth_failures += 1
+            self._other_user_token.set()
+            raise _FrameError(
+                "unauthorized",
+                f"the token is not for {self.user!r}, the user of this connection; a "
+                "connection cannot change users: open a new one (closing this one)",
+            )
+        self.expires_at = claims.expires_at
+        return {"type": "auth_ok", "user": self.user, "expires_at": claims.expires_at}
 
     async def _sender_finished(self, sender: asyncio.Task[None]) -> bool:
         """Handle a finished sender; True when the connection is over."""
@@ -734,6 +818,16 @@ class _Connection:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
+            if self._token_expired():
+                # Refused even before the expiry close goes out: nothing runs on an old token.
+                await self._send(
+                    _error_frame(
+                        "token_expired",
+                        "the connection's token expired: the frame was not handled; reconnect "
+                        "with a new token",
+                    )
+                )
+                continue
             text = message.get("text")
             if text is None:
                 await self._send(
@@ -763,6 +857,8 @@ class _Connection:
             elif kind == "resume":
                 await self._resume(data, ref)
                 return
+            elif kind == "auth":
+                reply = self._refresh_token(data)
             else:
                 raise _FrameError(
                     "invalid_frame",
@@ -861,6 +957,68 @@ def _error_frame(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"type": "error", "error": code, "message": message, **extra}
 
 
+# -- dev mode: loopback Host names only -------------------------------------------------------
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for a ``Host`` header naming loopback: ``localhost``, a 127.0.0.0/8 address or
+    ``[::1]``, with any port."""
+    if not host:
+        return False
+    name, port = host, ""
+    if host.startswith("["):
+        name, _, rest = host[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            return False
+        port = rest[1:]
+    elif host.count(":") == 1:
+        name, _, port = host.partition(":")
+    if port and not port.isdigit():
+        return False
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class LoopbackHostOnly:
+    """ASGI middleware answering ``421`` (WebSocket: the handshake is denied with ``421``) to
+    any request whose ``Host`` is not loopback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        host = next(
+            (v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"host"), None
+        )
+        if is_loopback_host(host):
+            await self.app(scope, receive, send)
+            return
+        shown = "no Host header" if host is None else f"Host {host[:100]!r}"
+        error = ApiError(
+            421,
+            "misdirected_request",
+            f"{shown} is not a loopback name: a --dev server answers only requests to "
+            "localhost, 127.0.0.1 or [::1] (any port), so that no other site can reach it "
+            "through DNS rebinding",
+        )
+        response = JSONResponse(error.body(), status_code=error.status)
+        if scope["type"] == "http":
+            await response(scope, receive, send)
+            return
+        websocket = WebSocket(scope, receive, send)
+        if "websocket.http.response" in scope.get("extensions", {}):
+            await websocket.send_denial_response(response)
+        else:
+            await websocket.close(code=CLOSE_POLICY)
+
+
 # -- the application ---------------------------------------------------------------------------
 
 
@@ -899,7 +1057,7 @@ def create_app(
         settings = factory.settings.model("server", ServerSettings)
     if secret is None and dev:
         secret = secrets.token_urlsafe(48)
-    verifier = TokenVerifier(secret or b"")
+    verifier = TokenVerifier(secret or b"", dev=dev)
     state = ServerState(factory, verifier, settings, dev=dev)
 
     @contextlib.asynccontextmanager
@@ -927,6 +1085,9 @@ def create_app(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
+        # A dev server mints tokens for anyone: it must not answer a page that reached it
+        # through DNS rebinding (a name of the attacker's resolving to 127.0.0.1).
+        middleware=[Middleware(LoopbackHostOnly)] if dev else [],
     )
     app.state.agentengine = state
     return app

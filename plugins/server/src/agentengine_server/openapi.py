@@ -232,6 +232,8 @@ _DEV_TOKEN = {
                     },
                 },
             ),
+            "415": _err("The body is not sent as application/json."),
+            "421": _err("The Host is not a loopback name (localhost, 127.0.0.1, [::1])."),
             "422": _err("Not a usable user name."),
         },
     }
