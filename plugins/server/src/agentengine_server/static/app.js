@@ -1,7 +1,10 @@
 // agentengine web page: sign in, run agents, watch each run's events live.
 // Plain JavaScript, no build step. Events arrive over one WebSocket per page; when it drops,
 // the page reconnects with ?after=<last cursor> so the stream resumes with nothing lost, and
-// (run_id, seq) pairs already shown are skipped so nothing is shown twice.
+// (run_id, seq) pairs already shown are skipped so nothing is shown twice. The server closes
+// the WebSocket when its token expires (1008, "token expired"): in dev mode the page gets a new
+// token for the same user before then and hands it to the open connection ({"type": "auth"});
+// with a pasted token it signs out when the token expires.
 "use strict";
 
 const EVENT_TYPES = new Set([
@@ -25,6 +28,7 @@ const state = {
   runs: new Map(),       // run_id -> {card, list, badge, ...}
   retry: 0,
   reconnectTimer: null,
+  refreshTimer: null,
   signedIn: false,
   nextRef: 1,
 };
@@ -111,7 +115,7 @@ async function enter() {
     state.token = null;
     return;
   }
-  if (!state.user) state.user = userOfToken(state.token);
+  if (!state.user) state.user = claimsOf(state.token).sub || null;
   sessionStorage.setItem("agentengine.token", state.token);
   sessionStorage.setItem("agentengine.user", state.user || "");
   state.signedIn = true;
@@ -127,23 +131,54 @@ async function enter() {
     select.append(option);
   }
   showAgent();
+  scheduleRefresh();
   connect();
   $("message").focus();
 }
 
-function userOfToken(token) {
+// The token's claims, read without checking (the server checks): for the user and expiry.
+function claimsOf(token) {
   try {
     const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    return JSON.parse(atob(payload)).sub;
+    return JSON.parse(atob(payload)) || {};
   } catch (_) {
-    return null;
+    return {};
   }
+}
+
+// Dev mode: get a new token when 80% of the current one's remaining life has passed.
+function scheduleRefresh() {
+  clearTimeout(state.refreshTimer);
+  const exp = Number(claimsOf(state.token).exp);
+  if (!state.dev || !state.user || !Number.isFinite(exp)) return;
+  const delay = Math.max(500, (exp * 1000 - Date.now()) * 0.8);
+  state.refreshTimer = setTimeout(refreshToken, delay);
+}
+
+async function refreshToken() {
+  if (!state.signedIn) return false;
+  try {
+    const body = await api("/v1/dev/token", {
+      method: "POST", body: JSON.stringify({ user: state.user }),
+    });
+    state.token = body.token;
+    sessionStorage.setItem("agentengine.token", state.token);
+  } catch (error) {
+    $("run-error").textContent = "could not renew the session: " + error.message;
+    return false;
+  }
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) {
+    state.ws.send(JSON.stringify({ type: "auth", token: state.token, id: state.nextRef++ }));
+  }
+  scheduleRefresh();
+  return true;
 }
 
 function signOut() {
   sessionStorage.removeItem("agentengine.token");
   sessionStorage.removeItem("agentengine.user");
   state.signedIn = false;
+  clearTimeout(state.refreshTimer);
   if (state.ws) state.ws.close(1000, "signed out");
   location.reload();
 }
@@ -243,6 +278,13 @@ function connect() {
     if (state.ws !== ws) return;
     state.ws = null;
     if (!state.signedIn) return;
+    if (close.code === 1008 && close.reason.startsWith("token expired")) {
+      setConn("off", "session expired");
+      // Dev mode: a new token, then resume after the last cursor; otherwise sign in again.
+      if (state.dev) refreshToken().then((ok) => (ok ? connect() : signOut()));
+      else signOut();
+      return;
+    }
     // 1013: we fell behind and the server asked us to resume; other codes: the network or
     // the server went away. Either way: resume after the last cursor, backing off.
     const delay = close.code === 1013 ? 0 : Math.min(8000, 500 * 2 ** state.retry++);
