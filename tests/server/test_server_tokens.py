@@ -144,6 +144,8 @@ def test_the_production_verifier_refuses_the_dev_claim_whatever_the_key() -> Non
         forged = make_token("alice", **claims)
         with pytest.raises(AuthError, match="dev"):
             prod.verify(forged)
+        with pytest.raises(AuthError, match="dev"):
+            dev.verify(forged)  # a dev server signs its dev tokens with its own key only
     # Two dev servers do not share their key: dev tokens die with the process that minted them.
     with pytest.raises(AuthError, match="signature"):
         TokenVerifier(SECRET, dev=True).verify(minted)

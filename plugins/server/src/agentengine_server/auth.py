@@ -45,6 +45,16 @@ class AuthError(Exception):
     """A missing, malformed, forged or expired token (HTTP 401, WebSocket handshake 403)."""
 
 
+class _BadSignatureError(AuthError):
+    """Not signed with the key tried (another key may still fit)."""
+
+
+_DEV_REFUSED = (
+    "development token refused: tokens minted by `agentengine serve --dev` are never valid on "
+    "a production server; use a token from your identity provider"
+)
+
+
 class SecretError(ValueError):
     """The JWT secret is missing or too short to start the server."""
 
@@ -118,25 +128,38 @@ class TokenVerifier:
                 "'bearer, <token>' subprotocol or ?token=)"
             )
         try:
-            # Only to pick the key: the payload is trusted after the signature check below.
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.InvalidTokenError as exc:
-            raise AuthError(f"invalid token: {exc}") from None
-        dev = isinstance(unverified, dict) and _is_dev(unverified)
-        if dev and self._dev_key is None:
-            raise AuthError(
-                "development token refused: tokens minted by `agentengine serve --dev` are "
-                "never valid on a production server; use a token from your identity provider"
-            )
-        claims = self._decode(token, self._dev_key if dev and self._dev_key else self._secret)
-        if _is_dev(claims) != dev:  # the same payload: cannot differ once verified
-            raise AuthError("invalid token: inconsistent claims")
+            claims = self._decode(token, self._secret)
+        except _BadSignatureError:
+            # Not signed with the secret: a dev token of this process, or refused.
+            claims = self._decode_dev(token)
+            dev = True
+        else:
+            if _is_dev(claims):  # marked as a dev token, yet signed with the secret: refused
+                raise AuthError(_DEV_REFUSED)
+            dev = False
         user_id = claims.get("sub")
         try:
             UserExecutionContext(user_id=user_id)
         except InvalidContextError as exc:
             raise AuthError(f"token subject is not a usable user id: {exc}") from None
         return TokenClaims(user_id=str(user_id), expires_at=float(claims["exp"]), dev=dev)
+
+    def _decode_dev(self, token: str) -> dict[str, Any]:
+        if self._dev_key is None:
+            try:
+                unverified = jwt.decode(token, options={"verify_signature": False})
+            except jwt.InvalidTokenError:
+                unverified = {}
+            if isinstance(unverified, dict) and _is_dev(unverified):
+                raise AuthError(_DEV_REFUSED) from None
+            raise AuthError("token signature is invalid") from None
+        try:
+            claims = self._decode(token, self._dev_key)
+        except _BadSignatureError:
+            raise AuthError("token signature is invalid") from None
+        if not _is_dev(claims):  # this process never signs anything else with its dev key
+            raise AuthError("invalid token: not a development token")
+        return claims
 
     def _decode(self, token: str, key: bytes) -> dict[str, Any]:
         try:
@@ -158,7 +181,7 @@ class TokenVerifier:
                 f"token has no {exc.claim!r} claim; 'sub' and 'exp' are required"
             ) from None
         except jwt.InvalidSignatureError:
-            raise AuthError("token signature is invalid") from None
+            raise _BadSignatureError("token signature is invalid") from None
         except jwt.InvalidTokenError as exc:
             raise AuthError(f"invalid token: {exc}") from None
         for name in _TIME_CLAIMS:
