@@ -298,7 +298,7 @@ async def _sigterm_with_runs_in_flight(
     for ready in readies:
         await ready.wait()
 
-    run = {"agent": "slowpoke", "input": {"seconds": 2.0}}
+    run = {"agent": "slowpoke", "input": {"seconds": 3.0}}
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         for user, token in tokens.items():
             headers = {"Authorization": f"Bearer {token}"}
