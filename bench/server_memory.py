@@ -1,7 +1,7 @@
 """Memory of a real ``agentengine serve`` process under load: how far its RSS grows, and
 whether it comes back down once the load stops.
 
-    uv run python bench/server_memory.py                      # the full run (a few minutes)
+    uv run python bench/server_memory.py                      # the full run (about a minute)
     uv run python bench/server_memory.py --runs 100 --small-runs 2000 --users 100 --settle 2
     uv run python bench/server_memory.py --set engine.event_retention=1000 --json out.json
 
