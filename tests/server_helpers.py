@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -224,3 +229,92 @@ def check_run_sequences(events: list[dict[str, Any]]) -> dict[str, list[dict[str
         assert evs[0]["type"] == "agent_started", run_id
         assert evs[-1]["type"] == "agent_completed", run_id
     return runs
+
+
+def check_runs_end_once(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """``check_run_sequences``, and each run has exactly one terminal event (a second
+    ``agent_completed`` in the middle of a run would pass the sequence check alone)."""
+    runs = check_run_sequences(events)
+    for run_id, evs in runs.items():
+        assert sum(e["type"] == "agent_completed" for e in evs) == 1, run_id
+    return runs
+
+
+def small_socket(port: int) -> socket.socket:
+    """A connected client socket with a tiny receive buffer: a client that stops reading
+    makes the server's sends back up quickly."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    return sock
+
+
+# -- `agentengine serve` as a subprocess --------------------------------------------------------
+
+AGENTENGINE = str(Path(sys.executable).parent / "agentengine")
+
+
+def free_port() -> int:
+    """A loopback port free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve_env(path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a server subprocess: no AGENTENGINE_* of ours, ``path`` importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTENGINE_")}
+    env["PYTHONPATH"] = str(path)
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def serve_process(
+    path: Path,
+    *args: str,
+    plugins: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """``agentengine serve --port P *args`` on loopback, once ``/healthz`` answers.
+
+    ``plugins`` maps a module name to its source, written under ``path`` and passed as
+    ``--plugin MODULE:plugin``. Yields (process, port); the process is killed on exit if it
+    is still running (read its output with ``proc.communicate()``).
+    """
+    plugin_args: list[str] = []
+    for module, source in (plugins or {}).items():
+        (path / f"{module}.py").write_text(source)
+        plugin_args += ["--plugin", f"{module}:plugin"]
+    port = free_port()
+    proc = subprocess.Popen(
+        [AGENTENGINE, "serve", "--port", str(port), *plugin_args, *args],
+        env=serve_env(path, **(env or {})),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.communicate()[0]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not come up"
+            time.sleep(0.1)
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def dev_token(port: int, user: str) -> str:
+    """A token minted by a ``--dev`` server's ``POST /v1/dev/token``."""
+    r = httpx.post(f"http://127.0.0.1:{port}/v1/dev/token", json={"user": user}, timeout=10)
+    assert r.status_code == 200, r.text
+    return str(r.json()["token"])
