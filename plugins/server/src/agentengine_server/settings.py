@@ -30,6 +30,13 @@ class ServerSettings(BaseModel):
     """Largest WebSocket frame a client may send; bigger ones close the connection with 1009."""
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     """Largest HTTP request body (``POST /v1/runs``)."""
+    max_json_depth: int = Field(default=64, ge=1, le=512)
+    """How deep a run's ``input`` (and any JSON a client sends, below its top-level object) may
+    nest objects and arrays; deeper is refused with 422 ``nested_too_deep``."""
+    max_input_bytes: int = Field(default=256 * 1024, ge=64)
+    """Largest run ``input``, measured as compact UTF-8 JSON; bigger is refused with 413
+    ``input_too_large`` (REST) or an error frame (WebSocket). The input is kept by its run and
+    its ``agent_started`` event, so this bounds what one run start can make the server hold."""
     keepalive_interval: float = Field(default=15.0, gt=0)
     """Seconds between SSE keep-alive comments on an idle stream."""
     finished_runs_kept: int = Field(default=1000, ge=1)
