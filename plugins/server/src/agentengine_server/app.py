@@ -45,7 +45,9 @@ from agentengine_server.streaming import (
     EventPump,
     Frame,
     FrameEncoder,
+    InvalidCursorError,
     StreamHub,
+    describe_error,
 )
 
 __all__ = ["ApiError", "ServerState", "create_app"]
@@ -503,7 +505,9 @@ async def _sse_stream(state: ServerState, user: str, pump: EventPump) -> AsyncIt
                 if pump.error is not None:
                     yield _sse_error(pump.error)
                 return
-            if frame.cursor is not None:
+            if frame.failed:
+                yield f"id: {frame.cursor}\nevent: error\ndata: {frame.text}\n\n"
+            elif frame.cursor is not None:
                 yield f"id: {frame.cursor}\ndata: {frame.text}\n\n"
             else:
                 yield f"data: {frame.text}\n\n"
@@ -514,9 +518,21 @@ async def _sse_stream(state: ServerState, user: str, pump: EventPump) -> AsyncIt
 
 
 def _sse_error(exc: BaseException) -> str:
-    code = "invalid_cursor" if isinstance(exc, ValueError) else "stream_failed"
-    data = json.dumps({"type": "error", "error": code, "message": str(exc)})
+    data = json.dumps(
+        {"type": "error", "error": _stream_error_code(exc), "message": _stream_error_message(exc)}
+    )
     return f"event: error\ndata: {data}\n\n"
+
+
+def _stream_error_code(exc: BaseException) -> str:
+    """The error code of what ended a stream: ``invalid_cursor`` only for a refused cursor."""
+    return "invalid_cursor" if isinstance(exc, InvalidCursorError) else "stream_failed"
+
+
+def _stream_error_message(exc: BaseException) -> str:
+    if isinstance(exc, InvalidCursorError):
+        return describe_error(exc).removeprefix("InvalidCursorError: ")
+    return f"the event stream failed ({describe_error(exc)}); reconnect to resume"
 
 
 # -- WebSocket ---------------------------------------------------------------------------------
@@ -738,14 +754,14 @@ class _Connection:
             return True
         error = self.pump.error
         if error is not None:
-            code = "invalid_cursor" if isinstance(error, ValueError) else "stream_failed"
-            await self._send({"type": "error", "error": code, "message": str(error)})
-            if self._resuming and isinstance(error, ValueError):
+            bad_cursor = isinstance(error, InvalidCursorError)
+            await self._send(_error_frame(_stream_error_code(error), _stream_error_message(error)))
+            if self._resuming and bad_cursor:
                 # A bad resume cursor: carry on from where the stream was.
                 self._resuming = False
                 await self._restart(self._resume_fallback, None)
                 return False
-            if isinstance(error, ValueError):
+            if bad_cursor:
                 await self._close(CLOSE_POLICY, "invalid cursor")
             else:
                 await self._close(CLOSE_INTERNAL, "event stream failed; reconnect to resume")

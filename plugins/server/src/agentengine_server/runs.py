@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from collections import OrderedDict
@@ -27,6 +28,8 @@ from agentengine import (
     UnknownAgentError,
     UserExecutionContext,
 )
+
+from agentengine_server.streaming import describe_error
 
 __all__ = ["RUNNING", "RunManager", "RunRecord", "ServerClosingError"]
 
@@ -136,12 +139,20 @@ class RunManager:
         return record
 
     async def _watch(self, record: RunRecord, handle: RunHandle, engine: Any) -> None:
+        # Nothing may escape this task: nobody awaits it, so an exception would only surface
+        # as "Task exception was never retrieved" and leave the record half-written.
         try:
             _apply(record, await handle.result())
+        except Exception as exc:
+            _log.exception("recording the end of a run failed", run_id=record.run_id)
+            record.error = record.error or describe_error(exc)
         finally:
             record.finished_at = time.time()
             record.handle = None
-            await engine.cleanup()
+            try:
+                await engine.cleanup()
+            except Exception:
+                _log.exception("cleaning up a run's engine failed", run_id=record.run_id)
             self._trim(record.user_id)
 
     def _trim(self, user_id: str) -> None:
@@ -186,12 +197,36 @@ class RunManager:
 
 def _apply(record: RunRecord, result: RunResult) -> None:
     record.status = result.status.value
-    record.output = jsonable(result.output)
+    record.output = wire_output(result)
     record.error = result.error
     record.error_type = result.error_type
 
 
+def wire_output(result: RunResult) -> Any:
+    """The run's output as the record keeps it: the output of its terminal ``agent_completed``
+    event in wire form (what every stream carried), as plain JSON data that encodes as UTF-8.
+
+    NaN and infinities become the strings "NaN", "Infinity", "-Infinity"; a lone surrogate
+    becomes U+FFFD; an output that has no JSON form at all becomes a string saying so. Never
+    raises, so a run's record (and ``GET /v1/runs``) is always readable.
+    """
+    terminal = result.events[-1] if result.events and result.events[-1].terminal else None
+    try:
+        output = terminal.to_wire()["output"] if terminal is not None else result.output
+        return jsonable(output)
+    except Exception as exc:
+        return f"<output not representable as JSON: {describe_error(exc)}>"
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def jsonable(value: Any) -> Any:
-    """``value`` as plain JSON data: what JSON cannot hold becomes its ``str``, and NaN or
-    infinities become the strings "NaN", "Infinity", "-Infinity"."""
-    return json.loads(json.dumps(value, default=str), parse_constant=str)
+    """``value`` as plain JSON data that encodes as UTF-8: what JSON cannot hold becomes its
+    ``str``, NaN or infinities the strings "NaN", "Infinity", "-Infinity", a lone surrogate
+    U+FFFD. Raises what ``json.dumps`` raises for values it cannot walk (cycles, tuple keys)."""
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    if not text.isascii():
+        # In a str every surrogate code point is a lone one (pairs are single characters).
+        text = _SURROGATE.sub("\ufffd", text)
+    return json.loads(text, parse_constant=str)
