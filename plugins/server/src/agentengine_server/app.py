@@ -137,7 +137,13 @@ class ServerState:
         self.verifier = verifier
         self.settings = settings
         self.dev = dev
-        self.runs = RunManager(factory, finished_runs_kept=settings.finished_runs_kept)
+        self.runs = RunManager(
+            factory,
+            finished_runs_kept=settings.finished_runs_kept,
+            max_finished_runs=settings.max_finished_runs,
+            finished_runs_max_bytes=settings.finished_runs_max_bytes,
+            finished_runs_ttl=settings.finished_runs_ttl,
+        )
         self.metrics = ServerMetrics()
         self.encoder = FrameEncoder()
         self.streams = StreamHub(
@@ -975,8 +981,14 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await state.shutdown()
+        sweeper = asyncio.get_running_loop().create_task(
+            state.runs.sweep_forever(), name="agentengine-server-run-sweeper"
+        )
+        try:
+            yield
+            await state.shutdown()
+        finally:
+            sweeper.cancel()
 
     routes = [
         Route("/", index),

@@ -41,6 +41,15 @@ class ServerSettings(BaseModel):
     """Seconds between SSE keep-alive comments on an idle stream."""
     finished_runs_kept: int = Field(default=1000, ge=1)
     """Finished runs remembered per user for ``GET /v1/runs/{run_id}``."""
+    max_finished_runs: int = Field(default=50_000, ge=1)
+    """Finished runs remembered over all users; past it, the least recently active users'
+    oldest records are dropped first (a record without its output is about 0.5 KiB)."""
+    finished_runs_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    """Bytes of finished-run records over all users (each counted as its output and error as
+    JSON plus 1 KiB); past it, the least recently active users' oldest records go first."""
+    finished_runs_ttl: float | None = Field(default=3600.0, gt=0)
+    """Seconds after a user's last run started or ended before the server forgets that user
+    (records and table entry); never while one of their runs is going. None: never."""
     dev_token_ttl: float = Field(default=3600.0, gt=0)
     """Lifetime in seconds of tokens minted by ``POST /v1/dev/token`` (``--dev`` only)."""
     shutdown_flush_timeout: float = Field(default=5.0, ge=0)
