@@ -38,6 +38,7 @@ __all__ = [
     "InvalidCursorError",
     "StreamHub",
     "UserFanout",
+    "describe_error",
 ]
 
 _log = structlog.get_logger("agentengine_server.streaming")
