@@ -38,7 +38,7 @@ def fuzz_server() -> Iterator[RunningServer]:
         yield server
 
 
-_HTTP_EXAMPLES = 25
+_HTTP_EXAMPLES = 15
 
 
 def _fuzz_http(srv: RunningServer, max_examples: int) -> None:
@@ -235,17 +235,17 @@ def _fuzz_frames(srv: RunningServer, max_examples: int) -> None:
 
 
 def test_websocket_frames_fuzzed_each_get_a_well_formed_answer(fuzz_server: RunningServer) -> None:
-    _fuzz_frames(fuzz_server, max_examples=150)
+    _fuzz_frames(fuzz_server, max_examples=300)
 
 
 @pytest.mark.slow
 def test_websocket_frames_fuzzed_long(fuzz_server: RunningServer) -> None:
-    _fuzz_frames(fuzz_server, max_examples=1500)
+    _fuzz_frames(fuzz_server, max_examples=1000)
 
 
 @pytest.mark.slow
 def test_http_api_matches_its_openapi_document_long(fuzz_server: RunningServer) -> None:
-    _fuzz_http(fuzz_server, 120)
+    _fuzz_http(fuzz_server, 60)
 
 
 def test_fuzz_token_is_accepted(fuzz_server: RunningServer) -> None:

@@ -190,6 +190,9 @@ class RunManager:
             _apply(record, await handle.result())
         except Exception as exc:
             _log.exception("recording the end of a run failed", run_id=record.run_id)
+            if record.status == RUNNING:
+                record.status = "failed"
+                record.error_type = type(exc).__name__
             record.error = record.error or describe_error(exc)
         finally:
             record.finished_at = time.time()
@@ -230,26 +233,32 @@ class RunManager:
         self._evict()
         self.sweep()
 
-    def _drop(self, entry: _UserRuns, record: RunRecord) -> None:
+    def _drop(self, entry: _UserRuns, record: RunRecord, *, forget: bool = True) -> None:
+        """Drop one finished record; forget the user when nothing of theirs is left (or leave
+        that to the caller, which may be iterating over the users)."""
         del entry.finished[record.run_id]
         del entry.runs[record.run_id]
         self.finished_count -= 1
         self.finished_bytes -= record.size
-        if not entry.runs:
+        if forget and not entry.runs:
             del self._users[record.user_id]
+
+    def _over(self) -> bool:
+        return self.finished_count > self._max_count or self.finished_bytes > self._max_bytes
 
     def _evict(self) -> None:
         """Over the limits for all users: drop the oldest records of the least recently active
         users first (users with only runs in flight hold nothing to drop)."""
-        if self.finished_count <= self._max_count and self.finished_bytes <= self._max_bytes:
-            return
-        for entry in list(self._users.values()):
-            while entry.finished and (
-                self.finished_count > self._max_count or self.finished_bytes > self._max_bytes
-            ):
-                self._drop(entry, next(iter(entry.finished.values())))
-            if self.finished_count <= self._max_count and self.finished_bytes <= self._max_bytes:
-                return
+        emptied: list[str] = []
+        for user_id, entry in self._users.items():
+            if not self._over():
+                break
+            while entry.finished and self._over():
+                self._drop(entry, next(iter(entry.finished.values())), forget=False)
+            if not entry.runs:
+                emptied.append(user_id)
+        for user_id in emptied:
+            del self._users[user_id]
 
     def sweep(self) -> None:
         """Forget the users idle for longer than the TTL (records and table entry). A user with
