@@ -194,6 +194,8 @@ async def test_websocket_bad_frames_get_error_frames_and_the_socket_stays(
             assert frame["type"] == "error", (text[:80], frame)
             assert frame["error"] == code, (text[:80], frame)
             assert frame["message"], frame
+        async with http(srv) as client:
+            await _no_runs(client, srv.auth("alice"))
         await _run_still_works(ws)
 
 
