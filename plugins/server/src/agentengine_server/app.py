@@ -39,6 +39,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from agentengine_server.auth import AuthError, TokenVerifier, bearer_token
+from agentengine_server.inputs import InputError, check_json, parse_json
 from agentengine_server.metrics import ServerMetrics, render_prometheus
 from agentengine_server.openapi import openapi_document
 from agentengine_server.runs import RunManager, RunRecord
@@ -48,7 +49,9 @@ from agentengine_server.streaming import (
     EventPump,
     Frame,
     FrameEncoder,
+    InvalidCursorError,
     StreamHub,
+    describe_error,
 )
 
 __all__ = ["ApiError", "ServerState", "create_app"]
@@ -138,7 +141,13 @@ class ServerState:
         self.verifier = verifier
         self.settings = settings
         self.dev = dev
-        self.runs = RunManager(factory, finished_runs_kept=settings.finished_runs_kept)
+        self.runs = RunManager(
+            factory,
+            finished_runs_kept=settings.finished_runs_kept,
+            max_finished_runs=settings.max_finished_runs,
+            finished_runs_max_bytes=settings.finished_runs_max_bytes,
+            finished_runs_ttl=settings.finished_runs_ttl,
+        )
         self.metrics = ServerMetrics()
         self.encoder = FrameEncoder()
         self.streams = StreamHub(
@@ -250,8 +259,25 @@ def _state(conn: Request | WebSocket) -> ServerState:
 
 
 async def _json_body(request: Request, limit: int) -> Any:
+    """The request's JSON body, checked at the door (see ``_read_json``)."""
+    return (await _read_json(request, limit))[0]
+
+
+async def _read_json(request: Request, limit: int) -> tuple[Any, dict[str, int]]:
+    """The request's JSON body and the compact JSON size of each of its top-level members.
+
+    Answers 413 over ``limit`` bytes, 400 for what is not JSON, 422 for nesting past
+    ``max_json_depth`` or a string that is not valid Unicode (``inputs.check_json``).
+    """
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    # isascii: str.isdigit() also accepts digits int() refuses ("²"); the length check keeps
+    # int() under its 4,300-digit limit.
+    if (
+        declared is not None
+        and declared.isascii()
+        and declared.isdigit()
+        and (len(declared) > 18 or int(declared) > limit)
+    ):
         raise ApiError(413, "body_too_large", f"the request body is over {limit} bytes")
     chunks: list[bytes] = []
     size = 0
@@ -263,10 +289,23 @@ async def _json_body(request: Request, limit: int) -> Any:
     raw = b"".join(chunks)
     if not raw:
         raise ApiError(400, "invalid_json", "the request body is empty; send a JSON object")
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from None
+    depth = _state(request).settings.max_json_depth
+    data = parse_json(raw, what="the request body", max_depth=depth)
+    return data, check_json(data, max_depth=depth)
+
+
+def _check_input_size(settings: ServerSettings, sizes: dict[str, int]) -> None:
+    """413 when the run input is over ``max_input_bytes``."""
+    size = sizes.get("input", 0)
+    limit = settings.max_input_bytes
+    if size > limit:
+        raise ApiError(
+            413,
+            "input_too_large",
+            f"the run input is {size} bytes as JSON, over the limit of {limit} bytes "
+            "(max_input_bytes); send less, or pass large data by reference",
+            limit=limit,
+        )
 
 
 def _check_fields(data: Any, allowed: dict[str, tuple[type, ...]], required: set[str]) -> None:
@@ -381,8 +420,9 @@ async def start_run(request: Request) -> Response:
     """``POST /v1/runs``: start a run for the caller; 202 with its id."""
     state = _state(request)
     user = state.request_user(request)
-    data = await _json_body(request, state.settings.max_body_bytes)
+    data, sizes = await _read_json(request, state.settings.max_body_bytes)
     _check_fields(data, _RUN_FIELDS, {"agent"})
+    _check_input_size(state.settings, sizes)
     try:
         record = await state.runs.start(
             user, data["agent"], data.get("input"), thread_id=data.get("thread_id")
@@ -485,7 +525,9 @@ async def _sse_stream(state: ServerState, user: str, pump: EventPump) -> AsyncIt
                 if pump.error is not None:
                     yield _sse_error(pump.error)
                 return
-            if frame.cursor is not None:
+            if frame.failed:
+                yield f"id: {frame.cursor}\nevent: error\ndata: {frame.text}\n\n"
+            elif frame.cursor is not None:
                 yield f"id: {frame.cursor}\ndata: {frame.text}\n\n"
             else:
                 yield f"data: {frame.text}\n\n"
@@ -496,9 +538,21 @@ async def _sse_stream(state: ServerState, user: str, pump: EventPump) -> AsyncIt
 
 
 def _sse_error(exc: BaseException) -> str:
-    code = "invalid_cursor" if isinstance(exc, ValueError) else "stream_failed"
-    data = json.dumps({"type": "error", "error": code, "message": str(exc)})
+    data = json.dumps(
+        {"type": "error", "error": _stream_error_code(exc), "message": _stream_error_message(exc)}
+    )
     return f"event: error\ndata: {data}\n\n"
+
+
+def _stream_error_code(exc: BaseException) -> str:
+    """The error code of what ended a stream: ``invalid_cursor`` only for a refused cursor."""
+    return "invalid_cursor" if isinstance(exc, InvalidCursorError) else "stream_failed"
+
+
+def _stream_error_message(exc: BaseException) -> str:
+    if isinstance(exc, InvalidCursorError):
+        return describe_error(exc).removeprefix("InvalidCursorError: ")
+    return f"the event stream failed ({describe_error(exc)}); reconnect to resume"
 
 
 # -- WebSocket ---------------------------------------------------------------------------------
@@ -790,14 +844,14 @@ class _Connection:
             return True
         error = self.pump.error
         if error is not None:
-            code = "invalid_cursor" if isinstance(error, ValueError) else "stream_failed"
-            await self._send({"type": "error", "error": code, "message": str(error)})
-            if self._resuming and isinstance(error, ValueError):
+            bad_cursor = isinstance(error, InvalidCursorError)
+            await self._send(_error_frame(_stream_error_code(error), _stream_error_message(error)))
+            if self._resuming and bad_cursor:
                 # A bad resume cursor: carry on from where the stream was.
                 self._resuming = False
                 await self._restart(self._resume_fallback, None)
                 return False
-            if isinstance(error, ValueError):
+            if bad_cursor:
                 await self._close(CLOSE_POLICY, "invalid cursor")
             else:
                 await self._close(CLOSE_INTERNAL, "event stream failed; reconnect to resume")
@@ -837,10 +891,26 @@ class _Connection:
             await self._handle(text)
 
     async def _handle(self, text: str) -> None:
+        """Answer one client frame. Total: whatever the frame holds, the client gets an answer
+        frame and the connection stays open."""
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            await self._send(_error_frame("invalid_json", f"the frame is not valid JSON: {exc}"))
+            await self._dispatch(text)
+        except Exception as exc:
+            # A bug, not the client's fault: say so, log it, and keep the connection.
+            _log.exception(
+                "websocket frame failed", user_id=self.user, error_type=type(exc).__name__
+            )
+            await self._send(
+                _error_frame("internal_error", "the frame could not be handled; retry later")
+            )
+
+    async def _dispatch(self, text: str) -> None:
+        depth = self.state.settings.max_json_depth
+        try:
+            data = parse_json(text, what="the frame", max_depth=depth)
+            sizes = check_json(data, max_depth=depth)
+        except InputError as exc:
+            await self._send(_error_frame(exc.code, exc.message, **exc.extra))
             return
         if not isinstance(data, dict):
             await self._send(
@@ -851,6 +921,7 @@ class _Connection:
         kind = data.get("type")
         try:
             if kind == "run":
+                _check_input_size(self.state.settings, sizes)
                 reply = await self._run(data)
             elif kind == "cancel":
                 reply = await self._cancel(data)
@@ -1027,6 +1098,12 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
 
+async def _input_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, InputError)
+    body = {"error": exc.code, "message": exc.message, **exc.extra}
+    return JSONResponse(body, status_code=exc.status)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
@@ -1062,8 +1139,14 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await state.shutdown()
+        sweeper = asyncio.get_running_loop().create_task(
+            state.runs.sweep_forever(), name="agentengine-server-run-sweeper"
+        )
+        try:
+            yield
+            await state.shutdown()
+        finally:
+            sweeper.cancel()
 
     routes = [
         Route("/", index),
@@ -1084,7 +1167,11 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={ApiError: _api_error, HTTPException: _http_error},
+        exception_handlers={
+            ApiError: _api_error,
+            InputError: _input_error,
+            HTTPException: _http_error,
+        },
         # A dev server mints tokens for anyone: it must not answer a page that reached it
         # through DNS rebinding (a name of the attacker's resolving to 127.0.0.1).
         middleware=[Middleware(LoopbackHostOnly)] if dev else [],

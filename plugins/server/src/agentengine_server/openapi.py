@@ -17,6 +17,19 @@ _ERROR = {
     "properties": {
         "error": {"type": "string", "description": "A stable, machine-readable code."},
         "message": {"type": "string", "description": "What was wrong and what to do."},
+        "path": {
+            "type": "string",
+            "description": "Where in the JSON the problem is (nested_too_deep, invalid_unicode).",
+        },
+        "limit": {
+            "type": "integer",
+            "description": "The limit that was exceeded (nested_too_deep, input_too_large).",
+        },
+        "available": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "The agent names (unknown_agent).",
+        },
     },
     "additionalProperties": True,
 }
@@ -51,6 +64,7 @@ def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 _UNAUTHORIZED = _err("Missing, invalid or expired bearer token.")
+_SHUTTING_DOWN = _err("shutting_down: the server is shutting down; retry on another instance.")
 _RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 _DOCUMENT: dict[str, Any] = {
@@ -75,7 +89,13 @@ _DOCUMENT: dict[str, Any] = {
                 "additionalProperties": False,
                 "properties": {
                     "agent": {"type": "string"},
-                    "input": {"type": "object", "description": "The agent's keyword arguments."},
+                    "input": {
+                        "type": "object",
+                        "description": (
+                            "The agent's keyword arguments: at most max_json_depth (64) levels "
+                            "deep and max_input_bytes (256 KiB) as compact JSON."
+                        ),
+                    },
                     "thread_id": {"type": "string"},
                 },
             },
@@ -104,13 +124,24 @@ _DOCUMENT: dict[str, Any] = {
                             },
                         },
                     ),
-                    "400": _err("The body is not JSON."),
+                    "400": _err(
+                        "invalid_json: the body is empty, not UTF-8, not JSON, or holds an "
+                        "integer of more than 4300 digits."
+                    ),
                     "401": _UNAUTHORIZED,
-                    "404": _err("Unknown agent; 'available' lists the agent names."),
-                    "413": _err("The body is too large."),
-                    "422": _err("Invalid request or agent input."),
-                    "429": _err("Too many runs in flight for this user."),
-                    "503": _err("Shutting down."),
+                    "404": _err("unknown_agent; 'available' lists the agent names."),
+                    "413": _err(
+                        "body_too_large: the body is over max_body_bytes; input_too_large: the "
+                        "run input is over max_input_bytes ('limit')."
+                    ),
+                    "422": _err(
+                        "invalid_request (not an object, unknown, missing or mistyped fields), "
+                        "invalid_input (the input does not fit the agent, or a bad thread_id), "
+                        "nested_too_deep (past max_json_depth; 'path', 'limit'), "
+                        "invalid_unicode (a lone surrogate; 'path')."
+                    ),
+                    "429": _err("too_many_runs: too many runs in flight for this user."),
+                    "503": _SHUTTING_DOWN,
                 },
             },
             "get": {
@@ -173,6 +204,7 @@ _DOCUMENT: dict[str, Any] = {
                         "content": {"text/event-stream": {"schema": {"type": "string"}}},
                     },
                     "401": _UNAUTHORIZED,
+                    "503": _SHUTTING_DOWN,
                 },
             }
         },
@@ -186,7 +218,10 @@ _DOCUMENT: dict[str, Any] = {
             "get": {
                 "summary": "200 while serving, 503 while shutting down.",
                 "security": [],
-                "responses": {"200": _json("Serving.", {"type": "object"})},
+                "responses": {
+                    "200": _json("Serving.", {"type": "object"}),
+                    "503": _json("Shutting down.", {"type": "object"}),
+                },
             }
         },
         "/metrics": {
@@ -232,9 +267,11 @@ _DEV_TOKEN = {
                     },
                 },
             ),
+            "400": _err("invalid_json: the body is not JSON."),
+            "413": _err("body_too_large: the body is over max_body_bytes."),
             "415": _err("The body is not sent as application/json."),
             "421": _err("The Host is not a loopback name (localhost, 127.0.0.1, [::1])."),
-            "422": _err("Not a usable user name."),
+            "422": _err("Not a usable user name (or a body that is not {'user': <string>})."),
         },
     }
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from collections import OrderedDict
@@ -27,6 +28,8 @@ from agentengine import (
     UnknownAgentError,
     UserExecutionContext,
 )
+
+from agentengine_server.streaming import describe_error
 
 __all__ = ["RUNNING", "RunManager", "RunRecord", "ServerClosingError"]
 
@@ -55,6 +58,9 @@ class RunRecord:
     created_at: float = field(default_factory=time.time)
     finished_at: float | None = None
     handle: RunHandle | None = field(default=None, repr=False)
+    #: Size of ``output`` as compact JSON, and what the record counts for in the bounds.
+    output_bytes: int = field(default=0, repr=False)
+    size: int = field(default=0, repr=False)
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON form (the user id is left out: the caller is that user)."""
@@ -71,13 +77,54 @@ class RunRecord:
         }
 
 
-class RunManager:
-    """Starts, finds and cancels runs for users; remembers finished ones per user (bounded)."""
+#: What a finished record is counted as besides its output and error (the record, its ids and
+#: its table entries: about 0.5 KiB measured with tracemalloc, counted twice over).
+RECORD_OVERHEAD_BYTES = 1024
 
-    def __init__(self, factory: ExecutionEngineFactory, *, finished_runs_kept: int = 1000) -> None:
+
+class _UserRuns:
+    """One user's entry of the run table."""
+
+    __slots__ = ("finished", "last_active", "runs")
+
+    def __init__(self, now: float) -> None:
+        #: Every known run of the user, in start order (what ``GET /v1/runs`` lists).
+        self.runs: dict[str, RunRecord] = {}
+        #: The finished ones, in the order they ended (the oldest is dropped first).
+        self.finished: OrderedDict[str, RunRecord] = OrderedDict()
+        #: When a run of the user last started or ended (``time.monotonic``).
+        self.last_active = now
+
+    @property
+    def running(self) -> bool:
+        return len(self.runs) > len(self.finished)
+
+
+class RunManager:
+    """Starts, finds and cancels runs for users; remembers finished ones, bounded per user
+    (``finished_runs_kept``) and over all users (``max_finished_runs`` records and
+    ``finished_runs_max_bytes``, least recently active users' oldest records dropped first),
+    and forgets a user ``finished_runs_ttl`` seconds after their last run started or ended."""
+
+    def __init__(
+        self,
+        factory: ExecutionEngineFactory,
+        *,
+        finished_runs_kept: int = 1000,
+        max_finished_runs: int = 50_000,
+        finished_runs_max_bytes: int = 64 * 1024 * 1024,
+        finished_runs_ttl: float | None = 3600.0,
+    ) -> None:
         self.factory = factory
         self._keep = finished_runs_kept
-        self._runs: dict[str, OrderedDict[str, RunRecord]] = {}
+        self._max_count = max_finished_runs
+        self._max_bytes = finished_runs_max_bytes
+        self.ttl = finished_runs_ttl
+        #: The run table: users in order of last activity, least recent first.
+        self._users: OrderedDict[str, _UserRuns] = OrderedDict()
+        #: Finished records held, over all users, and their counted size.
+        self.finished_count = 0
+        self.finished_bytes = 0
         self._watchers: set[asyncio.Task[None]] = set()
         self.closing = False
 
@@ -127,7 +174,8 @@ class RunManager:
         record = RunRecord(
             run_id=run_id, user_id=user_id, agent=agent, thread_id=ctx.thread_id, handle=handle
         )
-        self._runs.setdefault(user_id, OrderedDict())[run_id] = record
+        self._touch(user_id).runs[run_id] = record
+        self.sweep()
         watcher = asyncio.get_running_loop().create_task(
             self._watch(record, handle, engine), name=f"agentengine-server-watch-{run_id}"
         )
@@ -136,30 +184,124 @@ class RunManager:
         return record
 
     async def _watch(self, record: RunRecord, handle: RunHandle, engine: Any) -> None:
+        # Nothing may escape this task: nobody awaits it, so an exception would only surface
+        # as "Task exception was never retrieved" and leave the record half-written.
         try:
             _apply(record, await handle.result())
+        except Exception as exc:
+            _log.exception("recording the end of a run failed", run_id=record.run_id)
+            if record.status == RUNNING:
+                record.status = "failed"
+                record.error_type = type(exc).__name__
+            record.error = record.error or describe_error(exc)
         finally:
             record.finished_at = time.time()
             record.handle = None
-            await engine.cleanup()
-            self._trim(record.user_id)
+            try:
+                await engine.cleanup()
+            except Exception:
+                _log.exception("cleaning up a run's engine failed", run_id=record.run_id)
+            try:
+                self._finished(record)
+            except Exception:
+                _log.exception("recording a finished run failed", run_id=record.run_id)
 
-    def _trim(self, user_id: str) -> None:
-        runs = self._runs.get(user_id)
-        if runs is None:
+    # -- the run table ------------------------------------------------------------------------
+
+    def _touch(self, user_id: str) -> _UserRuns:
+        """The user's entry, created if needed, marked as just active."""
+        now = time.monotonic()
+        entry = self._users.get(user_id)
+        if entry is None:
+            entry = self._users[user_id] = _UserRuns(now)
+        else:
+            entry.last_active = now
+            self._users.move_to_end(user_id)
+        return entry
+
+    def _finished(self, record: RunRecord) -> None:
+        """Count a run that ended, then enforce the bounds."""
+        entry = self._touch(record.user_id)
+        if record.run_id not in entry.runs or record.run_id in entry.finished:
             return
-        finished = [r for r in runs.values() if r.finished_at is not None]
-        for old in finished[: max(0, len(finished) - self._keep)]:
-            del runs[old.run_id]
+        record.size = RECORD_OVERHEAD_BYTES + record.output_bytes + len(record.error or "")
+        entry.finished[record.run_id] = record
+        self.finished_count += 1
+        self.finished_bytes += record.size
+        while len(entry.finished) > self._keep:
+            self._drop(entry, next(iter(entry.finished.values())))
+        self._evict()
+        self.sweep()
+
+    def _drop(self, entry: _UserRuns, record: RunRecord, *, forget: bool = True) -> None:
+        """Drop one finished record; forget the user when nothing of theirs is left (or leave
+        that to the caller, which may be iterating over the users)."""
+        del entry.finished[record.run_id]
+        del entry.runs[record.run_id]
+        self.finished_count -= 1
+        self.finished_bytes -= record.size
+        if forget and not entry.runs:
+            del self._users[record.user_id]
+
+    def _over(self) -> bool:
+        return self.finished_count > self._max_count or self.finished_bytes > self._max_bytes
+
+    def _evict(self) -> None:
+        """Over the limits for all users: drop the oldest records of the least recently active
+        users first (users with only runs in flight hold nothing to drop)."""
+        emptied: list[str] = []
+        for user_id, entry in self._users.items():
+            if not self._over():
+                break
+            while entry.finished and self._over():
+                self._drop(entry, next(iter(entry.finished.values())), forget=False)
+            if not entry.runs:
+                emptied.append(user_id)
+        for user_id in emptied:
+            del self._users[user_id]
+
+    def sweep(self) -> None:
+        """Forget the users idle for longer than the TTL (records and table entry). A user with
+        a run in flight is not idle."""
+        if self.ttl is None:
+            return
+        now = time.monotonic()
+        deadline = now - self.ttl
+        users = self._users
+        while users:
+            user_id, entry = next(iter(users.items()))
+            if entry.last_active > deadline:
+                return
+            if entry.running:
+                entry.last_active = now
+                users.move_to_end(user_id)
+                continue
+            del users[user_id]
+            self.finished_count -= len(entry.finished)
+            self.finished_bytes -= sum(r.size for r in entry.finished.values())
+
+    async def sweep_forever(self) -> None:
+        """Sweep now and then, so an idle server gives the memory back (see ``sweep``)."""
+        if self.ttl is None:
+            return
+        interval = max(0.05, min(60.0, self.ttl / 2))
+        while True:
+            await asyncio.sleep(interval)
+            self.sweep()
+
+    def user_ids(self) -> list[str]:
+        """The users the table holds, least recently active first."""
+        return list(self._users)
 
     def get(self, user_id: str, run_id: str) -> RunRecord | None:
         """The user's run ``run_id``, or None (also for another user's run)."""
-        runs = self._runs.get(user_id)
-        return runs.get(run_id) if runs is not None else None
+        entry = self._users.get(user_id)
+        return entry.runs.get(run_id) if entry is not None else None
 
     def list(self, user_id: str) -> list[RunRecord]:
         """The user's known runs, oldest first."""
-        return list(self._runs.get(user_id, {}).values())
+        entry = self._users.get(user_id)
+        return list(entry.runs.values()) if entry is not None else []
 
     async def cancel(self, user_id: str, run_id: str) -> RunRecord | None:
         """Cancel the user's run and wait until it ended; None when it is not theirs."""
@@ -186,12 +328,43 @@ class RunManager:
 
 def _apply(record: RunRecord, result: RunResult) -> None:
     record.status = result.status.value
-    record.output = jsonable(result.output)
+    record.output, record.output_bytes = wire_output(result)
     record.error = result.error
     record.error_type = result.error_type
 
 
+def wire_output(result: RunResult) -> tuple[Any, int]:
+    """The run's output as the record keeps it: the output of its terminal ``agent_completed``
+    event in wire form (what every stream carried), as plain JSON data that encodes as UTF-8.
+
+    NaN and infinities become the strings "NaN", "Infinity", "-Infinity"; a lone surrogate
+    becomes U+FFFD; an output that has no JSON form at all becomes a string saying so. Never
+    raises, so a run's record (and ``GET /v1/runs``) is always readable. Returns the output and
+    its size in bytes as compact JSON.
+    """
+    terminal = result.events[-1] if result.events and result.events[-1].terminal else None
+    try:
+        output = terminal.to_wire()["output"] if terminal is not None else result.output
+        text = _json_text(output)
+    except Exception as exc:
+        text = json.dumps(f"<output not representable as JSON: {describe_error(exc)}>")
+    return json.loads(text, parse_constant=str), len(text.encode("utf-8"))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def jsonable(value: Any) -> Any:
-    """``value`` as plain JSON data: what JSON cannot hold becomes its ``str``, and NaN or
-    infinities become the strings "NaN", "Infinity", "-Infinity"."""
-    return json.loads(json.dumps(value, default=str), parse_constant=str)
+    """``value`` as plain JSON data that encodes as UTF-8: what JSON cannot hold becomes its
+    ``str``, NaN or infinities the strings "NaN", "Infinity", "-Infinity", a lone surrogate
+    U+FFFD. Raises what ``json.dumps`` raises for values it cannot walk (cycles, tuple keys)."""
+    return json.loads(_json_text(value), parse_constant=str)
+
+
+def _json_text(value: Any) -> str:
+    """Compact JSON text of ``value`` that encodes as UTF-8 (see ``jsonable``)."""
+    text = json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
+    if not text.isascii():
+        # In a str every surrogate code point is a lone one (pairs are single characters).
+        text = _SURROGATE.sub("\ufffd", text)
+    return text

@@ -30,10 +30,26 @@ class ServerSettings(BaseModel):
     """Largest WebSocket frame a client may send; bigger ones close the connection with 1009."""
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     """Largest HTTP request body (``POST /v1/runs``)."""
+    max_json_depth: int = Field(default=64, ge=1, le=512)
+    """How deep a run's ``input`` (and any JSON a client sends, below its top-level object) may
+    nest objects and arrays; deeper is refused with 422 ``nested_too_deep``."""
+    max_input_bytes: int = Field(default=256 * 1024, ge=64)
+    """Largest run ``input``, measured as compact UTF-8 JSON; bigger is refused with 413
+    ``input_too_large`` (REST) or an error frame (WebSocket). The input is kept by its run and
+    its ``agent_started`` event, so this bounds what one run start can make the server hold."""
     keepalive_interval: float = Field(default=15.0, gt=0)
     """Seconds between SSE keep-alive comments on an idle stream."""
     finished_runs_kept: int = Field(default=1000, ge=1)
     """Finished runs remembered per user for ``GET /v1/runs/{run_id}``."""
+    max_finished_runs: int = Field(default=50_000, ge=1)
+    """Finished runs remembered over all users; past it, the least recently active users'
+    oldest records are dropped first (a record without its output is about 0.5 KiB)."""
+    finished_runs_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    """Bytes of finished-run records over all users (each counted as its output and error as
+    JSON plus 1 KiB); past it, the least recently active users' oldest records go first."""
+    finished_runs_ttl: float | None = Field(default=3600.0, gt=0)
+    """Seconds after a user's last run started or ended before the server forgets that user
+    (records and table entry); never while one of their runs is going. None: never."""
     dev_token_ttl: float = Field(default=3600.0, gt=0)
     """Lifetime in seconds of tokens minted by ``POST /v1/dev/token`` (``--dev`` only)."""
     shutdown_flush_timeout: float = Field(default=5.0, ge=0)

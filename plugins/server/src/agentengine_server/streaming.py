@@ -35,26 +35,36 @@ __all__ = [
     "EventPump",
     "Frame",
     "FrameEncoder",
+    "InvalidCursorError",
     "StreamHub",
     "UserFanout",
+    "describe_error",
 ]
 
 _log = structlog.get_logger("agentengine_server.streaming")
 
 
 class Frame:
-    """One item of a user's stream, encoded once: its cursor, type and JSON text."""
+    """One item of a user's stream, encoded once: its cursor, type and JSON text.
 
-    __slots__ = ("cursor", "gap", "text")
+    ``failed`` marks the error item sent in place of an event that could not be encoded.
+    """
 
-    def __init__(self, cursor: str | None, text: str, gap: bool) -> None:
+    __slots__ = ("cursor", "failed", "gap", "text")
+
+    def __init__(self, cursor: str | None, text: str, gap: bool, failed: bool = False) -> None:
         self.cursor = cursor
         self.text = text
         self.gap = gap
+        self.failed = failed
 
 
 class BufferOverflowError(Exception):
     """The client fell more than the buffer's capacity behind."""
+
+
+class InvalidCursorError(ValueError):
+    """The sink refused the cursor a stream was to start after (raised before any item)."""
 
 
 class FrameEncoder:
@@ -70,19 +80,88 @@ class FrameEncoder:
         self._cache: OrderedDict[tuple[str, str], Frame] = OrderedDict()
 
     def encode(self, item: BaseEvent | EventGap) -> Frame:
-        """The frame of one event or gap."""
+        """The frame of one event or gap. Never raises: an event whose wire form cannot be
+        encoded as UTF-8 JSON becomes an error item naming it (see ``_unencodable``), so one
+        event's content never ends a stream."""
         if isinstance(item, EventGap):
-            return Frame(item.cursor, _dumps(item.to_wire()), gap=True)
+            return _encode(item, item.cursor, gap=True)
         cursor = item.cursor
         if cursor is None:  # a sink that sets no cursor: nothing to cache on
-            return Frame(None, _dumps(item.to_wire()), gap=False)
+            return _encode(item, None, gap=False)
         key = (item.user_id, cursor)
         frame = self._cache.get(key)
         if frame is None:
-            frame = self._cache[key] = Frame(cursor, _dumps(item.to_wire()), gap=False)
+            frame = self._cache[key] = _encode(item, cursor, gap=False)
             if len(self._cache) > self._size:
                 self._cache.popitem(last=False)
         return frame
+
+
+def _encode(item: BaseEvent | EventGap, cursor: str | None, *, gap: bool) -> Frame:
+    try:
+        text = _dumps(item.to_wire())
+        # A lone surrogate survives json.dumps(ensure_ascii=False) but no transport can
+        # write it as UTF-8: find out here, once per event, not in every connection's send.
+        if not text.isascii():
+            text.encode("utf-8")
+    except Exception as exc:
+        return _unencodable(item, cursor, exc)
+    return Frame(cursor, text, gap=gap)
+
+
+def _unencodable(item: BaseEvent | EventGap, cursor: str | None, exc: Exception) -> Frame:
+    """The error item sent in place of an event that could not be encoded: it names the event
+    (run, seq, type, cursor) and carries its cursor, so clients resume after it."""
+    fields: dict[str, Any] = {
+        "type": "error",
+        "error": "event_unencodable",
+        "run_id": _plain(getattr(item, "run_id", None)),
+        "seq": getattr(item, "seq", None),
+        "event_type": _plain(getattr(item, "type", None)),
+        "cursor": cursor,
+    }
+    status = getattr(item, "status", None)
+    if status is not None:
+        fields["status"] = _plain(status)
+    reason = describe_error(exc)
+    fields["message"] = (
+        f"event seq {fields['seq']} ({fields['event_type']}) of run {fields['run_id']}, "
+        f"cursor {cursor}, could not be encoded as JSON ({reason}); it is skipped and the "
+        "stream goes on"
+    )
+    _log.warning(
+        "event could not be encoded",
+        user_id=_plain(getattr(item, "user_id", None)),
+        run_id=fields["run_id"],
+        seq=fields["seq"],
+        cursor=cursor,
+        error=reason,
+    )
+    return Frame(cursor, json.dumps(fields), gap=False, failed=True)
+
+
+def _plain(value: Any) -> str | None:
+    """``value`` as printable ASCII-safe text (None stays None)."""
+    if value is None:
+        return None
+    try:
+        text = str(value.value if hasattr(value, "value") else value)
+    except Exception:
+        return f"<{type(value).__name__}>"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def describe_error(exc: BaseException, limit: int = 200) -> str:
+    """``Type: message`` of ``exc``, safe to send and log whatever the exception holds: at
+    most ``limit`` characters, valid UTF-8, and never raising (a ``__str__`` may)."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<message not printable>"
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(message) > limit:
+        message = message[:limit] + "…"
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def _dumps(data: dict[str, Any]) -> str:
@@ -111,8 +190,10 @@ class UserFanout:
     async def _read(self) -> None:
         error: BaseException | None = None
         encode = self.hub.encoder.encode
+        started = False
         try:
             async for item in self.hub.sink.subscribe(self.user_id, after=self.position):
+                started = True
                 frame = encode(item)
                 if frame.cursor is not None:
                     self.position = frame.cursor
@@ -124,8 +205,8 @@ class UserFanout:
                         member._end(exc)
                         self.leave(member)
         except Exception as exc:
-            error = exc
-            _log.error("event subscription failed", user_id=self.user_id, error=repr(exc))
+            error = _stream_error(exc, started)
+            _log.error("event subscription failed", user_id=self.user_id, error=describe_error(exc))
         finally:
             self.hub._forget(self)
             for member in list(self.members):
@@ -138,6 +219,14 @@ class UserFanout:
         if not self.members:
             self.hub._forget(self)
             self.task.cancel()
+
+
+def _stream_error(exc: Exception, started: bool) -> Exception:
+    """What ended a subscription: the sink refuses a bad cursor with a ValueError before the
+    first item; anything else (later, or of another type) is the stream failing."""
+    if not started and isinstance(exc, ValueError):
+        return InvalidCursorError(str(exc))
+    return exc
 
 
 class StreamHub:
@@ -269,8 +358,10 @@ class EventPump:
     async def _read(self) -> None:
         frames = self._frames
         encode = self._hub.encoder.encode
+        started = False
         try:
             async for item in self._hub.sink.subscribe(self.user_id, after=self._last):
+                started = True
                 while len(frames) >= self.capacity:
                     self._space.clear()
                     try:
@@ -292,8 +383,8 @@ class EventPump:
         except Exception as exc:
             # A broken subscription (a sink losing its backend) ends this connection's stream;
             # the client reconnects and resumes by cursor.
-            self.error = exc
-            _log.error("event subscription failed", user_id=self.user_id, error=repr(exc))
+            self.error = _stream_error(exc, started)
+            _log.error("event subscription failed", user_id=self.user_id, error=describe_error(exc))
         self._ended = True
         self._wakeup.set()
 
