@@ -279,9 +279,9 @@ async def _stubborn_runs_until_sigterm(
     served: Served, users: int, runs_each: int, agent: str, **run_input: Any
 ) -> tuple[dict[str, list[dict[str, Any]]], list[Any]]:
     sockets = [await served.ws(f"user{i}") for i in range(users)]
-    run_ids: list[set[str]] = []
-    for ws in sockets:
-        run_ids.append({await start_run(ws, agent, **run_input) for _ in range(runs_each)})
+    run_ids = [
+        {await start_run(ws, agent, **run_input) for _ in range(runs_each)} for ws in sockets
+    ]
     for ws, ids in zip(sockets, run_ids, strict=True):  # every run is going
         seen: set[str] = set()
         got: list[dict[str, Any]] = []

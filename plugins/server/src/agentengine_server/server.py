@@ -127,7 +127,8 @@ def _exit_now(sig: int) -> None:
     ``os.write`` (logging from a signal handler could re-enter a stream being written)."""
     name = signal.Signals(sig).name
     with contextlib.suppress(OSError):
-        os.write(2, f"agentengine-server: second {name} during shutdown; exiting at once\n".encode())
+        message = f"agentengine-server: second {name} during shutdown; exiting at once\n"
+        os.write(2, message.encode())
     signal.signal(sig, signal.SIG_DFL)
     os.kill(os.getpid(), sig)
     os._exit(128 + sig)  # not reached: the default action of SIGINT/SIGTERM ends the process
