@@ -42,6 +42,10 @@ class EngineSettings(BaseModel):
     run_timeout: float = Field(default=300.0, gt=0)
     tool_timeout: float = Field(default=60.0, gt=0)
     drain_timeout: float = Field(default=10.0, ge=0)
+    # How long a cancelled run gets to end before it is abandoned (status cancelled), and how
+    # long an extension's close() or the event sink's aclose() gets. Shutdown takes at most
+    # drain_timeout + 3 * close_timeout + 1 s (see "Failure semantics" in architecture.md).
+    close_timeout: float = Field(default=5.0, gt=0)
     idle_ttl: float | None = Field(default=900.0, gt=0)
     event_retention: int = Field(default=10_000, ge=1)
     event_max_users: int = Field(default=10_000, ge=1)

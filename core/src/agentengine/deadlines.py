@@ -14,7 +14,12 @@ Finished entries are dropped from the heap lazily (compacted when they are the m
 memory stays proportional to deadlines in flight.
 
 The semantics are those of ``asyncio.timeout``: on expiry the task is cancelled, and leaving the
-block converts that cancellation into ``TimeoutError``; ``expired()`` tells the two apart.
+block converts that cancellation into ``TimeoutError``; ``expired()`` tells the two apart. As
+with ``asyncio.timeout``, the conversion happens only when no other cancellation was asked for
+meanwhile: a cancel that races the deadline (``handle.cancel()`` as a tool times out) wins, and
+the block ends with ``CancelledError``. The task's count of cancellation requests
+(``Task.cancelling()``) is noted when the deadline enters the heap, which only a block that
+suspends reaches (one that never suspends cannot expire).
 """
 
 from __future__ import annotations
@@ -52,7 +57,16 @@ _COMPACT_MIN = 1024
 class Deadline:
     """An async context manager: cancel the task if the block outlives ``delay`` seconds."""
 
-    __slots__ = ("_done", "_expired", "_queued", "_scheduler", "_task", "delay", "when")
+    __slots__ = (
+        "_cancelling",
+        "_done",
+        "_expired",
+        "_queued",
+        "_scheduler",
+        "_task",
+        "delay",
+        "when",
+    )
 
     def __init__(
         self, scheduler: DeadlineScheduler, delay: float, task: asyncio.Task[Any] | None = None
@@ -64,6 +78,7 @@ class Deadline:
         self._expired = False
         self._done = False
         self._queued = False  # in the scheduler's heap
+        self._cancelling = 0  # the task's cancellation requests when it entered the heap
 
     def expired(self) -> bool:
         """True when the deadline passed and cancelled the block."""
@@ -104,7 +119,8 @@ class Deadline:
                 entered.pop()
         if self._expired and exc_type is asyncio.CancelledError:
             assert self._task is not None
-            self._task.uncancel()
+            if self._task.uncancel() > self._cancelling:
+                return  # someone else asked to cancel too: that cancellation goes on
             raise TimeoutError from exc
 
     async def __aenter__(self) -> Deadline:
@@ -155,6 +171,9 @@ class DeadlineScheduler:
             if not deadline._done:
                 when = deadline.when
                 deadline._queued = True
+                task = deadline._task
+                if task is not None:
+                    deadline._cancelling = task.cancelling()
                 heapq.heappush(heap, (when, next(counter), deadline))
                 earliest = min(earliest, when)
         # Re-arm only for a deadline earlier than the armed one by more than a millisecond:

@@ -6,6 +6,15 @@ an asyncio task that emits the run's events in order; whatever happens to the ta
 an exception, a timeout, a cancellation before or after it started) the run ends with exactly
 one terminal ``agent_completed`` event, emitted by ``_finish``, which is idempotent and also
 runs as the task's done-callback as a backstop.
+
+Whatever user code raises (any ``BaseException``: ``SystemExit`` and ``KeyboardInterrupt``
+included) ends that tool call or run as failed; it never leaves the run's task, where asyncio
+would re-raise it out of the event loop. Only a real cancellation is special: a
+``CancelledError`` counts as one when the engine asked for it (``_request_cancel``) or the task
+was cancelled (``Task.cancelling()``); raised by user code on its own, it is a failure like any
+other exception. A run asked to cancel ends ``cancelled`` whatever its agent did with the
+cancellation, and one still going ``close_timeout`` seconds later is abandoned (see
+``UserExecutionEngine._abandon``). See "Failure semantics" in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import asyncio
 import functools
 import os
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -23,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from agentengine.deadlines import DeadlineScheduler, current_task
-from agentengine.errors import EngineClosedError, ToolError, UnknownAgentError
+from agentengine.errors import AgentEngineError, EngineClosedError, ToolError, UnknownAgentError
 from agentengine.events import (
     AgentCompletedEvent,
     AgentErrorEvent,
@@ -137,6 +147,7 @@ class RunContext:
     """What an agent (and a tool taking a ``RunContext`` parameter) sees of its run."""
 
     __slots__ = (
+        "__weakref__",
         "_agent_name",
         "_base_context",
         "_cancel_requested",
@@ -259,7 +270,7 @@ class RunContext:
         engine = self._engine
         try:
             engine._publish(event)
-        except Exception as exc:
+        except BaseException as exc:  # a sink is plugin code too: never breaks the run
             engine._publish_failed(event, exc)
         if engine._observers:
             engine._observe(event)
@@ -296,10 +307,12 @@ class RunContext:
         if tool is None:
             try:
                 tool = await engine._resolve_tool(name)
-            except asyncio.CancelledError:
-                self._complete_tool(name, call_id, ToolStatus.CANCELLED, None, "cancelled", started)
-                raise
-            except Exception as exc:  # a resolver (an extension) failed: report it, like a tool
+            except BaseException as exc:  # a resolver (an extension) failed: report it, like a tool
+                if isinstance(exc, asyncio.CancelledError) and _cancelling(self):
+                    self._complete_tool(
+                        name, call_id, ToolStatus.CANCELLED, None, "cancelled", started
+                    )
+                    raise
                 message = f"looking up tool {name!r} failed: {_describe(exc)}"
                 self._complete_tool(name, call_id, ToolStatus.ERROR, None, message, started)
                 raise ToolError(name, "error", message, call_id) from exc
@@ -336,13 +349,17 @@ class RunContext:
             message = _describe(exc)
             self._complete_tool(name, call_id, ToolStatus.ERROR, None, message, started)
             raise ToolError(name, "error", message, call_id) from exc
-        except asyncio.CancelledError:
-            self._complete_tool(name, call_id, ToolStatus.CANCELLED, None, "cancelled", started)
-            raise
+        except asyncio.CancelledError as exc:
+            if _cancelling(self):  # a real cancellation (a deadline's was turned into TimeoutError)
+                self._complete_tool(name, call_id, ToolStatus.CANCELLED, None, "cancelled", started)
+                raise
+            message = _describe(exc)  # raised by the tool itself: a failure like any other
+            self._complete_tool(name, call_id, ToolStatus.ERROR, None, message, started)
+            raise ToolError(name, "error", message, call_id) from exc
         except ToolError as exc:
             self._complete_tool(name, call_id, ToolStatus.ERROR, None, exc.message, started)
             raise ToolError(name, "error", exc.message, call_id) from exc
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt ...: ends the call only
             message = _describe(exc)
             self._complete_tool(name, call_id, ToolStatus.ERROR, None, message, started)
             raise ToolError(name, "error", message, call_id) from exc
@@ -370,11 +387,18 @@ class RunContext:
         self._emit(ToolCompletedEvent, fields)
 
     def _request_cancel(self) -> None:
-        """Cancel the run on behalf of the engine (handle.cancel, cleanup, shutdown)."""
+        """Cancel the run on behalf of the engine (handle.cancel, cleanup, shutdown).
+
+        The run then ends ``cancelled`` whatever the agent does with the cancellation; if it
+        has not ended ``close_timeout`` seconds later it is abandoned (``_abandon``)."""
         task = self.task
-        if not self._finished and task is not None and not task.done():
-            self._cancel_requested = True
-            task.cancel()
+        if self._finished or self._cancel_requested or task is None or task.done():
+            return
+        self._cancel_requested = True
+        task.cancel()
+        grace = self._engine._factory.engine_settings.close_timeout
+        # A weak reference: the timer must not keep a finished run (and its engine) alive.
+        task.get_loop().call_later(grace, _abandon_later, weakref.ref(self), grace)
 
     async def _wait_finished(self) -> None:
         """Wait until the terminal event was emitted; cancelling the waiter spares the run."""
@@ -414,8 +438,51 @@ _random_hex = _RandomHex()
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    """``"Type: text"`` of an exception (just the type without text); safe when ``str(exc)``
+    itself raises, since it is used on the way to a run's terminal event."""
+    name = type(exc).__name__
+    try:
+        text = str(exc)
+    except BaseException:  # a broken __str__ must not break the terminal event
+        return f"{name}: <str() of the exception raised>"
+    return f"{name}: {text}" if text else name
+
+
+def _cancelling(run: RunContext | None = None) -> bool:
+    """True when the ``CancelledError`` being handled is a real cancellation: the engine asked
+    to cancel ``run``, or the current task was cancelled. User code raising ``CancelledError``
+    on its own (or from a future someone else cancelled) is a failure, not a cancellation."""
+    if run is not None and run._cancel_requested:
+        return True
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _abandon_later(ref: weakref.ref[RunContext], grace: float) -> None:
+    run = ref()
+    if run is not None and not run._finished:
+        run._engine._abandon(run, grace)
+
+
+def _requested_cancel(run: RunContext) -> tuple[RunStatus, None, str, str]:
+    """The outcome of a run the engine asked to cancel, however its agent reacted. The
+    engine's own cancellation is handled here, so it must not stay counted on the task (for
+    an inline run, that is the caller's task)."""
+    task = run.task
+    if task is not None and task.cancelling():
+        task.uncancel()
+    return RunStatus.CANCELLED, None, "the run was cancelled", "CancelledError"
+
+
+async def _contained(call: Callable[[], Awaitable[Any]]) -> BaseException | None:
+    """Await ``call()`` and return what it raised (None if nothing): for user code run in a
+    task of its own, since asyncio re-raises ``SystemExit`` and ``KeyboardInterrupt`` from a
+    task out of the event loop."""
+    try:
+        await call()
+    except BaseException as exc:  # handed to the caller, who reports it
+        return exc
+    return None
 
 
 class RunHandle:
@@ -604,7 +671,14 @@ class UserExecutionEngine:
             if _overrides(ext, "on_event"):
                 observers.append((plugin_name, ext.on_event))
             if _overrides(ext, "tools"):
-                for t in ext.tools():
+                try:
+                    provided = list(ext.tools())
+                except BaseException as exc:  # plugin code: refuse the engine
+                    raise AgentEngineError(
+                        f"plugin {plugin_name!r} failed to list its tools for user "
+                        f"{self.context.user_id!r}: {_describe(exc)}"
+                    ) from exc
+                for t in provided:
                     local_tools[t.name] = t
             if _overrides(ext, "resolve_tool"):
                 resolvers.append(ext.resolve_tool)
@@ -635,7 +709,7 @@ class UserExecutionEngine:
 
     # -- events -----------------------------------------------------------------------------
 
-    def _publish_failed(self, event: BaseEvent, exc: Exception) -> None:
+    def _publish_failed(self, event: BaseEvent, exc: BaseException) -> None:
         self._factory._count_error("sink")
         _log.error(
             "event sink failed to publish; the event stays in the run's result",
@@ -648,7 +722,7 @@ class UserExecutionEngine:
         for plugin_name, observe in self._observers:
             try:
                 observe(event)
-            except Exception as exc:
+            except BaseException as exc:  # CancelledError, SystemExit ... included: isolated
                 self._factory._count_error(plugin_name)
                 _log.error(
                     "event observer raised; skipped",
@@ -721,7 +795,13 @@ class UserExecutionEngine:
         # before its first step has its first event.
         fields = run._fields("agent_started")
         fields["input"] = given
-        run._emit(AgentStartedEvent, fields)
+        try:
+            run._emit(AgentStartedEvent, fields)
+        except BaseException:
+            # The run never starts: leave no run without a task in the active set.
+            del self._active[run_id]
+            self.stats[0] -= 1
+            raise
         return run
 
     async def start_run(
@@ -821,28 +901,36 @@ class UserExecutionEngine:
                         output = await chain(run)
                 finally:
                     limiter.release(user_id)
-            status = RunStatus.SUCCEEDED
+            if run._cancel_requested:  # the agent swallowed the cancellation: it still wins
+                status, output, error, error_type = _requested_cancel(run)
+            else:
+                status = RunStatus.SUCCEEDED
         except TimeoutError as exc:
-            if deadline.expired():
+            if run._cancel_requested:
+                status, output, error, error_type = _requested_cancel(run)
+            elif deadline.expired():
                 status = RunStatus.TIMED_OUT
                 error = f"run exceeded its deadline of {run.timeout:g}s"
                 error_type = "TimeoutError"
             else:
                 error, error_type = _describe(exc), type(exc).__name__
         except asyncio.CancelledError as exc:
-            status = RunStatus.CANCELLED
-            error, error_type = "the run was cancelled", "CancelledError"
-            task = asyncio.current_task()
-            if run._inline and not run._cancel_requested:
-                propagate = exc  # the caller itself was cancelled: it must see that
-            elif task is not None:
-                task.uncancel()  # we asked for this cancellation and have handled it
-        except Exception as exc:
-            error, error_type = _describe(exc), type(exc).__name__
-            _log.warning("run failed", error=error, error_type=error_type)
-        except BaseException as exc:  # KeyboardInterrupt, SystemExit: end the run, then re-raise
-            error, error_type = _describe(exc), type(exc).__name__
-            propagate = exc
+            if run._cancel_requested:
+                status, output, error, error_type = _requested_cancel(run)
+            elif _cancelling():
+                status = RunStatus.CANCELLED
+                error, error_type = "the run was cancelled", "CancelledError"
+                if run._inline:
+                    propagate = exc  # the caller itself was cancelled: it must see that
+            else:  # raised by user code, not a cancellation: a failure like any other
+                error, error_type = _describe(exc), "CancelledError"
+                _log.warning("run failed", error=error, error_type=error_type)
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt ...: ends the run only
+            if run._cancel_requested:
+                status, output, error, error_type = _requested_cancel(run)
+            else:
+                error, error_type = _describe(exc), type(exc).__name__
+                _log.warning("run failed", error=error, error_type=error_type)
         finally:
             self._finish(run, status, output, error, error_type)
             AGENT_VAR.reset(agent_token)
@@ -869,6 +957,29 @@ class UserExecutionEngine:
                 )
         if not task.cancelled():
             task.exception()  # mark retrieved; _drive never lets one escape
+
+    def _abandon(self, run: RunContext, grace: float) -> None:
+        """End a run that was asked to cancel ``grace`` seconds ago and is still going (its
+        agent ignores cancellation): its terminal event says so (status ``cancelled``), the
+        engine forgets it, and its task is left to end on its own. Until then the task keeps
+        its concurrency slot, and its further ``think``/``call_tool`` raise
+        ``EngineClosedError``."""
+        if run._finished:
+            return
+        _log.error(
+            "run did not stop after being cancelled; abandoned",
+            user_id=run._user_id,
+            run_id=run.run_id,
+            agent=run._agent_name,
+            close_timeout=grace,
+        )
+        self._finish(
+            run,
+            RunStatus.CANCELLED,
+            None,
+            f"the run was cancelled but did not stop within {grace:g}s; it was abandoned",
+            "CancelledError",
+        )
 
     def _finish(
         self,
@@ -940,34 +1051,54 @@ class UserExecutionEngine:
         return await _wait_runs(list(self._active.values()), timeout)
 
     async def cleanup(self) -> None:
-        """Cancel active runs (each still ends with its terminal event), close extensions in
-        reverse order, and release the engine. Idempotent; later runs raise
-        ``EngineClosedError``."""
+        """Cancel active runs (each still ends with its terminal event; one still going
+        ``close_timeout`` seconds later is abandoned), close extensions in reverse order (each
+        ``close()`` given ``close_timeout`` seconds), and release the engine. Idempotent; later
+        runs raise ``EngineClosedError``."""
         if self._closed:
             return
         self._closed = True
         runs = list(self._active.values())
         for run in runs:
             run._request_cancel()
-        await _wait_runs(runs, None)
+        await _wait_runs(runs, None)  # bounded: _request_cancel arms the abandon timer
+        grace = self._factory.engine_settings.close_timeout
         for ext in reversed(self._extensions):
             if _overrides(ext, "close"):
-                try:
-                    await ext.close()
-                except Exception as exc:
-                    self._factory._count_error(getattr(ext, "plugin_name", None) or "extension")
-                    _log.error(
-                        "extension failed to close",
-                        plugin=getattr(ext, "plugin_name", None),
-                        user_id=self.context.user_id,
-                        error=_describe(exc),
-                    )
+                await self._close_extension(ext, grace)
         self._extensions = ()
         self._observers = ()
         self._run_chain = _call_agent
         self._tool_chain = _invoke_tool
         self._tool_resolvers = ()
         self._factory._forget_engine(self)
+
+    async def _close_extension(self, ext: Any, grace: float) -> None:
+        """``await ext.close()`` for at most ``grace`` seconds; whatever it raises is logged
+        with the plugin's name and counted, never raised. A close still going after that is
+        cancelled and left behind."""
+        plugin = getattr(ext, "plugin_name", None) or type(ext).__name__
+        closing = asyncio.ensure_future(_contained(ext.close))
+        done, _ = await asyncio.wait((closing,), timeout=grace)
+        if not done:
+            closing.cancel()
+            self._factory._count_error(plugin)
+            _log.error(
+                "extension did not close in time",
+                plugin=plugin,
+                user_id=self.context.user_id,
+                close_timeout=grace,
+            )
+            return
+        exc = closing.result()
+        if exc is not None:
+            self._factory._count_error(plugin)
+            _log.error(
+                "extension failed to close",
+                plugin=plugin,
+                user_id=self.context.user_id,
+                error=_describe(exc),
+            )
 
     async def shutdown(self) -> None:
         """The same as ``cleanup()`` (the name older engines used)."""

@@ -6,7 +6,8 @@ methods (duck-typed; ``Extension`` is a convenience base with no-op defaults):
 ``async start()``
     when the engine is created (in order of registration);
 ``async close()``
-    when the engine is cleaned up (in reverse order); errors are logged, never raised;
+    when the engine is cleaned up (in reverse order), given ``[engine] close_timeout``
+    seconds; whatever it raises is logged with the plugin's name, never raised;
 ``async around_run(run, call_next)``
     middleware around a whole run: ``return await call_next()`` runs the rest of the chain
     and the agent; may inspect ``run``, refuse (raise) or retry;
@@ -18,8 +19,13 @@ methods (duck-typed; ``Extension`` is a convenience base with no-op defaults):
 ``async resolve_tool(name)``
     a tool looked up by name at call time, or None;
 ``on_event(event)``
-    an observer of every event of the engine's runs. One that raises is logged with its
-    plugin's name and skipped: observers never break a run or each other.
+    an observer of every event of the engine's runs. One that raises (anything, a
+    ``CancelledError`` included) is logged with its plugin's name and skipped: observers never
+    break a run or each other.
+
+Whatever the other methods raise (``SystemExit`` and ``KeyboardInterrupt`` included) fails at
+most that tool call, run or engine creation, never the process; see "Failure semantics" in
+docs/architecture.md.
 
 The engine composes these once, at creation, into call chains: a run pays no hook lookup.
 """

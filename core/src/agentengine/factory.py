@@ -21,7 +21,15 @@ from agentengine.agents import AgentRegistry
 from agentengine.config import EngineSettings, Settings, load_settings
 from agentengine.context import UserExecutionContext
 from agentengine.deadlines import DeadlineScheduler
-from agentengine.engine import _FACTORY_ONLY, UserExecutionEngine, _overrides
+from agentengine.engine import (
+    _FACTORY_ONLY,
+    UserExecutionEngine,
+    _cancelling,
+    _contained,
+    _describe,
+    _overrides,
+    _wait_runs,
+)
 from agentengine.errors import (
     AgentEngineError,
     EngineClosedError,
@@ -88,6 +96,7 @@ class ExecutionEngineFactory:
         run_timeout: float = _UNSET,
         tool_timeout: float = _UNSET,
         drain_timeout: float = _UNSET,
+        close_timeout: float = _UNSET,
         idle_ttl: float | None = _UNSET,
         event_retention: int = _UNSET,
         event_max_users: int = _UNSET,
@@ -107,6 +116,7 @@ class ExecutionEngineFactory:
                 "run_timeout": run_timeout,
                 "tool_timeout": tool_timeout,
                 "drain_timeout": drain_timeout,
+                "close_timeout": close_timeout,
                 "idle_ttl": idle_ttl,
                 "event_retention": event_retention,
                 "event_max_users": event_max_users,
@@ -142,6 +152,7 @@ class ExecutionEngineFactory:
         self._claimed_run_ids: dict[tuple[str, str], None] = {}
         self._closed = False
         self._sweeper: asyncio.Task[None] | None = None
+        self._sweeping = False  # the sweeper is cleaning engines up (not sleeping)
         self._metrics = {
             "engines_created": 0,
             "engines_cleaned": 0,
@@ -331,24 +342,29 @@ class ExecutionEngineFactory:
         if not extensions:
             return
         started: list[tuple[str, Any]] = []
-        for plugin_name, ext in extensions:
-            start = getattr(ext, "start", None)
-            if start is not None:
-                try:
-                    await start()
-                except Exception as exc:
-                    self._count_error(plugin_name)
-                    for _, done in reversed(started):
-                        close = getattr(done, "close", None)
-                        if close is not None:
-                            with contextlib.suppress(Exception):
-                                await close()
-                    raise AgentEngineError(
-                        f"plugin {plugin_name!r} failed to start its extension for user "
-                        f"{engine.context.user_id!r}: {type(exc).__name__}: {exc}"
-                    ) from exc
-            started.append((plugin_name, ext))
-        engine._install_extensions(extensions)
+        try:
+            for plugin_name, ext in extensions:
+                start = getattr(ext, "start", None)
+                if start is not None:
+                    try:
+                        await start()
+                    except BaseException as exc:
+                        if isinstance(exc, asyncio.CancelledError) and _cancelling():
+                            raise  # the caller was cancelled: a cancellation, not a failure
+                        # SystemExit, KeyboardInterrupt ... refuse this engine, not the process
+                        self._count_error(plugin_name)
+                        raise AgentEngineError(
+                            f"plugin {plugin_name!r} failed to start its extension for user "
+                            f"{engine.context.user_id!r}: {_describe(exc)}"
+                        ) from exc
+                started.append((plugin_name, ext))
+            engine._install_extensions(extensions)
+        except BaseException:
+            grace = self.engine_settings.close_timeout
+            for _, done in reversed(started):
+                if getattr(done, "close", None) is not None:
+                    await engine._close_extension(done, grace)
+            raise
 
     @contextlib.asynccontextmanager
     async def user_execution_engine(
@@ -437,7 +453,13 @@ class ExecutionEngineFactory:
         interval = max(min(ttl / 2, 60.0), 0.01)
         while not self._closed:
             await asyncio.sleep(interval)
-            await self.sweep_idle()
+            # Shutdown cancels the sweeper only while it sleeps: an engine cleanup cut short
+            # would leave its extensions unclosed.
+            self._sweeping = True
+            try:
+                await self.sweep_idle()
+            finally:
+                self._sweeping = False
 
     async def sweep_idle(self, ttl: float | None = None) -> int:
         """Clean up engines with no active run that were unused for ``ttl`` seconds (the
@@ -460,29 +482,54 @@ class ExecutionEngineFactory:
     # -- shutdown -------------------------------------------------------------------------------
 
     async def shutdown(self, drain_timeout: float | None = None) -> None:
-        """Refuse new engines, wait up to ``drain_timeout`` for active runs, cancel what is
-        left (each run still ends with its terminal event), clean up every engine and close the
-        event sink. Idempotent."""
+        """Refuse new engines, wait up to ``drain_timeout`` for active runs, then cancel every
+        run still going at once (each still ends with its terminal event; one that has not
+        ended ``close_timeout`` seconds later is abandoned with status ``cancelled``), clean
+        up every engine concurrently (extension ``close()`` calls bounded by
+        ``close_timeout``) and close the event sink (bounded too). Returns within
+        ``drain_timeout + 3 * close_timeout + 1`` seconds whatever agents and plugins do.
+        Idempotent."""
         if self._closed:
             return
         self._closed = True
-        deadline = self.engine_settings.drain_timeout if drain_timeout is None else drain_timeout
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
-        from agentengine.engine import _wait_runs
-
-        runs = [run for engine in self._all_engines() for run in engine._active.values()]
+        es = self.engine_settings
+        deadline = es.drain_timeout if drain_timeout is None else drain_timeout
+        grace = es.close_timeout
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            if not self._sweeping:
+                sweeper.cancel()
+            await asyncio.wait((sweeper,), timeout=grace)
+        runs = self._active_runs()
         if runs and not await _wait_runs(runs, deadline):
-            _log.warning(
-                "drain deadline passed; cancelling runs",
-                runs=sum(not r._finished for r in runs),
-            )
-        for engine in self._all_engines():
-            await engine.cleanup()
-        await self.events.aclose()
+            # Runs the drain left, and any an open engine started meanwhile: all at once.
+            left = self._active_runs()
+            _log.warning("drain deadline passed; cancelling runs", runs=len(left))
+            for run in left:
+                run._request_cancel()
+            await _wait_runs(left, None)  # bounded: each is abandoned after close_timeout
+        engines = self._all_engines()
+        if engines:
+            cleanups = [asyncio.ensure_future(_contained(e.cleanup)) for e in engines]
+            _, pending = await asyncio.wait(cleanups, timeout=grace + 1.0)
+            for engine, cleanup in zip(engines, cleanups, strict=True):
+                if cleanup in pending:
+                    _log.error(
+                        "engine did not finish cleaning up in time; abandoned",
+                        user_id=engine.context.user_id,
+                        close_timeout=grace,
+                    )
+                    self._forget_engine(engine)
+        closing = asyncio.ensure_future(_contained(self.events.aclose))
+        done, _ = await asyncio.wait((closing,), timeout=grace)
+        if not done:
+            _log.error("event sink did not close in time; abandoned", close_timeout=grace)
+        elif (exc := closing.result()) is not None:
+            self._count_error("sink")
+            _log.error("event sink failed to close", error=_describe(exc))
+
+    def _active_runs(self) -> list[Any]:
+        return [run for engine in self._all_engines() for run in engine._active.values()]
 
     async def __aenter__(self) -> ExecutionEngineFactory:
         self._check_open()
@@ -524,11 +571,10 @@ class _DeferredStart:
                 raise
             engine._pending_start = None
             if engine.closed:  # cleaned up while starting: close what just started
+                grace = factory.engine_settings.close_timeout
                 for _, ext in reversed(self.extensions):
-                    close = getattr(ext, "close", None)
-                    if close is not None:
-                        with contextlib.suppress(Exception):
-                            await close()
+                    if getattr(ext, "close", None) is not None:
+                        await engine._close_extension(ext, grace)
                 raise EngineClosedError(
                     f"engine of user {engine.context.user_id!r} was cleaned up while starting"
                 )

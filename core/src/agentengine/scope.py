@@ -67,6 +67,19 @@ __all__ = [
 
 _log = structlog.get_logger("agentengine.scope")
 
+
+def _describe(exc: BaseException) -> str:
+    from agentengine.engine import _describe as describe  # engine imports this module
+
+    return describe(exc)
+
+
+def _cancelling(run: RunContext | None = None) -> bool:
+    from agentengine.engine import _cancelling as cancelling
+
+    return cancelling(run)
+
+
 ResourceFactory = Callable[..., Any]
 
 
@@ -247,15 +260,15 @@ class RequestScope:
             value = await manager.__aenter__()
         except BaseException as exc:
             del self._opening[name]
-            if not isinstance(exc, Exception):  # cancelled while opening
-                future.cancel()
+            if isinstance(exc, asyncio.CancelledError) and _cancelling(self._run):
+                future.cancel()  # the run was cancelled while opening
                 raise
             if isinstance(exc, ScopedResourceError):
                 error = exc
-            else:
+            else:  # anything else (SystemExit, KeyboardInterrupt ...) fails the opening
                 error = ScopedResourceError(
                     f"scoped resource {name!r} (plugin {resource.plugin!r}) failed to open: "
-                    f"{type(exc).__name__}: {exc}"
+                    f"{_describe(exc)}"
                 )
             future.set_exception(error)
             future.exception()  # retrieved here; waiters (if any) still receive it
@@ -264,7 +277,7 @@ class RequestScope:
             raise error from exc
         del self._opening[name]
         if self._closed:  # the run ended while this (a straggling task) was opening it
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(BaseException):  # closing a leftover
                 await manager.__aexit__(None, None, None)
             error = EngineClosedError(
                 f"run {self._run.run_id} ended while scoped resource {name!r} was opening; "
@@ -299,8 +312,9 @@ class RequestScope:
 
     async def aclose(self, error: BaseException | None = None) -> None:
         """Close the opened resources in reverse order, passing ``error`` (the run's
-        exception, None on success) to each ``__aexit__``. Never raises: a failing or hanging
-        close is logged and the next resource is closed."""
+        exception, None on success) to each ``__aexit__``. Never raises (whatever a close
+        raises, ``SystemExit`` included, is logged and the next resource is closed), except a
+        real cancellation of the task closing them."""
         self._closed = True
         exc_type = type(error) if error is not None else None
         tb = error.__traceback__ if error is not None else None
@@ -320,13 +334,13 @@ class RequestScope:
             except BaseException as exc:
                 if exc is error:  # the context manager re-raised the run's own error
                     continue
-                if not isinstance(exc, Exception):
+                if isinstance(exc, asyncio.CancelledError) and _cancelling():
                     raise
                 _log.error(
                     "scoped resource failed to close",
                     resource=name,
                     run_id=self._run.run_id,
-                    error=f"{type(exc).__name__}: {exc}",
+                    error=_describe(exc),
                 )
 
     def __repr__(self) -> str:

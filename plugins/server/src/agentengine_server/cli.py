@@ -1,7 +1,9 @@
 """``agentengine serve``: run the server.
 
 Exit status 0 after a graceful shutdown (SIGTERM or Ctrl+C), 2 for usage errors (including a
-missing or short JWT secret, or ``--dev`` on a non-loopback address).
+missing or short JWT secret, or ``--dev`` on a non-loopback address). A second SIGTERM or
+Ctrl+C during the shutdown ends the process at once, killed by that signal (status 143 or 130
+in a shell).
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def serve_command(
 
     from agentengine_server.app import create_app
     from agentengine_server.auth import SecretError, check_secret
-    from agentengine_server.server import AgentServer, uvicorn_config
+    from agentengine_server.server import AgentServer, run_server, uvicorn_config
     from agentengine_server.settings import JWT_SECRET_ENV
 
     configure(json=log_json, level=log_level.upper())
@@ -122,9 +124,7 @@ def serve_command(
         )
 
     server = AgentServer(uvicorn_config(app, host=host, port=port), on_started=started)
-    import asyncio  # here, not at the top: every agentengine command imports this module
-
-    asyncio.run(server.serve())
+    run_server(server)
     if not server.started:
         raise SystemExit(1)
     log.info("agentengine-server stopped")

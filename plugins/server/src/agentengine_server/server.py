@@ -5,12 +5,21 @@ lifespan shutdown runs, and re-raises the signal that stopped it, so the process
 of SIGTERM instead of exiting 0. ``AgentServer`` orders things for agentengine instead: stop
 accepting connections, drain runs (their last events still reach connected clients), send each
 connection a close frame, then let uvicorn finish; and it exits normally.
+
+The drain is bounded (see ``ExecutionEngineFactory.shutdown``): runs left at the drain deadline
+are cancelled, and runs that ignore cancellation are abandoned after ``close_timeout``.
+``run_server`` then gives tasks still pending (such abandoned runs) ``close_timeout`` seconds
+to end and closes the loop without waiting longer, where ``asyncio.run`` would wait forever. A
+second SIGTERM or SIGINT during the shutdown ends the process at once, killed by that signal
+(exit status 128 + the signal number; -N for a parent such as ``subprocess``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
+import os
 import signal
 import socket
 import threading
@@ -22,7 +31,7 @@ from starlette.applications import Starlette
 
 from agentengine_server.app import ServerState
 
-__all__ = ["AgentServer", "uvicorn_config"]
+__all__ = ["AgentServer", "run_server", "uvicorn_config"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -83,8 +92,9 @@ class AgentServer(uvicorn.Server):
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
-        """SIGINT/SIGTERM start a graceful shutdown (a second SIGINT forces it); unlike
-        uvicorn's default the signal is not re-raised afterwards, so the exit status is 0."""
+        """SIGINT/SIGTERM start a graceful shutdown; a second one ends the process at once
+        (killed by that signal). Unlike uvicorn's default the first signal is not re-raised
+        afterwards, so a graceful shutdown exits 0."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -96,11 +106,12 @@ class AgentServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
     def _on_signal(self, sig: int, frame: Any) -> None:
+        # Signal handlers run between two bytecodes of whatever the main thread does (the event
+        # loop, or an agent's code): they only set flags, never raise into that code.
         self.signals_received.append(sig)
-        if self.should_exit and sig == signal.SIGINT:
-            self.force_exit = True
-        else:
-            self.should_exit = True
+        if self.should_exit:
+            _exit_now(sig)
+        self.should_exit = True
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """Stop accepting, drain runs and close connections, then uvicorn's own shutdown."""
@@ -109,3 +120,45 @@ class AgentServer(uvicorn.Server):
         if not self.force_exit:
             await self.state.shutdown()
         await super().shutdown(sockets)
+
+
+def _exit_now(sig: int) -> None:
+    """End the process now, killed by ``sig``: the operator asked twice. Writes one line with
+    ``os.write`` (logging from a signal handler could re-enter a stream being written)."""
+    name = signal.Signals(sig).name
+    with contextlib.suppress(OSError):
+        message = f"agentengine-server: second {name} during shutdown; exiting at once\n"
+        os.write(2, message.encode())
+    signal.signal(sig, signal.SIG_DFL)
+    os.kill(os.getpid(), sig)
+    os._exit(128 + sig)  # not reached: the default action of SIGINT/SIGTERM ends the process
+
+
+def run_server(server: AgentServer) -> None:
+    """Run ``server`` in a new event loop until it has shut down, like ``asyncio.run``, except
+    that tasks still pending afterwards (runs abandoned because they ignore cancellation) are
+    cancelled and given ``close_timeout`` seconds, then left behind: the process exits anyway."""
+    grace = server.state.factory.engine_settings.close_timeout
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(server.serve())
+    finally:
+        try:
+            leftovers = asyncio.all_tasks(loop)
+            for task in leftovers:
+                task.cancel()
+            if leftovers:
+                loop.run_until_complete(asyncio.wait(leftovers, timeout=grace))
+            for task in leftovers:
+                if task.done() and not task.cancelled():
+                    task.exception()  # retrieved: the task's own code reported it
+            loop.run_until_complete(_bounded(loop.shutdown_asyncgens(), grace))
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+async def _bounded(awaitable: Any, timeout: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(awaitable, timeout)
