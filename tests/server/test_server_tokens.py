@@ -29,6 +29,7 @@ from server_helpers import (
     recv_json,
     recv_until,
     running_server,
+    sse_items,
 )
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -363,3 +364,55 @@ async def test_time_claims_must_be_numbers(srv: RunningServer) -> None:
         # Numbers, integer or not, are fine.
         token = make_token("alice", exp=now + 600.5, iat=now - 0.5, nbf=now - 1)
         assert (await client.get("/v1/agents", headers=_bearer(token))).status_code == 200
+
+
+# -- 9: expiry on a live SSE stream ------------------------------------------------------------
+
+
+async def test_an_sse_stream_ends_when_its_token_expires_and_resumes_with_a_new_one(
+    srv: RunningServer,
+) -> None:
+    token, exp = _short_token("sse-exp-alice", 2.0)
+    seen: list[dict[str, Any]] = []
+    ended_with: dict[str, Any] | None = None
+    async with asyncio.timeout(30), http(srv) as client:
+        # A run that goes on well past the token's expiry (40 events, 0.1 s apart).
+        r = await client.post(
+            "/v1/runs",
+            json={"agent": "chatty", "input": {"count": 40, "delay": 0.1}},
+            headers=srv.auth("sse-exp-alice"),
+        )
+        assert r.status_code == 202, r.text
+        run_id = r.json()["run_id"]
+        async with client.stream(
+            "GET", "/v1/events", params={"after": "0"}, headers=_bearer(token)
+        ) as response:
+            assert response.status_code == 200
+            async for item in sse_items(response):
+                if item.get("event") == "error":
+                    ended_with = item
+                    break
+                seen.append(item)
+        # The server ended the stream itself, with the reason, never before the expiry.
+        assert ended_with is not None, "the stream did not end at the token's expiry"
+        assert ended_with["data"]["error"] == "token_expired"
+        assert time.time() >= exp
+        assert seen, "no event was delivered before the expiry"
+        assert seen[-1]["data"]["type"] != "agent_completed", "the run ended before the expiry"
+        # The expired token gets nothing more.
+        r = await client.get("/v1/events", headers=_bearer(token))
+        assert r.status_code == 401
+        # A new token resumes from the last id received: nothing lost, nothing repeated.
+        async with client.stream(
+            "GET",
+            "/v1/events",
+            headers={**srv.auth("sse-exp-alice"), "Last-Event-ID": seen[-1]["id"]},
+        ) as response:
+            async for item in sse_items(response):
+                seen.append(item)
+                if item["data"].get("type") == "agent_completed":
+                    break
+    events = [item["data"] for item in seen if item["data"].get("run_id") == run_id]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert events[-1]["type"] == "agent_completed"
+    assert events[-1]["status"] == "succeeded"

@@ -38,7 +38,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from agentengine_server.auth import AuthError, TokenVerifier, bearer_token
+from agentengine_server.auth import AuthError, TokenClaims, TokenVerifier, bearer_token
 from agentengine_server.inputs import InputError, check_json, parse_json
 from agentengine_server.metrics import ServerMetrics, render_prometheus
 from agentengine_server.openapi import openapi_document
@@ -165,8 +165,12 @@ class ServerState:
 
     def authenticate(self, token: str | None) -> str:
         """The user id of ``token``; ``ApiError`` 401 otherwise."""
+        return self.token_claims(token).user_id
+
+    def token_claims(self, token: str | None) -> TokenClaims:
+        """The claims of ``token`` (user id, expiry); ``ApiError`` 401 otherwise."""
         try:
-            return self.verifier.verify(token)
+            return self.verifier.claims(token)
         except AuthError as exc:
             self.metrics.auth_failures += 1
             raise ApiError(
@@ -178,10 +182,14 @@ class ServerState:
 
     def request_user(self, request: Request, *, allow_query: bool = False) -> str:
         """The caller of an HTTP request (``Authorization: Bearer``; ``?token=`` if allowed)."""
+        return self.request_claims(request, allow_query=allow_query).user_id
+
+    def request_claims(self, request: Request, *, allow_query: bool = False) -> TokenClaims:
+        """The verified token claims of an HTTP request's caller."""
         token = bearer_token(request.headers.get("authorization"))
         if token is None and allow_query:
             token = request.query_params.get("token")
-        return self.authenticate(token)
+        return self.token_claims(token)
 
     # -- streams ------------------------------------------------------------------------------
 
@@ -489,7 +497,8 @@ async def cancel_run(request: Request) -> Response:
 async def sse_events(request: Request) -> Response:
     """``GET /v1/events``: the caller's events as Server-Sent Events, ``id:`` = cursor."""
     state = _state(request)
-    user = state.request_user(request, allow_query=True)
+    claims = state.request_claims(request, allow_query=True)
+    user = claims.user_id
     if state.closing:
         raise ApiError(503, "shutting_down", "the server is shutting down; retry later")
     after = request.headers.get("last-event-id") or request.query_params.get("after")
@@ -497,13 +506,15 @@ async def sse_events(request: Request) -> Response:
         after = state.start_cursor(user)
     pump = state.pump(user, after)
     return StreamingResponse(
-        _sse_stream(state, user, pump),
+        _sse_stream(state, user, pump, claims.expires_at),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _sse_stream(state: ServerState, user: str, pump: EventPump) -> AsyncIterator[str]:
+async def _sse_stream(
+    state: ServerState, user: str, pump: EventPump, expires_at: float
+) -> AsyncIterator[str]:
     counters = state.metrics
     counters.clients_connected["sse"] += 1
     keepalive = state.settings.keepalive_interval
@@ -511,11 +522,19 @@ async def _sse_stream(state: ServerState, user: str, pump: EventPump) -> AsyncIt
         # `retry` tells EventSource how soon to reconnect (it then sends Last-Event-ID).
         yield "retry: 1000\n: connected\n\n"
         while True:
+            # Nothing goes out on an expired token: the stream ends at the token's expiry with
+            # a `token_expired` error item, and the client reconnects with a new token (its
+            # Last-Event-ID resumes where it was).
+            left = expires_at - time.time()
+            if left <= 0:
+                yield _SSE_TOKEN_EXPIRED
+                return
             try:
-                async with asyncio.timeout(keepalive):
+                async with asyncio.timeout(min(keepalive, left)):
                     frame = await pump.next()
             except TimeoutError:
-                yield ": keepalive\n\n"
+                if time.time() < expires_at:
+                    yield ": keepalive\n\n"
                 continue
             except BufferOverflowError:
                 counters.slow_client_closes += 1
@@ -524,6 +543,11 @@ async def _sse_stream(state: ServerState, user: str, pump: EventPump) -> AsyncIt
             if frame is None:
                 if pump.error is not None:
                     yield _sse_error(pump.error)
+                return
+            if time.time() >= expires_at:
+                # The wait ended past the expiry (a busy loop): this frame is not sent; the
+                # client gets it again when it resumes from its Last-Event-ID.
+                yield _SSE_TOKEN_EXPIRED
                 return
             if frame.failed:
                 yield f"id: {frame.cursor}\nevent: error\ndata: {frame.text}\n\n"
@@ -535,6 +559,17 @@ async def _sse_stream(state: ServerState, user: str, pump: EventPump) -> AsyncIt
     finally:
         counters.clients_connected["sse"] -= 1
         await pump.stop()
+
+
+_SSE_TOKEN_EXPIRED = "event: error\ndata: {}\n\n".format(
+    json.dumps(
+        {
+            "type": "error",
+            "error": "token_expired",
+            "message": "token expired: reconnect with a new token (Last-Event-ID resumes)",
+        }
+    )
+)
 
 
 def _sse_error(exc: BaseException) -> str:
