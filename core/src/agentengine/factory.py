@@ -204,7 +204,10 @@ class ExecutionEngineFactory:
             if value is not None:
                 return value  # type: ignore[no-any-return]
         es = self.engine_settings
-        return InMemoryEventSink(es.event_retention, es.event_max_users)
+        return InMemoryEventSink(
+            es.event_retention,
+            es.event_max_users,
+        )
 
     @property
     def plugin_infos(self) -> list[PluginInfo]:
