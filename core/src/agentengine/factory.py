@@ -207,6 +207,8 @@ class ExecutionEngineFactory:
         return InMemoryEventSink(
             es.event_retention,
             es.event_max_users,
+            retention_bytes=es.event_retention_bytes,
+            total_bytes=es.event_total_bytes,
         )
 
     @property
