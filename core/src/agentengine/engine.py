@@ -283,7 +283,11 @@ class RunContext:
             raise EngineClosedError(f"run {self.run_id} has already ended; think() is too late")
         self._think_steps += 1
         fields = self._fields("agent_thinking")
-        fields["text"], size = wire_text(text, self._wire_limit)
+        if type(text) is str and text.isascii() and len(text) < self._wire_limit:
+            size = len(text) + 2  # wire_text's fast path, without its call
+        else:
+            text, size = wire_text(text, self._wire_limit)
+        fields["text"] = text
         fields["step"] = self._think_steps
         self._emit(AgentThinkingEvent, fields, size)
 

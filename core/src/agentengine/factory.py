@@ -91,6 +91,9 @@ class ExecutionEngineFactory:
         idle_ttl: float | None = _UNSET,
         event_retention: int = _UNSET,
         event_max_users: int = _UNSET,
+        event_max_bytes: int = _UNSET,
+        event_retention_bytes: int = _UNSET,
+        event_total_bytes: int = _UNSET,
         event_sink: EventSink | None = None,
         config: Settings | str | os.PathLike[str] | None = None,
         environ: Mapping[str, str] | None = None,
@@ -110,6 +113,9 @@ class ExecutionEngineFactory:
                 "idle_ttl": idle_ttl,
                 "event_retention": event_retention,
                 "event_max_users": event_max_users,
+                "event_max_bytes": event_max_bytes,
+                "event_retention_bytes": event_retention_bytes,
+                "event_total_bytes": event_total_bytes,
             }.items()
             if value is not _UNSET
         }

@@ -69,11 +69,12 @@ class _UserLog:
     """One user's retained events: ``entries[i]`` has cursor ``first + i``; ``room`` is the
     byte retention less the sum of their ``wire_size``."""
 
-    __slots__ = ("entries", "first", "room", "subscribers", "waiters")
+    __slots__ = ("entries", "first", "origin", "room", "subscribers", "waiters")
 
     def __init__(self, retention: int, room: int, first: int = 1) -> None:
         self.entries: deque[BaseEvent] = deque(maxlen=retention)
         self.first = first  # cursor number of entries[0]
+        self.origin = first  # cursor number of the log's first event
         self.room = room
         self.waiters: list[asyncio.Future[None]] = []
         self.subscribers = 0
@@ -132,7 +133,15 @@ class InMemoryEventSink:
         self._closed = False
         self._newest_user: str | None = None  # whose log is at the end of _logs
         self._newest_log: _UserLog | None = None  # and that log
-        self.published = 0
+        self._published_before = 0  # events of logs since dropped
+
+    @property
+    def published(self) -> int:
+        """How many events were published (counted from the logs' cursors, not on the hot
+        path)."""
+        return self._published_before + sum(
+            log.next_cursor - log.origin for log in self._logs.values()
+        )
 
     @property
     def retained_bytes(self) -> int:
@@ -166,6 +175,7 @@ class InMemoryEventSink:
         """Drop a log without subscribers, remembering where its numbering stopped."""
         del self._logs[user_id]
         self._room += self.retention_bytes - log.room
+        self._published_before += log.next_cursor - log.origin
         if self._newest_log is log:
             self._newest_user = self._newest_log = None
         dropped = self._dropped
@@ -239,7 +249,6 @@ class InMemoryEventSink:
             self._shrink(log)
         if log.waiters:
             log.wake()
-        self.published += 1
 
     @staticmethod
     def _parse_cursor(after: str | None, user_id: str) -> int:
