@@ -49,6 +49,14 @@ class EngineSettings(BaseModel):
     idle_ttl: float | None = Field(default=900.0, gt=0)
     event_retention: int = Field(default=10_000, ge=1)
     event_max_users: int = Field(default=10_000, ge=1)
+    #: One event's values (input, args, result, output, text, error) at most, in estimated
+    #: JSON bytes: larger ones are truncated with a marker (see docs/events.md).
+    event_max_bytes: int = Field(default=256 * 1024, ge=1024)
+    #: Bytes of events kept per user by the in-memory sink (besides ``event_retention``).
+    event_retention_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    #: Bytes of events kept over all users by the in-memory sink: beyond it, the least
+    #: recently active users' oldest events are dropped first.
+    event_total_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
 
 
 def _parse_env_value(raw: str) -> Any:

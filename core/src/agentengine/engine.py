@@ -35,6 +35,7 @@ import structlog
 from agentengine.deadlines import DeadlineScheduler, current_task
 from agentengine.errors import AgentEngineError, EngineClosedError, ToolError, UnknownAgentError
 from agentengine.events import (
+    _HEAD_SIZE,
     AgentCompletedEvent,
     AgentErrorEvent,
     AgentStartedEvent,
@@ -44,12 +45,13 @@ from agentengine.events import (
     ToolCompletedEvent,
     ToolExecutingEvent,
     ToolStatus,
-    _build,
+    _build_parts,
 )
 from agentengine.extensions import Extension, ToolCall
 from agentengine.logging import AGENT_VAR, RUN_ID_VAR, USER_ID_VAR
 from agentengine.scope import EMPTY_SCOPE
 from agentengine.tools import Tool, ToolArgumentError, ToolRegistry, is_mapping
+from agentengine.wire import wire_text, wire_value
 
 if TYPE_CHECKING:
     from agentengine.agents import Agent
@@ -58,6 +60,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PipelineStep", "RunContext", "RunHandle", "RunResult", "UserExecutionEngine"]
 
+_new, _set_dict, _set_fields_set, _set_extra, _set_private, _set_size, _all_fields = _build_parts
 _log = structlog.get_logger("agentengine.engine")
 _now = datetime.now
 _perf = time.perf_counter
@@ -165,6 +168,7 @@ class RunContext:
         "_tool_calls",
         "_user_id",
         "_waiter",
+        "_wire_limit",
         "agent",
         "input",
         "run_id",
@@ -212,6 +216,8 @@ class RunContext:
         self._think_steps = 0
         self._tool_calls = 0
         self._started_at = _perf()
+        #: The size limit of one event's values (``[engine] event_max_bytes``).
+        self._wire_limit: int = engine._factory.engine_settings.event_max_bytes
         self._head: dict[str, Any] = {
             "type": None,
             "run_id": run_id,
@@ -257,10 +263,17 @@ class RunContext:
         fields["ts"] = _now(UTC)
         return fields
 
-    def _emit(self, cls: type[BaseEvent], fields: dict[str, Any]) -> None:
-        """Make the event (``fields`` complete, in declaration order) and send it out."""
-        # Hot path: no hook lookups here, just the engine's precomposed observer tuple.
-        event = _build(cls, fields)
+    def _emit(self, cls: type[BaseEvent], fields: dict[str, Any], size: int = 0) -> None:
+        """Make the event (``fields`` complete, in declaration order, values made wire-safe by
+        ``agentengine.wire``, whose sizes add up to ``size``) and send it out."""
+        # Hot path: no hook lookups here, just the engine's precomposed observer tuple; and
+        # events._build written out (a call per event costs more than its body).
+        event = _new(cls)
+        _set_dict(event, "__dict__", fields)
+        _set_fields_set(event, _all_fields[cls])
+        _set_extra(event, None)
+        _set_private(event, None)
+        _set_size(event, _HEAD_SIZE + size)
         self._events.append(event)
         waiter = self._waiter
         if waiter is not None:
@@ -281,9 +294,13 @@ class RunContext:
             raise EngineClosedError(f"run {self.run_id} has already ended; think() is too late")
         self._think_steps += 1
         fields = self._fields("agent_thinking")
-        fields["text"] = str(text)
+        if type(text) is str and text.isascii() and len(text) < self._wire_limit:
+            size = len(text) + 2  # wire_text's fast path, without its call
+        else:
+            text, size = wire_text(text, self._wire_limit)
+        fields["text"] = text
         fields["step"] = self._think_steps
-        self._emit(AgentThinkingEvent, fields)
+        self._emit(AgentThinkingEvent, fields, size)
 
     async def call_tool(self, name: str, args: Mapping[str, Any] | None = None) -> Any:
         """Call a tool: emits ``tool_executing`` then ``tool_completed`` and returns the result.
@@ -298,10 +315,10 @@ class RunContext:
         call_id = f"{self.run_id}.{self._tool_calls}"
         raw_args = dict(args) if is_mapping(args) else {}
         fields = self._fields("tool_executing")
-        fields["tool"] = name
+        fields["tool"] = name if type(name) is str and name.isascii() else wire_text(name, 256)[0]
         fields["tool_call_id"] = call_id
-        fields["args"] = raw_args
-        self._emit(ToolExecutingEvent, fields)
+        fields["args"], size = wire_value(raw_args, self._wire_limit)
+        self._emit(ToolExecutingEvent, fields, size)
         started = _perf()
         tool = engine._get_tool(name)
         if tool is None:
@@ -378,13 +395,17 @@ class RunContext:
         if self._finished:  # the run already ended (engine cleanup); nothing may follow
             return
         fields = self._fields("tool_completed")
-        fields["tool"] = name
+        fields["tool"] = name if type(name) is str and name.isascii() else wire_text(name, 256)[0]
         fields["tool_call_id"] = call_id
         fields["status"] = status
-        fields["result"] = result
+        limit = self._wire_limit
+        if error is not None:
+            error, n = wire_text(error, limit)
+            limit -= n
+        fields["result"], size = wire_value(result, limit)
         fields["error"] = error
         fields["duration_ms"] = (_perf() - started) * 1000.0
-        self._emit(ToolCompletedEvent, fields)
+        self._emit(ToolCompletedEvent, fields, size + self._wire_limit - limit)
 
     def _request_cancel(self) -> None:
         """Cancel the run on behalf of the engine (handle.cancel, cleanup, shutdown).
@@ -794,9 +815,9 @@ class UserExecutionEngine:
         # agent_started goes out before the run executes at all, so that even a run cancelled
         # before its first step has its first event.
         fields = run._fields("agent_started")
-        fields["input"] = given
+        fields["input"], size = wire_value(given, run._wire_limit)
         try:
-            run._emit(AgentStartedEvent, fields)
+            run._emit(AgentStartedEvent, fields, size)
         except BaseException:
             # The run never starts: leave no run without a task in the active set.
             del self._active[run_id]
@@ -994,16 +1015,22 @@ class UserExecutionEngine:
             return
         if status is not RunStatus.SUCCEEDED and status is not RunStatus.CANCELLED:
             fields = run._fields("agent_error")
-            fields["error"] = error or ""
-            fields["error_type"] = error_type or "Error"
-            run._emit(AgentErrorEvent, fields)
+            fields["error"], size = wire_text(error or "", run._wire_limit)
+            fields["error_type"] = wire_text(error_type or "Error", 256)[0]
+            run._emit(AgentErrorEvent, fields, size)
         duration_ms = (_perf() - run._started_at) * 1000.0
         fields = run._fields("agent_completed")
         fields["status"] = status
-        fields["output"] = output
-        fields["error"] = error
+        limit = run._wire_limit
+        safe_error = error
+        if error is not None:
+            safe_error, n = wire_text(error, limit)
+            limit -= n
+        # The event carries the wire-safe output; the RunResult below keeps the agent's own.
+        fields["output"], size = wire_value(output, limit)
+        fields["error"] = safe_error
         fields["duration_ms"] = duration_ms
-        run._emit(AgentCompletedEvent, fields)
+        run._emit(AgentCompletedEvent, fields, size + run._wire_limit - limit)
         run._finished = True
         for fut in (run._waiter, run._done):
             if fut is not None and not fut.done():

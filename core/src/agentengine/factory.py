@@ -100,6 +100,9 @@ class ExecutionEngineFactory:
         idle_ttl: float | None = _UNSET,
         event_retention: int = _UNSET,
         event_max_users: int = _UNSET,
+        event_max_bytes: int = _UNSET,
+        event_retention_bytes: int = _UNSET,
+        event_total_bytes: int = _UNSET,
         event_sink: EventSink | None = None,
         config: Settings | str | os.PathLike[str] | None = None,
         environ: Mapping[str, str] | None = None,
@@ -120,6 +123,9 @@ class ExecutionEngineFactory:
                 "idle_ttl": idle_ttl,
                 "event_retention": event_retention,
                 "event_max_users": event_max_users,
+                "event_max_bytes": event_max_bytes,
+                "event_retention_bytes": event_retention_bytes,
+                "event_total_bytes": event_total_bytes,
             }.items()
             if value is not _UNSET
         }
@@ -215,7 +221,12 @@ class ExecutionEngineFactory:
             if value is not None:
                 return value  # type: ignore[no-any-return]
         es = self.engine_settings
-        return InMemoryEventSink(es.event_retention, es.event_max_users)
+        return InMemoryEventSink(
+            es.event_retention,
+            es.event_max_users,
+            retention_bytes=es.event_retention_bytes,
+            total_bytes=es.event_total_bytes,
+        )
 
     @property
     def plugin_infos(self) -> list[PluginInfo]:

@@ -4,7 +4,8 @@ The sink is a layer with a small interface (``EventSink``), chosen by the
 ``agentengine_event_sink`` hook. The built-in ``InMemoryEventSink`` is the embedded default and,
 being a real implementation, also what tests use.
 
-The in-memory sink keeps one bounded log per user. Each event gets a cursor (its position in
+The in-memory sink keeps one bounded log per user, bounded in events and in bytes, and all
+logs together within one byte budget. Each event gets a cursor (its position in
 that user's log, as a string); a subscriber reads the log from a cursor onwards and then waits
 for more. Nothing is copied per subscriber, so a slow subscriber never slows a run or the other
 subscribers: it just falls behind. When it falls so far behind that retention dropped events it
@@ -21,7 +22,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
-from agentengine.events import BaseEvent
+from agentengine.events import BaseEvent, wire_size
 
 __all__ = ["EventGap", "EventSink", "InMemoryEventSink", "StreamItem"]
 
@@ -65,13 +66,16 @@ class EventSink(Protocol):
 
 
 class _UserLog:
-    """One user's retained events: ``entries[i]`` has cursor ``first + i``."""
+    """One user's retained events: ``entries[i]`` has cursor ``first + i``; ``room`` is the
+    byte retention less the sum of their ``wire_size``."""
 
-    __slots__ = ("entries", "first", "subscribers", "waiters")
+    __slots__ = ("entries", "first", "origin", "room", "subscribers", "waiters")
 
-    def __init__(self, retention: int, first: int = 1) -> None:
+    def __init__(self, retention: int, room: int, first: int = 1) -> None:
         self.entries: deque[BaseEvent] = deque(maxlen=retention)
         self.first = first  # cursor number of entries[0]
+        self.origin = first  # cursor number of the log's first event
+        self.room = room
         self.waiters: list[asyncio.Future[None]] = []
         self.subscribers = 0
 
@@ -90,30 +94,71 @@ class _UserLog:
 class InMemoryEventSink:
     """Per-user bounded event logs in this process, with cursors for resuming.
 
-    ``retention`` is how many events each user's log keeps; ``max_users`` how many users' logs
-    are kept at once. Beyond it, the least recently active log without a live subscriber is
-    dropped; its cursor numbering is remembered, so a later subscriber resuming from an old
-    cursor is told what it missed (an ``EventGap``) rather than confused.
+    ``retention`` is how many events each user's log keeps, ``retention_bytes`` how many bytes
+    (the events' ``wire_size``); the oldest go first, and the newest event is always kept.
+    ``total_bytes`` bounds all logs together: beyond it, the oldest events of the least recently
+    active users go first (whether or not they have subscribers; one behind gets an
+    ``EventGap``). ``max_users`` is how many users' logs are kept at once: beyond it, the least
+    recently active log without a live subscriber is dropped. A dropped log's cursor numbering
+    is remembered (for the last ``max_users`` dropped logs; beyond that, numbering restarts above
+    every forgotten cursor), so a later subscriber resuming from an old cursor is told what it
+    missed (an ``EventGap``) rather than confused. Dropped events are released at once: the sink
+    keeps no reference to them.
     """
 
-    def __init__(self, retention: int = 10_000, max_users: int = 10_000) -> None:
+    def __init__(
+        self,
+        retention: int = 10_000,
+        max_users: int = 10_000,
+        *,
+        retention_bytes: int = 8 * 1024 * 1024,
+        total_bytes: int = 256 * 1024 * 1024,
+    ) -> None:
         if retention < 1:
             raise ValueError("retention must be at least 1")
         if max_users < 1:
             raise ValueError("max_users must be at least 1")
+        if retention_bytes < 1 or total_bytes < 1:
+            raise ValueError("retention_bytes and total_bytes must be at least 1")
         self.retention = retention
         self.max_users = max_users
+        self.retention_bytes = retention_bytes
+        self.total_bytes = total_bytes
         self._logs: OrderedDict[str, _UserLog] = OrderedDict()
-        self._dropped: dict[str, int] = {}  # user -> next cursor of a dropped log
+        # user -> next cursor of a dropped log, oldest first, at most max_users of them
+        self._dropped: OrderedDict[str, int] = OrderedDict()
+        # Above every forgotten next cursor: where a log starts whose user was forgotten.
+        self._floor = 1
+        self._room = total_bytes  # total_bytes less the bytes retained over all logs
         self._closed = False
         self._newest_user: str | None = None  # whose log is at the end of _logs
         self._newest_log: _UserLog | None = None  # and that log
-        self.published = 0
+        self._published_before = 0  # events of logs since dropped
+
+    @property
+    def published(self) -> int:
+        """How many events were published (counted from the logs' cursors, not on the hot
+        path)."""
+        return self._published_before + sum(
+            log.next_cursor - log.origin for log in self._logs.values()
+        )
+
+    @property
+    def retained_bytes(self) -> int:
+        """Bytes of events retained over all users (the sum of their ``wire_size``)."""
+        return self.total_bytes - self._room
+
+    def _pop_oldest(self, log: _UserLog) -> None:
+        size = wire_size(log.entries.popleft())
+        log.first += 1
+        log.room += size
+        self._room += size
 
     def _log(self, user_id: str) -> _UserLog:
         log = self._logs.get(user_id)
         if log is None:
-            log = self._logs[user_id] = _UserLog(self.retention, self._dropped.pop(user_id, 1))
+            first = self._dropped.pop(user_id, self._floor)
+            log = self._logs[user_id] = _UserLog(self.retention, self.retention_bytes, first)
             self._newest_user = user_id
             self._newest_log = log
             if len(self._logs) > self.max_users:
@@ -123,9 +168,43 @@ class InMemoryEventSink:
     def _drop_idle(self, keep: str) -> None:
         for user_id, log in self._logs.items():  # least recently active first
             if log.subscribers == 0 and user_id != keep:
-                self._dropped[user_id] = log.next_cursor
-                del self._logs[user_id]
+                self._forget(user_id, log)
                 return
+
+    def _forget(self, user_id: str, log: _UserLog) -> None:
+        """Drop a log without subscribers, remembering where its numbering stopped."""
+        del self._logs[user_id]
+        self._room += self.retention_bytes - log.room
+        self._published_before += log.next_cursor - log.origin
+        if self._newest_log is log:
+            self._newest_user = self._newest_log = None
+        dropped = self._dropped
+        dropped[user_id] = log.next_cursor
+        if len(dropped) > self.max_users:  # forget the oldest numbering, bounded memory
+            _, cursor = dropped.popitem(last=False)
+            self._floor = max(self._floor, cursor)
+
+    def _shrink(self, current: _UserLog) -> None:
+        """Drop the oldest events of the least recently active logs until all logs fit
+        ``total_bytes`` (``current``, just published to, keeps its newest event)."""
+        emptied: list[tuple[str, _UserLog]] = []
+        for user_id, log in self._logs.items():  # least recently active first
+            entries = log.entries
+            while self._room < 0 and entries and (log is not current or len(entries) > 1):
+                self._pop_oldest(log)
+            if not entries:
+                emptied.append((user_id, log))
+            if self._room >= 0:
+                break
+        for user_id, log in emptied:
+            if log is current:
+                continue
+            if log.subscribers == 0:
+                self._forget(user_id, log)
+            else:  # keep the numbering for its subscribers, out of the way of the next pass
+                self._logs.move_to_end(user_id)
+                if self._newest_log is not log:
+                    self._newest_user = self._newest_log = None
 
     def publish(self, event: BaseEvent) -> None:
         user_id = event.user_id
@@ -141,18 +220,35 @@ class InMemoryEventSink:
                 self._logs.move_to_end(user_id)  # keep _logs in order of activity (LRU)
                 self._newest_user = user_id
                 self._newest_log = log
+        try:
+            size = event._wire_size  # set by the engine as it built the event
+        except AttributeError:
+            size = wire_size(event)
         entries = log.entries
-        size = len(entries)
-        cursor = log.first + size
-        if size == entries.maxlen:
+        count = len(entries)
+        cursor = log.first + count
+        if count == entries.maxlen:  # retention by count: the oldest goes (append drops it)
+            oldest = entries[0]
+            try:
+                size -= oldest._wire_size
+            except AttributeError:
+                size -= wire_size(oldest)
             log.first += 1
         # Written straight into the model's dict: pydantic's __setattr__ costs more than the rest
         # of publishing, and the value is ours (a str), so there is nothing to validate.
         event.__dict__["cursor"] = str(cursor)
         entries.append(event)
+        # Byte budgets count down (one comparison with zero each on the hot path); ``size`` is
+        # now what this publish adds.
+        log.room -= size
+        if log.room < 0:  # retention by bytes: the oldest go, never the newest
+            while log.room < 0 and len(entries) > 1:
+                self._pop_oldest(log)
+        self._room -= size
+        if self._room < 0:
+            self._shrink(log)
         if log.waiters:
             log.wake()
-        self.published += 1
 
     @staticmethod
     def _parse_cursor(after: str | None, user_id: str) -> int:
