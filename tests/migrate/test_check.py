@@ -555,12 +555,18 @@ def test_module_entry_point_runs_without_the_engine(cli: Cli, tmp_path: Path) ->
         text=True,
         check=False,
     )
-    # Only agentengine's (empty) lazy namespace and the legacy names (a module of constants)
-    # may load: no engine, no pydantic, no libcst.
+    # Only agentengine's (empty) lazy namespace, the legacy names (a module of constants), the
+    # error classes and the stdlib-only config file reader may load: no engine, no pydantic,
+    # no libcst.
     loaded = probe.stdout.strip().splitlines()[-1]
-    assert loaded == "['agentengine', 'agentengine.lazy', 'agentengine.legacy_names']", (
-        probe.stdout + probe.stderr
-    )
+    expected = [
+        "agentengine",
+        "agentengine.config_files",
+        "agentengine.errors",
+        "agentengine.lazy",
+        "agentengine.legacy_names",
+    ]
+    assert loaded == repr(expected), probe.stdout + probe.stderr
 
 
 def test_rules_table_is_complete() -> None:

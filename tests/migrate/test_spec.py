@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from agentengine import ConfigError
 from agentengine_migrate._spec_model import SpecModel, validate_table
 from agentengine_migrate.presets import PRESETS
 from agentengine_migrate.spec import SpecError, Target, build_spec, load_spec
@@ -72,6 +73,39 @@ def test_unknown_preset_and_bad_toml(tmp_path: Path) -> None:
     bad.write_text("modules = [\n")
     with pytest.raises(SpecError, match="is not valid TOML"):
         load_spec(bad)
+
+
+def test_read_errors_name_the_file_and_what_it_is(tmp_path: Path) -> None:
+    bad = tmp_path / "spec.toml"
+    bad.write_text("modules = [\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(bad)
+    assert str(info.value).startswith(f"the migration spec {bad} is not valid TOML: ")
+    with pytest.raises(SpecError) as info:
+        load_spec(tmp_path)  # a directory cannot be read as a file
+    assert str(info.value).startswith(f"cannot read the migration spec {tmp_path}: ")
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text("[tool.agentengine.migrate\n")
+    below = tmp_path / "sub"
+    below.mkdir()
+    with pytest.raises(SpecError) as info:
+        load_spec(cwd=below)  # the nearest pyproject.toml above is read
+    assert str(info.value).startswith(
+        f"configuration file {pyproject.resolve()} is not valid TOML: "
+    )
+    # A spec error is a configuration error of agentengine, and still a ValueError.
+    assert isinstance(info.value, ConfigError)
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("document", ["tool = 'x'\n", "[tool]\nagentengine = 5\n"])
+def test_a_pyproject_whose_tool_key_is_not_a_table_means_no_spec(
+    tmp_path: Path, document: str
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(document)
+    spec = load_spec(cwd=tmp_path)
+    assert spec.presets == ("agentengine-legacy",)
+    assert spec.source == str((tmp_path / "pyproject.toml").resolve())
 
 
 def test_user_tables_merge_over_presets() -> None:

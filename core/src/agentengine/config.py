@@ -1,6 +1,7 @@
 """Configuration: one file for the engine and every plugin, overridden by the environment.
 
-Looked up in this order (the first that exists wins):
+Looked up in this order (the first that exists wins; :mod:`agentengine.config_files` finds
+and reads the file):
 
 1. the path in ``AGENTENGINE_CONFIG``;
 2. ``agentengine.toml`` in the working directory;
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agentengine.config_files import find_config
 from agentengine.errors import ConfigError
 
 __all__ = ["EngineSettings", "Settings", "load_settings"]
@@ -99,16 +101,6 @@ class Settings:
             ) from None
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
-
-
 def _apply_env(tables: dict[str, Any], environ: Mapping[str, str]) -> None:
     for key, raw in environ.items():
         if not key.startswith(_ENV_PREFIX) or "__" not in key:
@@ -133,24 +125,8 @@ def load_settings(
     """Load the configuration file (see the module docs) and apply environment overrides."""
     env = os.environ if environ is None else environ
     base = Path(cwd) if cwd is not None else Path.cwd()
-    tables: dict[str, Any] = {}
-    source = "<defaults>"
-    explicit = path if path is not None else env.get("AGENTENGINE_CONFIG")
-    if explicit:
-        file = Path(explicit)
-        if not file.is_file():
-            raise ConfigError(
-                f"configuration file {file} does not exist (set by "
-                f"{'AGENTENGINE_CONFIG' if path is None else 'the config argument'})"
-            )
-        tables, source = _read_toml(file), str(file)
-    elif (base / "agentengine.toml").is_file():
-        file = base / "agentengine.toml"
-        tables, source = _read_toml(file), str(file)
-    elif (base / "pyproject.toml").is_file():
-        data = _read_toml(base / "pyproject.toml")
-        section = data.get("tool", {}).get("agentengine")
-        if isinstance(section, dict):
-            tables, source = section, f"{base / 'pyproject.toml'} [tool.agentengine]"
+    found = find_config(path, cwd=base, environ=env)
+    tables: dict[str, Any] = {} if found is None else found.tables
+    source = "<defaults>" if found is None else found.source
     _apply_env(tables, env)
     return Settings(tables, source)

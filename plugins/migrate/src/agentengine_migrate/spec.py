@@ -21,11 +21,13 @@ few files); the built-in presets are the same data shape and are validated by th
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from agentengine import ConfigError
+from agentengine.config_files import agentengine_table, find_pyproject, read_toml
 
 __all__ = [
     "CallRewrite",
@@ -34,13 +36,15 @@ __all__ = [
     "SpecError",
     "Target",
     "build_spec",
-    "find_project_config",
     "load_spec",
 ]
 
 
-class SpecError(ValueError):
-    """The migration spec is invalid; the message names the key and what is expected."""
+class SpecError(ConfigError):
+    """The migration spec is invalid; the message names the key and what is expected.
+
+    A ``ConfigError`` (so also a ``ValueError``) like every configuration error of agentengine.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,24 +238,11 @@ def build_spec(
 DEFAULT_PRESETS = ("agentengine-legacy",)
 
 
-def find_project_config(start: Path) -> Path | None:
-    """The nearest ``pyproject.toml`` at or above ``start``."""
-    start = start.resolve()
-    for directory in (start, *start.parents):
-        candidate = directory / "pyproject.toml"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read(path: Path, what: str) -> dict[str, Any]:
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except OSError as exc:
-        raise SpecError(f"cannot read the migration spec {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{path} is not valid TOML: {exc}") from None
+        return read_toml(path, what=what)
+    except ConfigError as exc:
+        raise SpecError(str(exc)) from None
 
 
 def load_spec(
@@ -269,16 +260,15 @@ def load_spec(
     cwd = cwd or Path.cwd()
     prefix = "tool.agentengine.migrate"
     if spec_file is not None:
-        data = _read_toml(spec_file)
-        nested = data.get("tool", {}).get("agentengine", {}).get("migrate")
+        data = _read(spec_file, "the migration spec")
+        nested = agentengine_table(data, "migrate")
         table, prefix = (nested, prefix) if isinstance(nested, dict) else (data, "")
         source, root = str(spec_file), spec_file.resolve().parent
     else:
-        pyproject = find_project_config(cwd)
+        pyproject = find_pyproject(cwd, search_parents=True)
         if pyproject is None:
             return build_spec({}, presets=presets, root=cwd.resolve())
-        data = _read_toml(pyproject)
-        table = data.get("tool", {}).get("agentengine", {}).get("migrate")
+        table = agentengine_table(_read(pyproject, "configuration file"), "migrate")
         source, root = str(pyproject), pyproject.parent
         if table is None:
             return build_spec({}, presets=presets, source=source, root=root)
