@@ -9,8 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from agentengine_migrate.file_scan import scan_source
 from agentengine_migrate.findings import RULES
-from agentengine_migrate.scan import scan_source
 from agentengine_migrate.spec import build_spec, load_spec
 from migrate_helpers import Cli, write
 

@@ -7,8 +7,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from agentengine_migrate.rewrite import migrate_source
-from agentengine_migrate.scan import scan_source
+from agentengine_migrate.file_migration import migrate_source
+from agentengine_migrate.file_scan import scan_source
 from agentengine_migrate.spec import build_spec
 from migrate_helpers import Cli
 

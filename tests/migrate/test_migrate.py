@@ -8,10 +8,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from agentengine_migrate import migrate, rewrite
+from agentengine_migrate import cst_rewrite, migrate
+from agentengine_migrate.file_migration import migrate_source
 from agentengine_migrate.files import FileSelector
 from agentengine_migrate.migrate import migrate_files, write_atomic
-from agentengine_migrate.rewrite import migrate_source
 from agentengine_migrate.spec import build_spec
 from migrate_helpers import Cli, write
 
@@ -162,7 +162,7 @@ def test_a_rewrite_that_would_not_compile_is_never_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Simulate a transformer bug: whatever it produces is broken.
-    original = rewrite._Rewriter.leave_Call
+    original = cst_rewrite._Rewriter.leave_Call
 
     def broken(self, original_node, updated_node):  # type: ignore[no-untyped-def]
         import libcst as cst
@@ -170,7 +170,7 @@ def test_a_rewrite_that_would_not_compile_is_never_written(
         # `await` outside a function parses but does not compile.
         return cst.Await(expression=original(self, original_node, updated_node))
 
-    monkeypatch.setattr(rewrite._Rewriter, "leave_Call", broken)
+    monkeypatch.setattr(cst_rewrite._Rewriter, "leave_Call", broken)
     result = migrate_source(OLD.encode(), LEGACY)
     assert result.new == OLD.encode()
     assert result.untouched is not None

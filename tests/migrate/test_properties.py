@@ -5,8 +5,8 @@ from __future__ import annotations
 import ast
 import difflib
 
-from agentengine_migrate.rewrite import migrate_source
-from agentengine_migrate.scan import scan_source
+from agentengine_migrate.file_migration import migrate_source
+from agentengine_migrate.file_scan import scan_source
 from agentengine_migrate.spec import build_spec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from agentengine import ConfigError
-from agentengine_migrate._spec_model import SpecModel, validate_table
 from agentengine_migrate.presets import PRESETS
 from agentengine_migrate.spec import SpecError, Target, build_spec, load_spec
+from agentengine_migrate.spec_validation import SpecModel, validate_table
 
 DOCS = Path(__file__).parents[2] / "docs" / "migrate.md"
 

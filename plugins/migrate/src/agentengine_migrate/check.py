@@ -1,16 +1,23 @@
-"""Scanning many files: the prefilter, worker processes, allow-lists and shim modules."""
+"""``agentengine check`` over many files: the prefilter, worker processes, allow-lists and shim
+modules (``scan_files``). One file's source is scanned by ``file_scan.py``."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agentengine_migrate.files import IgnoreRules, module_name_of, package_of
+from agentengine_migrate.file_scan import FileScan, might_use, scan_source
+from agentengine_migrate.files import (
+    IgnoreRules,
+    display_path,
+    module_name_of,
+    package_of,
+    relative_posix,
+)
 from agentengine_migrate.findings import Finding
-from agentengine_migrate.scan import FileScan, display_path, might_use, scan_source
 from agentengine_migrate.spec import MigrationSpec
+from agentengine_migrate.workers import map_files
 
 __all__ = ["ScanReport", "allowed_reason", "is_candidate", "scan_files"]
 
@@ -52,19 +59,6 @@ class ScanReport:
     unparsed: list[str] = field(default_factory=list)
 
 
-_WORKER_SPEC: MigrationSpec | None = None
-
-
-def _init_worker(spec: MigrationSpec) -> None:
-    global _WORKER_SPEC  # noqa: PLW0603 - one spec per worker process, set once
-    _WORKER_SPEC = spec
-
-
-def _scan_batch(batch: list[tuple[str, str]]) -> list[FileScan]:
-    assert _WORKER_SPEC is not None
-    return [_scan_path(Path(path), display, _WORKER_SPEC) for path, display in batch]
-
-
 def is_candidate(path: Path, segments: Sequence[bytes]) -> bool:
     """Whether the file at ``path`` passes the byte prefilter (unreadable files do)."""
     try:
@@ -94,19 +88,8 @@ def scan_files(
     candidates = [p for p in files if is_candidate(p, segments)]
     report.candidates = len(candidates)
     allow_rules = IgnoreRules(spec.root, (*spec.allow, *allow))
-    work = [(str(p), display_path(p, cwd)) for p in candidates]
-    workers = jobs or os.cpu_count() or 1
-    # Automatic (jobs=0): workers only for many files, since starting them costs more than
-    # a few files take; an explicit --jobs N is obeyed.
-    if workers > 1 and len(work) > (1 if jobs else PARALLEL_THRESHOLD):
-        from concurrent.futures import ProcessPoolExecutor
-
-        size = max(1, len(work) // (workers * 4))
-        batches = [work[i : i + size] for i in range(0, len(work), size)]
-        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(spec,)) as pool:
-            scans = [scan for batch in pool.map(_scan_batch, batches) for scan in batch]
-    else:
-        scans = [_scan_path(Path(p), d, spec) for p, d in work]
+    work = [(p, display_path(p, cwd)) for p in candidates]
+    scans = map_files(_scan_path, work, (spec,), jobs=jobs, threshold=PARALLEL_THRESHOLD)
     for path, scan in zip(candidates, scans, strict=True):
         reason = allowed_reason(path, spec, allow_rules)
         if reason is not None and scan.findings:
@@ -123,10 +106,7 @@ def scan_files(
 
 def allowed_reason(path: Path, spec: MigrationSpec, allow_rules: IgnoreRules) -> str | None:
     """Why ``path`` may use deprecated paths (allow-list, or it is a shim module), or None."""
-    try:
-        relative = path.resolve().relative_to(spec.root).as_posix()
-    except ValueError:
-        relative = None
+    relative = relative_posix(path.resolve(), spec.root)
     if relative is not None and allow_rules.patterns and allow_rules.verdict(relative, False):
         return "allow-list"
     module = module_name_of(path)

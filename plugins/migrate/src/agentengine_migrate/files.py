@@ -14,7 +14,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_EXCLUDES", "FileSelector", "IgnoreRules", "module_name_of", "package_of"]
+__all__ = [
+    "DEFAULT_EXCLUDES",
+    "FileSelector",
+    "IgnoreRules",
+    "display_path",
+    "module_name_of",
+    "package_of",
+    "relative_posix",
+]
 
 #: Directories never walked into (the same list ruff uses, so both tools see the same files).
 DEFAULT_EXCLUDES = frozenset(
@@ -122,11 +130,18 @@ class IgnoreRules:
         return rules if rules.patterns else None
 
 
-def _relative(path: Path, base: Path) -> str | None:
+def relative_posix(path: Path, base: Path) -> str | None:
+    """``path`` relative to ``base`` with ``/`` separators, or None when it is not inside."""
     try:
         return path.relative_to(base).as_posix()
     except ValueError:
         return None
+
+
+def display_path(path: Path, cwd: Path) -> str:
+    """How reports name ``path``: relative to ``cwd`` when inside it, else absolute."""
+    relative = relative_posix(path, cwd)
+    return path.as_posix() if relative is None else relative
 
 
 class FileSelector:
@@ -176,12 +191,12 @@ class FileSelector:
     def _ignored(self, path: Path, is_dir: bool, rules: Sequence[IgnoreRules]) -> bool:
         if path.name in DEFAULT_EXCLUDES and is_dir:
             return True
-        rel = _relative(path, self.root)
+        rel = relative_posix(path, self.root)
         if rel is not None and self.exclude.patterns and self.exclude.verdict(rel, is_dir):
             return True
         ignored = False
         for rule in rules:
-            rel_to_rule = _relative(path, rule.base)
+            rel_to_rule = relative_posix(path, rule.base)
             if rel_to_rule is None:
                 continue
             verdict = rule.verdict(rel_to_rule, is_dir)

@@ -1,4 +1,5 @@
-"""Migrating files: atomic writes, worker processes, the diff and the summary."""
+"""``agentengine migrate`` over many files: atomic writes, worker processes, the diffs and the
+summary (``migrate_files``). One file's source is migrated by ``file_migration.py``."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentengine_migrate.check import allowed_reason, is_candidate
-from agentengine_migrate.files import IgnoreRules, package_of
+from agentengine_migrate.file_migration import FileMigration, migrate_source
+from agentengine_migrate.files import IgnoreRules, display_path, package_of
 from agentengine_migrate.findings import Finding
-from agentengine_migrate.rewrite import FileMigration, migrate_source
-from agentengine_migrate.scan import display_path
 from agentengine_migrate.spec import MigrationSpec
+from agentengine_migrate.workers import map_files
 
 __all__ = ["MigrateResult", "migrate_files", "render_summary", "write_atomic"]
 
@@ -83,20 +84,6 @@ def _migrate_path(
     return migration
 
 
-_WORKER: tuple[MigrationSpec, bool, bool] | None = None
-
-
-def _init_worker(spec: MigrationSpec, write: bool, include_raises: bool) -> None:
-    global _WORKER  # noqa: PLW0603 - one configuration per worker process, set once
-    _WORKER = (spec, write, include_raises)
-
-
-def _migrate_batch(batch: list[tuple[str, str]]) -> list[FileMigration]:
-    assert _WORKER is not None
-    spec, write, include_raises = _WORKER
-    return [_migrate_path(Path(p), d, spec, write, include_raises) for p, d in batch]
-
-
 #: Above this many files to rewrite, libcst work is spread over worker processes.
 PARALLEL_THRESHOLD = 300
 
@@ -117,7 +104,7 @@ def migrate_files(
     result = MigrateResult(files=len(files))
     segments = spec.last_segments()
     allow_rules = IgnoreRules(spec.root, (*spec.allow, *allow))
-    work: list[tuple[str, str]] = []
+    work: list[tuple[Path, str]] = []
     for path in files:
         if not is_candidate(path, segments):
             continue
@@ -126,21 +113,10 @@ def migrate_files(
         if reason is not None:
             result.left_alone[display] = reason
             continue
-        work.append((str(path), display))
-    workers = jobs or os.cpu_count() or 1
-    # Automatic (jobs=0): workers only for many files, since starting them costs more than
-    # a few files take; an explicit --jobs N is obeyed.
-    if workers > 1 and len(work) > (1 if jobs else PARALLEL_THRESHOLD):
-        from concurrent.futures import ProcessPoolExecutor
-
-        size = max(1, len(work) // (workers * 4))
-        batches = [work[i : i + size] for i in range(0, len(work), size)]
-        with ProcessPoolExecutor(
-            workers, initializer=_init_worker, initargs=(spec, write, include_raises)
-        ) as pool:
-            migrations = [m for batch in pool.map(_migrate_batch, batches) for m in batch]
-    else:
-        migrations = [_migrate_path(Path(p), d, spec, write, include_raises) for p, d in work]
+        work.append((path, display))
+    migrations = map_files(
+        _migrate_path, work, (spec, write, include_raises), jobs=jobs, threshold=PARALLEL_THRESHOLD
+    )
     for migration in migrations:
         if migration.changed:
             result.changed.append(migration.display)

@@ -272,7 +272,7 @@ def load_spec(
         source, root = str(pyproject), pyproject.parent
         if table is None:
             return build_spec({}, presets=presets, source=source, root=root)
-    from agentengine_migrate._spec_model import validate_table
+    from agentengine_migrate.spec_validation import validate_table
 
     validated = validate_table(table, prefix=prefix, source=source)
     return build_spec(validated, presets=presets, source=source, root=root)

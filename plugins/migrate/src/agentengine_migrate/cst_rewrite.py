@@ -1,20 +1,10 @@
-"""``agentengine migrate``: rewrite deprecated imports, ``mock.patch`` targets and calls.
+"""Rewriting the statements ``check`` reported with libcst, keeping every other byte.
 
-The safety rules, in the order they are applied to each file:
-
-1. A file ``ast`` cannot parse (merge-conflict markers, newer syntax) is left as it is.
-2. Only the top-level statements that can change are parsed with libcst, each on its own; each
-   must be reproduced byte for byte, and every other byte is copied as it is. When a statement
-   does not round-trip, the import lines are rewritten as text where that is exact (no comments
-   or continuations inside the statement); otherwise the file is left and reported. A lossy
-   round trip is never written.
-3. Only statements ``check`` reported (and not suppressed with ``noqa``) are touched; local
-   names are kept (``from old import X`` -> ``from new import NewX as X``).
-4. The result must compile; it is written to a temporary file in the same directory with the
-   original permissions, then renamed over the original (never a half-written file).
-5. What is left afterwards is exactly what ``check`` still finds in the new text: dynamic uses,
-   star imports, imports asserted to fail (inside ``pytest.raises``), unknown names. A second
-   run therefore changes nothing.
+Used by ``file_migration.py`` (which applies the safety rules around it). Only the top-level
+statements that can change are parsed, each on its own, and each must be reproduced byte for
+byte (else ``NoRoundTripError``, and the caller falls back to ``text_rewrite.py``). Local names
+are kept (``from old import X`` -> ``from new import NewX as X``), and so are comments and
+formatting.
 """
 
 from __future__ import annotations
@@ -23,25 +13,24 @@ import ast
 import io
 import re
 import tokenize
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import libcst as cst
 
-from agentengine_migrate.findings import Finding
-from agentengine_migrate.scan import (
+from agentengine_migrate.spec import MigrationSpec, Target
+from agentengine_migrate.syntax import (
+    RAISES_CALLS,
+    absolute_module,
     dotted_name,
     is_patch_call,
     line_of,
-    merge_conflict_line,
-    scan_source,
 )
-from agentengine_migrate.spec import MigrationSpec, Target
-from agentengine_migrate.textual import text_rewrite
 
-__all__ = ["FileMigration", "migrate_source"]
+__all__ = ["IMPORT_CODES", "NoRoundTripError", "cst_rewrite"]
 
-_IMPORT_CODES = frozenset({"AEM001", "AEM002", "AEM003"})
+#: The finding codes of import statements (the ones this module rewrites, with patch targets).
+IMPORT_CODES = frozenset({"AEM001", "AEM002", "AEM003"})
 
 
 def _dotted(node: cst.CSTNode) -> str | None:
@@ -61,6 +50,14 @@ def _expr(dotted: str) -> cst.Attribute | cst.Name:
     for part in rest:
         node = cst.Attribute(value=node, attr=cst.Name(part))
     return node
+
+
+def _opens_raises(node: cst.With) -> bool:
+    """Whether a ``with`` statement is a ``pytest.raises`` block."""
+    return any(
+        isinstance(item.item, cst.Call) and _dotted(item.item.func) in RAISES_CALLS
+        for item in node.items
+    )
 
 
 @dataclass
@@ -115,38 +112,20 @@ class _Collector(cst.CSTVisitor):
         return index in self.allowed_imports
 
     def visit_With(self, node: cst.With) -> None:  # noqa: N802 (libcst dispatches on these names)
-        for item in node.items:
-            call = item.item
-            if isinstance(call, cst.Call) and _dotted(call.func) in {"pytest.raises", "raises"}:
-                self.raises_depth += 1
-                return
+        if _opens_raises(node):
+            self.raises_depth += 1
 
     def leave_With(self, original_node: cst.With) -> None:  # noqa: N802 (libcst dispatches on these names)
-        for item in original_node.items:
-            call = item.item
-            if isinstance(call, cst.Call) and _dotted(call.func) in {"pytest.raises", "raises"}:
-                self.raises_depth -= 1
-                return
-
-    def _resolve(self, node: cst.ImportFrom) -> str | None:
-        module = _dotted(node.module) if node.module is not None else None
-        level = len(node.relative)
-        if not level:
-            return module
-        if self.package is None:
-            return None
-        parts = self.package.split(".")
-        if level - 1 > len(parts) - 1:
-            return None
-        base = ".".join(parts[: len(parts) - (level - 1)])
-        return f"{base}.{module}" if module else base
+        if _opens_raises(original_node):
+            self.raises_depth -= 1
 
     def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:  # noqa: N802 (libcst dispatches on these names)
         if not self._next_import_allowed() or isinstance(node.names, cst.ImportStar):
             return False
         if self.raises_depth and not self.include_raises:
             return False
-        module = self._resolve(node)
+        spelled = _dotted(node.module) if node.module is not None else None
+        module = absolute_module(spelled, len(node.relative), self.package)
         if module is None:
             return False
         rule = self.spec.rule_for(module)
@@ -473,14 +452,14 @@ def _is_ast_patch_with_string(node: ast.AST) -> bool:
     )
 
 
-class _NoRoundTripError(Exception):
+class NoRoundTripError(Exception):
     """libcst does not reproduce a statement to change byte for byte."""
 
 
 _BOM = b"\xef\xbb\xbf"
 
 
-def _cst_rewrite(
+def cst_rewrite(
     data: bytes,
     spec: MigrationSpec,
     package: str | None,
@@ -491,7 +470,7 @@ def _cst_rewrite(
     """Rewrite with libcst, parsing only the top-level statements that can change.
 
     Each such statement (its exact lines) is parsed on its own and must round-trip byte for
-    byte (else ``_NoRoundTripError``); every other byte of the file is copied as it is. Parsing a
+    byte (else ``NoRoundTripError``); every other byte of the file is copied as it is. Parsing a
     few statements instead of the whole module is what keeps ``migrate`` fast.
     """
     bom = data.startswith(_BOM)
@@ -556,7 +535,7 @@ def _cst_rewrite(
         chunk = b"".join(lines[a - 1 : b])
         module = cst.parse_module(chunk, config)
         if module.bytes != chunk:
-            raise _NoRoundTripError
+            raise NoRoundTripError
         parsed.append(module)
         module.visit(collector)
     if collector.imports_seen != len(imports) or collector.patches_seen != len(patches):
@@ -571,96 +550,3 @@ def _cst_rewrite(
         cursor = b + 1
     pieces.append(b"".join(lines[cursor - 1 :]))
     return b"".join(pieces)
-
-
-# -- one file ------------------------------------------------------------------------------
-
-
-@dataclass
-class FileMigration:
-    """What migrating one file's text did."""
-
-    display: str
-    original: bytes
-    new: bytes
-    fixed: int = 0
-    needs_person: list[Finding] = field(default_factory=list)
-    untouched: str | None = None  # why the file was left as it was
-    method: str = "libcst"
-
-    @property
-    def changed(self) -> bool:
-        """True when the text changed."""
-        return self.new != self.original
-
-
-def _person_reason(finding: Finding) -> Finding:
-    if "pytest.raises" in finding.context:
-        why = "asserted to fail inside pytest.raises; left alone (--include-raises rewrites it)"
-    elif finding.code == "AEM004":
-        why = "star import: a person must list the names used"
-    elif finding.code in {"AEM102", "AEM103", "AEM104"}:
-        why = "dynamic use: a person must decide"
-    elif finding.code in {"AEM002", "AEM003"}:
-        why = "the module object is used directly or its names moved to several modules"
-    else:
-        why = "no known replacement"
-    return replace(finding, message=f"{finding.message} [left: {why}]")
-
-
-def migrate_source(
-    data: bytes,
-    spec: MigrationSpec,
-    *,
-    display: str = "<string>",
-    package: str | Callable[[], str | None] | None = None,
-    include_raises: bool = False,
-) -> FileMigration:
-    """Migrate one file's bytes (no I/O). See the module docstring for the safety rules."""
-    package_name = package() if callable(package) else package
-    before = scan_source(data, spec, display=display, package=package_name)
-    result = FileMigration(display, data, data)
-    if not before.findings:
-        return result
-    if not before.parsed:
-        conflict = merge_conflict_line(data)
-        result.untouched = (
-            f"merge-conflict markers at line {conflict}; resolve the conflict, then migrate"
-            if conflict
-            else "cannot be parsed by this Python; migrate it with a Python that can"
-        )
-        result.needs_person = [f for f in before.findings if f.code != "AEM900"]
-        return result
-    import_lines = {f.statement_line for f in before.findings if f.code in _IMPORT_CODES}
-    string_lines = {f.line for f in before.findings if f.code == "AEM101" and f.fixable}
-    new: bytes | None
-    try:
-        new = _cst_rewrite(data, spec, package_name, import_lines, string_lines, include_raises)
-    except (_NoRoundTripError, cst.ParserSyntaxError, UnicodeDecodeError):
-        new = None
-    except Exception as exc:  # a rewriter bug leaves the file as it was, reported
-        result.untouched = f"internal error while rewriting ({type(exc).__name__}: {exc})"
-        result.needs_person = list(before.findings)
-        return result
-    if new is None:
-        result.method = "text"
-        new = text_rewrite(data, spec, package_name, import_lines, string_lines, include_raises)
-        if new is None:
-            result.untouched = (
-                "libcst does not reproduce a statement to change byte for byte, and it holds "
-                "a comment or line continuation, so it cannot be rewritten as text either; "
-                "rewrite it by hand"
-            )
-            result.needs_person = list(before.findings)
-            return result
-    try:
-        compile(new, display, "exec", dont_inherit=True)
-    except (SyntaxError, ValueError) as exc:  # a bug here must never reach the disk
-        result.untouched = f"the rewritten text would not compile ({exc}); left unchanged"
-        result.needs_person = list(before.findings)
-        return result
-    after = scan_source(new, spec, display=display, package=package_name)
-    result.new = new
-    result.fixed = len(before.findings) - len(after.findings)
-    result.needs_person = [_person_reason(f) for f in after.findings]
-    return result

@@ -1,4 +1,5 @@
-"""The textual fallback of ``migrate``, for statements libcst does not reproduce exactly.
+"""Rewriting as text: the fallback of ``migrate`` for statements libcst does not reproduce
+exactly (``cst_rewrite.NoRoundTripError``).
 
 Only what can be rewritten exactly is: single ``from old import ...`` statements without a
 comment or line continuation inside, and ``mock.patch`` target strings.
@@ -8,8 +9,8 @@ from __future__ import annotations
 
 import ast
 
-from agentengine_migrate.scan import dotted_name, is_patch_call
 from agentengine_migrate.spec import MigrationSpec
+from agentengine_migrate.syntax import absolute_module, dotted_name, is_patch_call, is_raises_item
 
 __all__ = ["text_rewrite"]
 
@@ -41,25 +42,15 @@ def text_rewrite(
         for node in ast.walk(tree)
         if not include_raises
         and isinstance(node, ast.With)
-        and any(
-            isinstance(i.context_expr, ast.Call)
-            and dotted_name(i.context_expr.func) in {"pytest.raises", "raises"}
-            for i in node.items
-        )
+        and any(is_raises_item(i) for i in node.items)
     ]
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.lineno in import_lines:
             if any(a <= node.lineno <= b for a, b in raises_ranges):
                 continue
-            module = node.module or ""
-            if node.level:
-                if package is None:
-                    continue
-                parts = package.split(".")
-                if node.level - 1 > len(parts) - 1:
-                    continue
-                base = ".".join(parts[: len(parts) - (node.level - 1)])
-                module = f"{base}.{module}" if node.module else base
+            module = absolute_module(node.module, node.level, package)
+            if module is None:
+                continue
             rule = spec.rule_for(module)
             if rule is None or module != rule.module:
                 continue

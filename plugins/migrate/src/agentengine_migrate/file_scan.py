@@ -1,10 +1,11 @@
-"""``agentengine check``: find every use of a deprecated path.
+"""Scanning one file's source for uses of deprecated paths (``scan_source``; no file I/O).
 
-The hot path is written for files that do not use a deprecated path, which is nearly all of
-them: each file is read as bytes and searched for the last segment of every deprecated module
-(``bytes.find`` is a C loop); only files containing one are parsed, and only the statements
-spanning a line that contains one are visited. Files that cannot be parsed (merge-conflict
-markers, syntax newer than the running Python) are reported and scanned line by line.
+``check.py`` runs this over many files. The hot path is written for files that do not use a
+deprecated path, which is nearly all of them: each file's bytes are searched for the last
+segment of every deprecated module (``bytes.find`` is a C loop); only files containing one are
+parsed, and only the statements spanning a line that contains one are visited. Files that
+cannot be parsed (merge-conflict markers, syntax newer than the running Python) are reported
+and scanned line by line.
 """
 
 from __future__ import annotations
@@ -14,25 +15,20 @@ import re
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from agentengine_migrate.findings import Finding
 from agentengine_migrate.spec import MigrationSpec, ModuleRule
-
-__all__ = [
-    "FileScan",
-    "display_path",
-    "dotted_name",
-    "is_patch_call",
-    "line_of",
-    "merge_conflict_line",
-    "might_use",
-    "scan_source",
-]
-
-_PATCH_CALLS = frozenset(
-    {"patch", "patch.dict", "patch.multiple", "monkeypatch.setattr", "monkeypatch.delattr"}
+from agentengine_migrate.syntax import (
+    absolute_module,
+    dotted_name,
+    is_patch_call,
+    is_raises_item,
+    line_of,
+    merge_conflict_line,
 )
+
+__all__ = ["FileScan", "might_use", "scan_source"]
+
 _IMPORT_CALLS = frozenset({"import_module", "__import__", "find_spec"})
 _LOGGER_CALLS = frozenset(
     {"getLogger", "logging.getLogger", "get_logger", "structlog.get_logger", "structlog.getLogger"}
@@ -42,48 +38,6 @@ _IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError"})
 _NOQA_RE = re.compile(
     rb"#\s*noqa(?::\s*(?P<codes>[A-Z]+[0-9]+(?:[\s,]+[A-Z]+[0-9]+)*))?", re.IGNORECASE
 )
-_CONFLICT_RE = re.compile(
-    rb"(?:^|(?<=\r))(?:<{7}(?: |\r|$)|={7}(?:\r|$)|>{7}(?: |\r|$)|\|{7}(?: |\r|$))", re.MULTILINE
-)
-
-
-def display_path(path: Path, cwd: Path) -> str:
-    """``path`` relative to ``cwd`` when inside it (posix separators), else absolute."""
-    try:
-        return path.relative_to(cwd).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
-def line_of(data: bytes, offset: int) -> int:
-    """The 1-based line of byte ``offset``; like Python, a lone CR also ends a line."""
-    newlines = data.count(b"\n", 0, offset)
-    if b"\r" in data:
-        newlines += data.count(b"\r", 0, offset) - data.count(b"\r\n", 0, offset)
-    return newlines + 1
-
-
-def merge_conflict_line(data: bytes) -> int | None:
-    """The line of the first merge-conflict marker, or None."""
-    match = _CONFLICT_RE.search(data)
-    return None if match is None else line_of(data, match.start())
-
-
-def dotted_name(node: ast.expr) -> str | None:
-    """``a.b.c`` for a chain of names and attributes, else None."""
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-        return ".".join(reversed(parts))
-    return None
-
-
-def is_patch_call(name: str) -> bool:
-    """Whether a call of ``name`` takes a ``mock.patch``-style dotted target first."""
-    return name in _PATCH_CALLS or name.endswith((".patch", ".patch.dict", ".patch.multiple"))
 
 
 def _str_arg(call: ast.Call, keyword: str | None = None) -> ast.Constant | None:
@@ -109,14 +63,6 @@ def _handler_names(handler: ast.ExceptHandler) -> set[str]:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (dotted_name(test) or "").rpartition(".")[2] == "TYPE_CHECKING"
-
-
-def _is_raises(item: ast.withitem) -> bool:
-    expr = item.context_expr
-    if not isinstance(expr, ast.Call):
-        return False
-    name = dotted_name(expr.func) or ""
-    return name in {"pytest.raises", "raises"}
 
 
 def _alias_statement(module: str, name: str, asname: str | None) -> str:
@@ -212,7 +158,7 @@ class _FileScanner:
                 self.statements(node.finalbody, ctx)
             elif isinstance(node, ast.With | ast.AsyncWith):
                 self.expressions([i.context_expr for i in node.items], ctx)
-                raises = any(_is_raises(i) for i in node.items)
+                raises = any(is_raises_item(i) for i in node.items)
                 self.statements(node.body, (*ctx, "pytest.raises") if raises else ctx)
             elif isinstance(node, ast.For | ast.AsyncFor):
                 self.expressions([node.target, node.iter], ctx)
@@ -258,20 +204,9 @@ class _FileScanner:
                 fixable=bool(rule.replacement or rule.names),
             )
 
-    def _resolve(self, node: ast.ImportFrom) -> str | None:
-        if not node.level:
-            return node.module
-        package = self.package()
-        if package is None:
-            return None
-        parts = package.split(".")
-        if node.level - 1 > len(parts) - 1:
-            return None
-        base = ".".join(parts[: len(parts) - (node.level - 1)])
-        return f"{base}.{node.module}" if node.module else base
-
     def import_from(self, node: ast.ImportFrom, ctx: tuple[str, ...]) -> None:
-        module = self._resolve(node)
+        package = self.package() if node.level else None  # found only when needed
+        module = absolute_module(node.module, node.level, package)
         if module is None:
             return
         relative = "relative " if node.level else ""

@@ -1,4 +1,4 @@
-"""Validation of a user's migration table (pydantic; imported only when there is one)."""
+"""Validating a user's migration table with pydantic (imported only when there is one)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,84 @@
+"""Reading Python source the same way in the scanner and both rewriters.
+
+Small rules each written once: which module a relative import names, which calls take a
+``mock.patch``-style target, which ``with`` blocks assert that an import fails, dotted names of
+``ast`` nodes, and line numbers of byte offsets (a lone CR ends a line, as for Python).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+
+__all__ = [
+    "RAISES_CALLS",
+    "absolute_module",
+    "dotted_name",
+    "is_patch_call",
+    "is_raises_item",
+    "line_of",
+    "merge_conflict_line",
+]
+
+_PATCH_CALLS = frozenset(
+    {"patch", "patch.dict", "patch.multiple", "monkeypatch.setattr", "monkeypatch.delattr"}
+)
+#: Calls whose ``with`` block asserts that something fails (imports there are left alone).
+RAISES_CALLS = frozenset({"pytest.raises", "raises"})
+_CONFLICT_RE = re.compile(
+    rb"(?:^|(?<=\r))(?:<{7}(?: |\r|$)|={7}(?:\r|$)|>{7}(?: |\r|$)|\|{7}(?: |\r|$))", re.MULTILINE
+)
+
+
+def absolute_module(module: str | None, level: int, package: str | None) -> str | None:
+    """The module ``from <"." * level><module> import ...`` names, written in ``package``.
+
+    ``level`` 0 is an absolute import (``module`` as it is). None when a relative import
+    cannot be resolved: the package is unknown, or the dots climb above its top level.
+    """
+    if not level:
+        return module
+    if package is None:
+        return None
+    parts = package.split(".")
+    if level > len(parts):
+        return None
+    base = ".".join(parts[: len(parts) - (level - 1)])
+    return f"{base}.{module}" if module else base
+
+
+def dotted_name(node: ast.expr) -> str | None:
+    """``a.b.c`` for a chain of names and attributes, else None."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return None
+
+
+def is_patch_call(name: str) -> bool:
+    """Whether a call of ``name`` takes a ``mock.patch``-style dotted target first."""
+    return name in _PATCH_CALLS or name.endswith((".patch", ".patch.dict", ".patch.multiple"))
+
+
+def is_raises_item(item: ast.withitem) -> bool:
+    """Whether a ``with`` item is ``pytest.raises(...)``."""
+    expr = item.context_expr
+    return isinstance(expr, ast.Call) and dotted_name(expr.func) in RAISES_CALLS
+
+
+def line_of(data: bytes, offset: int) -> int:
+    """The 1-based line of byte ``offset``; like Python, a lone CR also ends a line."""
+    newlines = data.count(b"\n", 0, offset)
+    if b"\r" in data:
+        newlines += data.count(b"\r", 0, offset) - data.count(b"\r\n", 0, offset)
+    return newlines + 1
+
+
+def merge_conflict_line(data: bytes) -> int | None:
+    """The line of the first merge-conflict marker, or None."""
+    match = _CONFLICT_RE.search(data)
+    return None if match is None else line_of(data, match.start())
