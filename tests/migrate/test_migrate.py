@@ -206,3 +206,17 @@ def test_concurrent_runs_never_corrupt_a_file(tmp_path: Path) -> None:
         ).replace("ExecutionEngine(", "ExecutionEngine.create_from_legacy(")
         assert (tmp_path / name).read_text() == expected, name
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".migrate")]
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r"])  # "\r": libcst does not round-trip: text
+def test_relative_imports_resolve_the_same_in_both_rewriters(newline: str) -> None:
+    source = newline.join(
+        ["from .legacy import ExecutionEngine", "from ..other import x", "print(1)", ""]
+    ).encode()
+    result = migrate_source(source, LEGACY, package="agentengine")
+    assert result.method == ("libcst" if newline == "\n" else "text")
+    expected = "from agentengine import UserExecutionEngine as ExecutionEngine"
+    assert result.new.decode().split(newline)[:2] == [expected, "from ..other import x"]
+    assert result.needs_person == []
+    # Outside a package the import cannot be resolved, so nothing is claimed or changed.
+    assert migrate_source(source, LEGACY, package=None).new == source
