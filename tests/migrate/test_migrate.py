@@ -50,17 +50,29 @@ def test_migrate_in_place_keeps_permissions_and_leaves_no_temporary_files(
 def test_diff_and_dry_run_write_nothing(cli: Cli, tmp_path: Path) -> None:
     write(tmp_path, {"a.py": OLD, "clean.py": "import os\n"})
     before = (tmp_path / "a.py").stat()
+    outputs = []
     for flag in ("--diff", "--dry-run"):
         result = cli("migrate", flag, ".")
         assert result.returncode == 1  # there are changes to make
         assert result.stdout.splitlines()[:3] == ["--- a/a.py", "+++ b/a.py", "@@ -1,3 +1,3 @@"]
         assert "+from agentengine import UserExecutionEngine as ExecutionEngine" in result.stdout
         assert "1 file(s) would change of 2 scanned; 1 finding(s) fixable" in result.stderr
+        outputs.append((result.stdout, result.stderr))
+    assert outputs[0] == outputs[1]
     assert (tmp_path / "a.py").read_text() == OLD
     assert (tmp_path / "a.py").stat().st_mtime_ns == before.st_mtime_ns
     clean = cli("migrate", "--diff", "clean.py")
     assert clean.returncode == 0
     assert clean.stdout == ""
+
+
+def test_dry_run_is_a_documented_alias_of_diff(cli: Cli) -> None:
+    # One option with two names: --help lists them together and says which is the alias.
+    help_text = cli("migrate", "--help").stdout
+    lines = [line.strip() for line in help_text.splitlines()]
+    option = next(line for line in lines if line.startswith("--diff"))
+    assert option.startswith("--diff, --dry-run ")
+    assert "Alias: --dry-run." in " ".join(help_text.split())
 
 
 def test_shim_modules_and_allow_list_are_left_alone_and_listed(cli: Cli, tmp_path: Path) -> None:

@@ -186,8 +186,13 @@ def check_command(
 @click.command("migrate")
 @_PATHS
 @_common
-@click.option("--diff", "show_diff", is_flag=True, help="Print a unified diff; write nothing.")
-@click.option("--dry-run", is_flag=True, help="Print a unified diff; write nothing (= --diff).")
+@click.option(
+    "--diff",
+    "--dry-run",
+    "show_diff",
+    is_flag=True,
+    help="Print a unified diff and write nothing. Alias: --dry-run.",
+)
 @click.option(
     "--include-raises",
     is_flag=True,
@@ -203,7 +208,6 @@ def migrate_command(
     force_exclude: bool,
     jobs: int,
     show_diff: bool,
-    dry_run: bool,
     include_raises: bool,
 ) -> None:
     """Rewrite deprecated imports, mock.patch targets and configured calls in PATHS.
@@ -216,7 +220,7 @@ def migrate_command(
 
     spec = _load_spec(spec_file, presets)
     files = _collect(spec, paths, exclude, respect_gitignore, force_exclude)
-    write = not (show_diff or dry_run)
+    write = not show_diff
     result = migrate_files(
         files,
         spec,
