@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
+from agentengine_migrate.findings import RewriteTargets
 from agentengine_migrate.spec import MigrationSpec, Target
 from agentengine_migrate.syntax import (
     RAISES_CALLS,
@@ -27,10 +28,7 @@ from agentengine_migrate.syntax import (
     line_of,
 )
 
-__all__ = ["IMPORT_CODES", "NoRoundTripError", "cst_rewrite"]
-
-#: The finding codes of import statements (the ones this module rewrites, with patch targets).
-IMPORT_CODES = frozenset({"AEM001", "AEM002", "AEM003"})
+__all__ = ["NoRoundTripError", "cst_rewrite"]
 
 
 def _dotted(node: cst.CSTNode) -> str | None:
@@ -460,12 +458,7 @@ _BOM = b"\xef\xbb\xbf"
 
 
 def cst_rewrite(
-    data: bytes,
-    spec: MigrationSpec,
-    package: str | None,
-    import_lines: set[int],
-    string_lines: set[int],
-    include_raises: bool,
+    data: bytes, spec: MigrationSpec, package: str | None, targets: RewriteTargets
 ) -> bytes:
     """Rewrite with libcst, parsing only the top-level statements that can change.
 
@@ -490,6 +483,7 @@ def cst_rewrite(
         else:
             ranges.append((first, last))
     # Lines that may change: the reported ones, and every line naming a name they bind.
+    import_lines, string_lines = targets.import_lines, targets.string_lines
     relevant = set(import_lines) | set(string_lines)
     locals_: set[str] = set()
     for found in ast.walk(tree):
@@ -529,7 +523,7 @@ def cst_rewrite(
         for k, n in enumerate(patches)
         if (arg := _first_arg(n)) is not None and arg.lineno in string_lines
     }
-    collector = _Collector(spec, package, allowed_imports, allowed_patches, include_raises)
+    collector = _Collector(spec, package, allowed_imports, allowed_patches, targets.include_raises)
     parsed: list[cst.Module] = []
     for a, b in chosen:
         chunk = b"".join(lines[a - 1 : b])

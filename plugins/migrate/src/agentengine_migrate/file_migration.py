@@ -27,9 +27,9 @@ from dataclasses import dataclass, field, replace
 
 import libcst as cst
 
-from agentengine_migrate.cst_rewrite import IMPORT_CODES, NoRoundTripError, cst_rewrite
+from agentengine_migrate.cst_rewrite import NoRoundTripError, cst_rewrite
 from agentengine_migrate.file_scan import scan_source
-from agentengine_migrate.findings import Finding
+from agentengine_migrate.findings import Finding, RewriteTargets
 from agentengine_migrate.spec import MigrationSpec
 from agentengine_migrate.syntax import merge_conflict_line
 from agentengine_migrate.text_rewrite import text_rewrite
@@ -92,11 +92,10 @@ def migrate_source(
         )
         result.needs_person = [f for f in before.findings if f.code != "AEM900"]
         return result
-    import_lines = {f.statement_line for f in before.findings if f.code in IMPORT_CODES}
-    string_lines = {f.line for f in before.findings if f.code == "AEM101" and f.fixable}
+    targets = RewriteTargets.of(before.findings, include_raises=include_raises)
     new: bytes | None
     try:
-        new = cst_rewrite(data, spec, package_name, import_lines, string_lines, include_raises)
+        new = cst_rewrite(data, spec, package_name, targets)
     except (NoRoundTripError, cst.ParserSyntaxError, UnicodeDecodeError):
         new = None
     except Exception as exc:  # a rewriter bug leaves the file as it was, reported
@@ -105,7 +104,7 @@ def migrate_source(
         return result
     if new is None:
         result.method = "text"
-        new = text_rewrite(data, spec, package_name, import_lines, string_lines, include_raises)
+        new = text_rewrite(data, spec, package_name, targets)
         if new is None:
             result.untouched = (
                 "libcst does not reproduce a statement to change byte for byte, and it holds "

@@ -1,4 +1,5 @@
-"""Which files to scan: walking directories with git's ignore rules, ``--exclude`` globs.
+"""Which files to scan and how they are named: walking directories with git's ignore rules and
+``--exclude`` globs; a file's display path, package and module name.
 
 The matcher follows gitignore(5): ``#`` comments, ``!`` negation, a trailing ``/`` for
 directories only, a pattern with an inner ``/`` anchored to its file's directory, ``*``, ``?``,

@@ -22,10 +22,11 @@ Files::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-__all__ = ["RULES", "Finding", "Rule"]
+__all__ = ["RULES", "Finding", "RewriteTargets", "Rule"]
 
 Severity = Literal["error", "warning"]
 
@@ -107,3 +108,34 @@ class Finding:
     def text(self) -> str:
         """The linter line: ``path:line:col: CODE message``."""
         return f"{self.path}:{self.line}:{self.col}: {self.code} {self.message}"
+
+
+#: The codes of import statements ``migrate`` rewrites (with patch targets, AEM101).
+_IMPORT_CODES = frozenset({"AEM001", "AEM002", "AEM003"})
+
+
+@dataclass(frozen=True, slots=True)
+class RewriteTargets:
+    """What ``migrate`` may change in one file: the statements ``check`` reported there.
+
+    Both rewriters (libcst and text) take it, so they touch the same statements.
+    """
+
+    #: First lines of the import statements reported (AEM001-AEM003).
+    import_lines: frozenset[int]
+    #: Lines of the fixable ``mock.patch`` targets reported (AEM101).
+    string_lines: frozenset[int]
+    #: Whether imports inside ``pytest.raises`` blocks are rewritten too.
+    include_raises: bool = False
+
+    @classmethod
+    def of(cls, findings: Iterable[Finding], *, include_raises: bool = False) -> RewriteTargets:
+        """The targets of a file's (unsuppressed) findings."""
+        imports: set[int] = set()
+        strings: set[int] = set()
+        for finding in findings:
+            if finding.code in _IMPORT_CODES:
+                imports.add(finding.statement_line)
+            elif finding.code == "AEM101" and finding.fixable:
+                strings.add(finding.line)
+        return cls(frozenset(imports), frozenset(strings), include_raises)

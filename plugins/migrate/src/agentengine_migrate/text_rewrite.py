@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 
+from agentengine_migrate.findings import RewriteTargets
 from agentengine_migrate.spec import MigrationSpec
 from agentengine_migrate.syntax import absolute_module, dotted_name, is_patch_call, is_raises_item
 
@@ -16,12 +17,7 @@ __all__ = ["text_rewrite"]
 
 
 def text_rewrite(
-    data: bytes,
-    spec: MigrationSpec,
-    package: str | None,
-    import_lines: set[int],
-    string_lines: set[int],
-    include_raises: bool,
+    data: bytes, spec: MigrationSpec, package: str | None, targets: RewriteTargets
 ) -> bytes | None:
     """Rewrite single-statement ``from old import ...`` lines and patch targets as text.
 
@@ -40,12 +36,12 @@ def text_rewrite(
     raises_ranges = [
         (node.lineno, node.end_lineno or node.lineno)
         for node in ast.walk(tree)
-        if not include_raises
+        if not targets.include_raises
         and isinstance(node, ast.With)
         and any(is_raises_item(i) for i in node.items)
     ]
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.lineno in import_lines:
+        if isinstance(node, ast.ImportFrom) and node.lineno in targets.import_lines:
             if any(a <= node.lineno <= b for a, b in raises_ranges):
                 continue
             module = absolute_module(node.module, node.level, package)
@@ -54,8 +50,8 @@ def text_rewrite(
             rule = spec.rule_for(module)
             if rule is None or module != rule.module:
                 continue
-            targets = [rule.target_for(a.name) for a in node.names]
-            if any(t is None or t.name is None for t in targets):
+            replacements = [rule.target_for(a.name) for a in node.names]
+            if any(t is None or t.name is None for t in replacements):
                 continue  # partly unknown: a person decides, libcst-free
             start = offset(node.lineno, node.col_offset)
             end = offset(node.end_lineno or node.lineno, node.end_col_offset or 0)
@@ -63,7 +59,7 @@ def text_rewrite(
             if b"#" in segment or b"\\" in segment:
                 return None
             groups: dict[str, list[str]] = {}
-            for alias, target in zip(node.names, targets, strict=True):
+            for alias, target in zip(node.names, replacements, strict=True):
                 assert target is not None
                 assert target.name is not None
                 local = alias.asname or alias.name
@@ -85,7 +81,7 @@ def text_rewrite(
                 is_patch_call(name)
                 and isinstance(first, ast.Constant)
                 and isinstance(first.value, str)
-                and first.lineno in string_lines
+                and first.lineno in targets.string_lines
             ):
                 new_target = spec.replace_dotted(first.value)
                 start = offset(first.lineno, first.col_offset)
