@@ -7,46 +7,58 @@ never imports libcst or, without a spec table, pydantic). Exit status: 0 clean, 
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 if TYPE_CHECKING:
     from agentengine_migrate.spec import MigrationSpec
 
-__all__ = ["check_command", "commands", "main", "migrate_command"]
+__all__ = ["Inputs", "check_command", "commands", "main", "migrate_command"]
 
 
-def _load_spec(spec_file: Path | None, presets: tuple[str, ...]) -> MigrationSpec:
-    from agentengine_migrate.spec import SpecError, load_spec
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """The options both commands share: which files, with which spec, in how many processes."""
 
-    try:
-        return load_spec(spec_file, presets=presets or None)
-    except SpecError as exc:
-        raise click.UsageError(str(exc)) from None
+    paths: tuple[Path, ...]
+    spec_file: Path | None
+    presets: tuple[str, ...]
+    exclude: tuple[str, ...]
+    allow: tuple[str, ...]
+    respect_gitignore: bool
+    force_exclude: bool
+    jobs: int
 
+    def load_spec(self) -> MigrationSpec:
+        """The spec (``--spec``, else the project's); a bad one is a usage error."""
+        from agentengine_migrate.spec import SpecError, load_spec
 
-def _collect(
-    spec: MigrationSpec,
-    paths: tuple[Path, ...],
-    exclude: tuple[str, ...],
-    respect_gitignore: bool,
-    force_exclude: bool,
-) -> list[Path]:
-    from agentengine_migrate.files import FileSelector
+        try:
+            return load_spec(self.spec_file, presets=self.presets or None)
+        except SpecError as exc:
+            raise click.UsageError(str(exc)) from None
 
-    selector = FileSelector(
-        spec.root,
-        (*spec.exclude, *exclude),
-        respect_gitignore=respect_gitignore,
-        force_exclude=force_exclude,
-    )
-    files = selector.collect(paths or (Path(),))
-    for skipped in selector.skipped:
-        click.echo(f"warning: {skipped} is not a Python file (.py, .pyi); skipped", err=True)
-    return files
+    def collect(self, spec: MigrationSpec) -> list[Path]:
+        """The Python files PATHS name (default: the current directory), after excludes."""
+        from agentengine_migrate.files import FileSelector
+
+        selector = FileSelector(
+            spec.root,
+            (*spec.exclude, *self.exclude),
+            respect_gitignore=self.respect_gitignore,
+            force_exclude=self.force_exclude,
+        )
+        files = selector.collect(self.paths or (Path(),))
+        for skipped in selector.skipped:
+            click.echo(f"warning: {skipped} is not a Python file (.py, .pyi); skipped", err=True)
+        return files
 
 
 _PATHS = click.argument(
@@ -54,8 +66,17 @@ _PATHS = click.argument(
 )
 
 
-def _common(func: click.decorators.FC) -> click.decorators.FC:
+def _common(func: Callable[..., None]) -> Callable[..., None]:
+    """Add the shared options (and PATHS) to a command, given to it as one ``Inputs``."""
+    fields = [f.name for f in dataclass_fields(Inputs)]
+
+    @functools.wraps(func)
+    def command(**kwargs: Any) -> None:
+        inputs = Inputs(**{name: kwargs.pop(name) for name in fields})
+        func(inputs, **kwargs)
+
     options = [
+        _PATHS,
         click.option(
             "--spec",
             "spec_file",
@@ -97,13 +118,13 @@ def _common(func: click.decorators.FC) -> click.decorators.FC:
             help="Worker processes: 0 (default) uses one per CPU when many files qualify.",
         ),
     ]
+    decorated: Callable[..., None] = command
     for option in reversed(options):
-        func = option(func)
-    return func
+        decorated = option(decorated)
+    return decorated
 
 
 @click.command("check")
-@_PATHS
 @_common
 @click.option(
     "--format",
@@ -127,14 +148,7 @@ def _common(func: click.decorators.FC) -> click.decorators.FC:
     help="Print the equivalent ruff banned-api table (imports only) and exit.",
 )
 def check_command(
-    paths: tuple[Path, ...],
-    spec_file: Path | None,
-    presets: tuple[str, ...],
-    exclude: tuple[str, ...],
-    allow: tuple[str, ...],
-    respect_gitignore: bool,
-    force_exclude: bool,
-    jobs: int,
+    inputs: Inputs,
     output_format: str,
     output: Path | None,
     ignored_codes: tuple[str, ...],
@@ -148,7 +162,7 @@ def check_command(
     """
     from agentengine_migrate.findings import RULES
 
-    spec = _load_spec(spec_file, presets)
+    spec = inputs.load_spec()
     if emit_ruff_config:
         from agentengine_migrate.report import render_ruff_config
 
@@ -163,8 +177,8 @@ def check_command(
     from agentengine_migrate.check import scan_files
 
     cwd = Path.cwd()
-    files = _collect(spec, paths, exclude, respect_gitignore, force_exclude)
-    report = scan_files(files, spec, cwd=cwd, allow=allow, jobs=jobs)
+    files = inputs.collect(spec)
+    report = scan_files(files, spec, cwd=cwd, allow=inputs.allow, jobs=inputs.jobs)
     if ignored_codes:
         drop = {c.upper() for c in ignored_codes}
         report.findings = [f for f in report.findings if f.code not in drop]
@@ -184,7 +198,6 @@ def check_command(
 
 
 @click.command("migrate")
-@_PATHS
 @_common
 @click.option(
     "--diff",
@@ -199,14 +212,7 @@ def check_command(
     help="Also rewrite imports inside `pytest.raises` blocks (left alone by default).",
 )
 def migrate_command(
-    paths: tuple[Path, ...],
-    spec_file: Path | None,
-    presets: tuple[str, ...],
-    exclude: tuple[str, ...],
-    allow: tuple[str, ...],
-    respect_gitignore: bool,
-    force_exclude: bool,
-    jobs: int,
+    inputs: Inputs,
     show_diff: bool,
     include_raises: bool,
 ) -> None:
@@ -218,17 +224,17 @@ def migrate_command(
     """
     from agentengine_migrate.migrate import migrate_files, render_summary
 
-    spec = _load_spec(spec_file, presets)
-    files = _collect(spec, paths, exclude, respect_gitignore, force_exclude)
+    spec = inputs.load_spec()
+    files = inputs.collect(spec)
     write = not show_diff
     result = migrate_files(
         files,
         spec,
         cwd=Path.cwd(),
-        allow=allow,
+        allow=inputs.allow,
         write=write,
         include_raises=include_raises,
-        jobs=jobs,
+        jobs=inputs.jobs,
     )
     if not write:
         for diff in result.diffs:
