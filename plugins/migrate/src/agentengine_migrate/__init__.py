@@ -16,7 +16,7 @@ worker processes):
 - ``files.py``: which files to scan (directory walk, gitignore, excludes) and their names.
 - ``syntax.py``: source rules shared by the scanner and the rewriters (relative imports, patch
   calls, ``pytest.raises`` blocks, line numbers).
-- ``findings.py``: ``Finding`` and the table of rule codes.
+- ``findings.py``: ``Finding``, the rule codes, ``RewriteTargets`` (what migrate may change).
 - ``file_scan.py``: scanning one file's source (``scan_source``).
 - ``check.py``: checking many files (``scan_files``): prefilter, allow-lists, shim modules.
 - ``report.py``: rendering a check report as text, JSON, SARIF, or a ruff config.

@@ -1,4 +1,4 @@
-"""Findings and the codes they carry.
+"""Findings, the codes they carry, and the statements of a file they let ``migrate`` change.
 
 Imports (errors)::
 
