@@ -149,11 +149,12 @@ class ServerState:
             finished_runs_ttl=settings.finished_runs_ttl,
         )
         self.metrics = ServerMetrics()
-        self.encoder = FrameEncoder()
+        self.encoder = FrameEncoder(max_bytes=settings.frame_cache_bytes)
         self.streams = StreamHub(
             factory.events,
             self.encoder,
             capacity=settings.send_buffer,
+            capacity_bytes=settings.send_buffer_bytes,
             stall_timeout=settings.slow_client_timeout,
         )
         self.connections: set[_Connection] = set()

@@ -24,6 +24,13 @@ class ServerSettings(BaseModel):
     send_buffer: int = Field(default=1024, ge=1)
     """Event frames buffered per connection; a client that falls further behind is closed
     (WebSocket code 1013) and resumes by cursor."""
+    send_buffer_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
+    """Bytes of event frames buffered per connection (one frame larger than that still goes
+    through): a connection whose buffer is full catches up from the event sink instead, so a
+    client that stops reading holds at most this much, however large the events."""
+    frame_cache_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
+    """Bytes of encoded event frames kept for reuse (each event is encoded once for all of
+    its user's connections); the oldest go first. 0: encode for every connection."""
     slow_client_timeout: float = Field(default=5.0, gt=0)
     """How long a full send buffer may stay full before the client counts as too slow."""
     max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
