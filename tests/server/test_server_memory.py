@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 import tracemalloc
 from datetime import UTC, datetime
+from pathlib import Path
 
+import httpx
+import pytest
 from agentengine import AgentThinkingEvent, ExecutionEngineFactory
 from agentengine_server import ServerSettings, create_app
+from agentengine_server.memory import can_trim_heap
 from server_helpers import (
     SECRET,
     eventually,
@@ -17,6 +22,7 @@ from server_helpers import (
     make_token,
     recv_until,
     running_server,
+    serve_process,
     small_socket,
     wait_run,
 )
@@ -109,3 +115,70 @@ async def test_a_connection_that_does_not_read_buffers_at_most_send_buffer_bytes
         frames = await recv_until(stalled, lambda f: f.get("type") == "agent_completed", 60)
         assert [f.get("seq") for f in frames] == list(range(1, count + 3))
         await stalled.close()
+
+
+def _rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def _gauge(port: int, name: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+async def _runs(port: int, jobs: list[tuple[str, str]], concurrency: int) -> None:
+    queue = iter(jobs)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+
+        async def worker() -> None:
+            for user, text in queue:
+                headers = {"Authorization": f"Bearer {make_token(user)}"}
+                body = {"agent": "echo", "input": {"text": text}}
+                r = await client.post("/v1/runs", json=body, headers=headers)
+                assert r.status_code == 202, r.text
+                await wait_run(client, r.json()["run_id"], headers)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/status").exists() or not can_trim_heap(),
+    reason="reads /proc; returning heap memory needs glibc's malloc_trim",
+)
+def test_memory_freed_by_the_ttl_sweep_goes_back_to_the_os(tmp_path: Path) -> None:
+    """A real `agentengine serve`: one user's large runs (their records held until the TTL),
+    then small runs of many users on top. Once the TTL forgot the large records, the
+    server's RSS comes down by most of their size: the housekeeping loop returns free heap
+    pages to the OS (glibc keeps them otherwise: the freed records are scattered below live
+    data)."""
+    env = {
+        "AGENTENGINE_JWT_SECRET": SECRET,
+        "AGENTENGINE_SERVER__FINISHED_RUNS_TTL": "4",
+        "AGENTENGINE_ENGINE__EVENT_RETENTION_BYTES": str(MiB),  # events hold little
+    }
+    big = [("big", f"{i:06d}" + "x" * 200_000) for i in range(150)]  # 30 MB of records
+    small = [(f"user-{i % 50}", f"hello {i}") for i in range(300)]
+    with serve_process(tmp_path, env=env) as (proc, port):
+        asyncio.run(_runs(port, big, 4))
+        held = _gauge(port, "agentengine_server_finished_runs_bytes")
+        asyncio.run(_runs(port, small, 8))  # live data above the records in the heap
+        loaded = _rss(proc.pid)
+        assert held > 30e6
+        deadline = time.monotonic() + 30
+        while _gauge(port, "agentengine_server_run_table_users") > 0:  # the TTL passed
+            assert time.monotonic() < deadline, "the TTL sweep did not forget the users"
+            time.sleep(0.2)
+        time.sleep(2.5)  # the housekeeping loop's next turn (every TTL / 2) trims
+        settled = _rss(proc.pid)
+    freed = loaded - settled
+    assert freed > held / 2, (
+        f"RSS {loaded / MiB:.0f} -> {settled / MiB:.0f} MiB after {held / MiB:.0f} MiB of "
+        "records were forgotten"
+    )

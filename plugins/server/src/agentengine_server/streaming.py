@@ -256,7 +256,7 @@ class StreamHub:
         *,
         capacity: int,
         stall_timeout: float,
-        capacity_bytes: int = 8 * 1024 * 1024,
+        capacity_bytes: int = 1024 * 1024,
     ) -> None:
         self.sink = sink
         self.encoder = encoder
