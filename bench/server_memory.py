@@ -18,7 +18,11 @@ own peak) every ``--interval`` seconds while this process drives it over HTTP:
    ``--small-concurrency`` (32) at a time.
 
 Each run is started with ``POST /v1/runs`` and waited for with ``GET /v1/runs/{id}`` (one
-keep-alive connection per concurrent run). Printed
+keep-alive connection per concurrent run). With the default ``[server] max_input_bytes``
+(256 KiB) 1 MB inputs are refused with 413 (reported as errors): raise it, and ``[engine]
+event_max_bytes`` for the events to carry them uncut, to run phase 1 with 1 MB. At the end of
+each phase and after settling, the server's own figures from ``/metrics`` (events retained,
+finished-run records, frame cache, in bytes) are reported too. Printed
 (and written by ``--json``): RSS at start, the peak, at the end of each phase and after the
 load stopped plus ``--settle`` seconds (long enough for a TTL to pass, if one is configured),
 with the growth per run of each phase.
