@@ -18,7 +18,11 @@ own peak) every ``--interval`` seconds while this process drives it over HTTP:
    ``--small-concurrency`` (32) at a time.
 
 Each run is started with ``POST /v1/runs`` and waited for with ``GET /v1/runs/{id}`` (one
-keep-alive connection per concurrent run). Printed
+keep-alive connection per concurrent run). With the default ``[server] max_input_bytes``
+(256 KiB) 1 MB inputs are refused with 413 (reported as errors): raise it, and ``[engine]
+event_max_bytes`` for the events to carry them uncut, to run phase 1 with 1 MB. At the end of
+each phase and after settling, the server's own figures from ``/metrics`` (events retained,
+finished-run records, frame cache, in bytes) are reported too. Printed
 (and written by ``--json``): RSS at start, the peak, at the end of each phase and after the
 load stopped plus ``--settle`` seconds (long enough for a TTL to pass, if one is configured),
 with the growth per run of each phase.
@@ -302,6 +306,36 @@ def mib(value: float) -> str:
     return f"{value / MB:,.1f} MiB"
 
 
+#: The server's own memory figures in ``GET /metrics`` (gauges, bytes unless said otherwise).
+FIGURES = {
+    "agentengine_events_retained_bytes": "events",
+    "agentengine_server_finished_runs_bytes": "records",
+    "agentengine_server_finished_runs": "records_count",
+    "agentengine_server_run_table_users": "users_count",
+    "agentengine_server_frame_cache_bytes": "frames",
+}
+
+
+async def server_figures(base: str) -> dict[str, float]:
+    """What the server says it holds, by bound (see ``FIGURES``)."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        text = (await client.get(f"{base}/metrics")).text
+    figures = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in FIGURES:
+            figures[FIGURES[name]] = float(value)
+        elif name.startswith("agentengine_runs_total{"):
+            figures["runs_" + name.split('"')[1]] = float(value)
+    return figures
+
+
+def held(figures: dict[str, float]) -> str:
+    return ", ".join(
+        f"{key} {mib(figures[key])}" for key in ("events", "records", "frames") if key in figures
+    )
+
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="agentengine-memory-") as tmp:
         proc, port = start_server(args, Path(tmp))
@@ -333,6 +367,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 counts = await drive(port, jobs, concurrency, name)
                 seconds = time.monotonic() - began
                 end = sampler.rss()
+                figures = await server_figures(base)
                 report["phases"][name] = {
                     "runs": len(jobs),
                     "users": len({u for u, _ in jobs}),
@@ -346,11 +381,13 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     "rss_peak": max(sampler.peak(name), end),
                     "rss_end": end,
                     "growth_per_run": round((end - before) / len(jobs)),
+                    "server_holds": figures,
                 }
                 print(
                     f"{name}: {len(jobs)} runs in {seconds:.1f} s, RSS {mib(before)} -> "
                     f"{mib(end)} (peak {mib(report['phases'][name]['rss_peak'])}), "
-                    f"{(end - before) / len(jobs) / 1024:,.1f} KiB/run",
+                    f"{(end - before) / len(jobs) / 1024:,.1f} KiB/run; the server holds "
+                    f"{held(figures)}",
                     file=sys.stderr,
                 )
             sampler.phase = "settle"
@@ -360,13 +397,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             report["rss_after_settle"] = settled
             report["rss_peak_sampled"] = sampler.peak()
             report["rss_peak_kernel"] = sampler.hwm()
-            async with httpx.AsyncClient(timeout=10) as client:
-                r = await client.get(f"{base}/metrics")
-            report["server_runs_total"] = {
-                line.split('"')[1]: float(line.split()[-1])
-                for line in r.text.splitlines()
-                if line.startswith("agentengine_runs_total{")
-            }
+            report["server_holds_after_settle"] = await server_figures(base)
         finally:
             sampler.stop()
             proc.terminate()
@@ -390,14 +421,18 @@ def print_report(report: dict[str, Any]) -> None:
             f"phase {name:5} ({phase['runs']:,} runs, {phase['users']:,} user(s), "
             f"{phase['request_bytes']:,} B requests, {phase['seconds']} s): "
             f"end {mib(phase['rss_end'])}, peak {mib(phase['rss_peak'])}, "
-            f"{phase['growth_per_run'] / 1024:,.2f} KiB/run; statuses {phase['statuses']}"
+            f"{phase['growth_per_run'] / 1024:,.2f} KiB/run; statuses {phase['statuses']}; "
+            f"the server holds {held(phase['server_holds'])}"
             + (
                 f"; {len(phase['errors'])} error(s): {phase['errors'][:3]}"
                 if phase["errors"]
                 else ""
             )
         )
-    print(f"RSS after {report['settle_seconds']} s of settling: {mib(report['rss_after_settle'])}")
+    print(
+        f"RSS after {report['settle_seconds']} s of settling: {mib(report['rss_after_settle'])}; "
+        f"the server holds {held(report['server_holds_after_settle'])}"
+    )
     print(
         f"peak RSS: {mib(report['rss_peak_sampled'])} sampled, "
         f"{mib(report['rss_peak_kernel'])} (VmHWM)"

@@ -22,7 +22,7 @@ from agentengine import (
     hookimpl,
     parse_event,
 )
-from agentengine.events import wire_size
+from agentengine.events import EVENT_OVERHEAD, wire_size
 
 KB = 1024
 
@@ -42,7 +42,7 @@ def thinking(user: str, seq: int, text: str = "x") -> AgentThinkingEvent:
 
 def sized(user: str, seq: int, size: int) -> AgentThinkingEvent:
     """An event of about ``size`` bytes (``wire_size``)."""
-    event = thinking(user, seq, "y" * max(size - 600, 1))
+    event = thinking(user, seq, "y" * max(size - EVENT_OVERHEAD - 88, 1))
     assert abs(wire_size(event) - size) < 200
     return event
 

@@ -7,11 +7,13 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from agentengine import AgentThinkingEvent
 from playwright.sync_api import expect
 from server_helpers import RunningServer, make_token, running_server
 
@@ -149,3 +151,41 @@ def test_production_mode_signs_in_with_a_pasted_token(page: Any) -> None:
         page.click("#send")
         answer = page.wait_for_selector("article.run .answer", timeout=20_000)
         assert answer.inner_text() == "hello from carol"
+
+
+def test_an_unencodable_event_moves_the_resume_cursor_past_it(page: Any, dev_server: Any) -> None:
+    """An event the server cannot encode reaches the page as an error item with its cursor:
+    the page resumes after it on reconnect, so the item is not delivered (and shown) again."""
+    srv = dev_server
+    page.goto(srv.base_url + "/")
+    page.fill("#user-name", "dora")
+    page.click("#signin-dev button[type=submit]")
+    page.wait_for_selector('#conn[data-state="live"]')
+
+    async def publish_unencodable() -> str:
+        # A lone surrogate in an event published straight to the sink (not built by an
+        # engine, which makes values wire-safe): no transport can write it as UTF-8.
+        event = AgentThinkingEvent(
+            run_id="run-foreign", user_id="dora", thread_id="t-1", agent="a", seq=1,
+            ts=datetime.now(UTC), text="bad \ud800 text", step=1,
+        )  # fmt: skip
+        srv.state.factory.events.publish(event)
+        return str(event.cursor)
+
+    cursor = srv.call(publish_unencodable())
+    expect(page.locator("#run-error")).to_contain_text("could not be encoded")
+    expect(page.locator("#cursor")).to_have_text(f"cursor {cursor}")
+    # Reconnect: the stream resumes after the error item; a new run shows, the item does not.
+    page.evaluate("document.getElementById('run-error').textContent = ''")
+    page.click("#drop")
+    page.wait_for_selector('#conn[data-state="off"]')
+    page.wait_for_selector('#conn[data-state="live"]', timeout=20_000)
+    token = page.evaluate("sessionStorage.getItem('agentengine.token')")
+    r = httpx.post(
+        srv.base_url + "/v1/runs",
+        json={"agent": "echo", "input": {"text": "after the reconnect"}},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    run_id = r.json()["run_id"]
+    page.wait_for_selector(f'article.run[data-run-id="{run_id}"] .answer', timeout=20_000)
+    assert page.inner_text("#run-error") == ""

@@ -40,6 +40,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from agentengine_server.auth import AuthError, TokenClaims, TokenVerifier, bearer_token
 from agentengine_server.inputs import InputError, check_json, parse_json
+from agentengine_server.memory import resident_bytes, trim_heap
 from agentengine_server.metrics import ServerMetrics, render_prometheus
 from agentengine_server.openapi import openapi_document
 from agentengine_server.runs import RunManager, RunRecord
@@ -149,11 +150,12 @@ class ServerState:
             finished_runs_ttl=settings.finished_runs_ttl,
         )
         self.metrics = ServerMetrics()
-        self.encoder = FrameEncoder()
+        self.encoder = FrameEncoder(max_bytes=settings.frame_cache_bytes)
         self.streams = StreamHub(
             factory.events,
             self.encoder,
             capacity=settings.send_buffer,
+            capacity_bytes=settings.send_buffer_bytes,
             stall_timeout=settings.slow_client_timeout,
         )
         self.connections: set[_Connection] = set()
@@ -208,6 +210,53 @@ class ServerState:
         self.metrics.events_delivered[transport] += 1
         if frame.gap:
             self.metrics.gaps_delivered += 1
+
+    # -- housekeeping -------------------------------------------------------------------------
+
+    async def housekeeping(self) -> None:
+        """Forever, every ``RunManager.sweep_interval`` seconds: forget the users idle past
+        ``finished_runs_ttl`` (``RunManager.sweep``), then, if the server did anything since
+        the last time (``trim_memory``), return freed heap memory to the operating system
+        (``memory.trim_heap``): so that RSS comes down after a burst, and again once the TTL
+        passed, instead of staying at its peak."""
+        last: tuple[int, ...] | None = None
+        while True:
+            await asyncio.sleep(self.runs.sweep_interval)
+            self.runs.sweep()
+            if not self.settings.trim_memory:
+                continue
+            mark = self._activity()
+            if mark != last:
+                last = mark
+                trim_heap()
+
+    def _activity(self) -> tuple[int, ...]:
+        """Counters that move whenever the server allocates or frees much: runs started and
+        ended, records and users of the run table, frames delivered."""
+        factory = self.factory.get_factory_metrics()
+        return (
+            self.metrics.runs_started,
+            int(factory.get("runs", 0)),
+            self.runs.finished_count,
+            len(self.runs.user_ids()),
+            sum(self.metrics.events_delivered.values()),
+        )
+
+    def memory_figures(self) -> dict[str, float]:
+        """What the server holds, by bound, in bytes (for ``GET /metrics``)."""
+        figures: dict[str, float] = {
+            "finished_runs": self.runs.finished_count,
+            "finished_runs_bytes": self.runs.finished_bytes,
+            "run_table_users": len(self.runs.user_ids()),
+            "frame_cache_bytes": self.encoder.retained_bytes,
+        }
+        retained = getattr(self.factory.events, "retained_bytes", None)
+        if isinstance(retained, int):
+            figures["events_retained_bytes"] = retained
+        rss = resident_bytes()
+        if rss is not None:
+            figures["resident_bytes"] = rss
+        return figures
 
     # -- shutdown -----------------------------------------------------------------------------
 
@@ -377,7 +426,9 @@ async def healthz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     """Prometheus text."""
     state = _state(request)
-    text = render_prometheus(state.metrics, state.factory.get_factory_metrics())
+    text = render_prometheus(
+        state.metrics, state.factory.get_factory_metrics(), state.memory_figures()
+    )
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
@@ -1175,7 +1226,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         sweeper = asyncio.get_running_loop().create_task(
-            state.runs.sweep_forever(), name="agentengine-server-run-sweeper"
+            state.housekeeping(), name="agentengine-server-housekeeping"
         )
         try:
             yield

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ServerMetrics", "render_prometheus"]
+__all__ = ["MEMORY_GAUGES", "ServerMetrics", "render_prometheus"]
 
 TRANSPORTS = ("ws", "sse")
 
@@ -30,15 +30,42 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def render_prometheus(metrics: ServerMetrics, factory_metrics: dict[str, Any]) -> str:
-    """The Prometheus text format (version 0.0.4) of the server's and the factory's counters."""
+#: ``ServerState.memory_figures`` keys: (metric name, help).
+MEMORY_GAUGES = {
+    "events_retained_bytes": (
+        "agentengine_events_retained_bytes",
+        "Bytes of events the in-memory event sink retains, as its byte budgets count them.",
+    ),
+    "finished_runs": ("agentengine_server_finished_runs", "Finished-run records held."),
+    "finished_runs_bytes": (
+        "agentengine_server_finished_runs_bytes",
+        "Bytes of finished-run records held, as finished_runs_max_bytes counts them.",
+    ),
+    "run_table_users": ("agentengine_server_run_table_users", "Users in the run table."),
+    "frame_cache_bytes": (
+        "agentengine_server_frame_cache_bytes",
+        "Bytes of encoded event frames cached for reuse.",
+    ),
+    "resident_bytes": ("process_resident_memory_bytes", "Resident memory size in bytes."),
+}
+
+
+def render_prometheus(
+    metrics: ServerMetrics,
+    factory_metrics: dict[str, Any],
+    memory: dict[str, float] | None = None,
+) -> str:
+    """The Prometheus text format (version 0.0.4) of the server's and the factory's counters,
+    and of the ``memory`` figures (``MEMORY_GAUGES``)."""
     lines: list[str] = []
 
     def family(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
         lines.append(f"# HELP {name} {help_text}")
         lines.append(f"# TYPE {name} {kind}")
         for labels, value in samples:
-            lines.append(f"{name}{labels} {value:g}")
+            # Integers exactly (byte counts run past the 6 digits of "g"), floats as "g".
+            text = str(value) if isinstance(value, int) else f"{value:g}"
+            lines.append(f"{name}{labels} {text}")
 
     statuses = ("succeeded", "failed", "timed_out", "cancelled")
     family(
@@ -104,4 +131,8 @@ def render_prometheus(metrics: ServerMetrics, factory_metrics: dict[str, Any]) -
         "Errors attributed to a plugin (load failures, raising observers or extensions).",
         [(f'{{plugin="{_escape(name)}"}}', n) for name, n in sorted(errors.items())],
     )
+    for key, value in (memory or {}).items():
+        if key in MEMORY_GAUGES:
+            name, help_text = MEMORY_GAUGES[key]
+            family(name, "gauge", help_text, [("", value)])
     return "\n".join(lines) + "\n"

@@ -24,6 +24,13 @@ class ServerSettings(BaseModel):
     send_buffer: int = Field(default=1024, ge=1)
     """Event frames buffered per connection; a client that falls further behind is closed
     (WebSocket code 1013) and resumes by cursor."""
+    send_buffer_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
+    """Bytes of event frames buffered per connection (one frame larger than that still goes
+    through): a connection whose buffer is full catches up from the event sink instead, so a
+    client that stops reading holds at most this much, however large the events."""
+    frame_cache_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
+    """Bytes of encoded event frames kept for reuse (each event is encoded once for all of
+    its user's connections); the oldest go first. 0: encode for every connection."""
     slow_client_timeout: float = Field(default=5.0, gt=0)
     """How long a full send buffer may stay full before the client counts as too slow."""
     max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
@@ -50,6 +57,9 @@ class ServerSettings(BaseModel):
     finished_runs_ttl: float | None = Field(default=3600.0, gt=0)
     """Seconds after a user's last run started or ended before the server forgets that user
     (records and table entry); never while one of their runs is going. None: never."""
+    trim_memory: bool = True
+    """After the server did work, return freed heap memory to the operating system now and
+    then (glibc ``malloc_trim``; nothing elsewhere), so RSS comes down after a burst."""
     dev_token_ttl: float = Field(default=3600.0, gt=0)
     """Lifetime in seconds of tokens minted by ``POST /v1/dev/token`` (``--dev`` only)."""
     shutdown_flush_timeout: float = Field(default=5.0, ge=0)

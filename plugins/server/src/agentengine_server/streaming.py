@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
@@ -44,19 +45,26 @@ __all__ = [
 _log = structlog.get_logger("agentengine_server.streaming")
 
 
+#: What a cached frame costs besides its text: the frame, its cache key and entry.
+FRAME_OVERHEAD = 256
+
+
 class Frame:
     """One item of a user's stream, encoded once: its cursor, type and JSON text.
 
-    ``failed`` marks the error item sent in place of an event that could not be encoded.
+    ``failed`` marks the error item sent in place of an event that could not be encoded;
+    ``size`` is the memory it holds (its text's, plus ``FRAME_OVERHEAD``), what the byte bounds
+    of the frame cache and of the send buffers count.
     """
 
-    __slots__ = ("cursor", "failed", "gap", "text")
+    __slots__ = ("cursor", "failed", "gap", "size", "text")
 
     def __init__(self, cursor: str | None, text: str, gap: bool, failed: bool = False) -> None:
         self.cursor = cursor
         self.text = text
         self.gap = gap
         self.failed = failed
+        self.size = sys.getsizeof(text) + FRAME_OVERHEAD
 
 
 class BufferOverflowError(Exception):
@@ -71,12 +79,16 @@ class FrameEncoder:
     """Encodes stream items to JSON text, caching recent ones.
 
     Every connection of a user receives the same event objects; the cache (keyed by user and
-    cursor, bounded) makes each event cost one ``json.dumps`` however many connections the
-    user has open.
+    cursor) makes each event cost one ``json.dumps`` however many connections the user has
+    open. It keeps at most ``size`` frames and ``max_bytes`` bytes of them (``Frame.size``),
+    the oldest going first; a frame larger than ``max_bytes`` is not kept at all.
     """
 
-    def __init__(self, size: int = 8192) -> None:
+    def __init__(self, size: int = 8192, *, max_bytes: int = 32 * 1024 * 1024) -> None:
         self._size = size
+        self.max_bytes = max_bytes
+        #: Bytes held by the cached frames (``Frame.size`` summed).
+        self.retained_bytes = 0
         self._cache: OrderedDict[tuple[str, str], Frame] = OrderedDict()
 
     def encode(self, item: BaseEvent | EventGap) -> Frame:
@@ -89,11 +101,16 @@ class FrameEncoder:
         if cursor is None:  # a sink that sets no cursor: nothing to cache on
             return _encode(item, None, gap=False)
         key = (item.user_id, cursor)
-        frame = self._cache.get(key)
+        cache = self._cache
+        frame = cache.get(key)
         if frame is None:
-            frame = self._cache[key] = _encode(item, cursor, gap=False)
-            if len(self._cache) > self._size:
-                self._cache.popitem(last=False)
+            frame = _encode(item, cursor, gap=False)
+            if frame.size > self.max_bytes:
+                return frame
+            cache[key] = frame
+            self.retained_bytes += frame.size
+            while len(cache) > self._size or self.retained_bytes > self.max_bytes:
+                self.retained_bytes -= cache.popitem(last=False)[1].size
         return frame
 
 
@@ -239,10 +256,12 @@ class StreamHub:
         *,
         capacity: int,
         stall_timeout: float,
+        capacity_bytes: int = 1024 * 1024,
     ) -> None:
         self.sink = sink
         self.encoder = encoder
         self.capacity = capacity
+        self.capacity_bytes = capacity_bytes
         self.stall_timeout = stall_timeout
         self._fanouts: dict[str, UserFanout] = {}
 
@@ -275,7 +294,8 @@ class StreamHub:
 
 
 class EventPump:
-    """A bounded buffer of one user's stream for one connection.
+    """A bounded buffer of one user's stream for one connection: at most ``capacity`` frames
+    and, but for a single frame larger than that, ``capacity_bytes`` bytes (``Frame.size``).
 
     ``await next()`` returns the next frame, None once the stream ended (the sink closed), or
     raises ``BufferOverflowError``. Create pumps with ``StreamHub.open``.
@@ -291,12 +311,15 @@ class EventPump:
         self.user_id = user_id
         self.after = after
         self.capacity = hub.capacity
+        self.capacity_bytes = hub.capacity_bytes
         self.stall_timeout = hub.stall_timeout
         self._hub = hub
         self._on_overflow = on_overflow
         #: Cursor of the last frame put in the buffer: where a catch-up reader starts.
         self._last = after
         self._frames: deque[Frame] = deque()
+        #: Bytes of the buffered frames (``Frame.size`` summed).
+        self.buffered_bytes = 0
         self._wakeup = asyncio.Event()
         self._space = asyncio.Event()
         self._ended = False
@@ -332,7 +355,7 @@ class EventPump:
             self._last = frame.cursor if frame.cursor is not None else self._last
             direct(frame)
             return
-        if len(self._frames) >= self.capacity:
+        if len(self._frames) >= self.capacity or self.buffered_bytes >= self.capacity_bytes:
             # Full: leave the fan-out and catch up on our own from the last buffered frame.
             fan, self._fanout = self._fanout, None
             if fan is not None:
@@ -343,6 +366,7 @@ class EventPump:
 
     def _put(self, frame: Frame) -> None:
         self._frames.append(frame)
+        self.buffered_bytes += frame.size
         if frame.cursor is not None:
             self._last = frame.cursor
         self._wakeup.set()
@@ -362,7 +386,7 @@ class EventPump:
         try:
             async for item in self._hub.sink.subscribe(self.user_id, after=self._last):
                 started = True
-                while len(frames) >= self.capacity:
+                while len(frames) >= self.capacity or self.buffered_bytes >= self.capacity_bytes:
                     self._space.clear()
                     try:
                         async with asyncio.timeout(self.stall_timeout):
@@ -398,7 +422,9 @@ class EventPump:
         if self._frames and not self.busy:
             if self._task is not None:  # a catch-up reader may be waiting for space
                 self._space.set()
-            return self._frames.popleft()
+            frame = self._frames.popleft()
+            self.buffered_bytes -= frame.size
+            return frame
         return None
 
     @property

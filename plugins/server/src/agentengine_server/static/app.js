@@ -321,6 +321,15 @@ function handleFrame(data) {
   } else if (data.type === "run_accepted") {
     runCard(data.run_id);
   } else if (data.type === "error") {
+    // An event the server could not encode comes as an error item carrying its cursor: move
+    // past it, so a reconnect resumes after it instead of receiving it again.
+    if (data.cursor !== undefined && data.cursor !== null) {
+      state.cursor = data.cursor;
+      $("cursor").textContent = "cursor " + data.cursor;
+      const key = data.run_id + ":" + data.seq;
+      if (state.seen.has(key)) return;
+      state.seen.add(key);
+    }
     $("run-error").textContent = data.message;
   }
 }
