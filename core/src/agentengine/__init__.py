@@ -28,8 +28,11 @@ if TYPE_CHECKING:
         InvalidContextError,
         PluginLoadError,
         RegistrationError,
+        ScopedResourceError,
+        ToolArgumentError,
         ToolError,
         UnknownAgentError,
+        UnknownResourceError,
     )
     from agentengine.events import (
         AgentCompletedEvent,
@@ -53,14 +56,9 @@ if TYPE_CHECKING:
     )
     from agentengine.hookspecs import hookimpl, hookspec
     from agentengine.plugins import PluginInfo
-    from agentengine.scope import (
-        RequestScope,
-        ResourceRegistry,
-        ScopedResourceError,
-        UnknownResourceError,
-    )
+    from agentengine.scope import RequestScope, ResourceRegistry
     from agentengine.sinks import EventGap, EventSink, InMemoryEventSink
-    from agentengine.tools import FunctionTool, Tool, ToolArgumentError, ToolRegistry, tool
+    from agentengine.tools import FunctionTool, Tool, ToolRegistry, tool
 
 # The public names are imported on first use (PEP 562), so that ``import agentengine`` (and
 # the command line, and a plugin module importing ``hookimpl``) does not pay for pydantic
@@ -96,10 +94,10 @@ _EXPORTS: dict[str, str] = {
     "RunHandle": "agentengine.engine",
     "RunResult": "agentengine.engine",
     "RunStatus": "agentengine.events",
-    "ScopedResourceError": "agentengine.scope",
+    "ScopedResourceError": "agentengine.errors",
     "Settings": "agentengine.config",
     "Tool": "agentengine.tools",
-    "ToolArgumentError": "agentengine.tools",
+    "ToolArgumentError": "agentengine.errors",
     "ToolCall": "agentengine.extensions",
     "ToolCompletedEvent": "agentengine.events",
     "ToolError": "agentengine.errors",
@@ -107,7 +105,7 @@ _EXPORTS: dict[str, str] = {
     "ToolRegistry": "agentengine.tools",
     "ToolStatus": "agentengine.events",
     "UnknownAgentError": "agentengine.errors",
-    "UnknownResourceError": "agentengine.scope",
+    "UnknownResourceError": "agentengine.errors",
     "UserExecutionContext": "agentengine.context",
     "UserExecutionEngine": "agentengine.engine",
     "agent": "agentengine.agents",

@@ -1,18 +1,30 @@
-"""The errors agentengine raises.
+"""The errors agentengine raises: every one is defined here, in one tree.
 
-Every error derives from one base, so ``except AgentEngineError`` catches them all::
+Every error derives from one base, so ``except AgentEngineError`` catches them all; a second
+base (``ValueError``, ``LookupError``, ``KeyError``) is kept where callers rely on catching the
+standard kind::
 
     AgentEngineError
     ├── InvalidContextError      (also a ValueError)  a context with a missing or placeholder id
+    ├── ToolArgumentError        (also a ValueError)  arguments or run input not matching a schema
     ├── UnknownAgentError        (also a LookupError) no agent registered under that name
     ├── ToolError                                     a tool call failed, timed out or got bad args
     ├── EngineLimitError                              too many engines for one user
     ├── EngineClosedError                             the engine or factory was cleaned up
     ├── PluginLoadError                               a plugin failed to load (strict mode)
+    ├── PluginHookError                               a plugin's per-engine hook raised
     ├── RegistrationError        (also a ValueError)  a duplicate agent/tool name, a bad tool
-    └── ConfigError              (also a ValueError)  a bad configuration file or variable
+    ├── ConfigError              (also a ValueError)  a bad configuration file or variable
+    ├── ScopedResourceError                           a request-scoped resource failed to open
+    └── UnknownResourceError     (also a KeyError)    ``run.scope[name]`` of an undeclared name
 
-Each message says what was wrong and what to do about it.
+Plugins derive their own errors from these (``agentengine_mcp`` raises ``ToolError``
+subclasses). The modules that raise an error re-export it where it was first documented
+(``agentengine.tools.ToolArgumentError``, ``agentengine.scope.ScopedResourceError``, ...); the
+``agentengine`` package exports them all.
+
+Each message says what was wrong and what to do about it. ``describe_error`` is the one way
+an exception is shown in events, logs and messages (``"Type: text"``).
 """
 
 from __future__ import annotations
@@ -23,10 +35,15 @@ __all__ = [
     "EngineClosedError",
     "EngineLimitError",
     "InvalidContextError",
+    "PluginHookError",
     "PluginLoadError",
     "RegistrationError",
+    "ScopedResourceError",
+    "ToolArgumentError",
     "ToolError",
     "UnknownAgentError",
+    "UnknownResourceError",
+    "describe_error",
 ]
 
 
@@ -36,6 +53,10 @@ class AgentEngineError(Exception):
 
 class InvalidContextError(AgentEngineError, ValueError):
     """A ``UserExecutionContext`` was given an empty, blank or placeholder value."""
+
+
+class ToolArgumentError(AgentEngineError, ValueError):
+    """Arguments did not match a tool's (or agent's) schema. The message lists every problem."""
 
 
 class UnknownAgentError(AgentEngineError, LookupError):
@@ -84,9 +105,36 @@ class PluginLoadError(AgentEngineError):
     """A plugin could not be loaded or registered (raised in strict mode)."""
 
 
+class PluginHookError(AgentEngineError):
+    """A plugin's per-engine hook raised; engine creation fails with the plugin named."""
+
+
 class RegistrationError(AgentEngineError, ValueError):
     """A plugin contributed something invalid: a duplicate name or a malformed tool/agent."""
 
 
 class ConfigError(AgentEngineError, ValueError):
     """The configuration (file or environment) is invalid."""
+
+
+class ScopedResourceError(AgentEngineError):
+    """A scoped resource could not be opened (its factory raised or returned no context
+    manager). The run sees this error where it asked for the resource."""
+
+
+class UnknownResourceError(AgentEngineError, KeyError):
+    """``run.scope[name]`` named a resource no plugin declared."""
+
+    def __str__(self) -> str:  # KeyError would show the message's repr
+        return str(self.args[0]) if self.args else ""
+
+
+def describe_error(exc: BaseException) -> str:
+    """``"Type: text"`` of an exception (just the type without text); safe when ``str(exc)``
+    itself raises, since it is used on the way to a run's terminal event."""
+    name = type(exc).__name__
+    try:
+        text = str(exc)
+    except BaseException:  # a broken __str__ must not break the terminal event
+        return f"{name}: <str() of the exception raised>"
+    return f"{name}: {text}" if text else name

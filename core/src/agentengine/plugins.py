@@ -21,7 +21,7 @@ from typing import Any
 
 import pluggy
 
-from agentengine.errors import AgentEngineError, PluginLoadError
+from agentengine.errors import PluginHookError, PluginLoadError
 from agentengine.hookspecs import HOOK_PREFIX, PROJECT_NAME, AgentEngineHookSpecs
 
 __all__ = [
@@ -34,10 +34,6 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "agentengine"
-
-
-class PluginHookError(AgentEngineError):
-    """A plugin's per-engine hook raised; engine creation fails with the plugin named."""
 
 
 @dataclass

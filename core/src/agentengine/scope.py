@@ -42,7 +42,13 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentengine.errors import AgentEngineError, EngineClosedError, RegistrationError
+from agentengine.errors import (
+    EngineClosedError,
+    RegistrationError,
+    ScopedResourceError,
+    UnknownResourceError,
+    describe_error,
+)
 from agentengine.hookspecs import hookimpl
 from agentengine.registry import NamedRegistry
 
@@ -68,12 +74,6 @@ __all__ = [
 _log = structlog.get_logger("agentengine.scope")
 
 
-def _describe(exc: BaseException) -> str:
-    from agentengine.engine import _describe as describe  # engine imports this module
-
-    return describe(exc)
-
-
 def _cancelling(run: RunContext | None = None) -> bool:
     from agentengine.engine import _cancelling as cancelling
 
@@ -81,18 +81,6 @@ def _cancelling(run: RunContext | None = None) -> bool:
 
 
 ResourceFactory = Callable[..., Any]
-
-
-class ScopedResourceError(AgentEngineError):
-    """A scoped resource could not be opened (its factory raised or returned no context
-    manager). The run sees this error where it asked for the resource."""
-
-
-class UnknownResourceError(AgentEngineError, KeyError):
-    """``run.scope[name]`` named a resource no plugin declared."""
-
-    def __str__(self) -> str:  # KeyError would show the message's repr
-        return str(self.args[0]) if self.args else ""
 
 
 class RequestScopeSettings(BaseModel):
@@ -268,7 +256,7 @@ class RequestScope:
             else:  # anything else (SystemExit, KeyboardInterrupt ...) fails the opening
                 error = ScopedResourceError(
                     f"scoped resource {name!r} (plugin {resource.plugin!r}) failed to open: "
-                    f"{_describe(exc)}"
+                    f"{describe_error(exc)}"
                 )
             future.set_exception(error)
             future.exception()  # retrieved here; waiters (if any) still receive it
@@ -340,7 +328,7 @@ class RequestScope:
                     "scoped resource failed to close",
                     resource=name,
                     run_id=self._run.run_id,
-                    error=_describe(exc),
+                    error=describe_error(exc),
                 )
 
     def __repr__(self) -> str:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar, overload
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic_core import SchemaValidator
 
-from agentengine.errors import RegistrationError
+from agentengine.errors import RegistrationError, ToolArgumentError
 from agentengine.registry import NamedRegistry
 
 if TYPE_CHECKING:
@@ -39,10 +39,6 @@ def is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
     """``isinstance(value, Mapping)``, with plain dicts (the common case) sparing the
     microsecond the ABC check costs on the run path."""
     return type(value) is dict or isinstance(value, Mapping)
-
-
-class ToolArgumentError(ValueError):
-    """Arguments did not match a tool's (or agent's) schema. The message lists every problem."""
 
 
 def format_validation_error(what: str, exc: ValidationError) -> str:
