@@ -83,7 +83,7 @@ def _build_factory(**kwargs: Any) -> ExecutionEngineFactory:
 
 
 def _configure_logs(as_json: bool) -> None:
-    from agentengine.logging import configure
+    from agentengine.log import configure
 
     configure(json=as_json, level="WARNING")
 

@@ -48,7 +48,7 @@ from agentengine.events import (
     _build_parts,
 )
 from agentengine.extensions import Extension, ToolCall
-from agentengine.logging import AGENT_VAR, RUN_ID_VAR, USER_ID_VAR
+from agentengine.log import AGENT_VAR, RUN_ID_VAR, USER_ID_VAR
 from agentengine.scope import EMPTY_SCOPE
 from agentengine.tools import Tool, ToolArgumentError, ToolRegistry, is_mapping
 from agentengine.wire import wire_text, wire_value

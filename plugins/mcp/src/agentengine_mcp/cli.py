@@ -83,7 +83,7 @@ def status_command(
     Exit status 1 when a server failed, 2 on a configuration or usage error.
     """
     from agentengine import ConfigError, InvalidContextError, load_settings
-    from agentengine.logging import configure
+    from agentengine.log import configure
 
     from agentengine_mcp.config import load_mcp_settings
 

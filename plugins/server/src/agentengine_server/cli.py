@@ -80,7 +80,7 @@ def serve_command(
     """Serve each user's agents and live events over HTTP, SSE and WebSocket."""
     import structlog
     from agentengine import AgentEngineError, ExecutionEngineFactory
-    from agentengine.logging import configure
+    from agentengine.log import configure
 
     from agentengine_server.app import create_app
     from agentengine_server.auth import SecretError, check_secret

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import io
 import json
+import sys
 
+import agentengine.log
+import pytest
 import structlog
 from agentengine import ExecutionEngineFactory, RunContext, UserExecutionContext, agent, hookimpl
-from agentengine.logging import REDACTED, configure, redact_secrets
+from agentengine.log import REDACTED, configure, redact_secrets
 from structlog.testing import capture_logs
 
 log = structlog.get_logger("test-agent")
@@ -111,3 +115,11 @@ async def test_a_run_binds_over_the_callers_context_and_restores_it() -> None:
     assert all(e["user_id"] == "alice" and e["request"] == "req-1" for e in working)
     after = next(e for e in logs if e["event"] == "after")
     assert after["user_id"] == "caller" and "run_id" not in after
+
+
+def test_old_logging_module_path_warns_and_names_the_new_one() -> None:
+    sys.modules.pop("agentengine.logging", None)
+    with pytest.warns(DeprecationWarning, match=r"import agentengine\.log instead"):
+        old = importlib.import_module("agentengine.logging")
+    assert old.configure is agentengine.log.configure
+    assert old.redact_secrets is agentengine.log.redact_secrets
