@@ -7,6 +7,7 @@ import contextlib
 import importlib
 import inspect
 import pkgutil
+import re
 import sys
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -528,6 +529,8 @@ def _package_classes() -> set[type]:
     for module_info in pkgutil.walk_packages(agentengine.__path__, "agentengine."):
         if module_info.name in {"agentengine.testing"} and "pytest" not in sys.modules:
             continue
+        if module_info.name == "agentengine.logging":  # a deprecated alias of agentengine.log
+            continue
         module = importlib.import_module(module_info.name)
         for value in vars(module).values():
             if inspect.isclass(value) and value.__module__.startswith("agentengine"):
@@ -613,3 +616,53 @@ async def test_cleanup_during_a_deferred_start_closes_what_started() -> None:
             await first_run
         assert plugin.closes == 1
         assert f.engines_for("a") == []
+
+
+# A replacement named in full: the class and its method (``ExecutionEngineFactory.
+# create_request_scoped_engine(``), never a bare ``factory.create_request_scoped_engine``.
+_FULL_METHOD = r"\b(?:ExecutionEngineFactory|UserExecutionEngine)\.[a-z_]+\("
+
+
+def _deprecation_text(call: Any) -> str:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with contextlib.suppress(Exception):  # a missing plugin is refused after the warning
+            made = call()
+            if isinstance(made, UserExecutionEngine):
+                asyncio.get_running_loop().create_task(made.cleanup())
+    texts = [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert len(texts) == 1, texts
+    return texts[0]
+
+
+async def test_every_deprecation_names_the_replacement_class_and_method_in_full(
+    default_factory: ExecutionEngineFactory,
+) -> None:
+    from agentengine.legacy_names import LEGACY_ENGINE_NAMES, LEGACY_FACTORY_NAMES
+
+    ctx = UserExecutionContext.for_user("alice")
+    engine_calls: dict[str, Any] = {
+        name: (lambda name=name: getattr(legacy, name)(None, None, ctx))
+        for name in LEGACY_ENGINE_NAMES
+    }
+    engine_calls |= {
+        "user_execution_engine": lambda: legacy.user_execution_engine(ctx),
+        "create_request_scoped_engine": lambda: legacy.create_request_scoped_engine(ctx),
+        "create_from_legacy": lambda: UserExecutionEngine.create_from_legacy(None, None, ctx),
+        "from_registry": lambda: UserExecutionEngine.from_registry(None, None, ctx),
+    }
+    for name, call in engine_calls.items():
+        text = _deprecation_text(call)
+        assert re.search(_FULL_METHOD, text), f"{name}: {text}"
+    factory_calls: dict[str, Any] = {
+        name: getattr(legacy, name) for name in LEGACY_FACTORY_NAMES
+    } | {"create_execution_engine_factory": legacy.create_execution_engine_factory}
+    for name, call in factory_calls.items():
+        text = _deprecation_text(call)
+        assert "ExecutionEngineFactory(...)" in text, f"{name}: {text}"
+    assert "ExecutionEngineFactory.create_request_scoped_engine(ctx)" in _deprecation_text(
+        engine_calls["RequestScopedExecutionEngine"]
+    )
+    await asyncio.sleep(0)  # let the cleanups scheduled above run
+    for engine in default_factory.engines_for("alice"):
+        await engine.cleanup()

@@ -1146,13 +1146,13 @@ class UserExecutionEngine:
         arguments, made by ``factory`` (the process default when None). Without a bridge the
         events go to the factory's sink; without a context an anonymous user is made (marked
         ``anonymous`` in its metadata). Use ``factory.create_for_user(ctx)`` instead."""
-        from agentengine.legacy import _construct, _deprecated
+        from agentengine.legacy import construct_engine, warn_deprecated
 
-        _deprecated(
+        warn_deprecated(
             "UserExecutionEngine.create_from_legacy()",
-            "await factory.create_for_user(ctx)",
+            "ExecutionEngineFactory.create_for_user(ctx) (`await factory.create_for_user(ctx)`)",
         )
-        return _construct(
+        return construct_engine(
             "create_from_legacy", registry, websocket_bridge, user_context, factory=factory
         )
 
@@ -1166,13 +1166,13 @@ class UserExecutionEngine:
         factory: ExecutionEngineFactory | None = None,
     ) -> UserExecutionEngine:
         """Deprecated: as ``create_from_legacy``. Use ``factory.create_for_user(ctx)``."""
-        from agentengine.legacy import _construct, _deprecated
+        from agentengine.legacy import construct_engine, warn_deprecated
 
-        _deprecated(
+        warn_deprecated(
             "UserExecutionEngine.from_registry()",
-            "await factory.create_for_user(ctx)",
+            "ExecutionEngineFactory.create_for_user(ctx) (`await factory.create_for_user(ctx)`)",
         )
-        return _construct(
+        return construct_engine(
             "from_registry", registry, websocket_bridge, user_context, factory=factory
         )
 

@@ -77,10 +77,12 @@ _log = structlog.get_logger("agentengine.legacy")
 _MIGRATION = "see docs/migration.md"
 
 
-def _deprecated(old: str, new: str) -> None:
+def warn_deprecated(old: str, new: str) -> None:
     """Warn that ``old`` is deprecated in favour of ``new``, at the line calling ``old``.
 
-    Called directly by each legacy entry point, so stacklevel 3 is that entry point's caller.
+    ``new`` names the replacement class or method in full (``ExecutionEngineFactory.
+    create_for_user(ctx)``, not ``factory.create_for_user``). Called directly by each legacy
+    entry point, so stacklevel 3 is that entry point's caller.
     """
     warnings.warn(
         f"{old} is deprecated and will be removed; use {new} instead ({_MIGRATION})",
@@ -291,7 +293,7 @@ def _require_plugin(
     )
 
 
-def _construct(
+def construct_engine(
     kind: str,
     registry: Any,
     websocket_bridge: Any,
@@ -336,7 +338,7 @@ class _LegacyName:
             self.__signature__ = inspect.signature(build)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        _deprecated(self.__name__, self.replacement)
+        warn_deprecated(self.__name__, self.replacement)
         return self._build(*args, **kwargs)
 
     def __instancecheck__(self, instance: Any) -> bool:
@@ -365,26 +367,29 @@ def _engine_name(
     ) -> UserExecutionEngine:
         """Returns a UserExecutionEngine made by the process-default factory (or
         ``factory``); the caller must ``await engine.cleanup()``."""
-        return _construct(
+        return construct_engine(
             name, registry, websocket_bridge, user_context, factory=factory, requires=requires
         )
 
     return _LegacyName(name, replacement, build, UserExecutionEngine)
 
 
-_PLAIN = "`async with factory.user_execution_engine(ctx) as engine:` (ExecutionEngineFactory)"
+_PLAIN = (
+    "ExecutionEngineFactory.user_execution_engine(ctx) "
+    "(`async with factory.user_execution_engine(ctx) as engine:`)"
+)
 
 ExecutionEngine = _engine_name("ExecutionEngine", _PLAIN)
 RequestScopedExecutionEngine = _engine_name(
     "RequestScopedExecutionEngine",
-    "`async with factory.create_request_scoped_engine(ctx) as engine:` with resources declared "
-    "by the agentengine_register_resources hook",
+    "ExecutionEngineFactory.create_request_scoped_engine(ctx) "
+    "(`async with factory.create_request_scoped_engine(ctx) as engine:`) with resources "
+    "declared by the agentengine_register_resources hook",
     requires=("request_scope", None),
 )
 MCPEnhancedExecutionEngine = _engine_name(
     "MCPEnhancedExecutionEngine",
-    "`async with factory.user_execution_engine(ctx) as engine:` with the agentengine-mcp "
-    "plugin installed and [[mcp.servers]] configured",
+    f"{_PLAIN} with the agentengine-mcp plugin installed and [[mcp.servers]] configured",
     requires=("mcp", "agentengine-mcp"),
 )
 ExecutionEngineConsolidated = _engine_name(
@@ -428,7 +433,10 @@ def _build_factory(websocket_bridge: Any = None, **factory_kwargs: Any) -> Execu
     return ExecutionEngineFactory(**factory_kwargs)
 
 
-_FACTORY = "ExecutionEngineFactory(...) (or get_execution_engine_factory() for the process default)"
+_FACTORY = (
+    "the ExecutionEngineFactory(...) class (or get_execution_engine_factory() for the process "
+    "default)"
+)
 
 UnifiedExecutionEngineFactory = _LegacyName(
     "UnifiedExecutionEngineFactory", _FACTORY, _build_factory, ExecutionEngineFactory
@@ -447,7 +455,7 @@ def create_execution_engine_factory(
 ) -> ExecutionEngineFactory:
     """Deprecated: use ``ExecutionEngineFactory(**factory_kwargs)``. Returns a new factory
     (the process default when called with no argument)."""
-    _deprecated("create_execution_engine_factory()", _FACTORY)
+    warn_deprecated("create_execution_engine_factory()", _FACTORY)
     return _build_factory(websocket_bridge, **factory_kwargs)
 
 
@@ -478,11 +486,12 @@ def user_execution_engine(
     *,
     factory: ExecutionEngineFactory | None = None,
 ) -> contextlib.AbstractAsyncContextManager[UserExecutionEngine]:
-    """Deprecated: use ``factory.user_execution_engine(ctx)``. An async context manager
-    yielding an engine of the process-default factory, always cleaned up."""
-    _deprecated(
+    """Deprecated: use ``ExecutionEngineFactory.user_execution_engine(ctx)``. An async
+    context manager yielding an engine of the process-default factory, always cleaned up."""
+    warn_deprecated(
         "agentengine.legacy.user_execution_engine(ctx)",
-        "`async with get_execution_engine_factory().user_execution_engine(ctx) as engine:`",
+        "ExecutionEngineFactory.user_execution_engine(ctx) "
+        "(`async with get_execution_engine_factory().user_execution_engine(ctx) as engine:`)",
     )
     return _engine_scope("user_execution_engine", user_context, websocket_bridge, factory, None)
 
@@ -493,11 +502,12 @@ def create_request_scoped_engine(
     *,
     factory: ExecutionEngineFactory | None = None,
 ) -> contextlib.AbstractAsyncContextManager[UserExecutionEngine]:
-    """Deprecated: use ``factory.create_request_scoped_engine(ctx)``. An engine for one
-    request: on exit its runs are cancelled and every scoped resource is closed."""
-    _deprecated(
+    """Deprecated: use ``ExecutionEngineFactory.create_request_scoped_engine(ctx)``. An
+    engine for one request: on exit its runs are cancelled and every scoped resource is closed."""
+    warn_deprecated(
         "agentengine.legacy.create_request_scoped_engine(ctx)",
-        "`async with get_execution_engine_factory().create_request_scoped_engine(ctx) as engine:`",
+        "ExecutionEngineFactory.create_request_scoped_engine(ctx) (`async with "
+        "get_execution_engine_factory().create_request_scoped_engine(ctx) as engine:`)",
     )
     return _engine_scope(
         "create_request_scoped_engine",

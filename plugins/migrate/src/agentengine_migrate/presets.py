@@ -23,6 +23,7 @@ _AGENTENGINE_LEGACY: dict[str, Any] = {
             "message": (
                 "engines come from the one ExecutionEngineFactory, one UserExecutionEngine per "
                 "user; user_execution_engine(ctx) and create_request_scoped_engine(ctx) become "
+                "ExecutionEngineFactory.user_execution_engine(ctx): "
                 "`get_execution_engine_factory().user_execution_engine(ctx)`"
             ),
             "names": {
