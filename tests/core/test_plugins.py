@@ -353,3 +353,56 @@ async def test_a_raising_tool_resolver_is_reported_in_tool_completed() -> None:
     done = next(ev for ev in result.events if ev.type == "tool_completed")
     assert done.status == "error"  # type: ignore[attr-defined]
     assert "looking up tool 'remote.thing' failed: OSError: registry offline" in done.error  # type: ignore[attr-defined]
+
+
+def test_event_sink_hook_first_sink_wins_a_raising_plugin_is_isolated() -> None:
+    """The hook is a plain hook (not pluggy's firstresult, which would call the last registered
+    first and let one raising plugin fail the factory): the factory asks plugins in
+    registration order, a raising one is recorded and skipped, the first sink wins and the
+    plugins after it are not asked."""
+    from agentengine import InMemoryEventSink
+
+    asked: list[str] = []
+    chosen = InMemoryEventSink()
+
+    class Raising:
+        name = "raising-sink"
+
+        @hookimpl
+        def agentengine_event_sink(self, settings: object) -> None:
+            asked.append(self.name)
+            raise RuntimeError("cannot reach the transport")
+
+    class Declining:
+        name = "declining-sink"
+
+        @hookimpl
+        def agentengine_event_sink(self) -> None:
+            asked.append(self.name)
+
+    class Providing:
+        name = "providing-sink"
+
+        @hookimpl
+        def agentengine_event_sink(self) -> InMemoryEventSink:
+            asked.append(self.name)
+            return chosen
+
+    class Later:
+        name = "later-sink"
+
+        @hookimpl
+        def agentengine_event_sink(self) -> InMemoryEventSink:
+            asked.append(self.name)
+            return InMemoryEventSink()
+
+    factory = ExecutionEngineFactory(
+        plugins=[Raising(), Declining(), Providing(), Later()], load_entrypoints=False
+    )
+    assert factory.events is chosen
+    assert asked == ["raising-sink", "declining-sink", "providing-sink"]
+    infos = {i.name: i for i in factory.plugin_infos}
+    assert "cannot reach the transport" in (infos["raising-sink"].error or "")
+    assert infos["later-sink"].ok
+    spec = factory.plugins.manager.hook.agentengine_event_sink.spec
+    assert spec is not None and not spec.opts.get("firstresult")

@@ -215,11 +215,12 @@ class ExecutionEngineFactory:
             )
 
     def _choose_sink(self) -> EventSink:
+        # The first plugin (in registration order) returning a sink wins; one that raises is
+        # recorded and skipped (see the hook's docstring).
         for _, value in self.plugins.call_each(
-            "agentengine_event_sink", {"settings": self.settings}
+            "agentengine_event_sink", {"settings": self.settings}, first=True
         ):
-            if value is not None:
-                return value  # type: ignore[no-any-return]
+            return value  # type: ignore[no-any-return]
         es = self.engine_settings
         return InMemoryEventSink(
             es.event_retention,

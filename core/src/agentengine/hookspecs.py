@@ -78,11 +78,18 @@ class AgentEngineHookSpecs:
         built-in ``request_scope`` plugin closes it when the run ends. See ``agentengine.scope``.
         """
 
-    @hookspec(firstresult=True)
+    @hookspec
     def agentengine_event_sink(self, settings: Settings) -> EventSink | None:
         """Return the event sink (transport) for the factory, or None to leave it to others.
 
-        The first plugin returning a sink wins; with none, the in-memory sink is used.
+        The factory asks the plugins one at a time, in registration order (built-ins, then
+        explicit plugins, then entry points), and the first one returning a sink wins: the
+        plugins after it are not asked. A plugin whose hook raises is recorded as failed (see
+        ``agentengine plugins``) and skipped, and the next one is asked. With no sink, the
+        in-memory sink is used.
+
+        Not declared ``firstresult``: pluggy's own first-result call would ask the last
+        registered plugin first and let one raising plugin fail the whole factory.
         """
 
     @hookspec

@@ -195,8 +195,13 @@ class PluginSet:
         before: Callable[[str], None] | None = None,
         *,
         isolate: bool = True,
+        first: bool = False,
     ) -> list[tuple[str, Any]]:
         """Call each implementation of ``hook`` with the arguments it asks for.
+
+        With ``first`` (``agentengine_event_sink``), calling stops at the first implementation
+        that returns something other than None, which is then the only result: pluggy's
+        ``firstresult``, but in registration order and with the per-plugin isolation below.
 
         With ``isolate`` (the factory-build hooks), a raising implementation is recorded against
         its plugin and unregistered while the others go on. Without it (per-engine hooks, where
@@ -219,7 +224,11 @@ class PluginSet:
                     ) from exc
                 self.record_failure(impl.plugin, f"{hook} raised {_short_error(exc)}", exc)
                 continue
+            if first and value is None:
+                continue
             results.append((impl.plugin_name, value))
+            if first:
+                break
         return results
 
     def info(self, name: str) -> PluginInfo | None:
