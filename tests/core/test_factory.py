@@ -209,3 +209,24 @@ async def test_metrics_sum_run_durations() -> None:
     expected = sum(r.duration_ms for r in results)
     assert abs(metrics["run_duration_ms_total"] - expected) < 0.01
     assert metrics["run_duration_ms_total"] >= 60
+
+
+async def test_create_request_scoped_engine_is_an_alias_of_user_execution_engine() -> None:
+    """One implementation under two names: the old name delegates, so a subclass changing
+    ``user_execution_engine`` changes both."""
+    entered: list[str] = []
+
+    class Recording(agentengine.ExecutionEngineFactory):
+        def user_execution_engine(self, context):  # type: ignore[no-untyped-def,override]
+            entered.append(context.user_id)
+            return super().user_execution_engine(context)
+
+    factory = Recording(load_entrypoints=False)
+    async with factory:
+        ctx = agentengine.UserExecutionContext.for_user("alice")
+        async with factory.create_request_scoped_engine(ctx) as engine:
+            assert engine in factory.engines_for("alice")
+        assert factory.engines_for("alice") == []
+    assert entered == ["alice"]
+    doc = agentengine.ExecutionEngineFactory.create_request_scoped_engine.__doc__ or ""
+    assert doc.startswith("Alias of ``user_execution_engine``")

@@ -389,14 +389,13 @@ class ExecutionEngineFactory:
         finally:
             await engine.cleanup()
 
-    @contextlib.asynccontextmanager
-    async def create_request_scoped_engine(
+    def create_request_scoped_engine(
         self, context: UserExecutionContext
-    ) -> AsyncIterator[UserExecutionEngine]:
-        """An engine that lives for one request: on exit its runs are cancelled and every
-        resource it opened is released."""
-        async with self.user_execution_engine(context) as engine:
-            yield engine
+    ) -> contextlib.AbstractAsyncContextManager[UserExecutionEngine]:
+        """Alias of ``user_execution_engine`` (the name the request-scoped engine had; every
+        engine is request-scoped): on exit its runs are cancelled and every resource it
+        opened is released."""
+        return self.user_execution_engine(context)
 
     def _forget_engine(self, engine: UserExecutionEngine) -> None:
         engines = self._engines.get(engine.context.user_id)
