@@ -12,8 +12,8 @@ from agentengine.errors import RegistrationError
 from agentengine.registry import NamedRegistry
 from agentengine.tools import (
     ToolArgumentError,
-    _first_paragraph,
     fields_validator,
+    first_paragraph,
     format_validation_error,
     is_mapping,
     signature_model,
@@ -58,9 +58,7 @@ class Agent:
         if not self.name or self.name != self.name.strip():
             raise RegistrationError(f"an agent needs a non-empty name, got {self.name!r}")
         self.func = func
-        self.description = (
-            description if description is not None else _first_paragraph(func.__doc__)
-        )
+        self.description = description if description is not None else first_paragraph(func.__doc__)
         self.input_model, _ = signature_model(func, f"{self.name}_input", skip_first=True)
         self._validate = fields_validator(self.input_model)
 

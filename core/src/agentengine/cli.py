@@ -130,7 +130,7 @@ def plugins_command(as_json: bool) -> None:
         sys.exit(1)
 
 
-def _event_line(event: BaseEvent) -> str:
+def event_line(event: BaseEvent) -> str:
     data = event.to_wire()
     kind = data["type"]
     if kind == "agent_started":
@@ -187,7 +187,7 @@ def run_command(
                 if as_json:
                     click.echo(json.dumps(event.to_wire()))
                 else:
-                    click.echo(_event_line(event))
+                    click.echo(event_line(event))
             result = await handle.result()
             return result.status.value
 

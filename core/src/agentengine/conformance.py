@@ -274,7 +274,7 @@ def _check_extension(ext: Any, problems: list[str]) -> None:
 
 
 def _check_extensions(plugin: Any, problems: list[str]) -> None:
-    from agentengine.engine import _FACTORY_ONLY, UserExecutionEngine
+    from agentengine.engine import FACTORY_ONLY, UserExecutionEngine
     from agentengine.factory import ExecutionEngineFactory
 
     # A throwaway engine (never started, never registered) for the hook to look at.
@@ -282,7 +282,7 @@ def _check_extensions(plugin: Any, problems: list[str]) -> None:
         plugins=(), load_entrypoints=False, config=Settings(), environ={}, idle_ttl=None
     )
     context = UserExecutionContext.for_user("conformance-check")
-    engine = UserExecutionEngine._create(_FACTORY_ONLY, factory, context, 1.0, 1.0)
+    engine = UserExecutionEngine._create(FACTORY_ONLY, factory, context, 1.0, 1.0)
     value = _call(plugin, "agentengine_engine_extensions", problems, context=context, engine=engine)
     if value is None:
         return

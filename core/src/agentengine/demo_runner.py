@@ -20,9 +20,9 @@ _QUESTIONS = ["isolation", "plugins", "cursors", "how do plugins work", "cursors
 
 
 def _timeline_line(event: BaseEvent) -> str:
-    from agentengine.cli import _event_line
+    from agentengine.cli import event_line
 
-    return _event_line(event)
+    return event_line(event)
 
 
 async def run_demo(

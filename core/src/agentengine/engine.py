@@ -33,7 +33,13 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from agentengine.deadlines import DeadlineScheduler, current_task
-from agentengine.errors import AgentEngineError, EngineClosedError, ToolError, UnknownAgentError
+from agentengine.errors import (
+    AgentEngineError,
+    EngineClosedError,
+    ToolError,
+    UnknownAgentError,
+    describe_error,
+)
 from agentengine.events import (
     _HEAD_SIZE,
     AgentCompletedEvent,
@@ -325,12 +331,12 @@ class RunContext:
             try:
                 tool = await engine._resolve_tool(name)
             except BaseException as exc:  # a resolver (an extension) failed: report it, like a tool
-                if isinstance(exc, asyncio.CancelledError) and _cancelling(self):
+                if isinstance(exc, asyncio.CancelledError) and cancelling(self):
                     self._complete_tool(
                         name, call_id, ToolStatus.CANCELLED, None, "cancelled", started
                     )
                     raise
-                message = f"looking up tool {name!r} failed: {_describe(exc)}"
+                message = f"looking up tool {name!r} failed: {describe_error(exc)}"
                 self._complete_tool(name, call_id, ToolStatus.ERROR, None, message, started)
                 raise ToolError(name, "error", message, call_id) from exc
         if tool is None:
@@ -363,21 +369,21 @@ class RunContext:
                 message = f"tool {name!r} timed out after {limit:g}s"
                 self._complete_tool(name, call_id, ToolStatus.TIMEOUT, None, message, started)
                 raise ToolError(name, "timeout", message, call_id) from None
-            message = _describe(exc)
+            message = describe_error(exc)
             self._complete_tool(name, call_id, ToolStatus.ERROR, None, message, started)
             raise ToolError(name, "error", message, call_id) from exc
         except asyncio.CancelledError as exc:
-            if _cancelling(self):  # a real cancellation (a deadline's was turned into TimeoutError)
+            if cancelling(self):  # a real cancellation (a deadline's was turned into TimeoutError)
                 self._complete_tool(name, call_id, ToolStatus.CANCELLED, None, "cancelled", started)
                 raise
-            message = _describe(exc)  # raised by the tool itself: a failure like any other
+            message = describe_error(exc)  # raised by the tool itself: a failure like any other
             self._complete_tool(name, call_id, ToolStatus.ERROR, None, message, started)
             raise ToolError(name, "error", message, call_id) from exc
         except ToolError as exc:
             self._complete_tool(name, call_id, ToolStatus.ERROR, None, exc.message, started)
             raise ToolError(name, "error", exc.message, call_id) from exc
         except BaseException as exc:  # SystemExit, KeyboardInterrupt ...: ends the call only
-            message = _describe(exc)
+            message = describe_error(exc)
             self._complete_tool(name, call_id, ToolStatus.ERROR, None, message, started)
             raise ToolError(name, "error", message, call_id) from exc
         self._complete_tool(name, call_id, ToolStatus.OK, result, None, started)
@@ -458,18 +464,7 @@ class _RandomHex:
 _random_hex = _RandomHex()
 
 
-def _describe(exc: BaseException) -> str:
-    """``"Type: text"`` of an exception (just the type without text); safe when ``str(exc)``
-    itself raises, since it is used on the way to a run's terminal event."""
-    name = type(exc).__name__
-    try:
-        text = str(exc)
-    except BaseException:  # a broken __str__ must not break the terminal event
-        return f"{name}: <str() of the exception raised>"
-    return f"{name}: {text}" if text else name
-
-
-def _cancelling(run: RunContext | None = None) -> bool:
+def cancelling(run: RunContext | None = None) -> bool:
     """True when the ``CancelledError`` being handled is a real cancellation: the engine asked
     to cancel ``run``, or the current task was cancelled. User code raising ``CancelledError``
     on its own (or from a future someone else cancelled) is a failure, not a cancellation."""
@@ -495,7 +490,7 @@ def _requested_cancel(run: RunContext) -> tuple[RunStatus, None, str, str]:
     return RunStatus.CANCELLED, None, "the run was cancelled", "CancelledError"
 
 
-async def _contained(call: Callable[[], Awaitable[Any]]) -> BaseException | None:
+async def contained(call: Callable[[], Awaitable[Any]]) -> BaseException | None:
     """Await ``call()`` and return what it raised (None if nothing): for user code run in a
     task of its own, since asyncio re-raises ``SystemExit`` and ``KeyboardInterrupt`` from a
     task out of the event loop."""
@@ -571,7 +566,7 @@ class RunHandle:
         return f"<RunHandle {self.run_id} agent={self.agent!r}>"
 
 
-_FACTORY_ONLY = object()
+FACTORY_ONLY = object()
 
 
 class UserExecutionEngine:
@@ -646,7 +641,7 @@ class UserExecutionEngine:
         run_timeout: float,
         tool_timeout: float,
     ) -> UserExecutionEngine:
-        if token is not _FACTORY_ONLY:
+        if token is not FACTORY_ONLY:
             raise TypeError("UserExecutionEngine is created only by ExecutionEngineFactory")
         self = object.__new__(cls)
         self._factory = factory
@@ -684,24 +679,24 @@ class UserExecutionEngine:
         local_tools: dict[str, Tool] = {}
         resolvers: list[Callable[[str], Awaitable[Tool | None]]] = []
         for _, ext in reversed(extensions):
-            if _overrides(ext, "around_run"):
+            if implements(ext, "around_run"):
                 run_chain = _wrap_run(ext.around_run, run_chain)
-            if _overrides(ext, "around_tool"):
+            if implements(ext, "around_tool"):
                 tool_chain = _wrap_tool(ext.around_tool, tool_chain)
         for plugin_name, ext in extensions:
-            if _overrides(ext, "on_event"):
+            if implements(ext, "on_event"):
                 observers.append((plugin_name, ext.on_event))
-            if _overrides(ext, "tools"):
+            if implements(ext, "tools"):
                 try:
                     provided = list(ext.tools())
                 except BaseException as exc:  # plugin code: refuse the engine
                     raise AgentEngineError(
                         f"plugin {plugin_name!r} failed to list its tools for user "
-                        f"{self.context.user_id!r}: {_describe(exc)}"
+                        f"{self.context.user_id!r}: {describe_error(exc)}"
                     ) from exc
                 for t in provided:
                     local_tools[t.name] = t
-            if _overrides(ext, "resolve_tool"):
+            if implements(ext, "resolve_tool"):
                 resolvers.append(ext.resolve_tool)
         self._run_chain = run_chain
         self._tool_chain = tool_chain
@@ -736,7 +731,7 @@ class UserExecutionEngine:
             "event sink failed to publish; the event stays in the run's result",
             event_type=event.type,
             seq=event.seq,
-            error=_describe(exc),
+            error=describe_error(exc),
         )
 
     def _observe(self, event: BaseEvent) -> None:
@@ -749,7 +744,7 @@ class UserExecutionEngine:
                     "event observer raised; skipped",
                     plugin=plugin_name,
                     event_type=event.type,
-                    error=_describe(exc),
+                    error=describe_error(exc),
                 )
 
     # -- runs -------------------------------------------------------------------------------
@@ -934,23 +929,23 @@ class UserExecutionEngine:
                 error = f"run exceeded its deadline of {run.timeout:g}s"
                 error_type = "TimeoutError"
             else:
-                error, error_type = _describe(exc), type(exc).__name__
+                error, error_type = describe_error(exc), type(exc).__name__
         except asyncio.CancelledError as exc:
             if run._cancel_requested:
                 status, output, error, error_type = _requested_cancel(run)
-            elif _cancelling():
+            elif cancelling():
                 status = RunStatus.CANCELLED
                 error, error_type = "the run was cancelled", "CancelledError"
                 if run._inline:
                     propagate = exc  # the caller itself was cancelled: it must see that
             else:  # raised by user code, not a cancellation: a failure like any other
-                error, error_type = _describe(exc), "CancelledError"
+                error, error_type = describe_error(exc), "CancelledError"
                 _log.warning("run failed", error=error, error_type=error_type)
         except BaseException as exc:  # SystemExit, KeyboardInterrupt ...: ends the run only
             if run._cancel_requested:
                 status, output, error, error_type = _requested_cancel(run)
             else:
-                error, error_type = _describe(exc), type(exc).__name__
+                error, error_type = describe_error(exc), type(exc).__name__
                 _log.warning("run failed", error=error, error_type=error_type)
         finally:
             self._finish(run, status, output, error, error_type)
@@ -973,7 +968,7 @@ class UserExecutionEngine:
                     run,
                     RunStatus.FAILED,
                     None,
-                    _describe(exc) if exc else "the run ended unexpectedly",
+                    describe_error(exc) if exc else "the run ended unexpectedly",
                     type(exc).__name__ if exc else "RuntimeError",
                 )
         if not task.cancelled():
@@ -1075,7 +1070,7 @@ class UserExecutionEngine:
 
     async def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until no run is active (at most ``timeout`` seconds); True if idle."""
-        return await _wait_runs(list(self._active.values()), timeout)
+        return await wait_runs(list(self._active.values()), timeout)
 
     async def cleanup(self) -> None:
         """Cancel active runs (each still ends with its terminal event; one still going
@@ -1088,10 +1083,10 @@ class UserExecutionEngine:
         runs = list(self._active.values())
         for run in runs:
             run._request_cancel()
-        await _wait_runs(runs, None)  # bounded: _request_cancel arms the abandon timer
+        await wait_runs(runs, None)  # bounded: _request_cancel arms the abandon timer
         grace = self._factory.engine_settings.close_timeout
         for ext in reversed(self._extensions):
-            if _overrides(ext, "close"):
+            if implements(ext, "close"):
                 await self._close_extension(ext, grace)
         self._extensions = ()
         self._observers = ()
@@ -1105,7 +1100,7 @@ class UserExecutionEngine:
         with the plugin's name and counted, never raised. A close still going after that is
         cancelled and left behind."""
         plugin = getattr(ext, "plugin_name", None) or type(ext).__name__
-        closing = asyncio.ensure_future(_contained(ext.close))
+        closing = asyncio.ensure_future(contained(ext.close))
         done, _ = await asyncio.wait((closing,), timeout=grace)
         if not done:
             closing.cancel()
@@ -1124,7 +1119,7 @@ class UserExecutionEngine:
                 "extension failed to close",
                 plugin=plugin,
                 user_id=self.context.user_id,
-                error=_describe(exc),
+                error=describe_error(exc),
             )
 
     async def shutdown(self) -> None:
@@ -1212,7 +1207,7 @@ class _LayeredTools:
         return sorted({*self._local, *self._shared.names()})
 
 
-async def _wait_runs(runs: list[RunContext], timeout: float | None) -> bool:
+async def wait_runs(runs: list[RunContext], timeout: float | None) -> bool:
     """Wait until these runs have emitted their terminal events; True if all did in time."""
     pending = [r for r in runs if not r._finished]
     if not pending:
@@ -1253,7 +1248,7 @@ def _wrap_tool(
     return layer
 
 
-def _overrides(ext: Any, method: str) -> bool:
+def implements(ext: Any, method: str) -> bool:
     """True when ``ext`` really provides ``method`` (not Extension's no-op default)."""
     impl = getattr(type(ext), method, None)
     if impl is None:

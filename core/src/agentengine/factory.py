@@ -22,19 +22,19 @@ from agentengine.config import EngineSettings, Settings, load_settings
 from agentengine.context import UserExecutionContext
 from agentengine.deadlines import DeadlineScheduler
 from agentengine.engine import (
-    _FACTORY_ONLY,
+    FACTORY_ONLY,
     UserExecutionEngine,
-    _cancelling,
-    _contained,
-    _describe,
-    _overrides,
-    _wait_runs,
+    cancelling,
+    contained,
+    implements,
+    wait_runs,
 )
 from agentengine.errors import (
     AgentEngineError,
     EngineClosedError,
     EngineLimitError,
     InvalidContextError,
+    describe_error,
 )
 from agentengine.events import RunStatus
 from agentengine.limits import ConcurrencyLimiter
@@ -282,7 +282,7 @@ class ExecutionEngineFactory:
         except BaseException:
             self._unadmit(engine)
             raise
-        if any(_overrides(ext, "start") for _, ext in collected):
+        if any(implements(ext, "start") for _, ext in collected):
             engine._pending_start = _DeferredStart(collected)
         else:
             engine._install_extensions(collected)
@@ -311,7 +311,7 @@ class ExecutionEngineFactory:
             )
         es = self.engine_settings
         engine = UserExecutionEngine._create(
-            _FACTORY_ONLY, self, context, es.run_timeout, es.tool_timeout
+            FACTORY_ONLY, self, context, es.run_timeout, es.tool_timeout
         )
         if engines is None:
             engines = self._engines[user_id] = set()
@@ -361,13 +361,13 @@ class ExecutionEngineFactory:
                     try:
                         await start()
                     except BaseException as exc:
-                        if isinstance(exc, asyncio.CancelledError) and _cancelling():
+                        if isinstance(exc, asyncio.CancelledError) and cancelling():
                             raise  # the caller was cancelled: a cancellation, not a failure
                         # SystemExit, KeyboardInterrupt ... refuse this engine, not the process
                         self._count_error(plugin_name)
                         raise AgentEngineError(
                             f"plugin {plugin_name!r} failed to start its extension for user "
-                            f"{engine.context.user_id!r}: {_describe(exc)}"
+                            f"{engine.context.user_id!r}: {describe_error(exc)}"
                         ) from exc
                 started.append((plugin_name, ext))
             engine._install_extensions(extensions)
@@ -512,16 +512,16 @@ class ExecutionEngineFactory:
                 sweeper.cancel()
             await asyncio.wait((sweeper,), timeout=grace)
         runs = self._active_runs()
-        if runs and not await _wait_runs(runs, deadline):
+        if runs and not await wait_runs(runs, deadline):
             # Runs the drain left, and any an open engine started meanwhile: all at once.
             left = self._active_runs()
             _log.warning("drain deadline passed; cancelling runs", runs=len(left))
             for run in left:
                 run._request_cancel()
-            await _wait_runs(left, None)  # bounded: each is abandoned after close_timeout
+            await wait_runs(left, None)  # bounded: each is abandoned after close_timeout
         engines = self._all_engines()
         if engines:
-            cleanups = [asyncio.ensure_future(_contained(e.cleanup)) for e in engines]
+            cleanups = [asyncio.ensure_future(contained(e.cleanup)) for e in engines]
             _, pending = await asyncio.wait(cleanups, timeout=grace + 1.0)
             for engine, cleanup in zip(engines, cleanups, strict=True):
                 if cleanup in pending:
@@ -531,13 +531,13 @@ class ExecutionEngineFactory:
                         close_timeout=grace,
                     )
                     self._forget_engine(engine)
-        closing = asyncio.ensure_future(_contained(self.events.aclose))
+        closing = asyncio.ensure_future(contained(self.events.aclose))
         done, _ = await asyncio.wait((closing,), timeout=grace)
         if not done:
             _log.error("event sink did not close in time; abandoned", close_timeout=grace)
         elif (exc := closing.result()) is not None:
             self._count_error("sink")
-            _log.error("event sink failed to close", error=_describe(exc))
+            _log.error("event sink failed to close", error=describe_error(exc))
 
     def _active_runs(self) -> list[Any]:
         return [run for engine in self._all_engines() for run in engine._active.values()]

@@ -75,7 +75,8 @@ _log = structlog.get_logger("agentengine.scope")
 
 
 def _cancelling(run: RunContext | None = None) -> bool:
-    from agentengine.engine import _cancelling as cancelling
+    # Imported when needed: the engine imports this module (the built-in request scope).
+    from agentengine.engine import cancelling
 
     return cancelling(run)
 

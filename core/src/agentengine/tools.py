@@ -138,7 +138,7 @@ def fields_validator(model: type[BaseModel]) -> Callable[[Any], dict[str, Any]]:
     return validate_via_model
 
 
-def _first_paragraph(doc: str | None) -> str:
+def first_paragraph(doc: str | None) -> str:
     if not doc:
         return ""
     return inspect.cleandoc(doc).split("\n\n", 1)[0].replace("\n", " ").strip()
@@ -213,7 +213,7 @@ class FunctionTool(Tool):
         model, run_param = signature_model(func, f"{tool_name}_args")
         super().__init__(
             tool_name,
-            description if description is not None else _first_paragraph(func.__doc__),
+            description if description is not None else first_paragraph(func.__doc__),
             timeout=timeout,
             input_schema=model.model_json_schema(),
         )
