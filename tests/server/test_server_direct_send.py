@@ -54,6 +54,14 @@ async def _await(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
+async def _waiting_forever(closed: list[bool]) -> None:
+    """Waits on a future nobody completes; notes in ``closed`` when it is closed."""
+    try:
+        await asyncio.get_running_loop().create_future()
+    finally:
+        closed.append(True)
+
+
 async def test_finish_coroutine_resumes_like_a_task() -> None:
     log: list[str] = []
     fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -89,15 +97,7 @@ async def test_finish_coroutine_propagates_errors_and_closes_on_cancel() -> None
     with pytest.raises(OSError, match="client gone"):
         await driver
 
-    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    async def waiting_forever() -> None:
-        try:
-            await never
-        finally:
-            closed.append(True)
-
-    coro2 = waiting_forever()
+    coro2 = _waiting_forever(closed)
     driver = asyncio.create_task(finish_coroutine(coro2, coro2.send(None)))
     await asyncio.sleep(0)
     driver.cancel()
@@ -186,15 +186,7 @@ async def test_a_send_failing_after_waiting_reports_it_and_the_task_raises() -> 
 async def test_cancelling_a_waiting_send_closes_it_without_reporting_a_failure() -> None:
     calls = Calls()
     closed: list[bool] = []
-    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    async def send() -> None:
-        try:
-            await never
-        finally:
-            closed.append(True)
-
-    task = calls.send(send())
+    task = calls.send(_waiting_forever(closed))
     assert task is not None
     await asyncio.sleep(0)
     task.cancel()
