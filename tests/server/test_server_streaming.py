@@ -1,66 +1,12 @@
-"""Pure logic of the streaming layer: finishing a hand-started coroutine, frame encoding."""
+"""Pure logic of the streaming layer: frame encoding, the sink's end of a subscription."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
 
-import pytest
 from agentengine import AgentThinkingEvent, EventGap
-from agentengine_server.app import finish_coroutine
 from agentengine_server.streaming import FrameEncoder
-
-
-async def test_finish_coroutine_resumes_like_a_task() -> None:
-    log: list[str] = []
-    fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-
-    async def work() -> None:
-        log.append("start")
-        log.append(await fut)
-        await asyncio.sleep(0)
-        log.append("end")
-
-    coro = work()
-    waiting = coro.send(None)  # runs until it waits on fut
-    assert waiting is fut
-    assert log == ["start"]
-    driver = asyncio.create_task(finish_coroutine(coro, waiting))
-    await asyncio.sleep(0)
-    fut.set_result("value")
-    await driver
-    assert log == ["start", "value", "end"]
-
-
-async def test_finish_coroutine_propagates_errors_and_closes_on_cancel() -> None:
-    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    closed: list[bool] = []
-
-    async def failing() -> None:
-        await fut
-        raise OSError("client gone")
-
-    coro = failing()
-    driver = asyncio.create_task(finish_coroutine(coro, coro.send(None)))
-    fut.set_result(None)
-    with pytest.raises(OSError, match="client gone"):
-        await driver
-
-    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    async def waiting_forever() -> None:
-        try:
-            await never
-        finally:
-            closed.append(True)
-
-    coro2 = waiting_forever()
-    driver = asyncio.create_task(finish_coroutine(coro2, coro2.send(None)))
-    await asyncio.sleep(0)
-    driver.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await driver
-    assert closed == [True]
 
 
 def test_frame_encoder_encodes_each_event_once() -> None:

@@ -11,6 +11,7 @@ from server_helpers import (
     RunningServer,
     check_run_sequences,
     eventually,
+    http,
     recv_json,
     recv_until,
     running_server,
@@ -105,7 +106,7 @@ BAD_FRAMES = [
     ("[1, 2]", "invalid_frame", "expected a JSON object"),
     ('{"type": "dance"}', "invalid_frame", "run, cancel, resume"),
     ('{"agent": "echo"}', "invalid_frame", "unknown frame type None"),
-    ('{"type": "run"}', "invalid_frame", "'agent'"),
+    ('{"type": "run"}', "invalid_request", "'agent'"),
     ('{"type": "run", "agent": "nope"}', "unknown_agent", "researcher"),
     ('{"type": "run", "agent": "echo", "input": {}}', "invalid_input", "text"),
     ('{"type": "run", "agent": "echo", "input": "hi"}', "invalid_input", "object"),
@@ -130,6 +131,38 @@ async def test_malformed_frames_get_an_error_and_the_connection_stays(srv: Runni
         await ws.send(json.dumps({"type": "run", "agent": "echo", "input": {"text": "ok"}}))
         frames = await recv_until(ws, lambda f: f.get("type") == "agent_completed")
         assert frames[-1]["output"] == "ok"
+
+
+#: Run requests a client may get wrong, with what the answer's message names.
+BAD_RUN_REQUESTS: list[tuple[dict[str, Any], str]] = [
+    ({}, "agent"),
+    ({"agent": 5}, "'agent' must be a string, got int"),
+    ({"agent": "echo", "thread_id": 5}, "'thread_id' must be a string, got int"),
+    ({"agent": "echo", "inptu": {"text": "hi"}}, "'inptu'"),
+    ({"agent": "echo", "input": [1]}, "'input' must be an object, got list"),
+    ({"agent": "echo", "input": "hi"}, "'input' must be an object, got str"),
+    ({"agent": "nope"}, "researcher"),
+    ({"agent": "echo", "input": {}}, "text"),
+    ({"agent": "echo", "input": {"text": "hi"}, "thread_id": "default"}, "thread_id"),
+]
+
+
+async def test_run_requests_are_checked_alike_over_http_and_websocket(srv: RunningServer) -> None:
+    """``POST /v1/runs`` and a ``run`` frame take the same fields and refuse the same mistakes
+    with the same error codes; none of them starts a run."""
+    async with http(srv) as client, await ws_connect(srv, "alice") as ws:
+        for n, (request, needle) in enumerate(BAD_RUN_REQUESTS):
+            r = await client.post("/v1/runs", json=request, headers=srv.auth("alice"))
+            await ws.send(json.dumps({"type": "run", **request, "id": n}))
+            frame = await recv_json(ws)
+            assert frame["type"] == "error", (request, frame)
+            assert frame["id"] == n
+            assert r.status_code in (404, 422), (request, r.text)
+            assert frame["error"] == r.json()["error"], (request, frame, r.json())
+            assert needle in frame["message"], (request, frame)
+            assert needle in r.json()["message"], (request, r.json())
+        runs = await client.get("/v1/runs", headers=srv.auth("alice"))
+        assert runs.json()["runs"] == []
 
 
 async def _drain(ws: Any) -> None:

@@ -84,8 +84,8 @@ def serve_command(
 
     from agentengine_server.app import create_app
     from agentengine_server.auth import SecretError, check_secret
-    from agentengine_server.server import AgentServer, run_server, uvicorn_config
     from agentengine_server.settings import JWT_SECRET_ENV
+    from agentengine_server.uvicorn_runner import AgentServer, run_server, uvicorn_config
 
     configure(json=log_json, level=log_level.upper())
     log = structlog.get_logger("agentengine_server")

@@ -1,11 +1,11 @@
 """Checks on the JSON a client sends, made at the door before anything is started.
 
-Every request body and WebSocket frame goes through ``parse_json`` (total: any bytes give a
-value or an ``InputError``, never another exception) and then ``check_json``, which walks the
-value once to refuse what would poison everything it reaches later: nesting deeper than the
-limit, and strings that are not valid Unicode (a lone UTF-16 surrogate such as ``"\\ud800"``,
-which JSON escapes can produce but no UTF-8 encoder can write). The same walk measures each
-top-level member's size as compact JSON, for the run input size limit.
+Every request body and WebSocket frame goes through ``load_json``: ``parse_json`` (total: any
+bytes give a value or an ``ApiError``, never another exception), then ``check_json``, which
+walks the value once to refuse what would poison everything it reaches later: nesting deeper
+than the limit, and strings that are not valid Unicode (a lone UTF-16 surrogate such as
+``"\\ud800"``, which JSON escapes can produce but no UTF-8 encoder can write). The same walk
+measures each top-level member's size as compact JSON, for the run input size limit.
 """
 
 from __future__ import annotations
@@ -15,28 +15,24 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["InputError", "check_json", "parse_json"]
+from agentengine_server.errors import ApiError
+
+__all__ = ["check_json", "load_json", "parse_json"]
 
 #: Python refuses to convert integers longer than this many digits (CVE-2020-10735).
 _INT_DIGITS = sys.get_int_max_str_digits() or 4300
 
 
-class InputError(Exception):
-    """Client input refused at the door: an HTTP status, a stable code, a message saying what
-    was wrong and how to fix it, and extra fields for the JSON answer (``path``, ``limit``)."""
-
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.extra = extra
+def load_json(raw: bytes | str, *, what: str, max_depth: int) -> tuple[Any, dict[str, int]]:
+    """``parse_json`` then ``check_json``: the value of ``raw`` and the sizes of its members."""
+    value = parse_json(raw, what=what, max_depth=max_depth)
+    return value, check_json(value, max_depth=max_depth)
 
 
 def parse_json(raw: bytes | str, *, what: str, max_depth: int) -> Any:
     """The JSON value of ``raw`` (a request body or frame, named ``what`` in messages).
 
-    Raises ``InputError`` only: 400 ``invalid_json`` for what is not JSON (including an
+    Raises ``ApiError`` only: 400 ``invalid_json`` for what is not JSON (including an
     integer over Python's 4,300-digit limit), 422 ``nested_too_deep`` for nesting so deep the
     parser gives up (far past ``max_depth``; ``check_json`` catches the rest).
     """
@@ -45,20 +41,20 @@ def parse_json(raw: bytes | str, *, what: str, max_depth: int) -> Any:
     except RecursionError:
         raise _too_deep(what, max_depth, None) from None
     except json.JSONDecodeError as exc:
-        raise InputError(400, "invalid_json", f"{what} is not valid JSON: {exc}") from None
+        raise ApiError(400, "invalid_json", f"{what} is not valid JSON: {exc}") from None
     except UnicodeDecodeError:
-        raise InputError(
+        raise ApiError(
             400, "invalid_json", f"{what} is not valid JSON: it is not UTF-8 text"
         ) from None
     except ValueError as exc:
         if "digits" in str(exc):
-            raise InputError(
+            raise ApiError(
                 400,
                 "invalid_json",
                 f"{what} holds an integer with more than {_INT_DIGITS} digits; "
                 "send very large numbers as strings",
             ) from None
-        raise InputError(400, "invalid_json", f"{what} is not valid JSON: {exc}") from None
+        raise ApiError(400, "invalid_json", f"{what} is not valid JSON: {exc}") from None
 
 
 def check_json(value: Any, *, max_depth: int) -> dict[str, int]:
@@ -67,7 +63,7 @@ def check_json(value: Any, *, max_depth: int) -> dict[str, int]:
 
     Objects and arrays may nest ``max_depth`` levels below the top-level value (the envelope
     of a body or frame), so a run's ``input`` object nests at most ``max_depth`` levels.
-    Raises ``InputError`` (422 ``nested_too_deep`` or ``invalid_unicode``, with ``path``).
+    Raises ``ApiError`` (422 ``nested_too_deep`` or ``invalid_unicode``, with ``path``).
     """
     sizes: dict[str, int] = {}
     try:
@@ -90,7 +86,7 @@ def check_json(value: Any, *, max_depth: int) -> dict[str, int]:
         if problem.kind == "depth":
             raise _too_deep(f"'{path}'" if path else "the value", max_depth, path) from None
         where = f"a key of {path or 'the top-level object'}" if problem.kind == "key" else path
-        raise InputError(
+        raise ApiError(
             422,
             "invalid_unicode",
             f"{where or 'the value'}: the string holds a lone UTF-16 surrogate "
@@ -111,11 +107,11 @@ class _WalkError(Exception):
         self.detail = detail
 
 
-def _too_deep(where: str, max_depth: int, path: str | None) -> InputError:
+def _too_deep(where: str, max_depth: int, path: str | None) -> ApiError:
     extra: dict[str, Any] = {"limit": max_depth}
     if path is not None:
         extra["path"] = path
-    return InputError(
+    return ApiError(
         422,
         "nested_too_deep",
         f"{where} nests objects and arrays deeper than {max_depth} levels (the limit is "

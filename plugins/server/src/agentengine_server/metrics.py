@@ -25,6 +25,13 @@ class ServerMetrics:
     auth_failures: int = 0
     runs_started: int = 0
 
+    def delivered(self, transport: str, *, gap: bool) -> None:
+        """Count one event frame handed to a client over ``transport`` (``ws`` or ``sse``);
+        ``gap``: it was an ``events_lost`` frame. The one place deliveries are counted."""
+        self.events_delivered[transport] += 1
+        if gap:
+            self.gaps_delivered += 1
+
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')

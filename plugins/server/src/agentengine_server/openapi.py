@@ -136,7 +136,8 @@ _DOCUMENT: dict[str, Any] = {
                     ),
                     "422": _err(
                         "invalid_request (not an object, unknown, missing or mistyped fields), "
-                        "invalid_input (the input does not fit the agent, or a bad thread_id), "
+                        "invalid_input (the input is not an object or does not fit the agent, or a "
+                        "bad thread_id), "
                         "nested_too_deep (past max_json_depth; 'path', 'limit'), "
                         "invalid_unicode (a lone surrogate; 'path')."
                     ),

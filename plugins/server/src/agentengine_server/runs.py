@@ -20,27 +20,21 @@ from typing import Any
 
 import structlog
 from agentengine import (
-    EngineClosedError,
     ExecutionEngineFactory,
     RunHandle,
     RunResult,
-    ToolArgumentError,
     UnknownAgentError,
     UserExecutionContext,
 )
 
-from agentengine_server.streaming import describe_error
+from agentengine_server.errors import ServerClosingError, describe_error
 
-__all__ = ["RUNNING", "RunManager", "RunRecord", "ServerClosingError"]
+__all__ = ["RECORD_OVERHEAD_BYTES", "RUNNING", "RunManager", "RunRecord", "wire_output"]
 
 _log = structlog.get_logger("agentengine_server.runs")
 
 #: ``status`` of a run that has not ended yet (the others are ``RunStatus`` values).
 RUNNING = "running"
-
-
-class ServerClosingError(EngineClosedError):
-    """The server is shutting down and takes no new runs."""
 
 
 @dataclass(slots=True)  # slots: half the memory per record (many are kept)
@@ -131,16 +125,12 @@ class RunManager:
     def validate(self, agent: str, run_input: Any) -> dict[str, Any]:
         """Check the agent exists and the input fits it, without starting anything.
 
-        Raises ``UnknownAgentError`` or ``ToolArgumentError`` (a ValueError).
+        Raises ``UnknownAgentError`` or ``ToolArgumentError`` (a ValueError; also for an
+        input that is not an object, ``Agent.validate_input``'s rule).
         """
         found = self.factory.agents.get(agent) if isinstance(agent, str) else None
         if found is None:
             raise UnknownAgentError(str(agent), self.factory.agents.names())
-        if run_input is not None and not isinstance(run_input, Mapping):
-            raise ToolArgumentError(
-                f"input for agent {agent!r} must be an object (a dict), "
-                f"got {type(run_input).__name__}"
-            )
         return found.validate_input(run_input)
 
     async def start(
@@ -285,14 +275,6 @@ class RunManager:
         """How often an idle server should ``sweep``: half the TTL, within 0.05 to 60 s."""
         return 60.0 if self.ttl is None else max(0.05, min(60.0, self.ttl / 2))
 
-    async def sweep_forever(self) -> None:
-        """Sweep now and then, so an idle server gives the memory back (see ``sweep``)."""
-        if self.ttl is None:
-            return
-        while True:
-            await asyncio.sleep(self.sweep_interval)
-            self.sweep()
-
     def user_ids(self) -> list[str]:
         """The users the table holds, least recently active first."""
         return list(self._users)
@@ -358,15 +340,10 @@ def wire_output(result: RunResult) -> tuple[Any, int]:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def jsonable(value: Any) -> Any:
-    """``value`` as plain JSON data that encodes as UTF-8: what JSON cannot hold becomes its
+def _json_text(value: Any) -> str:
+    """Compact JSON text of ``value`` that encodes as UTF-8: what JSON cannot hold becomes its
     ``str``, NaN or infinities the strings "NaN", "Infinity", "-Infinity", a lone surrogate
     U+FFFD. Raises what ``json.dumps`` raises for values it cannot walk (cycles, tuple keys)."""
-    return json.loads(_json_text(value), parse_constant=str)
-
-
-def _json_text(value: Any) -> str:
-    """Compact JSON text of ``value`` that encodes as UTF-8 (see ``jsonable``)."""
     text = json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
     if not text.isascii():
         # In a str every surrogate code point is a lone one (pairs are single characters).

@@ -31,16 +31,9 @@ from typing import Any
 import structlog
 from agentengine import BaseEvent, EventGap, EventSink
 
-__all__ = [
-    "BufferOverflowError",
-    "EventPump",
-    "Frame",
-    "FrameEncoder",
-    "InvalidCursorError",
-    "StreamHub",
-    "UserFanout",
-    "describe_error",
-]
+from agentengine_server.errors import BufferOverflowError, InvalidCursorError, describe_error
+
+__all__ = ["EventPump", "Frame", "FrameEncoder", "StreamHub", "UserFanout"]
 
 _log = structlog.get_logger("agentengine_server.streaming")
 
@@ -65,14 +58,6 @@ class Frame:
         self.gap = gap
         self.failed = failed
         self.size = sys.getsizeof(text) + FRAME_OVERHEAD
-
-
-class BufferOverflowError(Exception):
-    """The client fell more than the buffer's capacity behind."""
-
-
-class InvalidCursorError(ValueError):
-    """The sink refused the cursor a stream was to start after (raised before any item)."""
 
 
 class FrameEncoder:
@@ -166,19 +151,6 @@ def _plain(value: Any) -> str | None:
     except Exception:
         return f"<{type(value).__name__}>"
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def describe_error(exc: BaseException, limit: int = 200) -> str:
-    """``Type: message`` of ``exc``, safe to send and log whatever the exception holds: at
-    most ``limit`` characters, valid UTF-8, and never raising (a ``__str__`` may)."""
-    try:
-        message = str(exc)
-    except Exception:
-        message = "<message not printable>"
-    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
-    if len(message) > limit:
-        message = message[:limit] + "…"
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def _dumps(data: dict[str, Any]) -> str:

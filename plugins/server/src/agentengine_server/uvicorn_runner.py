@@ -29,7 +29,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
-from agentengine_server.app import ServerState
+from agentengine_server.state import ServerState
 
 __all__ = ["AgentServer", "run_server", "uvicorn_config"]
 

@@ -1,0 +1,162 @@
+"""The server's errors, and how each failure becomes an answer to the client.
+
+::
+
+    ApiError                      an answer {"error": code, "message": ..., **extra}: the HTTP
+                                  body (with its status) or a WebSocket error frame
+    BufferOverflowError           a connection fell more than its buffer behind (closed; the
+                                  client resumes by cursor)
+    InvalidCursorError            (ValueError) the event sink refused a stream's start cursor
+    ServerClosingError            (agentengine.EngineClosedError) no new runs: shutting down
+
+``AuthError`` and ``SecretError`` (bad tokens, a bad JWT secret) live with the token checks in
+``agentengine_server.auth``.
+
+``CLOSE_*``: the WebSocket close codes the server uses.
+
+Mappings, each the one place its answers are written: ``run_error`` (an exception raised while
+starting a run), ``stream_error_item`` (what ended an event stream, for SSE and WebSocket
+alike), ``describe_error`` (any exception as short, printable text).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from agentengine import (
+    EngineClosedError,
+    EngineLimitError,
+    InvalidContextError,
+    ToolArgumentError,
+    UnknownAgentError,
+)
+
+__all__ = [
+    "CLOSE_GOING_AWAY",
+    "CLOSE_INTERNAL",
+    "CLOSE_POLICY",
+    "CLOSE_TRY_AGAIN_LATER",
+    "RUN_START_ERRORS",
+    "ApiError",
+    "BufferOverflowError",
+    "InvalidCursorError",
+    "ServerClosingError",
+    "describe_error",
+    "run_error",
+    "shutting_down",
+    "stream_error_item",
+]
+
+#: WebSocket close codes used by the server (RFC 6455, section 7.4.1).
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_INTERNAL = 1011
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+class ApiError(Exception):
+    """An answer to a client that could not be served: ``{"error": code, "message": ...,
+    **extra}``, sent as the HTTP body with ``status`` and ``headers``, or as a WebSocket error
+    frame (``frame()``, where the status plays no part)."""
+
+    def __init__(
+        self,
+        http_status: int,
+        code: str,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(message)
+        self.status = http_status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body."""
+        return {"error": self.code, "message": self.message, **self.extra}
+
+    def frame(self) -> dict[str, Any]:
+        """The WebSocket error frame."""
+        return {"type": "error", **self.body()}
+
+
+class BufferOverflowError(Exception):
+    """The client fell more than the buffer's capacity behind."""
+
+
+class InvalidCursorError(ValueError):
+    """The sink refused the cursor a stream was to start after (raised before any item)."""
+
+
+class ServerClosingError(EngineClosedError):
+    """The server is shutting down and takes no new runs."""
+
+
+def shutting_down() -> ApiError:
+    """503 ``shutting_down``: the server takes no new runs or streams."""
+    return ApiError(503, "shutting_down", "the server is shutting down; retry later")
+
+
+#: What starting a run may raise that is the client's to hear about (``run_error``).
+RUN_START_ERRORS = (
+    UnknownAgentError,
+    ToolArgumentError,
+    InvalidContextError,
+    EngineLimitError,
+    EngineClosedError,
+)
+
+
+def run_error(exc: Exception) -> ApiError:
+    """The API error for an exception raised while starting a run (one of
+    ``RUN_START_ERRORS``; anything else is raised again)."""
+    if isinstance(exc, UnknownAgentError):
+        return ApiError(
+            404,
+            "unknown_agent",
+            f"no agent named {exc.name!r}; available agents: {', '.join(exc.available) or 'none'}",
+            available=exc.available,
+        )
+    if isinstance(exc, ToolArgumentError | InvalidContextError):
+        return ApiError(422, "invalid_input", str(exc))
+    if isinstance(exc, EngineLimitError):
+        return ApiError(
+            429,
+            "too_many_runs",
+            "too many runs in flight for this user; wait for one to finish (or cancel one) "
+            "and retry",
+            headers={"Retry-After": "1"},
+        )
+    if isinstance(exc, EngineClosedError):
+        return shutting_down()
+    raise exc
+
+
+def stream_error_item(exc: BaseException) -> dict[str, Any]:
+    """The error item a stream ends with when ``exc`` ended it: ``invalid_cursor`` for a
+    refused start cursor, ``stream_failed`` (reconnect to resume) for anything else. SSE sends
+    it as an ``error`` event, the WebSocket as an error frame."""
+    if isinstance(exc, InvalidCursorError):
+        code = "invalid_cursor"
+        message = describe_error(exc).removeprefix("InvalidCursorError: ")
+    else:
+        code = "stream_failed"
+        message = f"the event stream failed ({describe_error(exc)}); reconnect to resume"
+    return {"type": "error", "error": code, "message": message}
+
+
+def describe_error(exc: BaseException, limit: int = 200) -> str:
+    """``Type: message`` of ``exc``, safe to send and log whatever the exception holds: at
+    most ``limit`` characters, valid UTF-8, and never raising (a ``__str__`` may)."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<message not printable>"
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(message) > limit:
+        message = message[:limit] + "…"
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__

@@ -1,0 +1,229 @@
+"""``ServerState``: what every route and connection of one app shares, and its lifecycle.
+
+The factory, the run table (``RunManager``), the event streams (``StreamHub``), the token
+verifier, the counters and the live connections; the steps every transport takes the same way
+(authenticating a caller, starting a run, where a new stream starts); the housekeeping loop;
+and the graceful shutdown. ``server_state(request)`` finds it from a request or WebSocket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Protocol
+
+import structlog
+from agentengine import ExecutionEngineFactory
+from starlette.requests import HTTPConnection
+
+from agentengine_server.auth import AuthError, TokenClaims, TokenVerifier, bearer_token
+from agentengine_server.errors import RUN_START_ERRORS, ApiError, run_error
+from agentengine_server.memory import resident_bytes, trim_heap
+from agentengine_server.metrics import ServerMetrics
+from agentengine_server.requests import RunRequest
+from agentengine_server.runs import RunManager, RunRecord
+from agentengine_server.settings import ServerSettings
+from agentengine_server.streaming import EventPump, FrameEncoder, StreamHub
+
+__all__ = ["LiveConnection", "ServerState", "server_state"]
+
+_log = structlog.get_logger("agentengine_server")
+
+
+class LiveConnection(Protocol):
+    """What the shutdown needs of a live connection (``websocket.Connection``)."""
+
+    @property
+    def finished(self) -> asyncio.Event:
+        """Set once the connection is over."""
+        ...
+
+    def abort(self) -> None:
+        """Stop the connection at once (it did not finish within the flush timeout)."""
+        ...
+
+
+class ServerState:
+    """Everything the routes share: the factory, runs, auth, counters, live connections."""
+
+    def __init__(
+        self,
+        factory: ExecutionEngineFactory,
+        verifier: TokenVerifier,
+        settings: ServerSettings,
+        *,
+        dev: bool,
+    ) -> None:
+        self.factory = factory
+        self.verifier = verifier
+        self.settings = settings
+        self.dev = dev
+        self.runs = RunManager(
+            factory,
+            finished_runs_kept=settings.finished_runs_kept,
+            max_finished_runs=settings.max_finished_runs,
+            finished_runs_max_bytes=settings.finished_runs_max_bytes,
+            finished_runs_ttl=settings.finished_runs_ttl,
+        )
+        self.metrics = ServerMetrics()
+        self.encoder = FrameEncoder(max_bytes=settings.frame_cache_bytes)
+        self.streams = StreamHub(
+            factory.events,
+            self.encoder,
+            capacity=settings.send_buffer,
+            capacity_bytes=settings.send_buffer_bytes,
+            stall_timeout=settings.slow_client_timeout,
+        )
+        self.connections: set[LiveConnection] = set()
+        self.closing = False
+        self._shutdown_done: asyncio.Event | None = None
+
+    # -- auth ---------------------------------------------------------------------------------
+
+    def authenticate(self, token: str | None) -> str:
+        """The user id of ``token``; ``ApiError`` 401 otherwise."""
+        return self.token_claims(token).user_id
+
+    def token_claims(self, token: str | None) -> TokenClaims:
+        """The claims of ``token`` (user id, expiry); ``ApiError`` 401 otherwise, counted as
+        an auth failure."""
+        try:
+            return self.verifier.claims(token)
+        except AuthError as exc:
+            self.metrics.auth_failures += 1
+            raise ApiError(
+                401,
+                "unauthorized",
+                str(exc),
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            ) from None
+
+    def request_user(self, request: HTTPConnection, *, allow_query: bool = False) -> str:
+        """The caller of an HTTP request (``Authorization: Bearer``; ``?token=`` if allowed)."""
+        return self.request_claims(request, allow_query=allow_query).user_id
+
+    def request_claims(self, request: HTTPConnection, *, allow_query: bool = False) -> TokenClaims:
+        """The verified token claims of an HTTP request's caller."""
+        token = bearer_token(request.headers.get("authorization"))
+        if token is None and allow_query:
+            token = request.query_params.get("token")
+        return self.token_claims(token)
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    async def start_run(self, user_id: str, request: RunRequest) -> RunRecord:
+        """Start the run ``request`` asks for (checked by ``requests.run_request``), for
+        ``user_id``, and count it; ``ApiError`` (``errors.run_error``) when it cannot start."""
+        try:
+            record = await self.runs.start(
+                user_id, request.agent, request.input, thread_id=request.thread_id
+            )
+        except RUN_START_ERRORS as exc:
+            raise run_error(exc) from None
+        self.metrics.runs_started += 1
+        return record
+
+    # -- streams ------------------------------------------------------------------------------
+
+    def start_cursor(self, user_id: str, requested: str | None) -> str | None:
+        """Where a new stream starts: after ``requested`` (the client's resume cursor) if it
+        gave one; else after the user's newest event (only live events follow), or at
+        everything retained when the sink cannot tell."""
+        if requested:
+            return requested
+        latest = getattr(self.factory.events, "latest_cursor", None)
+        return latest(user_id) if callable(latest) else None
+
+    def pump(self, user_id: str, after: str | None, on_overflow: Any = None) -> EventPump:
+        """A started pump of ``user_id``'s events after ``after``."""
+        return self.streams.open(user_id, after, on_overflow)
+
+    # -- housekeeping -------------------------------------------------------------------------
+
+    async def housekeeping(self) -> None:
+        """Forever, every ``RunManager.sweep_interval`` seconds: forget the users idle past
+        ``finished_runs_ttl`` (``RunManager.sweep``), then, if the server did anything since
+        the last time (``trim_memory``), return freed heap memory to the operating system
+        (``memory.trim_heap``): so that RSS comes down after a burst, and again once the TTL
+        passed, instead of staying at its peak."""
+        last: tuple[int, ...] | None = None
+        while True:
+            await asyncio.sleep(self.runs.sweep_interval)
+            self.runs.sweep()
+            if not self.settings.trim_memory:
+                continue
+            mark = self._activity()
+            if mark != last:
+                last = mark
+                trim_heap()
+
+    def _activity(self) -> tuple[int, ...]:
+        """Counters that move whenever the server allocates or frees much: runs started and
+        ended, records and users of the run table, frames delivered."""
+        factory = self.factory.get_factory_metrics()
+        return (
+            self.metrics.runs_started,
+            int(factory.get("runs", 0)),
+            self.runs.finished_count,
+            len(self.runs.user_ids()),
+            sum(self.metrics.events_delivered.values()),
+        )
+
+    def memory_figures(self) -> dict[str, float]:
+        """What the server holds, by bound, in bytes (for ``GET /metrics``)."""
+        figures: dict[str, float] = {
+            "finished_runs": self.runs.finished_count,
+            "finished_runs_bytes": self.runs.finished_bytes,
+            "run_table_users": len(self.runs.user_ids()),
+            "frame_cache_bytes": self.encoder.retained_bytes,
+        }
+        retained = getattr(self.factory.events, "retained_bytes", None)
+        if isinstance(retained, int):
+            figures["events_retained_bytes"] = retained
+        rss = resident_bytes()
+        if rss is not None:
+            figures["resident_bytes"] = rss
+        return figures
+
+    # -- shutdown -----------------------------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        """Take no new runs, drain runs within the factory's drain deadline (leftovers are
+        cancelled and still end with their terminal event), let every connection send what it
+        has, then close each with a close frame. Idempotent; concurrent callers all wait."""
+        if self._shutdown_done is not None:
+            await self._shutdown_done.wait()
+            return
+        self._shutdown_done = asyncio.Event()
+        self.closing = True
+        self.runs.closing = True
+        started = time.monotonic()
+        _log.info(
+            "shutting down: draining runs",
+            runs=self.runs.active,
+            drain_timeout=self.factory.engine_settings.drain_timeout,
+            connections=len(self.connections),
+        )
+        try:
+            # Draining ends with the sink closing: every stream then ends after its last event.
+            await self.factory.shutdown()
+            await self.runs.wait_finished()
+            waiting = [c.finished.wait() for c in list(self.connections)]
+            if waiting:
+                _, pending = await asyncio.wait(
+                    [asyncio.ensure_future(w) for w in waiting],
+                    timeout=self.settings.shutdown_flush_timeout,
+                )
+                for task in pending:
+                    task.cancel()
+                for conn in list(self.connections):
+                    conn.abort()
+            _log.info("shutdown complete", seconds=round(time.monotonic() - started, 3))
+        finally:
+            self._shutdown_done.set()
+
+
+def server_state(conn: HTTPConnection) -> ServerState:
+    """The ``ServerState`` of the app serving ``conn`` (a request or a WebSocket)."""
+    state: ServerState = conn.app.state.agentengine
+    return state
