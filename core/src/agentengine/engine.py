@@ -218,6 +218,9 @@ class RunContext:
         self._started_at = _perf()
         #: The size limit of one event's values (``[engine] event_max_bytes``).
         self._wire_limit: int = engine._factory.engine_settings.event_max_bytes
+        # The fields every event of the run carries, in declaration order: an event's fields
+        # are a copy of it (cheaper than building the dict) with the type's own fields added,
+        # completed by ``_emit``.
         self._head: dict[str, Any] = {
             "type": None,
             "run_id": run_id,
@@ -252,22 +255,18 @@ class RunContext:
         """The run's events so far (a copy)."""
         return list(self._events)
 
-    def _fields(self, type_: str) -> dict[str, Any]:
-        """The fields every event of the run carries, in declaration order; the caller adds
-        the type's own fields (in order too) and passes them to ``_emit``."""
-        # A copy of the run's template (a dict copy is cheaper than building the dict), with
-        # the values that change; assigning existing keys keeps their order.
-        fields = self._head.copy()
+    def _emit(self, cls: type[BaseEvent], type_: str, fields: dict[str, Any], size: int) -> None:
+        """Make the event and send it out. ``fields`` is a copy of the run's ``_head`` with the
+        type's own fields added in declaration order, values made wire-safe by
+        ``agentengine.wire`` (their sizes add up to ``size``); the head's ``type``, ``seq`` and
+        ``ts`` are set here."""
+        # Hot path: no hook lookups here, just the engine's precomposed observer tuple; and
+        # events._build written out (a call per event costs more than its body). The head's
+        # changing values are set here rather than in a helper of their own: one call less per
+        # event. Assigning existing keys keeps their order.
         fields["type"] = type_
         fields["seq"] = len(self._events) + 1
         fields["ts"] = _now(UTC)
-        return fields
-
-    def _emit(self, cls: type[BaseEvent], fields: dict[str, Any], size: int = 0) -> None:
-        """Make the event (``fields`` complete, in declaration order, values made wire-safe by
-        ``agentengine.wire``, whose sizes add up to ``size``) and send it out."""
-        # Hot path: no hook lookups here, just the engine's precomposed observer tuple; and
-        # events._build written out (a call per event costs more than its body).
         event = _new(cls)
         _set_dict(event, "__dict__", fields)
         _set_fields_set(event, _all_fields[cls])
@@ -293,14 +292,14 @@ class RunContext:
         if self._finished:
             raise EngineClosedError(f"run {self.run_id} has already ended; think() is too late")
         self._think_steps += 1
-        fields = self._fields("agent_thinking")
+        fields = self._head.copy()
         if type(text) is str and text.isascii() and len(text) < self._wire_limit:
             size = len(text) + 2  # wire_text's fast path, without its call
         else:
             text, size = wire_text(text, self._wire_limit)
         fields["text"] = text
         fields["step"] = self._think_steps
-        self._emit(AgentThinkingEvent, fields, size)
+        self._emit(AgentThinkingEvent, "agent_thinking", fields, size)
 
     async def call_tool(self, name: str, args: Mapping[str, Any] | None = None) -> Any:
         """Call a tool: emits ``tool_executing`` then ``tool_completed`` and returns the result.
@@ -314,11 +313,11 @@ class RunContext:
         self._tool_calls += 1
         call_id = f"{self.run_id}.{self._tool_calls}"
         raw_args = dict(args) if is_mapping(args) else {}
-        fields = self._fields("tool_executing")
+        fields = self._head.copy()
         fields["tool"] = name if type(name) is str and name.isascii() else wire_text(name, 256)[0]
         fields["tool_call_id"] = call_id
         fields["args"], size = wire_value(raw_args, self._wire_limit)
-        self._emit(ToolExecutingEvent, fields, size)
+        self._emit(ToolExecutingEvent, "tool_executing", fields, size)
         started = _perf()
         tool = engine._get_tool(name)
         if tool is None:
@@ -394,7 +393,7 @@ class RunContext:
     ) -> None:
         if self._finished:  # the run already ended (engine cleanup); nothing may follow
             return
-        fields = self._fields("tool_completed")
+        fields = self._head.copy()
         fields["tool"] = name if type(name) is str and name.isascii() else wire_text(name, 256)[0]
         fields["tool_call_id"] = call_id
         fields["status"] = status
@@ -405,7 +404,7 @@ class RunContext:
         fields["result"], size = wire_value(result, limit)
         fields["error"] = error
         fields["duration_ms"] = (_perf() - started) * 1000.0
-        self._emit(ToolCompletedEvent, fields, size + self._wire_limit - limit)
+        self._emit(ToolCompletedEvent, "tool_completed", fields, size + self._wire_limit - limit)
 
     def _request_cancel(self) -> None:
         """Cancel the run on behalf of the engine (handle.cancel, cleanup, shutdown).
@@ -814,10 +813,10 @@ class UserExecutionEngine:
         self._active[run_id] = run
         # agent_started goes out before the run executes at all, so that even a run cancelled
         # before its first step has its first event.
-        fields = run._fields("agent_started")
+        fields = run._head.copy()
         fields["input"], size = wire_value(given, run._wire_limit)
         try:
-            run._emit(AgentStartedEvent, fields, size)
+            run._emit(AgentStartedEvent, "agent_started", fields, size)
         except BaseException:
             # The run never starts: leave no run without a task in the active set.
             del self._active[run_id]
@@ -1014,12 +1013,12 @@ class UserExecutionEngine:
         if run._finished:
             return
         if status is not RunStatus.SUCCEEDED and status is not RunStatus.CANCELLED:
-            fields = run._fields("agent_error")
+            fields = run._head.copy()
             fields["error"], size = wire_text(error or "", run._wire_limit)
             fields["error_type"] = wire_text(error_type or "Error", 256)[0]
-            run._emit(AgentErrorEvent, fields, size)
+            run._emit(AgentErrorEvent, "agent_error", fields, size)
         duration_ms = (_perf() - run._started_at) * 1000.0
-        fields = run._fields("agent_completed")
+        fields = run._head.copy()
         fields["status"] = status
         limit = run._wire_limit
         safe_error = error
@@ -1030,7 +1029,7 @@ class UserExecutionEngine:
         fields["output"], size = wire_value(output, limit)
         fields["error"] = safe_error
         fields["duration_ms"] = duration_ms
-        run._emit(AgentCompletedEvent, fields, size + run._wire_limit - limit)
+        run._emit(AgentCompletedEvent, "agent_completed", fields, size + run._wire_limit - limit)
         run._finished = True
         for fut in (run._waiter, run._done):
             if fut is not None and not fut.done():
