@@ -207,7 +207,10 @@ class InMemoryEventSink:
                     self._newest_user = self._newest_log = None
 
     def publish(self, event: BaseEvent) -> None:
-        user_id = event.user_id
+        # Attributes of a pydantic model are read through its ``__getattr__`` hook, several
+        # times the cost of a dict lookup: the field dict is read once, the fields from it.
+        data = event.__dict__
+        user_id = data["user_id"]
         if user_id == self._newest_user:  # the same user as last time: already at the end
             log = self._newest_log
             assert log is not None
@@ -236,16 +239,18 @@ class InMemoryEventSink:
             log.first += 1
         # Written straight into the model's dict: pydantic's __setattr__ costs more than the rest
         # of publishing, and the value is ours (a str), so there is nothing to validate.
-        event.__dict__["cursor"] = str(cursor)
+        data["cursor"] = str(cursor)
         entries.append(event)
         # Byte budgets count down (one comparison with zero each on the hot path); ``size`` is
-        # now what this publish adds.
-        log.room -= size
-        if log.room < 0:  # retention by bytes: the oldest go, never the newest
+        # now what this publish adds. Locals spare reading each budget back.
+        room = log.room - size
+        log.room = room
+        if room < 0:  # retention by bytes: the oldest go, never the newest
             while log.room < 0 and len(entries) > 1:
                 self._pop_oldest(log)
-        self._room -= size
-        if self._room < 0:
+        room = self._room - size
+        self._room = room
+        if room < 0:
             self._shrink(log)
         if log.waiters:
             log.wake()
