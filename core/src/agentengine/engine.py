@@ -51,7 +51,7 @@ from agentengine.extensions import Extension, ToolCall
 from agentengine.logging import AGENT_VAR, RUN_ID_VAR, USER_ID_VAR
 from agentengine.scope import EMPTY_SCOPE
 from agentengine.tools import Tool, ToolArgumentError, ToolRegistry, is_mapping
-from agentengine.wire import wire_text, wire_value
+from agentengine.wire import _BIG_INT, _NEG_BIG_INT, wire_text, wire_value
 
 if TYPE_CHECKING:
     from agentengine.agents import Agent
@@ -313,8 +313,10 @@ class RunContext:
         self._tool_calls += 1
         call_id = f"{self.run_id}.{self._tool_calls}"
         raw_args = dict(args) if is_mapping(args) else {}
+        # The name as events show it, made once for both of the call's events.
+        shown = name if type(name) is str and name.isascii() else wire_text(name, 256)[0]
         fields = self._head.copy()
-        fields["tool"] = name if type(name) is str and name.isascii() else wire_text(name, 256)[0]
+        fields["tool"] = shown
         fields["tool_call_id"] = call_id
         fields["args"], size = wire_value(raw_args, self._wire_limit)
         self._emit(ToolExecutingEvent, "tool_executing", fields, size)
@@ -326,18 +328,18 @@ class RunContext:
             except BaseException as exc:  # a resolver (an extension) failed: report it, like a tool
                 if isinstance(exc, asyncio.CancelledError) and _cancelling(self):
                     self._complete_tool(
-                        name, call_id, ToolStatus.CANCELLED, None, "cancelled", started
+                        shown, call_id, ToolStatus.CANCELLED, None, "cancelled", started
                     )
                     raise
                 message = f"looking up tool {name!r} failed: {_describe(exc)}"
-                self._complete_tool(name, call_id, ToolStatus.ERROR, None, message, started)
+                self._complete_tool(shown, call_id, ToolStatus.ERROR, None, message, started)
                 raise ToolError(name, "error", message, call_id) from exc
         if tool is None:
             message = (
                 f"no tool named {name!r}; available tools: "
                 f"{', '.join(engine.tool_names()) or 'none'}"
             )
-            self._complete_tool(name, call_id, ToolStatus.ERROR, None, message, started)
+            self._complete_tool(shown, call_id, ToolStatus.ERROR, None, message, started)
             raise ToolError(name, "error", message, call_id)
         try:
             if args is not None and not is_mapping(args):
@@ -347,7 +349,7 @@ class RunContext:
                 )
             validated = tool.validate_args(raw_args)
         except ToolArgumentError as exc:
-            self._complete_tool(name, call_id, ToolStatus.ERROR, None, str(exc), started)
+            self._complete_tool(shown, call_id, ToolStatus.ERROR, None, str(exc), started)
             raise ToolError(name, "error", str(exc), call_id) from None
         limit = tool.timeout if tool.timeout is not None else engine._tool_timeout
         try:
@@ -360,51 +362,62 @@ class RunContext:
         except TimeoutError as exc:
             if deadline.expired():
                 message = f"tool {name!r} timed out after {limit:g}s"
-                self._complete_tool(name, call_id, ToolStatus.TIMEOUT, None, message, started)
+                self._complete_tool(shown, call_id, ToolStatus.TIMEOUT, None, message, started)
                 raise ToolError(name, "timeout", message, call_id) from None
             message = _describe(exc)
-            self._complete_tool(name, call_id, ToolStatus.ERROR, None, message, started)
+            self._complete_tool(shown, call_id, ToolStatus.ERROR, None, message, started)
             raise ToolError(name, "error", message, call_id) from exc
         except asyncio.CancelledError as exc:
             if _cancelling(self):  # a real cancellation (a deadline's was turned into TimeoutError)
-                self._complete_tool(name, call_id, ToolStatus.CANCELLED, None, "cancelled", started)
+                self._complete_tool(
+                    shown, call_id, ToolStatus.CANCELLED, None, "cancelled", started
+                )
                 raise
             message = _describe(exc)  # raised by the tool itself: a failure like any other
-            self._complete_tool(name, call_id, ToolStatus.ERROR, None, message, started)
+            self._complete_tool(shown, call_id, ToolStatus.ERROR, None, message, started)
             raise ToolError(name, "error", message, call_id) from exc
         except ToolError as exc:
-            self._complete_tool(name, call_id, ToolStatus.ERROR, None, exc.message, started)
+            self._complete_tool(shown, call_id, ToolStatus.ERROR, None, exc.message, started)
             raise ToolError(name, "error", exc.message, call_id) from exc
         except BaseException as exc:  # SystemExit, KeyboardInterrupt ...: ends the call only
             message = _describe(exc)
-            self._complete_tool(name, call_id, ToolStatus.ERROR, None, message, started)
+            self._complete_tool(shown, call_id, ToolStatus.ERROR, None, message, started)
             raise ToolError(name, "error", message, call_id) from exc
-        self._complete_tool(name, call_id, ToolStatus.OK, result, None, started)
+        self._complete_tool(shown, call_id, ToolStatus.OK, result, None, started)
         return result
 
     def _complete_tool(
         self,
-        name: str,
+        shown: str,
         call_id: str,
         status: ToolStatus,
         result: Any,
         error: str | None,
         started: float,
     ) -> None:
+        """Emit ``tool_completed``; ``shown`` is the tool's name made wire-safe."""
         if self._finished:  # the run already ended (engine cleanup); nothing may follow
             return
         fields = self._head.copy()
-        fields["tool"] = name if type(name) is str and name.isascii() else wire_text(name, 256)[0]
+        fields["tool"] = shown
         fields["tool_call_id"] = call_id
         fields["status"] = status
-        limit = self._wire_limit
-        if error is not None:
-            error, n = wire_text(error, limit)
-            limit -= n
-        fields["result"], size = wire_value(result, limit)
+        if error is None:
+            # The commonest results checked here as wire_value's fast path does: a call less.
+            if result is None:
+                size = 4
+            elif type(result) is int and _NEG_BIG_INT < result < _BIG_INT:
+                size = 8
+            else:
+                result, size = wire_value(result, self._wire_limit)
+        else:
+            error, size = wire_text(error, self._wire_limit)
+            result, n = wire_value(result, self._wire_limit - size)
+            size += n
+        fields["result"] = result
         fields["error"] = error
         fields["duration_ms"] = (_perf() - started) * 1000.0
-        self._emit(ToolCompletedEvent, "tool_completed", fields, size + self._wire_limit - limit)
+        self._emit(ToolCompletedEvent, "tool_completed", fields, size)
 
     def _request_cancel(self) -> None:
         """Cancel the run on behalf of the engine (handle.cancel, cleanup, shutdown).
@@ -1020,16 +1033,24 @@ class UserExecutionEngine:
         duration_ms = (_perf() - run._started_at) * 1000.0
         fields = run._head.copy()
         fields["status"] = status
-        limit = run._wire_limit
-        safe_error = error
-        if error is not None:
-            safe_error, n = wire_text(error, limit)
-            limit -= n
         # The event carries the wire-safe output; the RunResult below keeps the agent's own.
-        fields["output"], size = wire_value(output, limit)
+        safe_error = error
+        if error is None:
+            # The commonest outputs checked here as wire_value's fast path does: a call less.
+            if output is None:
+                safe_output, size = None, 4
+            elif type(output) is int and _NEG_BIG_INT < output < _BIG_INT:
+                safe_output, size = output, 8
+            else:
+                safe_output, size = wire_value(output, run._wire_limit)
+        else:
+            safe_error, size = wire_text(error, run._wire_limit)
+            safe_output, n = wire_value(output, run._wire_limit - size)
+            size += n
+        fields["output"] = safe_output
         fields["error"] = safe_error
         fields["duration_ms"] = duration_ms
-        run._emit(AgentCompletedEvent, "agent_completed", fields, size + run._wire_limit - limit)
+        run._emit(AgentCompletedEvent, "agent_completed", fields, size)
         run._finished = True
         for fut in (run._waiter, run._done):
             if fut is not None and not fut.done():
