@@ -312,7 +312,13 @@ class RunContext:
         engine = self._engine
         self._tool_calls += 1
         call_id = f"{self.run_id}.{self._tool_calls}"
-        raw_args = dict(args) if is_mapping(args) else {}
+        # is_mapping's own first check written out for the common dict: a call less per call.
+        if type(args) is dict or is_mapping(args):
+            raw_args = dict(args)
+            bad_args = False
+        else:
+            raw_args = {}
+            bad_args = args is not None  # refused once the tool_executing event is out
         # The name as events show it, made once for both of the call's events.
         shown = name if type(name) is str and name.isascii() else wire_text(name, 256)[0]
         fields = self._head.copy()
@@ -342,7 +348,7 @@ class RunContext:
             self._complete_tool(shown, call_id, ToolStatus.ERROR, None, message, started)
             raise ToolError(name, "error", message, call_id)
         try:
-            if args is not None and not is_mapping(args):
+            if bad_args:
                 raise ToolArgumentError(
                     f"arguments for tool {name!r} must be an object (a dict), "
                     f"got {type(args).__name__}"
@@ -819,7 +825,8 @@ class UserExecutionEngine:
             run_id = "run-" + _random_hex()  # unique and unguessable, like a uuid4
         if run_id in self._active:
             raise ValueError(f"run id {run_id!r} is already active on this engine; use a new one")
-        given = dict(run_input) if is_mapping(run_input) else {}
+        # is_mapping's own first check written out for the common dict: a call less per run.
+        given = dict(run_input) if type(run_input) is dict or is_mapping(run_input) else {}
         run = RunContext(self, found, given, run_id, ctx, timeout or self._run_timeout)
         self.last_used = time.monotonic()
         self.stats[0] += 1
@@ -921,7 +928,11 @@ class UserExecutionEngine:
                 if not limiter.try_acquire(user_id):
                     await limiter.acquire(user_id)
                 try:
-                    if raw_input is not None and not is_mapping(raw_input):
+                    if (
+                        raw_input is not None
+                        and type(raw_input) is not dict  # spares the call for a dict
+                        and not is_mapping(raw_input)
+                    ):
                         raise ToolArgumentError(
                             f"input for agent {run.agent.name!r} must be an object (a dict), "
                             f"got {type(raw_input).__name__}"
