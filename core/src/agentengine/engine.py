@@ -46,6 +46,7 @@ from agentengine.events import (
     ToolExecutingEvent,
     ToolStatus,
     _build_parts,
+    _kind,
 )
 from agentengine.extensions import Extension, ToolCall
 from agentengine.logging import AGENT_VAR, RUN_ID_VAR, USER_ID_VAR
@@ -60,7 +61,13 @@ if TYPE_CHECKING:
 
 __all__ = ["PipelineStep", "RunContext", "RunHandle", "RunResult", "UserExecutionEngine"]
 
-_new, _set_dict, _set_fields_set, _set_extra, _set_private, _set_size, _all_fields = _build_parts
+_new, _set_dict, _set_fields_set, _set_extra, _set_private, _set_size = _build_parts
+_STARTED = _kind(AgentStartedEvent)
+_THINKING = _kind(AgentThinkingEvent)
+_EXECUTING = _kind(ToolExecutingEvent)
+_TOOL_COMPLETED = _kind(ToolCompletedEvent)
+_ERROR = _kind(AgentErrorEvent)
+_COMPLETED = _kind(AgentCompletedEvent)
 _log = structlog.get_logger("agentengine.engine")
 _now = datetime.now
 _perf = time.perf_counter
@@ -255,21 +262,23 @@ class RunContext:
         """The run's events so far (a copy)."""
         return list(self._events)
 
-    def _emit(self, cls: type[BaseEvent], type_: str, fields: dict[str, Any], size: int) -> None:
-        """Make the event and send it out. ``fields`` is a copy of the run's ``_head`` with the
-        type's own fields added in declaration order, values made wire-safe by
-        ``agentengine.wire`` (their sizes add up to ``size``); the head's ``type``, ``seq`` and
-        ``ts`` are set here."""
+    def _emit(
+        self, kind: tuple[type[BaseEvent], str, set[str]], fields: dict[str, Any], size: int
+    ) -> None:
+        """Make the event and send it out. ``kind`` is the event class's ``_kind`` (``_STARTED``
+        ...); ``fields`` a copy of the run's ``_head`` with the type's own fields added in
+        declaration order, values made wire-safe by ``agentengine.wire`` (their sizes add up to
+        ``size``); the head's ``type``, ``seq`` and ``ts`` are set here."""
         # Hot path: no hook lookups here, just the engine's precomposed observer tuple; and
         # events._build written out (a call per event costs more than its body). The head's
         # changing values are set here rather than in a helper of their own: one call less per
         # event. Assigning existing keys keeps their order.
-        fields["type"] = type_
+        cls, fields["type"], fields_set = kind
         fields["seq"] = len(self._events) + 1
         fields["ts"] = _now(UTC)
         event = _new(cls)
         _set_dict(event, "__dict__", fields)
-        _set_fields_set(event, _all_fields[cls])
+        _set_fields_set(event, fields_set)
         _set_extra(event, None)
         _set_private(event, None)
         _set_size(event, _HEAD_SIZE + size)
@@ -299,7 +308,7 @@ class RunContext:
             text, size = wire_text(text, self._wire_limit)
         fields["text"] = text
         fields["step"] = self._think_steps
-        self._emit(AgentThinkingEvent, "agent_thinking", fields, size)
+        self._emit(_THINKING, fields, size)
 
     async def call_tool(self, name: str, args: Mapping[str, Any] | None = None) -> Any:
         """Call a tool: emits ``tool_executing`` then ``tool_completed`` and returns the result.
@@ -325,7 +334,7 @@ class RunContext:
         fields["tool"] = shown
         fields["tool_call_id"] = call_id
         fields["args"], size = wire_value(raw_args, self._wire_limit)
-        self._emit(ToolExecutingEvent, "tool_executing", fields, size)
+        self._emit(_EXECUTING, fields, size)
         started = _perf()
         tool = engine._get_tool(name)
         if tool is None:
@@ -423,7 +432,7 @@ class RunContext:
         fields["result"] = result
         fields["error"] = error
         fields["duration_ms"] = (_perf() - started) * 1000.0
-        self._emit(ToolCompletedEvent, "tool_completed", fields, size)
+        self._emit(_TOOL_COMPLETED, fields, size)
 
     def _request_cancel(self) -> None:
         """Cancel the run on behalf of the engine (handle.cancel, cleanup, shutdown).
@@ -836,7 +845,7 @@ class UserExecutionEngine:
         fields = run._head.copy()
         fields["input"], size = wire_value(given, run._wire_limit)
         try:
-            run._emit(AgentStartedEvent, "agent_started", fields, size)
+            run._emit(_STARTED, fields, size)
         except BaseException:
             # The run never starts: leave no run without a task in the active set.
             del self._active[run_id]
@@ -1040,7 +1049,7 @@ class UserExecutionEngine:
             fields = run._head.copy()
             fields["error"], size = wire_text(error or "", run._wire_limit)
             fields["error_type"] = wire_text(error_type or "Error", 256)[0]
-            run._emit(AgentErrorEvent, "agent_error", fields, size)
+            run._emit(_ERROR, fields, size)
         duration_ms = (_perf() - run._started_at) * 1000.0
         fields = run._head.copy()
         fields["status"] = status
@@ -1061,7 +1070,7 @@ class UserExecutionEngine:
         fields["output"] = safe_output
         fields["error"] = safe_error
         fields["duration_ms"] = duration_ms
-        run._emit(AgentCompletedEvent, "agent_completed", fields, size)
+        run._emit(_COMPLETED, fields, size)
         run._finished = True
         for fut in (run._waiter, run._done):
             if fut is not None and not fut.done():
