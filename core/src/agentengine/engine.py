@@ -100,12 +100,14 @@ def _result_builder() -> Callable[..., RunResult]:
     """A ``RunResult`` constructor for the run path, taking every field positionally.
 
     A frozen dataclass's ``__init__`` assigns through ``object.__setattr__``, one call per
-    field; setting the slots through their descriptors costs a third. Same object.
+    field. Here the fields are plain attribute stores into an object of a class with the same
+    slots, which then becomes a ``RunResult`` (``__class__`` assignment, allowed between
+    classes of one layout): under half the cost. Same object.
     """
-    # Unpacking fails at import if a field is added or removed: update build() with it.
-    s_run, s_agent, s_user, s_status, s_out, s_err, s_type, s_events, s_ms = (
-        RunResult.__dict__[f.name].__set__ for f in fields(RunResult)
-    )
+
+    class Draft:
+        __slots__ = RunResult.__slots__
+
     new = object.__new__
 
     def build(
@@ -119,18 +121,24 @@ def _result_builder() -> Callable[..., RunResult]:
         events: tuple[BaseEvent, ...],
         duration_ms: float,
     ) -> RunResult:
-        result = new(RunResult)
-        s_run(result, run_id)
-        s_agent(result, agent)
-        s_user(result, user_id)
-        s_status(result, status)
-        s_out(result, output)
-        s_err(result, error)
-        s_type(result, error_type)
-        s_events(result, events)
-        s_ms(result, duration_ms)
-        return result
+        result: Any = new(Draft)
+        result.run_id = run_id
+        result.agent = agent
+        result.user_id = user_id
+        result.status = status
+        result.output = output
+        result.error = error
+        result.error_type = error_type
+        result.events = events
+        result.duration_ms = duration_ms
+        result.__class__ = RunResult
+        return result  # type: ignore[no-any-return]
 
+    # Fails at import if RunResult's fields change and build() was not updated with them.
+    names: list[Any] = [f.name for f in fields(RunResult)]
+    probe = build(*names)
+    if [getattr(probe, name) for name in names] != names:
+        raise RuntimeError("engine._result_builder does not set every field of RunResult")
     return build
 
 
