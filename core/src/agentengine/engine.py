@@ -52,7 +52,7 @@ from agentengine.extensions import Extension, ToolCall
 from agentengine.logging import AGENT_VAR, RUN_ID_VAR, USER_ID_VAR
 from agentengine.scope import EMPTY_SCOPE
 from agentengine.tools import Tool, ToolArgumentError, ToolRegistry, is_mapping
-from agentengine.wire import _BIG_INT, _NEG_BIG_INT, wire_text, wire_value
+from agentengine.wire import _BIG_INT, _NEG_BIG_INT, flat_dict_size, wire_text, wire_value
 
 if TYPE_CHECKING:
     from agentengine.agents import Agent
@@ -341,7 +341,11 @@ class RunContext:
         fields = self._head.copy()
         fields["tool"] = shown
         fields["tool_call_id"] = call_id
-        fields["args"], size = wire_value(raw_args, self._wire_limit)
+        size = flat_dict_size(raw_args, self._wire_limit)  # the common args, without wire_value
+        if size < 0:
+            fields["args"], size = wire_value(raw_args, self._wire_limit)
+        else:
+            fields["args"] = raw_args
         self._emit(_EXECUTING, fields, size)
         started = _perf()
         tool = engine._get_tool(name)
@@ -859,7 +863,11 @@ class UserExecutionEngine:
         # agent_started goes out before the run executes at all, so that even a run cancelled
         # before its first step has its first event.
         fields = run._head.copy()
-        fields["input"], size = wire_value(given, run._wire_limit)
+        size = flat_dict_size(given, run._wire_limit)  # the common input, without wire_value
+        if size < 0:
+            fields["input"], size = wire_value(given, run._wire_limit)
+        else:
+            fields["input"] = given
         try:
             run._emit(_STARTED, fields, size)
         except BaseException:
