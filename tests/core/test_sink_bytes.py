@@ -23,6 +23,8 @@ from agentengine import (
     parse_event,
 )
 from agentengine.events import EVENT_OVERHEAD, wire_size
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 KB = 1024
 
@@ -172,6 +174,61 @@ async def test_a_forgotten_user_resuming_an_old_cursor_gets_a_gap_not_a_silent_s
     assert isinstance(items[0], EventGap) and items[0].after == "5"
     assert items[1].seq == 6
     assert_continuous(items, "5")
+
+
+_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["publish"] * 6 + ["subscribe", "unsubscribe"]),
+        st.integers(0, 3),  # which user
+        st.sampled_from([1, 300, 1500, 4000, 12000]),  # text size of a published event
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    _OPS,
+    st.sampled_from([1, 3, 50]),
+    st.sampled_from([2 * KB, 8 * KB, 1000 * KB]),
+    st.sampled_from([3 * KB, 16 * KB, 1000 * KB]),
+)
+def test_the_byte_count_is_the_retained_events_whatever_the_order(
+    ops: list[tuple[str, int, int]], retention: int, retention_bytes: int, total_bytes: int
+) -> None:
+    """Publishes from users taking turns, with subscribers coming and going: after each step
+    the sink's count is the sum of what it retains, and both budgets hold (but for a newest
+    event larger than a budget on its own)."""
+
+    async def steps() -> None:
+        sink = InMemoryEventSink(
+            retention, max_users=3, retention_bytes=retention_bytes, total_bytes=total_bytes
+        )
+        streams: list[Any] = []
+        for seq, (op, user_n, size) in enumerate(ops, 1):
+            user = f"user-{user_n}"
+            if op == "publish":
+                sink.publish(thinking(user, seq, "y" * size))
+            elif op == "subscribe":
+                stream = sink.subscribe(user)
+                streams.append((stream, asyncio.ensure_future(anext(stream))))
+                await asyncio.sleep(0)
+            elif streams:
+                stream, pending = streams.pop(0)
+                pending.cancel()
+                await asyncio.sleep(0)
+                await stream.aclose()
+            retained = {u: sink.retained(u) for u in sink.users()}
+            assert sink.retained_bytes == sum(wire_size(e) for es in retained.values() for e in es)
+            for events in retained.values():
+                assert sum(wire_size(e) for e in events) <= retention_bytes or len(events) == 1
+            alone = sum(len(es) for es in retained.values()) == 1
+            assert sink.retained_bytes <= total_bytes or alone
+        for _, pending in streams:
+            pending.cancel()
+        await asyncio.sleep(0)
+
+    asyncio.run(steps())
 
 
 # -- the event size limit, in the engine --------------------------------------------------------

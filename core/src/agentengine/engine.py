@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from agentengine.deadlines import DeadlineScheduler, current_task
+from agentengine.deadlines import Deadline, DeadlineScheduler, current_task
 from agentengine.errors import (
     AgentEngineError,
     EngineClosedError,
@@ -41,7 +41,8 @@ from agentengine.errors import (
     describe_error,
 )
 from agentengine.events import (
-    _HEAD_SIZE,
+    BUILD_PARTS,
+    EVENT_OVERHEAD,
     AgentCompletedEvent,
     AgentErrorEvent,
     AgentStartedEvent,
@@ -51,13 +52,13 @@ from agentengine.events import (
     ToolCompletedEvent,
     ToolExecutingEvent,
     ToolStatus,
-    _build_parts,
+    event_kind,
 )
 from agentengine.extensions import Extension, ToolCall
 from agentengine.log import AGENT_VAR, RUN_ID_VAR, USER_ID_VAR
 from agentengine.scope import EMPTY_SCOPE
 from agentengine.tools import Tool, ToolArgumentError, ToolRegistry, is_mapping
-from agentengine.wire import wire_text, wire_value
+from agentengine.wire import BIG_INT, NEG_BIG_INT, flat_dict_size, wire_text, wire_value
 
 if TYPE_CHECKING:
     from agentengine.agents import Agent
@@ -66,7 +67,13 @@ if TYPE_CHECKING:
 
 __all__ = ["PipelineStep", "RunContext", "RunHandle", "RunResult", "UserExecutionEngine"]
 
-_new, _set_dict, _set_fields_set, _set_extra, _set_private, _set_size, _all_fields = _build_parts
+_new, _set_dict, _set_fields_set, _set_extra, _set_private, _set_size = BUILD_PARTS
+_STARTED = event_kind(AgentStartedEvent)
+_THINKING = event_kind(AgentThinkingEvent)
+_EXECUTING = event_kind(ToolExecutingEvent)
+_TOOL_COMPLETED = event_kind(ToolCompletedEvent)
+_ERROR = event_kind(AgentErrorEvent)
+_COMPLETED = event_kind(AgentCompletedEvent)
 _log = structlog.get_logger("agentengine.engine")
 _now = datetime.now
 _perf = time.perf_counter
@@ -99,12 +106,14 @@ def _result_builder() -> Callable[..., RunResult]:
     """A ``RunResult`` constructor for the run path, taking every field positionally.
 
     A frozen dataclass's ``__init__`` assigns through ``object.__setattr__``, one call per
-    field; setting the slots through their descriptors costs a third. Same object.
+    field. Here the fields are plain attribute stores into an object of a class with the same
+    slots, which then becomes a ``RunResult`` (``__class__`` assignment, allowed between
+    classes of one layout): under half the cost. Same object.
     """
-    # Unpacking fails at import if a field is added or removed: update build() with it.
-    s_run, s_agent, s_user, s_status, s_out, s_err, s_type, s_events, s_ms = (
-        RunResult.__dict__[f.name].__set__ for f in fields(RunResult)
-    )
+
+    class Draft:
+        __slots__ = RunResult.__slots__
+
     new = object.__new__
 
     def build(
@@ -118,18 +127,24 @@ def _result_builder() -> Callable[..., RunResult]:
         events: tuple[BaseEvent, ...],
         duration_ms: float,
     ) -> RunResult:
-        result = new(RunResult)
-        s_run(result, run_id)
-        s_agent(result, agent)
-        s_user(result, user_id)
-        s_status(result, status)
-        s_out(result, output)
-        s_err(result, error)
-        s_type(result, error_type)
-        s_events(result, events)
-        s_ms(result, duration_ms)
-        return result
+        result: Any = new(Draft)
+        result.run_id = run_id
+        result.agent = agent
+        result.user_id = user_id
+        result.status = status
+        result.output = output
+        result.error = error
+        result.error_type = error_type
+        result.events = events
+        result.duration_ms = duration_ms
+        result.__class__ = RunResult
+        return result  # type: ignore[no-any-return]
 
+    # Fails at import if RunResult's fields change and build() was not updated with them.
+    names: list[Any] = [f.name for f in fields(RunResult)]
+    probe = build(*names)
+    if [getattr(probe, name) for name in names] != names:
+        raise RuntimeError("engine._result_builder does not set every field of RunResult")
     return build
 
 
@@ -223,7 +238,10 @@ class RunContext:
         self._tool_calls = 0
         self._started_at = _perf()
         #: The size limit of one event's values (``[engine] event_max_bytes``).
-        self._wire_limit: int = engine._factory.engine_settings.event_max_bytes
+        self._wire_limit: int = engine._wire_limit
+        # The fields every event of the run carries, in declaration order: an event's fields
+        # are a copy of it (cheaper than building the dict) with the type's own fields added,
+        # completed by ``_emit``.
         self._head: dict[str, Any] = {
             "type": None,
             "run_id": run_id,
@@ -258,28 +276,26 @@ class RunContext:
         """The run's events so far (a copy)."""
         return list(self._events)
 
-    def _fields(self, type_: str) -> dict[str, Any]:
-        """The fields every event of the run carries, in declaration order; the caller adds
-        the type's own fields (in order too) and passes them to ``_emit``."""
-        # A copy of the run's template (a dict copy is cheaper than building the dict), with
-        # the values that change; assigning existing keys keeps their order.
-        fields = self._head.copy()
-        fields["type"] = type_
+    def _emit(
+        self, kind: tuple[type[BaseEvent], str, set[str]], fields: dict[str, Any], size: int
+    ) -> None:
+        """Make the event and send it out. ``kind`` is the event class's ``event_kind``
+        (``_STARTED`` ...); ``fields`` a copy of the run's ``_head`` with the type's own fields
+        added in declaration order, values made wire-safe by ``agentengine.wire`` (their sizes
+        add up to ``size``); the head's ``type``, ``seq`` and ``ts`` are set here."""
+        # Hot path: no hook lookups here, just the engine's precomposed observer tuple; and
+        # events._build written out (a call per event costs more than its body). The head's
+        # changing values are set here rather than in a helper of their own: one call less per
+        # event. Assigning existing keys keeps their order.
+        cls, fields["type"], fields_set = kind
         fields["seq"] = len(self._events) + 1
         fields["ts"] = _now(UTC)
-        return fields
-
-    def _emit(self, cls: type[BaseEvent], fields: dict[str, Any], size: int = 0) -> None:
-        """Make the event (``fields`` complete, in declaration order, values made wire-safe by
-        ``agentengine.wire``, whose sizes add up to ``size``) and send it out."""
-        # Hot path: no hook lookups here, just the engine's precomposed observer tuple; and
-        # events._build written out (a call per event costs more than its body).
         event = _new(cls)
         _set_dict(event, "__dict__", fields)
-        _set_fields_set(event, _all_fields[cls])
+        _set_fields_set(event, fields_set)
         _set_extra(event, None)
         _set_private(event, None)
-        _set_size(event, _HEAD_SIZE + size)
+        _set_size(event, EVENT_OVERHEAD + size)
         self._events.append(event)
         waiter = self._waiter
         if waiter is not None:
@@ -299,14 +315,14 @@ class RunContext:
         if self._finished:
             raise EngineClosedError(f"run {self.run_id} has already ended; think() is too late")
         self._think_steps += 1
-        fields = self._fields("agent_thinking")
+        fields = self._head.copy()
         if type(text) is str and text.isascii() and len(text) < self._wire_limit:
             size = len(text) + 2  # wire_text's fast path, without its call
         else:
             text, size = wire_text(text, self._wire_limit)
         fields["text"] = text
         fields["step"] = self._think_steps
-        self._emit(AgentThinkingEvent, fields, size)
+        self._emit(_THINKING, fields, size)
 
     async def call_tool(self, name: str, args: Mapping[str, Any] | None = None) -> Any:
         """Call a tool: emits ``tool_executing`` then ``tool_completed`` and returns the result.
@@ -319,12 +335,24 @@ class RunContext:
         engine = self._engine
         self._tool_calls += 1
         call_id = f"{self.run_id}.{self._tool_calls}"
-        raw_args = dict(args) if is_mapping(args) else {}
-        fields = self._fields("tool_executing")
-        fields["tool"] = name if type(name) is str and name.isascii() else wire_text(name, 256)[0]
+        # is_mapping's own first check written out for the common dict: a call less per call.
+        if type(args) is dict or is_mapping(args):
+            raw_args = dict(args)
+            bad_args = False
+        else:
+            raw_args = {}
+            bad_args = args is not None  # refused once the tool_executing event is out
+        # The name as events show it, made once for both of the call's events.
+        shown = name if type(name) is str and name.isascii() else wire_text(name, 256)[0]
+        fields = self._head.copy()
+        fields["tool"] = shown
         fields["tool_call_id"] = call_id
-        fields["args"], size = wire_value(raw_args, self._wire_limit)
-        self._emit(ToolExecutingEvent, fields, size)
+        size = flat_dict_size(raw_args, self._wire_limit)  # the common args, without wire_value
+        if size < 0:
+            fields["args"], size = wire_value(raw_args, self._wire_limit)
+        else:
+            fields["args"] = raw_args
+        self._emit(_EXECUTING, fields, size)
         started = _perf()
         tool = engine._get_tool(name)
         if tool is None:
@@ -333,32 +361,32 @@ class RunContext:
             except BaseException as exc:  # a resolver (an extension) failed: report it, like a tool
                 if isinstance(exc, asyncio.CancelledError) and cancelling(self):
                     self._complete_tool(
-                        name, call_id, ToolStatus.CANCELLED, None, "cancelled", started
+                        shown, call_id, ToolStatus.CANCELLED, None, "cancelled", started
                     )
                     raise
                 message = f"looking up tool {name!r} failed: {describe_error(exc)}"
-                self._complete_tool(name, call_id, ToolStatus.ERROR, None, message, started)
+                self._complete_tool(shown, call_id, ToolStatus.ERROR, None, message, started)
                 raise ToolError(name, "error", message, call_id) from exc
         if tool is None:
             message = (
                 f"no tool named {name!r}; available tools: "
                 f"{', '.join(engine.tool_names()) or 'none'}"
             )
-            self._complete_tool(name, call_id, ToolStatus.ERROR, None, message, started)
+            self._complete_tool(shown, call_id, ToolStatus.ERROR, None, message, started)
             raise ToolError(name, "error", message, call_id)
         try:
-            if args is not None and not is_mapping(args):
+            if bad_args:
                 raise ToolArgumentError(
                     f"arguments for tool {name!r} must be an object (a dict), "
                     f"got {type(args).__name__}"
                 )
             validated = tool.validate_args(raw_args)
         except ToolArgumentError as exc:
-            self._complete_tool(name, call_id, ToolStatus.ERROR, None, str(exc), started)
+            self._complete_tool(shown, call_id, ToolStatus.ERROR, None, str(exc), started)
             raise ToolError(name, "error", str(exc), call_id) from None
         limit = tool.timeout if tool.timeout is not None else engine._tool_timeout
         try:
-            with engine._deadlines.deadline(limit) as deadline:
+            with Deadline(engine._deadlines, limit) as deadline:  # a call less than .deadline()
                 chain = engine._tool_chain
                 if chain is _invoke_tool:  # no middleware: skip the ToolCall and a frame
                     result = await tool.invoke(self, validated)
@@ -367,51 +395,62 @@ class RunContext:
         except TimeoutError as exc:
             if deadline.expired():
                 message = f"tool {name!r} timed out after {limit:g}s"
-                self._complete_tool(name, call_id, ToolStatus.TIMEOUT, None, message, started)
+                self._complete_tool(shown, call_id, ToolStatus.TIMEOUT, None, message, started)
                 raise ToolError(name, "timeout", message, call_id) from None
             message = describe_error(exc)
-            self._complete_tool(name, call_id, ToolStatus.ERROR, None, message, started)
+            self._complete_tool(shown, call_id, ToolStatus.ERROR, None, message, started)
             raise ToolError(name, "error", message, call_id) from exc
         except asyncio.CancelledError as exc:
             if cancelling(self):  # a real cancellation (a deadline's was turned into TimeoutError)
-                self._complete_tool(name, call_id, ToolStatus.CANCELLED, None, "cancelled", started)
+                self._complete_tool(
+                    shown, call_id, ToolStatus.CANCELLED, None, "cancelled", started
+                )
                 raise
             message = describe_error(exc)  # raised by the tool itself: a failure like any other
-            self._complete_tool(name, call_id, ToolStatus.ERROR, None, message, started)
+            self._complete_tool(shown, call_id, ToolStatus.ERROR, None, message, started)
             raise ToolError(name, "error", message, call_id) from exc
         except ToolError as exc:
-            self._complete_tool(name, call_id, ToolStatus.ERROR, None, exc.message, started)
+            self._complete_tool(shown, call_id, ToolStatus.ERROR, None, exc.message, started)
             raise ToolError(name, "error", exc.message, call_id) from exc
         except BaseException as exc:  # SystemExit, KeyboardInterrupt ...: ends the call only
             message = describe_error(exc)
-            self._complete_tool(name, call_id, ToolStatus.ERROR, None, message, started)
+            self._complete_tool(shown, call_id, ToolStatus.ERROR, None, message, started)
             raise ToolError(name, "error", message, call_id) from exc
-        self._complete_tool(name, call_id, ToolStatus.OK, result, None, started)
+        self._complete_tool(shown, call_id, ToolStatus.OK, result, None, started)
         return result
 
     def _complete_tool(
         self,
-        name: str,
+        shown: str,
         call_id: str,
         status: ToolStatus,
         result: Any,
         error: str | None,
         started: float,
     ) -> None:
+        """Emit ``tool_completed``; ``shown`` is the tool's name made wire-safe."""
         if self._finished:  # the run already ended (engine cleanup); nothing may follow
             return
-        fields = self._fields("tool_completed")
-        fields["tool"] = name if type(name) is str and name.isascii() else wire_text(name, 256)[0]
+        fields = self._head.copy()
+        fields["tool"] = shown
         fields["tool_call_id"] = call_id
         fields["status"] = status
-        limit = self._wire_limit
-        if error is not None:
-            error, n = wire_text(error, limit)
-            limit -= n
-        fields["result"], size = wire_value(result, limit)
+        if error is None:
+            # The commonest results checked here as wire_value's fast path does: a call less.
+            if result is None:
+                size = 4
+            elif type(result) is int and NEG_BIG_INT < result < BIG_INT:
+                size = 8
+            else:
+                result, size = wire_value(result, self._wire_limit)
+        else:
+            error, size = wire_text(error, self._wire_limit)
+            result, n = wire_value(result, self._wire_limit - size)
+            size += n
+        fields["result"] = result
         fields["error"] = error
         fields["duration_ms"] = (_perf() - started) * 1000.0
-        self._emit(ToolCompletedEvent, fields, size + self._wire_limit - limit)
+        self._emit(_TOOL_COMPLETED, fields, size)
 
     def _request_cancel(self) -> None:
         """Cancel the run on behalf of the engine (handle.cancel, cleanup, shutdown).
@@ -595,6 +634,7 @@ class UserExecutionEngine:
         "_tool_timeout",
         "_tools",
         "_used_context_run_id",
+        "_wire_limit",
         "context",
         "created_at",
         "engine_id",
@@ -619,6 +659,7 @@ class UserExecutionEngine:
     _get_agent: Callable[[str], Agent | None]
     _get_tool: Callable[[str], Tool | None]
     _used_context_run_id: bool
+    _wire_limit: int
     context: UserExecutionContext
     created_at: float
     engine_id: str
@@ -649,6 +690,8 @@ class UserExecutionEngine:
         self.engine_id = os.urandom(16).hex()
         self._run_timeout = run_timeout
         self._tool_timeout = tool_timeout
+        # Read once here: a pydantic model's attributes cost several times a slot's.
+        self._wire_limit = factory.engine_settings.event_max_bytes
         self._tools = factory.tools
         self._get_tool = factory.tools.getter()
         self._get_agent = factory.agents.getter()
@@ -786,8 +829,12 @@ class UserExecutionEngine:
         timeout: float | None,
         run_id: str | None,
     ) -> RunContext:
-        self._check_open()
-        found = self._resolve_agent(agent)
+        # _check_open's and _resolve_agent's common case written out: two calls less per run.
+        if self._closed:
+            self._check_open()  # raises
+        found = self._get_agent(agent)
+        if found is None:
+            found = self._resolve_agent(agent)  # raises UnknownAgentError
         ctx = self.context
         if (
             run_id is None
@@ -802,17 +849,22 @@ class UserExecutionEngine:
             run_id = "run-" + _random_hex()  # unique and unguessable, like a uuid4
         if run_id in self._active:
             raise ValueError(f"run id {run_id!r} is already active on this engine; use a new one")
-        given = dict(run_input) if is_mapping(run_input) else {}
+        # is_mapping's own first check written out for the common dict: a call less per run.
+        given = dict(run_input) if type(run_input) is dict or is_mapping(run_input) else {}
         run = RunContext(self, found, given, run_id, ctx, timeout or self._run_timeout)
         self.last_used = time.monotonic()
         self.stats[0] += 1
         self._active[run_id] = run
         # agent_started goes out before the run executes at all, so that even a run cancelled
         # before its first step has its first event.
-        fields = run._fields("agent_started")
-        fields["input"], size = wire_value(given, run._wire_limit)
+        fields = run._head.copy()
+        size = flat_dict_size(given, run._wire_limit)  # the common input, without wire_value
+        if size < 0:
+            fields["input"], size = wire_value(given, run._wire_limit)
+        else:
+            fields["input"] = given
         try:
-            run._emit(AgentStartedEvent, fields, size)
+            run._emit(_STARTED, fields, size)
         except BaseException:
             # The run never starts: leave no run without a task in the active set.
             del self._active[run_id]
@@ -900,11 +952,16 @@ class UserExecutionEngine:
         user_id = run._user_id
         propagate: BaseException | None = None
         try:
-            with self._deadlines.deadline(run.timeout, run.task) as deadline:
+            # Made directly rather than by .deadline(): a call less per run.
+            with Deadline(self._deadlines, run.timeout, run.task) as deadline:
                 if not limiter.try_acquire(user_id):
                     await limiter.acquire(user_id)
                 try:
-                    if raw_input is not None and not is_mapping(raw_input):
+                    if (
+                        raw_input is not None
+                        and type(raw_input) is not dict  # spares the call for a dict
+                        and not is_mapping(raw_input)
+                    ):
                         raise ToolArgumentError(
                             f"input for agent {run.agent.name!r} must be an object (a dict), "
                             f"got {type(raw_input).__name__}"
@@ -1009,27 +1066,36 @@ class UserExecutionEngine:
         if run._finished:
             return
         if status is not RunStatus.SUCCEEDED and status is not RunStatus.CANCELLED:
-            fields = run._fields("agent_error")
+            fields = run._head.copy()
             fields["error"], size = wire_text(error or "", run._wire_limit)
             fields["error_type"] = wire_text(error_type or "Error", 256)[0]
-            run._emit(AgentErrorEvent, fields, size)
+            run._emit(_ERROR, fields, size)
         duration_ms = (_perf() - run._started_at) * 1000.0
-        fields = run._fields("agent_completed")
+        fields = run._head.copy()
         fields["status"] = status
-        limit = run._wire_limit
-        safe_error = error
-        if error is not None:
-            safe_error, n = wire_text(error, limit)
-            limit -= n
         # The event carries the wire-safe output; the RunResult below keeps the agent's own.
-        fields["output"], size = wire_value(output, limit)
+        safe_error = error
+        if error is None:
+            # The commonest outputs checked here as wire_value's fast path does: a call less.
+            if output is None:
+                safe_output, size = None, 4
+            elif type(output) is int and NEG_BIG_INT < output < BIG_INT:
+                safe_output, size = output, 8
+            else:
+                safe_output, size = wire_value(output, run._wire_limit)
+        else:
+            safe_error, size = wire_text(error, run._wire_limit)
+            safe_output, n = wire_value(output, run._wire_limit - size)
+            size += n
+        fields["output"] = safe_output
         fields["error"] = safe_error
         fields["duration_ms"] = duration_ms
-        run._emit(AgentCompletedEvent, fields, size + run._wire_limit - limit)
+        run._emit(_COMPLETED, fields, size)
         run._finished = True
-        for fut in (run._waiter, run._done):
-            if fut is not None and not fut.done():
-                fut.set_result(None)
+        if run._waiter is not None or run._done is not None:  # only when someone waits
+            for fut in (run._waiter, run._done):
+                if fut is not None and not fut.done():
+                    fut.set_result(None)
         run._result = _new_result(
             run.run_id,
             run._agent_name,

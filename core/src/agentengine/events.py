@@ -106,7 +106,7 @@ _TEXT_FIELDS = frozenset({"text", "error", "error_type", "tool"})
 def _made_safe(event: _E) -> _E:
     """A copy of ``event`` with every user-produced value made wire-safe (and its size set)."""
     fields = dict(event.__dict__)
-    size = _HEAD_SIZE
+    size = EVENT_OVERHEAD
     for name, value in fields.items():
         if name in _VALUE_FIELDS:
             fields[name], n = wire_value(value)
@@ -225,18 +225,6 @@ _set_size = BaseEvent.__dict__["_wire_size"].__set__
 #: demo agents measured with tracemalloc on CPython 3.11, where 512 undercounted by a third),
 #: so that byte budgets bound memory, not just JSON text.
 EVENT_OVERHEAD = 768
-_HEAD_SIZE = EVENT_OVERHEAD
-
-
-class _AllFields(dict[type[BaseEvent], set[str]]):
-    """``_fields_set`` by dict lookup, cheaper than a cached call on the emit path."""
-
-    def __missing__(self, cls: type[BaseEvent]) -> set[str]:
-        value = self[cls] = _fields_set(cls)
-        return value
-
-
-_all_fields = _AllFields()
 
 
 @functools.cache
@@ -265,7 +253,13 @@ def _build(cls: type[_E], fields: dict[str, Any], size: int) -> _E:
 
 
 #: What ``_build`` does, for the engine's emit path to do it without a call per event.
-_build_parts = (_new, _set_dict, _set_fields_set, _set_extra, _set_private, _set_size, _all_fields)
+BUILD_PARTS = (_new, _set_dict, _set_fields_set, _set_extra, _set_private, _set_size)
+
+
+def event_kind(cls: type[_E]) -> tuple[type[_E], str, set[str]]:
+    """What the engine's emit path needs of an event class, in one tuple unpacked per event
+    (cheaper than a lookup): the class, its ``type`` and its ``_fields_set``."""
+    return cls, cls.model_fields["type"].default, _fields_set(cls)
 
 
 def parse_event(data: dict[str, Any] | str | bytes) -> AgentEvent:

@@ -129,7 +129,13 @@ class InMemoryEventSink:
         self._dropped: OrderedDict[str, int] = OrderedDict()
         # Above every forgotten next cursor: where a log starts whose user was forgotten.
         self._floor = 1
-        self._room = total_bytes  # total_bytes less the bytes retained over all logs
+        # total_bytes less the bytes retained over all logs, the newest log's counted as they
+        # were when it became the newest (its room was then ``_mark``): publishing to the
+        # newest log, the common case, updates that log's room alone. Its room going under
+        # ``_alarm`` means that its own budget or the total may be exceeded (``_over``).
+        self._room = total_bytes
+        self._mark = 0
+        self._alarm = 0
         self._closed = False
         self._newest_user: str | None = None  # whose log is at the end of _logs
         self._newest_log: _UserLog | None = None  # and that log
@@ -146,21 +152,55 @@ class InMemoryEventSink:
     @property
     def retained_bytes(self) -> int:
         """Bytes of events retained over all users (the sum of their ``wire_size``)."""
-        return self.total_bytes - self._room
+        newest = self._newest_log
+        pending = 0 if newest is None else self._mark - newest.room
+        return self.total_bytes - self._room + pending
+
+    def _settle(self) -> None:
+        """Count the newest log's change since it became the newest into ``_room``: before
+        anything else reads ``_room`` or the newest log changes."""
+        newest = self._newest_log
+        if newest is not None:
+            self._room += newest.room - self._mark
+            self._mark = newest.room
+
+    def _watch(self, user_id: str, log: _UserLog) -> None:
+        """Make ``log`` (settled) the newest, and set the alarm for its publishes."""
+        self._newest_user = user_id
+        self._newest_log = log
+        self._mark = log.room
+        # Its room under 0: its own budget is exceeded; under _mark - _room: the total is.
+        self._alarm = max(0, log.room - self._room)
+
+    def _over(self, log: _UserLog) -> None:
+        """The newest log's room went under the alarm: drop what its own byte retention, then
+        the total, no longer holds."""
+        self._settle()
+        entries = log.entries
+        while log.room < 0 and len(entries) > 1:  # retention by bytes: never the newest event
+            self._pop_oldest(log)
+        if self._room < 0:
+            self._shrink(log)
+        newest = self._newest_log
+        if newest is not None:  # _shrink may have moved the logs around
+            self._alarm = max(0, newest.room - self._room)
 
     def _pop_oldest(self, log: _UserLog) -> None:
+        """Drop ``log``'s oldest event (the sink settled)."""
         size = wire_size(log.entries.popleft())
         log.first += 1
         log.room += size
         self._room += size
+        if log is self._newest_log:
+            self._mark += size  # still settled
 
     def _log(self, user_id: str) -> _UserLog:
         log = self._logs.get(user_id)
         if log is None:
             first = self._dropped.pop(user_id, self._floor)
             log = self._logs[user_id] = _UserLog(self.retention, self.retention_bytes, first)
-            self._newest_user = user_id
-            self._newest_log = log
+            self._settle()
+            self._watch(user_id, log)
             if len(self._logs) > self.max_users:
                 self._drop_idle(keep=user_id)
         return log
@@ -172,7 +212,8 @@ class InMemoryEventSink:
                 return
 
     def _forget(self, user_id: str, log: _UserLog) -> None:
-        """Drop a log without subscribers, remembering where its numbering stopped."""
+        """Drop a log without subscribers, remembering where its numbering stopped (the sink
+        settled)."""
         del self._logs[user_id]
         self._room += self.retention_bytes - log.room
         self._published_before += log.next_cursor - log.origin
@@ -186,7 +227,8 @@ class InMemoryEventSink:
 
     def _shrink(self, current: _UserLog) -> None:
         """Drop the oldest events of the least recently active logs until all logs fit
-        ``total_bytes`` (``current``, just published to, keeps its newest event)."""
+        ``total_bytes`` (``current``, just published to, keeps its newest event; the sink
+        settled)."""
         emptied: list[tuple[str, _UserLog]] = []
         for user_id, log in self._logs.items():  # least recently active first
             entries = log.entries
@@ -207,7 +249,10 @@ class InMemoryEventSink:
                     self._newest_user = self._newest_log = None
 
     def publish(self, event: BaseEvent) -> None:
-        user_id = event.user_id
+        # Attributes of a pydantic model are read through its ``__getattr__`` hook, several
+        # times the cost of a dict lookup: the field dict is read once, the fields from it.
+        data = event.__dict__
+        user_id = data["user_id"]
         if user_id == self._newest_user:  # the same user as last time: already at the end
             log = self._newest_log
             assert log is not None
@@ -218,8 +263,8 @@ class InMemoryEventSink:
             else:
                 log = found
                 self._logs.move_to_end(user_id)  # keep _logs in order of activity (LRU)
-                self._newest_user = user_id
-                self._newest_log = log
+                self._settle()
+                self._watch(user_id, log)
         try:
             size = event._wire_size  # set by the engine as it built the event
         except AttributeError:
@@ -236,17 +281,14 @@ class InMemoryEventSink:
             log.first += 1
         # Written straight into the model's dict: pydantic's __setattr__ costs more than the rest
         # of publishing, and the value is ours (a str), so there is nothing to validate.
-        event.__dict__["cursor"] = str(cursor)
+        data["cursor"] = str(cursor)
         entries.append(event)
-        # Byte budgets count down (one comparison with zero each on the hot path); ``size`` is
-        # now what this publish adds.
-        log.room -= size
-        if log.room < 0:  # retention by bytes: the oldest go, never the newest
-            while log.room < 0 and len(entries) > 1:
-                self._pop_oldest(log)
-        self._room -= size
-        if self._room < 0:
-            self._shrink(log)
+        # Byte budgets count down, ``size`` being what this publish adds: one comparison on the
+        # hot path covers the log's budget and the total (see ``_room``).
+        room = log.room - size
+        log.room = room
+        if room < self._alarm:
+            self._over(log)
         if log.waiters:
             log.wake()
 

@@ -223,7 +223,7 @@ class FunctionTool(Tool):
         self._validate = fields_validator(model)
 
     def validate_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
-        if not is_mapping(args):
+        if type(args) is not dict and not is_mapping(args):  # a call less for a dict
             raise ToolArgumentError(
                 f"arguments for tool {self.name!r} must be an object (a dict), "
                 f"got {type(args).__name__}"
