@@ -29,6 +29,8 @@ from typing import Any
 from agentengine import ConfigError
 from agentengine.config_files import agentengine_table, find_pyproject, read_toml
 
+from agentengine_migrate.errors import SpecError
+
 __all__ = [
     "CallRewrite",
     "MigrationSpec",
@@ -38,13 +40,6 @@ __all__ = [
     "build_spec",
     "load_spec",
 ]
-
-
-class SpecError(ConfigError):
-    """The migration spec is invalid; the message names the key and what is expected.
-
-    A ``ConfigError`` (so also a ``ValueError``) like every configuration error of agentengine.
-    """
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 
-from agentengine_migrate.spec import SpecError
+from agentengine_migrate.errors import SpecError
 
 __all__ = ["SpecModel", "validate_table"]
 
