@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import structlog
 from server_helpers import (
     RunningServer,
     check_run_sequences,
@@ -118,12 +119,17 @@ async def test_sse_forwards_a_gap_when_retention_dropped_events() -> None:
 
 async def test_sse_bad_cursor_is_reported(srv: RunningServer) -> None:
     headers = {**srv.auth("alice"), "Last-Event-ID": "bogus"}
-    async with http(srv) as client, client.stream("GET", "/v1/events", headers=headers) as resp:
-        async with asyncio.timeout(20):
-            got = [item async for item in sse_items(resp)]
+    with structlog.testing.capture_logs() as logs:
+        async with http(srv) as client, client.stream("GET", "/v1/events", headers=headers) as r:
+            async with asyncio.timeout(20):
+                got = [item async for item in sse_items(r)]
     assert got[0]["event"] == "error"
     assert got[0]["data"]["error"] == "invalid_cursor"
     assert "bogus" in got[0]["data"]["message"]
+    # A client's mistake, not a failure of the server: logged at info, never as an error.
+    refused = [e for e in logs if e["event"] == "resume cursor refused"]
+    assert refused and refused[0]["log_level"] == "info" and refused[0]["user_id"] == "alice"
+    assert not [e for e in logs if e["log_level"] == "error"], logs
 
 
 async def test_slow_sse_client_is_cut_off_and_resumes_with_last_event_id() -> None:

@@ -195,7 +195,7 @@ class UserFanout:
                         self.leave(member)
         except Exception as exc:
             error = _stream_error(exc, started)
-            _log.error("event subscription failed", user_id=self.user_id, error=describe_error(exc))
+            _log_stream_end(self.user_id, error, exc)
         finally:
             self.hub._forget(self)
             for member in list(self.members):
@@ -216,6 +216,15 @@ def _stream_error(exc: Exception, started: bool) -> Exception:
     if not started and isinstance(exc, ValueError):
         return InvalidCursorError(str(exc))
     return exc
+
+
+def _log_stream_end(user_id: str, error: Exception, exc: Exception) -> None:
+    """A client's unusable cursor is the client's mistake (it gets ``invalid_cursor``): info,
+    not an error of the server's; anything else that ends a subscription is."""
+    if isinstance(error, InvalidCursorError):
+        _log.info("resume cursor refused", user_id=user_id, error=describe_error(exc))
+    else:
+        _log.error("event subscription failed", user_id=user_id, error=describe_error(exc))
 
 
 class StreamHub:
@@ -380,7 +389,7 @@ class EventPump:
             # A broken subscription (a sink losing its backend) ends this connection's stream;
             # the client reconnects and resumes by cursor.
             self.error = _stream_error(exc, started)
-            _log.error("event subscription failed", user_id=self.user_id, error=describe_error(exc))
+            _log_stream_end(self.user_id, self.error, exc)
         self._ended = True
         self._wakeup.set()
 
