@@ -35,7 +35,6 @@ import structlog
 from agentengine.deadlines import Deadline, DeadlineScheduler, current_task
 from agentengine.errors import AgentEngineError, EngineClosedError, ToolError, UnknownAgentError
 from agentengine.events import (
-    _HEAD_SIZE,
     AgentCompletedEvent,
     AgentErrorEvent,
     AgentStartedEvent,
@@ -289,7 +288,7 @@ class RunContext:
         _set_fields_set(event, fields_set)
         _set_extra(event, None)
         _set_private(event, None)
-        _set_size(event, _HEAD_SIZE + size)
+        _set_size(event, size)  # the values' size: see BaseEvent
         self._events.append(event)
         waiter = self._waiter
         if waiter is not None:
