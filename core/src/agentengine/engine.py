@@ -483,17 +483,19 @@ class _RandomHex:
         self._ids: deque[str] = deque()
         os.register_at_fork(after_in_child=self._ids.clear)
 
-    def __call__(self) -> str:
+    def next(self) -> str:
+        """The next id."""
         while True:
             try:
                 return self._ids.popleft()
             except IndexError:
-                digits = os.urandom(self._DIGITS // 2 * self._BATCH).hex()
-                step = self._DIGITS
-                self._ids.extend(digits[i : i + step] for i in range(0, len(digits), step))
+                size = self._DIGITS // 2
+                # bytes.hex with a separator every `size` bytes, split: the ids cut in C
+                # (half the cost of slicing them out one by one).
+                self._ids.extend(os.urandom(size * self._BATCH).hex(" ", size).split(" "))
 
 
-_random_hex = _RandomHex()
+_random_hex = _RandomHex().next  # a bound method: cheaper to call than an instance
 
 
 def _describe(exc: BaseException) -> str:
