@@ -263,8 +263,15 @@ class InMemoryEventSink:
             else:
                 log = found
                 self._logs.move_to_end(user_id)  # keep _logs in order of activity (LRU)
-                self._settle()
-                self._watch(user_id, log)
+                # _settle() and _watch() written out: users taking turns (many users at once)
+                # come this way on every publish.
+                newest = self._newest_log
+                if newest is not None:
+                    self._room += newest.room - self._mark
+                self._newest_user = user_id
+                self._newest_log = log
+                self._mark = room = log.room
+                self._alarm = room - self._room if room > self._room else 0
         # ``size`` becomes what this publish adds to the log's bytes (``wire_size``).
         try:
             size = event._values_size  # set by the engine as it built the event
