@@ -284,7 +284,7 @@ class RunContext:
         fields["seq"] = len(self._events) + 1
         fields["ts"] = _now(UTC)
         event = _new(cls)
-        _set_dict(event, "__dict__", fields)
+        _set_dict(event, fields)
         _set_fields_set(event, fields_set)
         _set_extra(event, None)
         _set_private(event, None)

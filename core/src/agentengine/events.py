@@ -223,8 +223,9 @@ _ADAPTER: TypeAdapter[AgentEvent] = TypeAdapter(AgentEvent)
 
 _E = TypeVar("_E", bound=BaseEvent)
 _new = object.__new__
-_set_dict = object.__setattr__
-# BaseModel's own slots, set through their descriptors (cheaper than ``object.__setattr__``).
+# BaseModel's own slots (and its __dict__), set through their descriptors: cheaper than
+# ``object.__setattr__``, which looks the descriptor up by name first.
+_set_dict = BaseModel.__dict__["__dict__"].__set__
 _set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
 _set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
@@ -254,7 +255,7 @@ def _build(cls: type[_E], fields: dict[str, Any], size: int) -> _E:
     ``model_construct`` for such input.
     """
     obj = _new(cls)
-    _set_dict(obj, "__dict__", fields)
+    _set_dict(obj, fields)
     _set_fields_set(obj, _fields_set(cls))
     _set_extra(obj, None)
     _set_private(obj, None)
