@@ -42,7 +42,6 @@ from agentengine.errors import (
 )
 from agentengine.events import (
     BUILD_PARTS,
-    EVENT_OVERHEAD,
     AgentCompletedEvent,
     AgentErrorEvent,
     AgentStartedEvent,
@@ -291,11 +290,11 @@ class RunContext:
         fields["seq"] = len(self._events) + 1
         fields["ts"] = _now(UTC)
         event = _new(cls)
-        _set_dict(event, "__dict__", fields)
+        _set_dict(event, fields)
         _set_fields_set(event, fields_set)
         _set_extra(event, None)
         _set_private(event, None)
-        _set_size(event, EVENT_OVERHEAD + size)
+        _set_size(event, size)  # the values' size: see BaseEvent
         self._events.append(event)
         waiter = self._waiter
         if waiter is not None:
@@ -490,17 +489,19 @@ class _RandomHex:
         self._ids: deque[str] = deque()
         os.register_at_fork(after_in_child=self._ids.clear)
 
-    def __call__(self) -> str:
+    def next(self) -> str:
+        """The next id."""
         while True:
             try:
                 return self._ids.popleft()
             except IndexError:
-                digits = os.urandom(self._DIGITS // 2 * self._BATCH).hex()
-                step = self._DIGITS
-                self._ids.extend(digits[i : i + step] for i in range(0, len(digits), step))
+                size = self._DIGITS // 2
+                # bytes.hex with a separator every `size` bytes, split: the ids cut in C
+                # (half the cost of slicing them out one by one).
+                self._ids.extend(os.urandom(size * self._BATCH).hex(" ", size).split(" "))
 
 
-_random_hex = _RandomHex()
+_random_hex = _RandomHex().next  # a bound method: cheaper to call than an instance
 
 
 def cancelling(run: RunContext | None = None) -> bool:

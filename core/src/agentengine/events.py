@@ -67,11 +67,14 @@ class BaseEvent(BaseModel):
     ``factory.events.subscribe(user_id, after=cursor)`` to resume after this event."""
 
     model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
-    # The estimated wire size in bytes, set by the engine when it builds the event (see
-    # ``wire_size``); a slot, not a field: it is no part of the event's data.
-    __slots__ = ("_wire_size",)
+    # The estimated size in bytes of the event's values, set by the engine when it builds the
+    # event; ``wire_size`` adds the fixed ``EVENT_OVERHEAD``. A slot, not a field: it is no part
+    # of the event's data. Kept apart from the overhead, the common sizes are small ints,
+    # objects Python shares: none is made per event, and reading an old event's size (the
+    # in-memory sink does, as the event leaves) touches no memory of its own.
+    __slots__ = ("_values_size",)
     if TYPE_CHECKING:
-        _wire_size: int
+        _values_size: int
 
     type: str
     run_id: str
@@ -106,7 +109,7 @@ _TEXT_FIELDS = frozenset({"text", "error", "error_type", "tool"})
 def _made_safe(event: _E) -> _E:
     """A copy of ``event`` with every user-produced value made wire-safe (and its size set)."""
     fields = dict(event.__dict__)
-    size = EVENT_OVERHEAD
+    size = 0
     for name, value in fields.items():
         if name in _VALUE_FIELDS:
             fields[name], n = wire_value(value)
@@ -121,12 +124,20 @@ def _made_safe(event: _E) -> _E:
 
 def wire_size(event: BaseEvent) -> int:
     """The event's estimated size in bytes: its JSON text plus the memory overhead of the event
-    object (``EVENT_OVERHEAD``). Set by the engine as it builds the event; computed (and the
+    object (``EVENT_OVERHEAD``). Known from when the engine built the event; computed (and the
     values made wire-safe for the purpose) for an event made otherwise."""
     try:
-        return event._wire_size
+        return EVENT_OVERHEAD + event._values_size
     except AttributeError:
-        size = _made_safe(event)._wire_size
+        return EVENT_OVERHEAD + values_size(event)
+
+
+def values_size(event: BaseEvent) -> int:
+    """``wire_size`` less ``EVENT_OVERHEAD``: the estimated size of the event's values."""
+    try:
+        return event._values_size
+    except AttributeError:
+        size = _made_safe(event)._values_size
         _set_size(event, size)
         return size
 
@@ -212,12 +223,13 @@ _ADAPTER: TypeAdapter[AgentEvent] = TypeAdapter(AgentEvent)
 
 _E = TypeVar("_E", bound=BaseEvent)
 _new = object.__new__
-_set_dict = object.__setattr__
-# BaseModel's own slots, set through their descriptors (cheaper than ``object.__setattr__``).
+# BaseModel's own slots (and its __dict__), set through their descriptors: cheaper than
+# ``object.__setattr__``, which looks the descriptor up by name first.
+_set_dict = BaseModel.__dict__["__dict__"].__set__
 _set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
 _set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
-_set_size = BaseEvent.__dict__["_wire_size"].__set__
+_set_size = BaseEvent.__dict__["_values_size"].__set__
 
 #: What ``wire_size`` counts for an event besides its values: its fixed fields and the memory
 #: of the event object (the model, its field dict, the timestamp, the cursor, and the run's
@@ -241,10 +253,11 @@ def _build(cls: type[_E], fields: dict[str, Any], size: int) -> _E:
     The engine's hot path: ``model_construct`` costs several times more because it resolves
     defaults field by field. ``fields`` must hold every field, in declaration order (that is
     the order of the wire form), with wire-safe values (``agentengine.wire``); ``size`` is the
-    event's estimated size (``wire_size``). Equivalent to ``model_construct`` for such input.
+    estimated size of the values (``wire_size`` less ``EVENT_OVERHEAD``). Equivalent to
+    ``model_construct`` for such input.
     """
     obj = _new(cls)
-    _set_dict(obj, "__dict__", fields)
+    _set_dict(obj, fields)
     _set_fields_set(obj, _fields_set(cls))
     _set_extra(obj, None)
     _set_private(obj, None)

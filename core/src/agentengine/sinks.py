@@ -22,7 +22,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
-from agentengine.events import BaseEvent, wire_size
+from agentengine.events import EVENT_OVERHEAD, BaseEvent, values_size, wire_size
 
 __all__ = ["EventGap", "EventSink", "InMemoryEventSink", "StreamItem"]
 
@@ -263,28 +263,40 @@ class InMemoryEventSink:
             else:
                 log = found
                 self._logs.move_to_end(user_id)  # keep _logs in order of activity (LRU)
-                self._settle()
-                self._watch(user_id, log)
+                # _settle() and _watch() written out: users taking turns (many users at once)
+                # come this way on every publish.
+                newest = self._newest_log
+                if newest is not None:
+                    self._room += newest.room - self._mark
+                self._newest_user = user_id
+                self._newest_log = log
+                self._mark = room = log.room
+                self._alarm = room - self._room if room > self._room else 0
+        # ``size`` becomes what this publish adds to the log's bytes (``wire_size``).
         try:
-            size = event._wire_size  # set by the engine as it built the event
+            size = event._values_size  # set by the engine as it built the event
         except AttributeError:
-            size = wire_size(event)
+            size = values_size(event)
         entries = log.entries
         count = len(entries)
         cursor = log.first + count
-        if count == entries.maxlen:  # retention by count: the oldest goes (append drops it)
+        if count == entries.maxlen:
+            # Retention by count: the oldest goes (append drops it) and gives its bytes back;
+            # the two events' EVENT_OVERHEAD cancels out (so commonly no int is made here).
             oldest = entries[0]
             try:
-                size -= oldest._wire_size
+                size -= oldest._values_size
             except AttributeError:
-                size -= wire_size(oldest)
+                size -= values_size(oldest)
             log.first += 1
+        else:
+            size += EVENT_OVERHEAD
         # Written straight into the model's dict: pydantic's __setattr__ costs more than the rest
         # of publishing, and the value is ours (a str), so there is nothing to validate.
         data["cursor"] = str(cursor)
         entries.append(event)
-        # Byte budgets count down, ``size`` being what this publish adds: one comparison on the
-        # hot path covers the log's budget and the total (see ``_room``).
+        # Byte budgets count down: one comparison on the hot path covers the log's budget and
+        # the total (see ``_room``).
         room = log.room - size
         log.room = room
         if room < self._alarm:
