@@ -1196,14 +1196,10 @@ class UserExecutionEngine:
         arguments, made by ``factory`` (the process default when None). Without a bridge the
         events go to the factory's sink; without a context an anonymous user is made (marked
         ``anonymous`` in its metadata). Use ``factory.create_for_user(ctx)`` instead."""
-        from agentengine.legacy import construct_engine, warn_deprecated
+        from agentengine import legacy  # the legacy module builds on this one
 
-        warn_deprecated(
-            "UserExecutionEngine.create_from_legacy()",
-            "ExecutionEngineFactory.create_for_user(ctx) (`await factory.create_for_user(ctx)`)",
-        )
-        return construct_engine(
-            "create_from_legacy", registry, websocket_bridge, user_context, factory=factory
+        return legacy.engine_classmethod(
+            "create_from_legacy", registry, websocket_bridge, user_context, factory
         )
 
     @classmethod
@@ -1216,14 +1212,10 @@ class UserExecutionEngine:
         factory: ExecutionEngineFactory | None = None,
     ) -> UserExecutionEngine:
         """Deprecated: as ``create_from_legacy``. Use ``factory.create_for_user(ctx)``."""
-        from agentengine.legacy import construct_engine, warn_deprecated
+        from agentengine import legacy  # the legacy module builds on this one
 
-        warn_deprecated(
-            "UserExecutionEngine.from_registry()",
-            "ExecutionEngineFactory.create_for_user(ctx) (`await factory.create_for_user(ctx)`)",
-        )
-        return construct_engine(
-            "from_registry", registry, websocket_bridge, user_context, factory=factory
+        return legacy.engine_classmethod(
+            "from_registry", registry, websocket_bridge, user_context, factory
         )
 
     async def __aenter__(self) -> UserExecutionEngine:
