@@ -25,7 +25,7 @@ import os
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -34,8 +34,8 @@ import structlog
 
 from agentengine.deadlines import Deadline, DeadlineScheduler, current_task
 from agentengine.errors import (
-    AgentEngineError,
     EngineClosedError,
+    StartPending,
     ToolError,
     UnknownAgentError,
     describe_error,
@@ -53,7 +53,7 @@ from agentengine.events import (
     ToolStatus,
     event_kind,
 )
-from agentengine.extensions import Extension, ToolCall
+from agentengine.extensions import ExtensionStack, ToolCall
 from agentengine.log import AGENT_VAR, RUN_ID_VAR, USER_ID_VAR
 from agentengine.scope import EMPTY_SCOPE
 from agentengine.tools import Tool, ToolArgumentError, ToolRegistry, is_mapping
@@ -504,6 +504,14 @@ class _RandomHex:
 _random_hex = _RandomHex().next  # a bound method: cheaper to call than an instance
 
 
+def _no_error_count(plugin_name: str) -> None:
+    """The empty stack has no extension that could fail."""
+
+
+#: The extensions of an engine that has none (closing it does nothing).
+_NO_EXTENSIONS = ExtensionStack((), user_id="", close_timeout=0.0, count_error=_no_error_count)
+
+
 def cancelling(run: RunContext | None = None) -> bool:
     """True when the ``CancelledError`` being handled is a real cancellation: the engine asked
     to cancel ``run``, or the current task was cancelled. User code raising ``CancelledError``
@@ -528,17 +536,6 @@ def _requested_cancel(run: RunContext) -> tuple[RunStatus, None, str, str]:
     if task is not None and task.cancelling():
         task.uncancel()
     return RunStatus.CANCELLED, None, "the run was cancelled", "CancelledError"
-
-
-async def contained(call: Callable[[], Awaitable[Any]]) -> BaseException | None:
-    """Await ``call()`` and return what it raised (None if nothing): for user code run in a
-    task of its own, since asyncio re-raises ``SystemExit`` and ``KeyboardInterrupt`` from a
-    task out of the event loop."""
-    try:
-        await call()
-    except BaseException as exc:  # handed to the caller, who reports it
-        return exc
-    return None
 
 
 class RunHandle:
@@ -621,12 +618,12 @@ class UserExecutionEngine:
         "_active",
         "_closed",
         "_deadlines",
+        "_extension_stack",
         "_extensions",
         "_factory",
         "_get_agent",
         "_get_tool",
         "_observers",
-        "_pending_start",
         "_publish",
         "_run_chain",
         "_run_timeout",
@@ -646,11 +643,11 @@ class UserExecutionEngine:
     _active: dict[str, RunContext]
     _closed: bool
     _deadlines: DeadlineScheduler
+    _extension_stack: ExtensionStack
     _extensions: tuple[Any, ...]
     _factory: ExecutionEngineFactory
     _observers: tuple[tuple[str, Callable[[BaseEvent], None]], ...]
     _publish: Callable[[BaseEvent], None]
-    _pending_start: Any
     _run_chain: RunChain
     _run_timeout: float
     _tool_chain: ToolChain
@@ -699,9 +696,9 @@ class UserExecutionEngine:
         self._deadlines = factory.deadlines
         self._publish = factory.events.publish
         self._tool_resolvers = ()
+        self._extension_stack = _NO_EXTENSIONS
         self._extensions = ()
         self._observers = ()
-        self._pending_start = None
         self._run_chain = _call_agent
         self._tool_chain = _invoke_tool
         self._active = {}
@@ -714,41 +711,57 @@ class UserExecutionEngine:
 
     # -- composition (once per engine) ---------------------------------------------------------
 
-    def _install_extensions(self, extensions: Sequence[tuple[str, Any]]) -> None:
-        """Compose the extensions' methods into call chains; called once by the factory."""
-        self._extensions = tuple(ext for _, ext in extensions)
-        observers: list[tuple[str, Callable[[BaseEvent], None]]] = []
-        run_chain: RunChain = _call_agent
-        tool_chain: ToolChain = _invoke_tool
-        local_tools: dict[str, Tool] = {}
-        resolvers: list[Callable[[str], Awaitable[Tool | None]]] = []
-        for _, ext in reversed(extensions):
-            if implements(ext, "around_run"):
-                run_chain = _wrap_run(ext.around_run, run_chain)
-            if implements(ext, "around_tool"):
-                tool_chain = _wrap_tool(ext.around_tool, tool_chain)
-        for plugin_name, ext in extensions:
-            if implements(ext, "on_event"):
-                observers.append((plugin_name, ext.on_event))
-            if implements(ext, "tools"):
-                try:
-                    provided = list(ext.tools())
-                except BaseException as exc:  # plugin code: refuse the engine
-                    raise AgentEngineError(
-                        f"plugin {plugin_name!r} failed to list its tools for user "
-                        f"{self.context.user_id!r}: {describe_error(exc)}"
-                    ) from exc
-                for t in provided:
-                    local_tools[t.name] = t
-            if implements(ext, "resolve_tool"):
-                resolvers.append(ext.resolve_tool)
-        self._run_chain = run_chain
-        self._tool_chain = tool_chain
-        self._observers = tuple(observers)
-        self._tool_resolvers = tuple(resolvers)
-        if local_tools:
-            self._tools = _LayeredTools(local_tools, self._factory.tools)
+    def _install_extensions(self, stack: ExtensionStack) -> None:
+        """Take ``stack`` as this engine's extensions and read its composed chains once;
+        called by the factory."""
+        self._extension_stack = stack
+        self._extensions = stack.extensions
+        chains = stack.compose(_call_agent, _invoke_tool)
+        self._run_chain = chains.run
+        self._tool_chain = chains.tool
+        self._observers = chains.observers
+        self._tool_resolvers = chains.resolvers
+        if chains.tools:
+            self._tools = _LayeredTools(chains.tools, self._factory.tools)
             self._get_tool = self._tools.get
+
+    def _defer_extensions(self, stack: ExtensionStack) -> None:
+        """Start ``stack`` at this engine's first run (for ``create_for_user_sync``).
+
+        Until then the agent lookup of ``_new_run`` raises ``StartPending``, which the run
+        entry points handle by awaiting the start and creating the run again: a try block
+        costs a run nothing, so the run path tests nothing about how the engine was made.
+        Concurrent first runs wait for the same start; a failed start fails that run's call
+        and cleans the engine up, as ``create_for_user`` would have refused it."""
+        get_agent = self._get_agent
+        user_id = self.context.user_id
+        lock = asyncio.Lock()
+
+        async def start() -> None:
+            async with lock:
+                if self._get_agent is get_agent:  # started by a concurrent first run
+                    return
+                self._get_agent = get_agent
+                if self._closed:
+                    raise EngineClosedError(
+                        f"engine of user {user_id!r} was cleaned up before it started"
+                    )
+                try:
+                    await stack.start(functools.partial(self._install_extensions, stack))
+                except BaseException:
+                    await self.cleanup()
+                    raise
+                if self._closed:  # cleaned up while starting: close what just started
+                    await stack.close()
+                    raise EngineClosedError(
+                        f"engine of user {user_id!r} was cleaned up while starting"
+                    )
+
+        def pending(name: str) -> Agent | None:
+            raise StartPending(start)
+
+        self._extension_stack = stack
+        self._get_agent = pending
 
     # -- tools ------------------------------------------------------------------------------
 
@@ -811,7 +824,7 @@ class UserExecutionEngine:
             )
 
     def _resolve_agent(self, name: str) -> Agent:
-        found = self._get_agent(name)
+        found = self._factory.agents.get(name)
         if found is None:
             raise UnknownAgentError(name, self._factory.agents.names())
         return found
@@ -884,9 +897,11 @@ class UserExecutionEngine:
         """Start ``agent`` with ``input`` (keyword arguments of the agent) in its own task;
         return its handle. ``timeout`` is the whole-run deadline (the factory's ``run_timeout``
         by default)."""
-        if self._pending_start is not None:  # made by create_for_user_sync: start extensions
-            await self._pending_start.run(self._factory, self)
-        run = self._new_run(agent, input, timeout, run_id)
+        try:
+            run = self._new_run(agent, input, timeout, run_id)
+        except StartPending as pending:  # made without awaiting: start the extensions first
+            await pending.start()
+            run = self._new_run(agent, input, timeout, run_id)
         task = asyncio.get_running_loop().create_task(
             self._drive(run, input), name=f"agentengine-run-{run.run_id}"
         )
@@ -908,9 +923,11 @@ class UserExecutionEngine:
         The run executes inline, in the caller's task (no task per run). Cancelling the caller
         cancels the run: its terminal event is emitted, then ``CancelledError`` propagates.
         """
-        if self._pending_start is not None:  # made by create_for_user_sync: start extensions
-            await self._pending_start.run(self._factory, self)
-        run = self._new_run(agent, input, timeout, run_id)
+        try:
+            run = self._new_run(agent, input, timeout, run_id)
+        except StartPending as pending:  # made without awaiting: start the extensions first
+            await pending.start()
+            run = self._new_run(agent, input, timeout, run_id)
         run.task = current_task(asyncio.get_running_loop())
         run._inline = True
         await self._drive(run, input)
@@ -1151,43 +1168,15 @@ class UserExecutionEngine:
         for run in runs:
             run._request_cancel()
         await wait_runs(runs, None)  # bounded: _request_cancel arms the abandon timer
-        grace = self._factory.engine_settings.close_timeout
-        for ext in reversed(self._extensions):
-            if implements(ext, "close"):
-                await self._close_extension(ext, grace)
+        await self._extension_stack.close()
+        # Drop the references: plugins may track their extensions weakly.
+        self._extension_stack = _NO_EXTENSIONS
         self._extensions = ()
         self._observers = ()
         self._run_chain = _call_agent
         self._tool_chain = _invoke_tool
         self._tool_resolvers = ()
         self._factory._forget_engine(self)
-
-    async def _close_extension(self, ext: Any, grace: float) -> None:
-        """``await ext.close()`` for at most ``grace`` seconds; whatever it raises is logged
-        with the plugin's name and counted, never raised. A close still going after that is
-        cancelled and left behind."""
-        plugin = getattr(ext, "plugin_name", None) or type(ext).__name__
-        closing = asyncio.ensure_future(contained(ext.close))
-        done, _ = await asyncio.wait((closing,), timeout=grace)
-        if not done:
-            closing.cancel()
-            self._factory._count_error(plugin)
-            _log.error(
-                "extension did not close in time",
-                plugin=plugin,
-                user_id=self.context.user_id,
-                close_timeout=grace,
-            )
-            return
-        exc = closing.result()
-        if exc is not None:
-            self._factory._count_error(plugin)
-            _log.error(
-                "extension failed to close",
-                plugin=plugin,
-                user_id=self.context.user_id,
-                error=describe_error(exc),
-            )
 
     async def shutdown(self) -> None:
         """The same as ``cleanup()`` (the name older engines used)."""
@@ -1208,14 +1197,10 @@ class UserExecutionEngine:
         arguments, made by ``factory`` (the process default when None). Without a bridge the
         events go to the factory's sink; without a context an anonymous user is made (marked
         ``anonymous`` in its metadata). Use ``factory.create_for_user(ctx)`` instead."""
-        from agentengine.legacy import construct_engine, warn_deprecated
+        from agentengine import legacy  # the legacy module builds on this one
 
-        warn_deprecated(
-            "UserExecutionEngine.create_from_legacy()",
-            "ExecutionEngineFactory.create_for_user(ctx) (`await factory.create_for_user(ctx)`)",
-        )
-        return construct_engine(
-            "create_from_legacy", registry, websocket_bridge, user_context, factory=factory
+        return legacy.engine_classmethod(
+            "create_from_legacy", registry, websocket_bridge, user_context, factory
         )
 
     @classmethod
@@ -1228,14 +1213,10 @@ class UserExecutionEngine:
         factory: ExecutionEngineFactory | None = None,
     ) -> UserExecutionEngine:
         """Deprecated: as ``create_from_legacy``. Use ``factory.create_for_user(ctx)``."""
-        from agentengine.legacy import construct_engine, warn_deprecated
+        from agentengine import legacy  # the legacy module builds on this one
 
-        warn_deprecated(
-            "UserExecutionEngine.from_registry()",
-            "ExecutionEngineFactory.create_for_user(ctx) (`await factory.create_for_user(ctx)`)",
-        )
-        return construct_engine(
-            "from_registry", registry, websocket_bridge, user_context, factory=factory
+        return legacy.engine_classmethod(
+            "from_registry", registry, websocket_bridge, user_context, factory
         )
 
     async def __aenter__(self) -> UserExecutionEngine:
@@ -1294,33 +1275,6 @@ async def _call_agent(run: RunContext) -> Any:
 
 async def _invoke_tool(run: RunContext, call: ToolCall) -> Any:
     return await call.tool.invoke(run, call.args)
-
-
-def _wrap_run(
-    around: Callable[[RunContext, Callable[[], Awaitable[Any]]], Awaitable[Any]], inner: RunChain
-) -> RunChain:
-    async def layer(run: RunContext) -> Any:
-        return await around(run, lambda: inner(run))
-
-    return layer
-
-
-def _wrap_tool(
-    around: Callable[[RunContext, ToolCall, Callable[[ToolCall], Awaitable[Any]]], Awaitable[Any]],
-    inner: ToolChain,
-) -> ToolChain:
-    async def layer(run: RunContext, call: ToolCall) -> Any:
-        return await around(run, call, lambda c: inner(run, c))
-
-    return layer
-
-
-def implements(ext: Any, method: str) -> bool:
-    """True when ``ext`` really provides ``method`` (not Extension's no-op default)."""
-    impl = getattr(type(ext), method, None)
-    if impl is None:
-        return callable(getattr(ext, method, None))
-    return impl is not getattr(Extension, method, None)
 
 
 def _as_step(raw: PipelineStep | str | tuple[str, Mapping[str, Any]]) -> PipelineStep:

@@ -11,6 +11,7 @@ standard kind::
     ├── ToolError                                     a tool call failed, timed out or got bad args
     ├── EngineLimitError                              too many engines for one user
     ├── EngineClosedError                             the engine or factory was cleaned up
+    ├── StartPending                                  (internal, never escapes) extensions to start
     ├── PluginLoadError                               a plugin failed to load (strict mode)
     ├── PluginHookError                               a plugin's per-engine hook raised
     ├── RegistrationError        (also a ValueError)  a duplicate agent/tool name, a bad tool
@@ -29,6 +30,8 @@ an exception is shown in events, logs and messages (``"Type: text"``).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 __all__ = [
     "AgentEngineError",
     "ConfigError",
@@ -39,6 +42,7 @@ __all__ = [
     "PluginLoadError",
     "RegistrationError",
     "ScopedResourceError",
+    "StartPending",
     "ToolArgumentError",
     "ToolError",
     "UnknownAgentError",
@@ -99,6 +103,16 @@ class EngineLimitError(AgentEngineError):
 
 class EngineClosedError(AgentEngineError):
     """The engine (or its factory) was cleaned up and cannot be used again."""
+
+
+class StartPending(AgentEngineError):  # noqa: N818 - a signal, not an error
+    """Internal signal, never raised to callers: the agent lookup of an engine made without
+    awaiting (``ExecutionEngineFactory.create_for_user_sync``) raises it until the engine's
+    extensions have started; the run entry points catch it, await ``start`` and go on."""
+
+    def __init__(self, start: Callable[[], Awaitable[None]]) -> None:
+        super().__init__("the engine's extensions have not started yet")
+        self.start = start
 
 
 class PluginLoadError(AgentEngineError):

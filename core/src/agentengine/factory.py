@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -24,9 +25,6 @@ from agentengine.deadlines import DeadlineScheduler
 from agentengine.engine import (
     FACTORY_ONLY,
     UserExecutionEngine,
-    cancelling,
-    contained,
-    implements,
     wait_runs,
 )
 from agentengine.errors import (
@@ -37,6 +35,7 @@ from agentengine.errors import (
     describe_error,
 )
 from agentengine.events import RunStatus
+from agentengine.extensions import ExtensionStack, contained
 from agentengine.limits import ConcurrencyLimiter
 from agentengine.plugins import PluginInfo, PluginSet, load_plugins
 from agentengine.scope import ResourceRegistry
@@ -257,7 +256,8 @@ class ExecutionEngineFactory:
         ``extensions`` are added after the plugins' extensions, for this engine only."""
         engine = self._admit(context)
         try:
-            await self._start_extensions(engine, self._collect_extensions(engine, extensions))
+            stack = self._collect_extensions(engine, extensions)
+            await stack.start(functools.partial(engine._install_extensions, stack))
         except BaseException:
             self._unadmit(engine)
             raise
@@ -278,14 +278,15 @@ class ExecutionEngineFactory:
         tools those extensions add. The caller must ``await engine.cleanup()``."""
         engine = self._admit(context)
         try:
-            collected = self._collect_extensions(engine, extensions)
+            stack = self._collect_extensions(engine, extensions)
         except BaseException:
             self._unadmit(engine)
             raise
-        if any(implements(ext, "start") for _, ext in collected):
-            engine._pending_start = _DeferredStart(collected)
+        if stack.needs_start:
+            engine._defer_extensions(stack)
         else:
-            engine._install_extensions(collected)
+            engine._install_extensions(stack)
+            stack.mark_started()
         self._metrics["engines_created"] += 1
         with contextlib.suppress(RuntimeError):  # no running loop: the sweeper starts later
             self._ensure_sweeper()
@@ -327,56 +328,15 @@ class ExecutionEngineFactory:
 
     def _collect_extensions(
         self, engine: UserExecutionEngine, extra: Sequence[Any]
-    ) -> list[tuple[str, Any]]:
-        extensions: list[tuple[str, Any]] = []
-        if self.plugins.manager.hook.agentengine_engine_extensions.get_hookimpls():
-            for plugin_name, value in self.plugins.call_each(
-                "agentengine_engine_extensions",
-                {"context": engine.context, "engine": engine},
-                isolate=False,
-            ):
-                items: Iterable[Any]
-                if value is None:
-                    continue
-                items = value if isinstance(value, list | tuple) else (value,)
-                for ext in items:
-                    with contextlib.suppress(AttributeError, TypeError):
-                        ext.plugin_name = plugin_name
-                    extensions.append((plugin_name, ext))
-        for ext in extra:
-            name = getattr(ext, "plugin_name", None) or type(ext).__name__
-            extensions.append((name, ext))
-        return extensions
-
-    async def _start_extensions(
-        self, engine: UserExecutionEngine, extensions: list[tuple[str, Any]]
-    ) -> None:
-        if not extensions:
-            return
-        started: list[tuple[str, Any]] = []
-        try:
-            for plugin_name, ext in extensions:
-                start = getattr(ext, "start", None)
-                if start is not None:
-                    try:
-                        await start()
-                    except BaseException as exc:
-                        if isinstance(exc, asyncio.CancelledError) and cancelling():
-                            raise  # the caller was cancelled: a cancellation, not a failure
-                        # SystemExit, KeyboardInterrupt ... refuse this engine, not the process
-                        self._count_error(plugin_name)
-                        raise AgentEngineError(
-                            f"plugin {plugin_name!r} failed to start its extension for user "
-                            f"{engine.context.user_id!r}: {describe_error(exc)}"
-                        ) from exc
-                started.append((plugin_name, ext))
-            engine._install_extensions(extensions)
-        except BaseException:
-            grace = self.engine_settings.close_timeout
-            for _, done in reversed(started):
-                if getattr(done, "close", None) is not None:
-                    await engine._close_extension(done, grace)
-            raise
+    ) -> ExtensionStack:
+        return ExtensionStack.collect(
+            self.plugins,
+            {"context": engine.context, "engine": engine},
+            extra,
+            user_id=engine.context.user_id,
+            close_timeout=self.engine_settings.close_timeout,
+            count_error=self._count_error,
+        )
 
     @contextlib.asynccontextmanager
     async def user_execution_engine(
@@ -554,41 +514,6 @@ class ExecutionEngineFactory:
             f"<ExecutionEngineFactory agents={len(self.agents)} tools={len(self.tools)} "
             f"engines={sum(len(e) for e in self._engines.values())}>"
         )
-
-
-class _DeferredStart:
-    """Extensions of an engine made by ``create_for_user_sync`` that still have to start."""
-
-    __slots__ = ("extensions", "lock")
-
-    def __init__(self, extensions: list[tuple[str, Any]]) -> None:
-        self.extensions = extensions
-        self.lock = asyncio.Lock()
-
-    async def run(self, factory: ExecutionEngineFactory, engine: UserExecutionEngine) -> None:
-        """Start the extensions once; concurrent first runs wait for the same start."""
-        async with self.lock:
-            if engine._pending_start is not self:
-                return
-            if engine.closed:
-                raise EngineClosedError(
-                    f"engine of user {engine.context.user_id!r} was cleaned up before it started"
-                )
-            try:
-                await factory._start_extensions(engine, self.extensions)
-            except BaseException:
-                engine._pending_start = None
-                await engine.cleanup()
-                raise
-            engine._pending_start = None
-            if engine.closed:  # cleaned up while starting: close what just started
-                grace = factory.engine_settings.close_timeout
-                for _, ext in reversed(self.extensions):
-                    if getattr(ext, "close", None) is not None:
-                        await engine._close_extension(ext, grace)
-                raise EngineClosedError(
-                    f"engine of user {engine.context.user_id!r} was cleaned up while starting"
-                )
 
 
 # -- the process default ----------------------------------------------------------------------

@@ -77,7 +77,7 @@ _log = structlog.get_logger("agentengine.legacy")
 _MIGRATION = "see docs/migration.md"
 
 
-def warn_deprecated(old: str, new: str) -> None:
+def warn_deprecated(old: str, new: str, *, stacklevel: int = 3) -> None:
     """Warn that ``old`` is deprecated in favour of ``new``, at the line calling ``old``.
 
     ``new`` names the replacement class or method in full (``ExecutionEngineFactory.
@@ -87,7 +87,7 @@ def warn_deprecated(old: str, new: str) -> None:
     warnings.warn(
         f"{old} is deprecated and will be removed; use {new} instead ({_MIGRATION})",
         DeprecationWarning,
-        stacklevel=3,
+        stacklevel=stacklevel,
     )
 
 
@@ -291,6 +291,23 @@ def _require_plugin(
         "AGENTENGINE_PLUGINS / AGENTENGINE_DISABLE_PLUGINS and `agentengine plugins`, or build "
         "the factory with load_entrypoints=True"
     )
+
+
+def engine_classmethod(
+    method: str,
+    registry: Any,
+    websocket_bridge: Any,
+    user_context: UserExecutionContext | None,
+    factory: ExecutionEngineFactory | None,
+) -> UserExecutionEngine:
+    """The legacy classmethods ``UserExecutionEngine.create_from_legacy`` and
+    ``UserExecutionEngine.from_registry``: warn (at their caller's line), then make the engine."""
+    warn_deprecated(
+        f"UserExecutionEngine.{method}()",
+        "ExecutionEngineFactory.create_for_user(ctx) (`await factory.create_for_user(ctx)`)",
+        stacklevel=4,
+    )
+    return construct_engine(method, registry, websocket_bridge, user_context, factory=factory)
 
 
 def construct_engine(
