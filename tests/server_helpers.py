@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
@@ -253,6 +254,29 @@ def small_socket(port: int) -> socket.socket:
 # -- `agentengine serve` as a subprocess --------------------------------------------------------
 
 AGENTENGINE = str(Path(sys.executable).parent / "agentengine")
+
+#: A plugin module (source) with the agent ``slowpoke(seconds)``: think, sleep, answer.
+SLOW_PLUGIN = textwrap.dedent(
+    """
+    import asyncio
+    from agentengine import RunContext, agent, hookimpl
+
+    @agent(name="slowpoke")
+    async def slowpoke(run: RunContext, seconds: float) -> str:
+        await run.think("working")
+        await asyncio.sleep(seconds)
+        return "finished"
+
+    class SlowPlugin:
+        name = "slowplug"
+
+        @hookimpl
+        def agentengine_register_agents(self, registry):
+            registry.add(slowpoke)
+
+    plugin = SlowPlugin()
+    """
+)
 
 
 def free_port() -> int:

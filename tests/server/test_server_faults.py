@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from server_helpers import recv_until
+from server_helpers import dev_token, recv_until, serve_process
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -95,12 +93,6 @@ FAULT_PLUGIN = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Served:
     """A running ``agentengine serve --dev`` process and its output, read as it comes."""
 
@@ -133,10 +125,7 @@ class Served:
         return code
 
     def token(self, user: str) -> str:
-        r = httpx.post(
-            f"http://127.0.0.1:{self.port}/v1/dev/token", json={"user": user}, timeout=10
-        )
-        return str(r.json()["token"])
+        return dev_token(self.port, user)
 
     async def ws(self, user: str) -> ClientConnection:
         return await connect(
@@ -148,34 +137,12 @@ class Served:
 
 @contextmanager
 def serve(tmp_path: Path, **env: str) -> Iterator[Served]:
-    (tmp_path / "faultplug.py").write_text(FAULT_PLUGIN)
-    port = _free_port()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("AGENTENGINE_")}
-    environ.update(PYTHONPATH=str(tmp_path), **env)
-    proc = subprocess.Popen(
-        [AGENTENGINE, "serve", "--dev", "--port", str(port), "--plugin", "faultplug:plugin"],
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    served = Served(proc, port)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, served.output
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.1)
-        yield served
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+    """``agentengine serve --dev`` with the fault plugin, its output read as it comes."""
+    with serve_process(tmp_path, "--dev", plugins={"faultplug": FAULT_PLUGIN}, env=env) as (
+        proc,
+        port,
+    ):
+        yield Served(proc, port)
 
 
 _BACKLOG: dict[int, list[dict[str, Any]]] = {}

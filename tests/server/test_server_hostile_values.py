@@ -15,10 +15,7 @@ import gc
 import json
 import logging
 import signal
-import subprocess
-import sys
 import textwrap
-import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,10 +25,12 @@ import httpx
 import pytest
 from server_helpers import (
     RunningServer,
+    dev_token,
     http,
     make_token,
     recv_until,
     running_server,
+    serve_process,
     sse_items,
     wait_run,
     ws_connect,
@@ -243,51 +242,12 @@ async def test_run_records_of_hostile_outputs_stay_readable(hostile_srv: Running
 
 def test_agentengine_serve_survives_hostile_events(tmp_path: Path) -> None:
     """The same against a real ``agentengine serve`` process: its log stays clean."""
-    import socket
-
-    (tmp_path / "hostileplug.py").write_text(HOSTILE_PLUGIN)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("AGENTENGINE_")}
-    env["PYTHONPATH"] = str(tmp_path)
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "agentengine"),
-            "serve",
-            "--dev",
-            "--port",
-            str(port),
-            "--plugin",
-            "hostileplug:plugin",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.communicate()[0]
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.1)
-        token = httpx.post(f"{base}/v1/dev/token", json={"user": "alice"}, timeout=10).json()[
-            "token"
-        ]
-        asyncio.run(_hostile_session(base, port, token))
+    plugins = {"hostileplug": HOSTILE_PLUGIN}
+    with serve_process(tmp_path, "--dev", plugins=plugins) as (proc, port):
+        token = dev_token(port, "alice")
+        asyncio.run(_hostile_session(f"http://127.0.0.1:{port}", port, token))
         proc.send_signal(signal.SIGTERM)
         output = proc.communicate(timeout=60)[0]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
     assert proc.returncode == 0, output
     assert "Task exception was never retrieved" not in output, output
     assert "Traceback" not in output, output

@@ -16,7 +16,6 @@ import json
 import random
 import signal
 import socket
-import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import httpx
 import pytest
 from agentengine_server import ServerSettings
 from server_helpers import (
+    SLOW_PLUGIN,
     RunningServer,
     check_runs_end_once,
     dev_token,
@@ -172,27 +172,6 @@ async def test_50_users_x_20_runs_over_rest_and_websocket_streams_agree_and_stay
 
 # -- 2. SIGTERM with a hundred runs in flight --------------------------------------------------
 
-PLUGIN = textwrap.dedent(
-    """
-    import asyncio
-    from agentengine import RunContext, agent, hookimpl
-
-    @agent(name="slowpoke")
-    async def slowpoke(run: RunContext, seconds: float) -> str:
-        await run.think("working")
-        await asyncio.sleep(seconds)
-        return "finished"
-
-    class SlowPlugin:
-        name = "slowplug"
-
-        @hookimpl
-        def agentengine_register_agents(self, registry):
-            registry.add(slowpoke)
-
-    plugin = SlowPlugin()
-    """
-)
 DRAIN_USERS = 10
 DRAIN_RUNS = 10  # per user: half over REST, half over the WebSocket
 
@@ -215,7 +194,10 @@ def test_sigterm_with_100_runs_in_flight_drains_every_run_on_both_transports(
         "AGENTENGINE_ENGINE__MAX_CONCURRENT_PER_USER": str(DRAIN_RUNS),
         "AGENTENGINE_ENGINE__MAX_ENGINES_PER_USER": str(DRAIN_RUNS),
     }
-    with serve_process(tmp_path, "--dev", plugins={"slowplug": PLUGIN}, env=env) as (proc, port):
+    with serve_process(tmp_path, "--dev", plugins={"slowplug": SLOW_PLUGIN}, env=env) as (
+        proc,
+        port,
+    ):
         tokens = {f"drain-{n}": dev_token(port, f"drain-{n}") for n in range(DRAIN_USERS)}
         result = asyncio.run(_sigterm_with_runs_in_flight(proc, port, tokens))
         output = proc.communicate(timeout=90)[0]

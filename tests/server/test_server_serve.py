@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,45 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from server_helpers import recv_until
-from websockets.exceptions import ConnectionClosed
-
-AGENTENGINE = str(Path(sys.executable).parent / "agentengine")
-
-SLOW_PLUGIN = textwrap.dedent(
-    """
-    import asyncio
-    from agentengine import RunContext, agent, hookimpl
-
-    @agent(name="slowpoke")
-    async def slowpoke(run: RunContext, seconds: float) -> str:
-        await run.think("working")
-        await asyncio.sleep(seconds)
-        return "finished"
-
-    class SlowPlugin:
-        name = "slowplug"
-
-        @hookimpl
-        def agentengine_register_agents(self, registry):
-            registry.add(slowpoke)
-
-    plugin = SlowPlugin()
-    """
+from server_helpers import (
+    AGENTENGINE,
+    SLOW_PLUGIN,
+    free_port,
+    recv_until,
+    serve_env,
+    serve_process,
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTENGINE_")}
-    env["PYTHONPATH"] = str(tmp_path)
-    env.update(extra)
-    return env
+from websockets.exceptions import ConnectionClosed
 
 
 def test_serve_refuses_to_start_without_a_usable_secret(tmp_path: Path) -> None:
@@ -68,8 +34,8 @@ def test_serve_refuses_to_start_without_a_usable_secret(tmp_path: Path) -> None:
     ]
     for args, extra, needle in cases:
         proc = subprocess.run(  # noqa: PLW1510 - the exit status is what is checked
-            [AGENTENGINE, "serve", "--port", str(_free_port()), *args],
-            env=_env(tmp_path, **extra),
+            [AGENTENGINE, "serve", "--port", str(free_port()), *args],
+            env=serve_env(tmp_path, **extra),
             capture_output=True,
             text=True,
             timeout=60,
@@ -81,31 +47,9 @@ def test_serve_refuses_to_start_without_a_usable_secret(tmp_path: Path) -> None:
 
 @contextmanager
 def serve(tmp_path: Path, *args: str, **env: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    (tmp_path / "slowplug.py").write_text(SLOW_PLUGIN)
-    port = _free_port()
-    proc = subprocess.Popen(
-        [AGENTENGINE, "serve", "--port", str(port), "--plugin", "slowplug:plugin", *args],
-        env=_env(tmp_path, **env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.communicate()[0]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.1)
-        yield proc, port
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+    """``agentengine serve`` with the slow plugin (see ``serve_process``)."""
+    with serve_process(tmp_path, *args, plugins={"slowplug": SLOW_PLUGIN}, env=env) as served:
+        yield served
 
 
 async def _sigterm_while_running(

@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +20,13 @@ from agentengine_server.auth import AuthError
 from server_helpers import (
     SECRET,
     RunningServer,
+    dev_token,
     http,
     make_token,
     recv_json,
     recv_until,
     running_server,
+    serve_process,
     sse_items,
 )
 from websockets.asyncio.client import ClientConnection, connect
@@ -38,42 +36,6 @@ AGENTENGINE = str(Path(sys.executable).parent / "agentengine")
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def _serve(*args: str, secret: str) -> Iterator[int]:
-    """A real ``agentengine serve`` subprocess on a free loopback port (killed on exit)."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTENGINE_")}
-    env["AGENTENGINE_JWT_SECRET"] = secret
-    proc = subprocess.Popen(
-        [AGENTENGINE, "serve", "--port", str(port), *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.communicate()[0]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.1)
-        yield port
-    finally:
-        proc.kill()
-        proc.wait(10)
 
 
 async def _ws(srv: RunningServer, token: str, **kwargs: Any) -> ClientConnection:
@@ -111,14 +73,16 @@ def _bearer(token: str) -> dict[str, str]:
 # -- 8: dev tokens, Host names, content types ------------------------------------------------
 
 
-def test_a_token_minted_by_a_dev_server_is_refused_by_a_production_server() -> None:
+def test_a_token_minted_by_a_dev_server_is_refused_by_a_production_server(
+    tmp_path: Path,
+) -> None:
     secret = "p" * 48
-    with _serve("--dev", secret=secret) as dev_port, _serve(secret=secret) as prod_port:
-        minted = httpx.post(
-            f"http://127.0.0.1:{dev_port}/v1/dev/token", json={"user": "mallory"}, timeout=10
-        )
-        assert minted.status_code == 200, minted.text
-        token = minted.json()["token"]
+    env = {"AGENTENGINE_JWT_SECRET": secret}
+    with (
+        serve_process(tmp_path, "--dev", env=env) as (_, dev_port),
+        serve_process(tmp_path, env=env) as (_, prod_port),
+    ):
+        token = dev_token(dev_port, "mallory")
         # The dev server itself accepts it...
         ok = httpx.get(f"http://127.0.0.1:{dev_port}/v1/agents", headers=_bearer(token))
         assert ok.status_code == 200, ok.text
