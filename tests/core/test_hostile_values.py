@@ -20,39 +20,18 @@ from agentengine import (
     parse_event,
     tool,
 )
+from hostile_values import Unprintable, cycle, deep
 
 MARKER = "$marker"
-
-
-class Unprintable:
-    """An object whose str() and repr() raise, as a broken library type might."""
-
-    def __str__(self) -> str:
-        raise ValueError("no str for you")
-
-    __repr__ = __str__
-
-
-def _deep(levels: int) -> list[Any]:
-    value: list[Any] = []
-    for _ in range(levels):
-        value = [value]
-    return value
-
-
-def _cycle() -> dict[str, Any]:
-    value: dict[str, Any] = {"name": "loop"}
-    value["self"] = value
-    return value
 
 
 #: name -> a value an agent or tool may produce
 HOSTILE: dict[str, Any] = {
     "lone_surrogate": "a\ud800b",
     "bytes_not_utf8": b"\xff\xfe\x00",
-    "cycle": _cycle(),
+    "cycle": cycle(),
     "tuple_keys": {(1, 2): "x", "1,2": "y"},  # two keys JSON would write alike
-    "deep_300": _deep(300),
+    "deep_300": deep(300),
     "str_raises": [Unprintable()],
     "huge_int": 10**5000,
 }

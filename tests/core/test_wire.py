@@ -15,39 +15,17 @@ from agentengine import (
 )
 from agentengine.events import AgentCompletedEvent, BaseEvent, RunStatus, wire_size
 from agentengine.wire import MARKER, MAX_DEPTH, SIZE, wire_safe, wire_text, wire_value
+from hostile_values import Unprintable, cycle, deep
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-
-class Unprintable:
-    """An object whose str() and repr() raise, as a broken library type might."""
-
-    def __str__(self) -> str:
-        raise ValueError("no str for you")
-
-    __repr__ = __str__
-
-
-def _deep(levels: int) -> list[Any]:
-    value: list[Any] = []
-    for _ in range(levels):
-        value = [value]
-    return value
-
-
-def _cycle() -> dict[str, Any]:
-    value: dict[str, Any] = {"name": "loop"}
-    value["self"] = value
-    return value
-
 
 #: name -> (a hostile value, what its wire form must show)
 HOSTILE: dict[str, Any] = {
     "lone_surrogate": "a\ud800b",
     "bytes_not_utf8": b"\xff\xfe\x00",
-    "cycle": _cycle(),
+    "cycle": cycle(),
     "tuple_keys": {("a", 1): "x", ("b", 2): "y"},
-    "deep_300": _deep(300),
+    "deep_300": deep(300),
     "str_raises": [Unprintable()],
     "huge_int": 10**5000,
 }
@@ -112,14 +90,14 @@ def test_bytes_are_text_when_utf8_else_a_base64_marker() -> None:
 
 
 def test_cycles_depth_keys_and_unrepresentable_objects_get_markers() -> None:
-    looped = wire_safe(_cycle())
+    looped = wire_safe(cycle())
     assert looped == {"name": "loop", "self": {MARKER: "cycle", "type": "dict"}}
-    deep = wire_safe(_deep(MAX_DEPTH + 10))
-    inner = deep
+    nested = wire_safe(deep(MAX_DEPTH + 10))
+    inner = nested
     for _ in range(MAX_DEPTH):
         inner = inner[0]
     assert inner == {MARKER: "depth", "type": "list", "size": 1}
-    assert wire_value(_deep(MAX_DEPTH))[0] == _deep(MAX_DEPTH)  # the deepest allowed: as is
+    assert wire_value(deep(MAX_DEPTH))[0] == deep(MAX_DEPTH)  # the deepest allowed: as is
     assert wire_safe({("a", 1): 1, 2: "two", None: 0, "2": "taken"}) == {
         "('a', 1)": 1,
         "2": "two",
