@@ -53,7 +53,7 @@ from agentengine.events import (
     ToolStatus,
     event_kind,
 )
-from agentengine.extensions import ExtensionStack, ToolCall
+from agentengine.extensions import ExtensionStack, ToolCall, cancelling
 from agentengine.log import AGENT_VAR, RUN_ID_VAR, USER_ID_VAR
 from agentengine.scope import EMPTY_SCOPE
 from agentengine.tools import Tool, ToolArgumentError, ToolRegistry, is_mapping
@@ -264,6 +264,12 @@ class RunContext:
     def user_id(self) -> str:
         """The user this run belongs to."""
         return self._user_id
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True once the engine was asked to cancel this run (``handle.cancel()``, cleanup,
+        shutdown): the run then ends ``cancelled`` whatever the agent does."""
+        return self._cancel_requested
 
     @property
     def thread_id(self) -> str:
@@ -510,16 +516,6 @@ def _no_error_count(plugin_name: str) -> None:
 
 #: The extensions of an engine that has none (closing it does nothing).
 _NO_EXTENSIONS = ExtensionStack((), user_id="", close_timeout=0.0, count_error=_no_error_count)
-
-
-def cancelling(run: RunContext | None = None) -> bool:
-    """True when the ``CancelledError`` being handled is a real cancellation: the engine asked
-    to cancel ``run``, or the current task was cancelled. User code raising ``CancelledError``
-    on its own (or from a future someone else cancelled) is a failure, not a cancellation."""
-    if run is not None and run._cancel_requested:
-        return True
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 def _abandon_later(ref: weakref.ref[RunContext], grace: float) -> None:

@@ -65,6 +65,16 @@ __all__ = [
 _log = structlog.get_logger("agentengine.extensions")
 
 
+def cancelling(run: RunContext | None = None) -> bool:
+    """True when the ``CancelledError`` being handled is a real cancellation: the engine asked
+    to cancel ``run``, or the current task was cancelled. User code raising ``CancelledError``
+    on its own (or from a future someone else cancelled) is a failure, not a cancellation."""
+    if run is not None and run.cancel_requested:
+        return True
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 @dataclass(slots=True)
 class ToolCall:
     """One tool call as it passes through ``around_tool`` middleware."""

@@ -9,25 +9,10 @@ from __future__ import annotations
 
 import warnings
 
-from agentengine.log import (
-    AGENT_VAR,
-    REDACTED,
-    RUN_ID_VAR,
-    USER_ID_VAR,
-    configure,
-    get_logger,
-    redact_secrets,
-)
+from agentengine import log
+from agentengine.log import *  # noqa: F403 - the same names, from their new home
 
-__all__ = [
-    "AGENT_VAR",
-    "REDACTED",
-    "RUN_ID_VAR",
-    "USER_ID_VAR",
-    "configure",
-    "get_logger",
-    "redact_secrets",
-]
+__all__ = log.__all__
 
 warnings.warn(
     "agentengine.logging is deprecated and will be removed; import agentengine.log instead "

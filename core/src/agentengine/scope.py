@@ -49,6 +49,7 @@ from agentengine.errors import (
     UnknownResourceError,
     describe_error,
 )
+from agentengine.extensions import cancelling
 from agentengine.hookspecs import hookimpl
 from agentengine.registry import NamedRegistry
 
@@ -72,13 +73,6 @@ __all__ = [
 ]
 
 _log = structlog.get_logger("agentengine.scope")
-
-
-def _cancelling(run: RunContext | None = None) -> bool:
-    # Imported when needed: the engine imports this module (the built-in request scope).
-    from agentengine.engine import cancelling
-
-    return cancelling(run)
 
 
 ResourceFactory = Callable[..., Any]
@@ -249,7 +243,7 @@ class RequestScope:
             value = await manager.__aenter__()
         except BaseException as exc:
             del self._opening[name]
-            if isinstance(exc, asyncio.CancelledError) and _cancelling(self._run):
+            if isinstance(exc, asyncio.CancelledError) and cancelling(self._run):
                 future.cancel()  # the run was cancelled while opening
                 raise
             if isinstance(exc, ScopedResourceError):
@@ -323,7 +317,7 @@ class RequestScope:
             except BaseException as exc:
                 if exc is error:  # the context manager re-raised the run's own error
                     continue
-                if isinstance(exc, asyncio.CancelledError) and _cancelling():
+                if isinstance(exc, asyncio.CancelledError) and cancelling():
                     raise
                 _log.error(
                     "scoped resource failed to close",
