@@ -13,7 +13,7 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     import os
 
     return subprocess.run(
-        [sys.executable, "-m", "agentengine.cli", *args],
+        [sys.executable, "-m", "agentengine.cli.main", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -13,7 +13,7 @@ from agentengine import (
     tool,
 )
 from agentengine.context import MAX_CONTEXT_DEPTH, PLACEHOLDER_IDS
-from agentengine.tools import fields_validator
+from agentengine.definitions.tools import fields_validator
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model, model_validator

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 from agentengine import ExecutionEngineFactory, RunStatus, UserExecutionContext
-from agentengine.deadlines import DeadlineScheduler
+from agentengine.runtime.deadlines import DeadlineScheduler
 from outcome_agents import OutcomesPlugin
 
 

@@ -89,9 +89,9 @@ def test_argument_errors_are_engine_errors_and_value_errors() -> None:
 
 
 def test_moved_errors_stay_importable_where_they_were() -> None:
-    from agentengine.plugins import PluginHookError
-    from agentengine.scope import ScopedResourceError, UnknownResourceError
-    from agentengine.tools import ToolArgumentError
+    from agentengine.definitions.tools import ToolArgumentError
+    from agentengine.plugins.loading import PluginHookError
+    from agentengine.request_scope import ScopedResourceError, UnknownResourceError
 
     assert PluginHookError is errors.PluginHookError
     assert ScopedResourceError is errors.ScopedResourceError

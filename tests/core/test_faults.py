@@ -29,8 +29,8 @@ from agentengine import (
     hookimpl,
     tool,
 )
-from agentengine.deadlines import DeadlineScheduler
-from agentengine.extensions import ToolCall
+from agentengine.plugins.extensions import ToolCall
+from agentengine.runtime.deadlines import DeadlineScheduler
 from agentengine.testing import capture_logs
 from invariants import check_run, check_stream
 

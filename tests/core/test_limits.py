@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from agentengine.limits import ConcurrencyLimiter
+from agentengine.runtime.limits import ConcurrencyLimiter
 
 
 async def hold(limiter: ConcurrencyLimiter, user: str, log: list[str], gate: asyncio.Event) -> None:

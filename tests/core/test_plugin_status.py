@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from agentengine import hookimpl
-from agentengine.cli import main
+from agentengine.cli.main import main
 from click.testing import CliRunner
 
 
@@ -30,7 +30,7 @@ class Broken:
 def test_plugins_shows_status_and_survives_a_raising_report(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import agentengine.plugins as plugins_module
+    import agentengine.plugins.loading as plugins_module
 
     real = plugins_module.load_plugins
 
@@ -38,7 +38,7 @@ def test_plugins_shows_status_and_survives_a_raising_report(
         kwargs["explicit"] = [*kwargs.get("explicit", ()), Healthy(), Broken()]
         return real(**kwargs)
 
-    monkeypatch.setattr("agentengine.factory.load_plugins", with_extra)
+    monkeypatch.setattr("agentengine.runtime.factory.load_plugins", with_extra)
     result = CliRunner().invoke(main, ["plugins"])
     assert "healthy [explicit] ok" in result.stdout
     assert "status: db: connected (postgres://db)" in result.stdout

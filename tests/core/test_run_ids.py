@@ -8,7 +8,7 @@ import sys
 import threading
 
 import pytest
-from agentengine.engine import _random_hex
+from agentengine.runtime.engine import _random_hex
 
 
 def test_ids_are_96_random_bits_in_hex_and_never_repeat_across_threads() -> None:

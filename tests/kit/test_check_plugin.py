@@ -46,9 +46,9 @@ def one(problems: list[str], *needles: str) -> str:
 
 
 def test_conforming_plugins_have_no_problem() -> None:
-    from agentengine.demo import DemoPlugin
+    from agentengine.cli.demo_plugin import DemoPlugin
     from agentengine.legacy import LegacyBridgePlugin
-    from agentengine.scope import RequestScopePlugin
+    from agentengine.request_scope import RequestScopePlugin
     from agentengine.testing import EventRecorder
 
     for own in (RequestScopePlugin(), LegacyBridgePlugin(print), EventRecorder(), DemoPlugin()):

@@ -24,19 +24,19 @@ from agentengine import (
     hookimpl,
     tool,
 )
+from agentengine.cli.scaffold import plugin_names
 from agentengine.errors import AgentEngineError
-from agentengine.scaffold import plugin_names
 from agentengine.testing import (
     AgentRun,
     ContextBuilder,
     EventRecorder,
-    _matches,
     assert_event_sequence,
     assert_isolated,
     assert_run_invariants,
     capture_logs,
     run_agent,
 )
+from agentengine.testing.assertions import sequence_matches
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -284,7 +284,7 @@ def test_the_wildcard_matcher_agrees_with_a_regular_expression() -> None:
     def agree(actual: list[str], expected: list[str]) -> None:
         pattern = "".join("(?:[a-z_]+;)*" if e == "..." else re.escape(e + ";") for e in expected)
         oracle = re.fullmatch(pattern, "".join(a + ";" for a in actual)) is not None
-        assert _matches(actual, expected) is oracle
+        assert sequence_matches(actual, expected) is oracle
 
     agree()
 

@@ -112,8 +112,8 @@ def test_automatic_async_marking_can_be_turned_off(tmp_path: Path) -> None:
 
 def test_core_does_not_import_pytest_at_run_time() -> None:
     code = (
-        "import sys; import agentengine, agentengine.legacy, agentengine.conformance, "
-        "agentengine.scaffold, agentengine.scope, agentengine.cli; "
+        "import sys; import agentengine, agentengine.legacy, agentengine.testing.conformance, "
+        "agentengine.cli.scaffold, agentengine.request_scope, agentengine.cli.main; "
         "print('pytest' in sys.modules)"
     )
     done = subprocess.run(

@@ -12,7 +12,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from agentengine.scaffold import plugin_names, render_plugin, template_dir
+from agentengine.cli.scaffold import plugin_names, render_plugin, template_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENTENGINE = str(Path(sys.executable).with_name("agentengine"))

@@ -638,7 +638,7 @@ def _deprecation_text(call: Any) -> str:
 async def test_every_deprecation_names_the_replacement_class_and_method_in_full(
     default_factory: ExecutionEngineFactory,
 ) -> None:
-    from agentengine.legacy_names import LEGACY_ENGINE_NAMES, LEGACY_FACTORY_NAMES
+    from agentengine.legacy.names import LEGACY_ENGINE_NAMES, LEGACY_FACTORY_NAMES
 
     ctx = UserExecutionContext.for_user("alice")
     engine_calls: dict[str, Any] = {

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from agentengine.cli import main
+from agentengine.cli.main import main
 from click.testing import CliRunner
 
 from .conftest import SERVER

@@ -193,7 +193,7 @@ def test_string_references_are_warnings() -> None:
             "agentengine.legacy" in sys.modules
             logging.getLogger("agentengine.legacy")
             structlog.get_logger("agentengine.legacy.sub")
-            mock.patch("agentengine.factory.ExecutionEngineFactory")  # not deprecated
+            mock.patch("agentengine.runtime.factory.ExecutionEngineFactory")  # not deprecated
             logging.getLogger("agentengine")
         """
     )
@@ -555,7 +555,7 @@ def test_module_entry_point_runs_without_the_engine(cli: Cli, tmp_path: Path) ->
         text=True,
         check=False,
     )
-    # Only agentengine's (empty) lazy namespace, the legacy names (a module of constants), the
+    # Only agentengine's (empty) lazy namespaces, the legacy names (a module of constants), the
     # error classes and the stdlib-only config file reader may load: no engine, no pydantic,
     # no libcst.
     loaded = probe.stdout.strip().splitlines()[-1]
@@ -564,7 +564,8 @@ def test_module_entry_point_runs_without_the_engine(cli: Cli, tmp_path: Path) ->
         "agentengine.config_files",
         "agentengine.errors",
         "agentengine.lazy",
-        "agentengine.legacy_names",
+        "agentengine.legacy",
+        "agentengine.legacy.names",
     ]
     assert loaded == repr(expected), probe.stdout + probe.stderr
 

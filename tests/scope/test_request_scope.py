@@ -19,7 +19,7 @@ from agentengine import (
     hookimpl,
     tool,
 )
-from agentengine.scope import ResourceRegistry
+from agentengine.definitions.resources import ResourceRegistry
 from agentengine.testing import assert_isolated, run_agent
 
 

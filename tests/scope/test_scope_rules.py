@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 from agentengine import RunContext, RunStatus, Settings, UserExecutionContext, agent, hookimpl
+from agentengine.definitions.resources import EMPTY_SCOPE, ResourceRegistry
 from agentengine.errors import EngineClosedError, RegistrationError
-from agentengine.scope import EMPTY_SCOPE, RequestScope, ResourceRegistry, UnknownResourceError
+from agentengine.request_scope import RequestScope, UnknownResourceError
 from agentengine.testing import assert_event_sequence, run_agent
 
 

@@ -10,16 +10,12 @@ from typing import TYPE_CHECKING
 from agentengine.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from agentengine.agents import Agent, AgentRegistry, agent
     from agentengine.config import EngineSettings, Settings, load_settings
     from agentengine.context import UserExecutionContext
-    from agentengine.engine import (
-        PipelineStep,
-        RunContext,
-        RunHandle,
-        RunResult,
-        UserExecutionEngine,
-    )
+    from agentengine.definitions.agents import Agent, AgentRegistry, agent
+    from agentengine.definitions.resources import ResourceRegistry
+    from agentengine.definitions.run import RunContext
+    from agentengine.definitions.tools import FunctionTool, Tool, ToolRegistry, tool
     from agentengine.errors import (
         AgentEngineError,
         ConfigError,
@@ -47,29 +43,35 @@ if TYPE_CHECKING:
         ToolStatus,
         parse_event,
     )
-    from agentengine.extensions import Extension, ToolCall
-    from agentengine.factory import (
+    from agentengine.plugins.extensions import Extension, ToolCall
+    from agentengine.plugins.hooks import hookimpl, hookspec
+    from agentengine.plugins.loading import PluginInfo
+    from agentengine.request_scope import RequestScope
+    from agentengine.runtime.engine import (
+        PipelineStep,
+        RunHandle,
+        RunResult,
+        UserExecutionEngine,
+    )
+    from agentengine.runtime.factory import (
         ExecutionEngineFactory,
         configure_execution_engine_factory,
         get_execution_engine_factory,
         reset_execution_engine_factory,
     )
-    from agentengine.hookspecs import hookimpl, hookspec
-    from agentengine.plugins import PluginInfo
-    from agentengine.scope import RequestScope, ResourceRegistry
-    from agentengine.sinks import EventGap, EventSink, InMemoryEventSink
-    from agentengine.tools import FunctionTool, Tool, ToolRegistry, tool
+    from agentengine.sinks.memory import InMemoryEventSink
+    from agentengine.sinks.protocol import EventGap, EventSink
 
 # The public names are imported on first use (PEP 562), so that ``import agentengine`` (and
 # the command line, and a plugin module importing ``hookimpl``) does not pay for pydantic
 # models it does not need: ``agentengine check`` runs in pre-commit hooks on a few files.
 _EXPORTS: dict[str, str] = {
-    "Agent": "agentengine.agents",
+    "Agent": "agentengine.definitions.agents",
     "AgentCompletedEvent": "agentengine.events",
     "AgentEngineError": "agentengine.errors",
     "AgentErrorEvent": "agentengine.events",
     "AgentEvent": "agentengine.events",
-    "AgentRegistry": "agentengine.agents",
+    "AgentRegistry": "agentengine.definitions.agents",
     "AgentStartedEvent": "agentengine.events",
     "AgentThinkingEvent": "agentengine.events",
     "BaseEvent": "agentengine.events",
@@ -77,46 +79,46 @@ _EXPORTS: dict[str, str] = {
     "EngineClosedError": "agentengine.errors",
     "EngineLimitError": "agentengine.errors",
     "EngineSettings": "agentengine.config",
-    "EventGap": "agentengine.sinks",
-    "EventSink": "agentengine.sinks",
-    "ExecutionEngineFactory": "agentengine.factory",
-    "Extension": "agentengine.extensions",
-    "FunctionTool": "agentengine.tools",
-    "InMemoryEventSink": "agentengine.sinks",
+    "EventGap": "agentengine.sinks.protocol",
+    "EventSink": "agentengine.sinks.protocol",
+    "ExecutionEngineFactory": "agentengine.runtime.factory",
+    "Extension": "agentengine.plugins.extensions",
+    "FunctionTool": "agentengine.definitions.tools",
+    "InMemoryEventSink": "agentengine.sinks.memory",
     "InvalidContextError": "agentengine.errors",
-    "PipelineStep": "agentengine.engine",
-    "PluginInfo": "agentengine.plugins",
+    "PipelineStep": "agentengine.runtime.engine",
+    "PluginInfo": "agentengine.plugins.loading",
     "PluginLoadError": "agentengine.errors",
     "RegistrationError": "agentengine.errors",
-    "RequestScope": "agentengine.scope",
-    "ResourceRegistry": "agentengine.scope",
-    "RunContext": "agentengine.engine",
-    "RunHandle": "agentengine.engine",
-    "RunResult": "agentengine.engine",
+    "RequestScope": "agentengine.request_scope",
+    "ResourceRegistry": "agentengine.definitions.resources",
+    "RunContext": "agentengine.definitions.run",
+    "RunHandle": "agentengine.runtime.engine",
+    "RunResult": "agentengine.runtime.engine",
     "RunStatus": "agentengine.events",
     "ScopedResourceError": "agentengine.errors",
     "Settings": "agentengine.config",
-    "Tool": "agentengine.tools",
+    "Tool": "agentengine.definitions.tools",
     "ToolArgumentError": "agentengine.errors",
-    "ToolCall": "agentengine.extensions",
+    "ToolCall": "agentengine.plugins.extensions",
     "ToolCompletedEvent": "agentengine.events",
     "ToolError": "agentengine.errors",
     "ToolExecutingEvent": "agentengine.events",
-    "ToolRegistry": "agentengine.tools",
+    "ToolRegistry": "agentengine.definitions.tools",
     "ToolStatus": "agentengine.events",
     "UnknownAgentError": "agentengine.errors",
     "UnknownResourceError": "agentengine.errors",
     "UserExecutionContext": "agentengine.context",
-    "UserExecutionEngine": "agentengine.engine",
-    "agent": "agentengine.agents",
-    "configure_execution_engine_factory": "agentengine.factory",
-    "get_execution_engine_factory": "agentengine.factory",
-    "hookimpl": "agentengine.hookspecs",
-    "hookspec": "agentengine.hookspecs",
+    "UserExecutionEngine": "agentengine.runtime.engine",
+    "agent": "agentengine.definitions.agents",
+    "configure_execution_engine_factory": "agentengine.runtime.factory",
+    "get_execution_engine_factory": "agentengine.runtime.factory",
+    "hookimpl": "agentengine.plugins.hooks",
+    "hookspec": "agentengine.plugins.hooks",
     "load_settings": "agentengine.config",
     "parse_event": "agentengine.events",
-    "reset_execution_engine_factory": "agentengine.factory",
-    "tool": "agentengine.tools",
+    "reset_execution_engine_factory": "agentengine.runtime.factory",
+    "tool": "agentengine.definitions.tools",
 }
 
 

@@ -1,6 +1,6 @@
 """``python -m agentengine``: the command line."""
 
-from agentengine.cli import main
+from agentengine.cli.main import main
 
 if __name__ == "__main__":
     main()

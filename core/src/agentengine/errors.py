@@ -21,8 +21,9 @@ standard kind::
 
 Plugins derive their own errors from these (``agentengine_mcp`` raises ``ToolError``
 subclasses). The modules that raise an error re-export it where it was first documented
-(``agentengine.tools.ToolArgumentError``, ``agentengine.scope.ScopedResourceError``, ...); the
-``agentengine`` package exports them all.
+(``agentengine.definitions.tools.ToolArgumentError``,
+``agentengine.request_scope.ScopedResourceError``, ...); the ``agentengine`` package exports
+them all.
 
 Each message says what was wrong and what to do about it. ``describe_error`` is the one way
 an exception is shown in events, logs and messages (``"Type: text"``).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentengine.hookspecs import hookimpl
+from agentengine import hookimpl
 
 __all__ = ["MigratePlugin"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentengine.legacy_names import LEGACY_ENGINE_NAMES, LEGACY_FACTORY_NAMES
+from agentengine.legacy.names import LEGACY_ENGINE_NAMES, LEGACY_FACTORY_NAMES
 
 __all__ = ["PRESETS"]
 

@@ -45,10 +45,10 @@ import structlog
 from agentengine.errors import AgentEngineError, describe_error
 
 if TYPE_CHECKING:
-    from agentengine.engine import RunContext
+    from agentengine.definitions.run import RunContext
+    from agentengine.definitions.tools import Tool
     from agentengine.events import BaseEvent
-    from agentengine.plugins import PluginSet
-    from agentengine.tools import Tool
+    from agentengine.plugins.loading import PluginSet
 
     RunChain = Callable[[RunContext], Awaitable[Any]]
     ToolChain = Callable[[RunContext, "ToolCall"], Awaitable[Any]]
@@ -62,7 +62,7 @@ __all__ = [
     "implements",
 ]
 
-_log = structlog.get_logger("agentengine.extensions")
+_log = structlog.get_logger("agentengine.plugins.extensions")
 
 
 def cancelling(run: RunContext | None = None) -> bool:

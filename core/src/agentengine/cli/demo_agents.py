@@ -1,13 +1,13 @@
-"""The demo agents and tools (registered by ``agentengine.demo.DemoPlugin``)."""
+"""The demo agents and tools (registered by ``agentengine.cli.demo_plugin.DemoPlugin``)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 
-from agentengine.agents import agent
-from agentengine.engine import RunContext
-from agentengine.tools import tool
+from agentengine.definitions.agents import agent
+from agentengine.definitions.run import RunContext
+from agentengine.definitions.tools import tool
 
 __all__ = ["echo", "researcher", "search_notes", "word_count"]
 

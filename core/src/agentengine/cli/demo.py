@@ -9,20 +9,15 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from agentengine.cli.render import event_line
 from agentengine.context import UserExecutionContext
 from agentengine.events import BaseEvent
-from agentengine.factory import ExecutionEngineFactory
-from agentengine.sinks import EventGap
+from agentengine.runtime.factory import ExecutionEngineFactory
+from agentengine.sinks.protocol import EventGap
 
 __all__ = ["print_summary", "run_demo"]
 
 _QUESTIONS = ["isolation", "plugins", "cursors", "how do plugins work", "cursors and isolation"]
-
-
-def _timeline_line(event: BaseEvent) -> str:
-    from agentengine.cli import event_line
-
-    return event_line(event)
 
 
 async def run_demo(
@@ -52,7 +47,7 @@ async def run_demo(
                 continue
             received[user_id].append(item)
             if echo is not None:
-                echo(_timeline_line(item))
+                echo(event_line(item))
             if done.is_set() and len(received[user_id]) >= expected_events[user_id]:
                 return
 

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar, overload
+from typing import Any, TypeGuard, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic_core import SchemaValidator
 
+from agentengine.definitions.registry import NamedRegistry
+from agentengine.definitions.run import RunContext
 from agentengine.errors import RegistrationError, ToolArgumentError
-from agentengine.registry import NamedRegistry
-
-if TYPE_CHECKING:
-    from agentengine.engine import RunContext
 
 __all__ = [
     "FunctionTool",
@@ -53,8 +51,6 @@ def format_validation_error(what: str, exc: ValidationError) -> str:
 
 
 def _is_run_param(param: inspect.Parameter, hints: Mapping[str, Any]) -> bool:
-    from agentengine.engine import RunContext
-
     annotation = hints.get(param.name, param.annotation)
     return annotation is RunContext or annotation == "RunContext"
 

@@ -22,7 +22,7 @@ from typing import Any
 import pluggy
 
 from agentengine.errors import PluginHookError, PluginLoadError
-from agentengine.hookspecs import HOOK_PREFIX, PROJECT_NAME, AgentEngineHookSpecs
+from agentengine.plugins.hooks import HOOK_PREFIX, PROJECT_NAME, AgentEngineHookSpecs
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -1,10 +1,6 @@
-"""Event sinks: where a run's events go, and how a user's subscribers read them.
+"""``InMemoryEventSink``: the embedded default sink (and, being a real one, what tests use).
 
-The sink is a layer with a small interface (``EventSink``), chosen by the
-``agentengine_event_sink`` hook. The built-in ``InMemoryEventSink`` is the embedded default and,
-being a real implementation, also what tests use.
-
-The in-memory sink keeps one bounded log per user, bounded in events and in bytes, and all
+It keeps one bounded log per user, bounded in events and in bytes, and all
 logs together within one byte budget. Each event gets a cursor (its position in
 that user's log, as a string); a subscriber reads the log from a cursor onwards and then waits
 for more. Nothing is copied per subscriber, so a slow subscriber never slows a run or the other
@@ -18,51 +14,11 @@ import asyncio
 import itertools
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
-from typing import Any, Literal, Protocol, runtime_checkable
-
-from pydantic import BaseModel, ConfigDict
 
 from agentengine.events import EVENT_OVERHEAD, BaseEvent, values_size, wire_size
+from agentengine.sinks.protocol import EventGap, StreamItem
 
-__all__ = ["EventGap", "EventSink", "InMemoryEventSink", "StreamItem"]
-
-
-class EventGap(BaseModel):
-    """Sent to a subscriber in place of events that retention already dropped.
-
-    ``missed`` events between ``after`` (exclusive) and ``cursor`` (inclusive) are gone; the
-    stream continues after ``cursor``. Resume from ``cursor`` to skip them knowingly.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    type: Literal["events_lost"] = "events_lost"
-    user_id: str
-    after: str | None
-    cursor: str
-    missed: int
-
-    def to_wire(self) -> dict[str, Any]:
-        """The JSON wire form."""
-        return self.model_dump(mode="json")
-
-
-StreamItem = BaseEvent | EventGap
-
-
-@runtime_checkable
-class EventSink(Protocol):
-    """Where events go. ``publish`` must not block: a sink that needs I/O buffers and sends in
-    the background, and reports (logs, counts) anything it cannot deliver."""
-
-    def publish(self, event: BaseEvent) -> None:
-        """Accept one event; set ``event.cursor``."""
-
-    def subscribe(self, user_id: str, after: str | None = None) -> AsyncIterator[StreamItem]:
-        """The user's retained events after ``after`` (all when None), then live ones."""
-
-    async def aclose(self) -> None:
-        """Release resources; end live subscriptions."""
+__all__ = ["InMemoryEventSink"]
 
 
 class _UserLog:

@@ -2,7 +2,7 @@
 
 Hooks are plain synchronous pluggy hooks, called when a factory is built or an engine is
 created, never per event or per tool call: the per-run work of a plugin lives in the
-*extensions* it returns (see ``agentengine.extensions``), which the engine composes once.
+*extensions* it returns (see ``agentengine.plugins.extensions``), which the engine composes once.
 
 A plugin implements any subset, with any subset of each hook's arguments::
 
@@ -22,13 +22,12 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from agentengine.agents import AgentRegistry
     from agentengine.config import Settings
     from agentengine.context import UserExecutionContext
-    from agentengine.engine import UserExecutionEngine
-    from agentengine.scope import ResourceRegistry
-    from agentengine.sinks import EventSink
-    from agentengine.tools import ToolRegistry
+    from agentengine.definitions.agents import AgentRegistry
+    from agentengine.definitions.resources import ResourceRegistry
+    from agentengine.definitions.tools import ToolRegistry
+    from agentengine.sinks.protocol import EventSink
 
 __all__ = ["HOOK_PREFIX", "PROJECT_NAME", "AgentEngineHookSpecs", "hookimpl", "hookspec"]
 
@@ -61,11 +60,17 @@ class AgentEngineHookSpecs:
 
     @hookspec
     def agentengine_engine_extensions(
-        self, context: UserExecutionContext, engine: UserExecutionEngine
+        self,
+        context: UserExecutionContext,
+        engine: Any,  # the UserExecutionEngine being made: the runtime sits above this layer
     ) -> Any:
         """Return an extension object (or a list of them, or None) for one user's engine.
 
-        Called once per engine, when the factory creates it. See ``agentengine.extensions``
+        ``engine`` is the ``UserExecutionEngine`` being made (type it as such in an
+        implementation): its ``user_id``, ``context`` and ``resources`` are set; it runs nothing
+        until every extension is in place.
+
+        Called once per engine, when the factory creates it. See ``agentengine.plugins.extensions``
         for the optional methods an extension may have.
         """
 
@@ -75,7 +80,8 @@ class AgentEngineHookSpecs:
 
         ``open_db`` returns an async context manager (or is an async generator function, or
         takes the ``RunContext``); a run opens it on first ``await run.scope["db"]`` and the
-        built-in ``request_scope`` plugin closes it when the run ends. See ``agentengine.scope``.
+        built-in ``request_scope`` plugin closes it when the run ends. See
+        ``agentengine.request_scope``.
         """
 
     @hookspec

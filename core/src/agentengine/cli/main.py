@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from agentengine.cli.render import event_line
+
 if TYPE_CHECKING:
-    from agentengine.events import BaseEvent
-    from agentengine.factory import ExecutionEngineFactory
+    from agentengine.runtime.factory import ExecutionEngineFactory
 
 __all__ = ["main"]
 
@@ -29,7 +30,7 @@ class _PluginCommands(click.Group):
         if self._loaded:
             return
         self._loaded = True
-        from agentengine.plugins import load_plugins
+        from agentengine.plugins.loading import load_plugins
 
         try:
             plugins = load_plugins(strict=False)
@@ -74,7 +75,7 @@ def main() -> None:
 
 def _build_factory(**kwargs: Any) -> ExecutionEngineFactory:
     from agentengine.errors import AgentEngineError
-    from agentengine.factory import ExecutionEngineFactory
+    from agentengine.runtime.factory import ExecutionEngineFactory
 
     try:
         return ExecutionEngineFactory(**kwargs)
@@ -128,26 +129,6 @@ def plugins_command(as_json: bool) -> None:
             click.echo(f"    status: {item.get('name', '?')}: {item.get('state', '?')}{detail}")
     if any(i["error"] for i in infos):
         sys.exit(1)
-
-
-def event_line(event: BaseEvent) -> str:
-    data = event.to_wire()
-    kind = data["type"]
-    if kind == "agent_started":
-        detail = json.dumps(data["input"])
-    elif kind == "agent_thinking":
-        detail = data["text"]
-    elif kind == "tool_executing":
-        detail = f"{data['tool']}({json.dumps(data['args'])})"
-    elif kind == "tool_completed":
-        shown = data["result"] if data["status"] == "ok" else data["error"]
-        detail = f"{data['tool']} -> {data['status']}: {json.dumps(shown)[:120]}"
-    elif kind == "agent_error":
-        detail = f"{data['error_type']}: {data['error']}"
-    else:
-        shown = data["output"] if data["status"] == "succeeded" else data["error"]
-        detail = f"{data['status']}: {json.dumps(shown)[:200]}"
-    return f"[{data['user_id']}] #{data['seq']:<2} {kind:<15} {detail}"
 
 
 @main.command("run")
@@ -205,7 +186,7 @@ def demo_command(users: int, runs: int, as_json: bool) -> None:
     """Run the built-in demo agents for N concurrent users; print timelines and a summary."""
     import asyncio
 
-    from agentengine.demo_runner import print_summary, run_demo
+    from agentengine.cli.demo import print_summary, run_demo
 
     _configure_logs(as_json)
     factory = _build_factory()
@@ -234,7 +215,7 @@ def check_plugin_command(target: str) -> None:
     """
     import importlib
 
-    from agentengine.conformance import check_plugin
+    from agentengine.testing.conformance import check_plugin
 
     module_name, sep, attr = target.partition(":")
     if not sep or not module_name or not attr:
@@ -277,8 +258,8 @@ def check_plugin_command(target: str) -> None:
 )
 def new_plugin_command(name: str, directory: str) -> None:
     """Create a plugin distribution NAME from the template (agentengine-NAME)."""
+    from agentengine.cli.scaffold import plugin_names, render_plugin
     from agentengine.errors import AgentEngineError
-    from agentengine.scaffold import plugin_names, render_plugin
 
     try:
         target = render_plugin(name, directory)

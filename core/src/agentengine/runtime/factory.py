@@ -18,15 +18,11 @@ from typing import Any
 
 import structlog
 
-from agentengine.agents import AgentRegistry
 from agentengine.config import EngineSettings, Settings, load_settings
 from agentengine.context import UserExecutionContext
-from agentengine.deadlines import DeadlineScheduler
-from agentengine.engine import (
-    FACTORY_ONLY,
-    UserExecutionEngine,
-    wait_runs,
-)
+from agentengine.definitions.agents import AgentRegistry
+from agentengine.definitions.resources import ResourceRegistry
+from agentengine.definitions.tools import ToolRegistry
 from agentengine.errors import (
     AgentEngineError,
     EngineClosedError,
@@ -35,12 +31,17 @@ from agentengine.errors import (
     describe_error,
 )
 from agentengine.events import RunStatus
-from agentengine.extensions import ExtensionStack, contained
-from agentengine.limits import ConcurrencyLimiter
-from agentengine.plugins import PluginInfo, PluginSet, load_plugins
-from agentengine.scope import ResourceRegistry
-from agentengine.sinks import EventSink, InMemoryEventSink
-from agentengine.tools import ToolRegistry
+from agentengine.plugins.extensions import ExtensionStack, contained
+from agentengine.plugins.loading import PluginInfo, PluginSet, load_plugins
+from agentengine.runtime.deadlines import DeadlineScheduler
+from agentengine.runtime.engine import (
+    FACTORY_ONLY,
+    UserExecutionEngine,
+    wait_runs,
+)
+from agentengine.runtime.limits import ConcurrencyLimiter
+from agentengine.sinks.memory import InMemoryEventSink
+from agentengine.sinks.protocol import EventSink
 
 __all__ = [
     "BUILTIN_PLUGINS",
@@ -50,11 +51,11 @@ __all__ = [
     "reset_execution_engine_factory",
 ]
 
-_log = structlog.get_logger("agentengine.factory")
+_log = structlog.get_logger("agentengine.runtime.factory")
 
 #: Plugins every factory has (disable one with AGENTENGINE_DISABLE_PLUGINS=name).
 BUILTIN_PLUGINS: list[tuple[str, str]] = [
-    ("request_scope", "agentengine.scope:RequestScopePlugin"),
+    ("request_scope", "agentengine.request_scope:RequestScopePlugin"),
 ]
 
 _UNSET: Any = object()
@@ -147,7 +148,7 @@ class ExecutionEngineFactory:
         )
         self.agents = AgentRegistry()
         self.tools = ToolRegistry()
-        #: Request-scoped resources declared by plugins (see ``agentengine.scope``).
+        #: Request-scoped resources declared by plugins (see ``agentengine.request_scope``).
         self.resources = ResourceRegistry()
         self._errors: dict[str, int] = {}
         self._resolve_plugins()

@@ -33,49 +33,41 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentengine.definitions.resources import ResourceRegistry, unknown_resource_error
 from agentengine.errors import (
     EngineClosedError,
-    RegistrationError,
     ScopedResourceError,
     UnknownResourceError,
     describe_error,
 )
-from agentengine.extensions import cancelling
-from agentengine.hookspecs import hookimpl
-from agentengine.registry import NamedRegistry
+from agentengine.plugins.extensions import cancelling
+from agentengine.plugins.hooks import hookimpl
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
     from agentengine.config import Settings
     from agentengine.context import UserExecutionContext
-    from agentengine.engine import RunContext, UserExecutionEngine
+    from agentengine.definitions.run import RunContext
+    from agentengine.runtime.engine import UserExecutionEngine
 
 __all__ = [
-    "EMPTY_SCOPE",
     "RequestScope",
     "RequestScopeExtension",
     "RequestScopePlugin",
     "RequestScopeSettings",
-    "ResourceRegistry",
-    "ScopedResource",
     "ScopedResourceError",
     "UnknownResourceError",
 ]
 
-_log = structlog.get_logger("agentengine.scope")
-
-
-ResourceFactory = Callable[..., Any]
+_log = structlog.get_logger("agentengine.request_scope")
 
 
 class RequestScopeSettings(BaseModel):
@@ -84,104 +76,6 @@ class RequestScopeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     close_timeout: float = Field(default=10.0, gt=0)
-
-
-@dataclass(frozen=True, slots=True)
-class ScopedResource:
-    """One declared resource: ``open(run)`` returns an async context manager."""
-
-    name: str
-    open: Callable[[RunContext], AbstractAsyncContextManager[Any]]
-    plugin: str | None = None
-    description: str = ""
-
-
-def _as_opener(name: str, factory: ResourceFactory) -> Callable[[Any], Any]:
-    if not callable(factory):
-        raise RegistrationError(
-            f"scoped resource {name!r}: the factory must be callable (an async context manager "
-            f"factory taking no argument or the RunContext), got {factory!r}"
-        )
-    if inspect.isasyncgenfunction(factory):
-        factory = contextlib.asynccontextmanager(factory)
-    try:
-        params = [
-            p
-            for p in inspect.signature(factory).parameters.values()
-            if p.default is inspect.Parameter.empty
-            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-    except (TypeError, ValueError):  # a builtin without a signature: assume no argument
-        params = []
-    if len(params) > 1:
-        raise RegistrationError(
-            f"scoped resource {name!r}: the factory takes {len(params)} required arguments "
-            f"({', '.join(p.name for p in params)}); it may take none or just the RunContext"
-        )
-    if params:
-        return factory
-    no_arg = factory
-    return lambda run: no_arg()
-
-
-class ResourceRegistry(NamedRegistry[ScopedResource]):
-    """Scoped resources by name; ``add`` refuses a second one of the same name."""
-
-    kind = "scoped resource"
-    verb = "declared"
-
-    def add(self, name: str, factory: ResourceFactory, *, description: str = "") -> ScopedResource:
-        """Declare resource ``name``. ``factory`` returns an async context manager; it takes
-        no argument or the ``RunContext`` (for the user's id, say), or is an async generator
-        function yielding the resource once (wrapped with ``asynccontextmanager``)."""
-        if not isinstance(name, str) or not name or name != name.strip():
-            raise RegistrationError(f"a scoped resource needs a non-empty name, got {name!r}")
-        self._check_new(name)
-        resource = ScopedResource(
-            name,
-            _as_opener(name, factory),
-            self.current_plugin,
-            description or (inspect.getdoc(factory) or "").split("\n\n", 1)[0],
-        )
-        return self._insert(name, resource)
-
-
-def _unknown(name: object, available: list[str]) -> UnknownResourceError:
-    declared = ", ".join(available) or "none"
-    return UnknownResourceError(
-        f"no scoped resource named {name!r}; declared resources: {declared}. A plugin declares "
-        "one with its agentengine_register_resources hook: registry.add(name, factory)"
-    )
-
-
-class _NoScope:
-    """``run.scope`` when no plugin declared a resource: every lookup says so."""
-
-    __slots__ = ()
-
-    def __getitem__(self, name: str) -> Awaitable[Any]:
-        raise _unknown(name, [])
-
-    def __contains__(self, name: object) -> bool:
-        return False
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-    @property
-    def opened(self) -> list[str]:
-        """Names of opened resources (always none)."""
-        return []
-
-    def __repr__(self) -> str:
-        return "<RequestScope (no resources declared)>"
-
-
-#: The scope of a run when no scoped resource is declared.
-EMPTY_SCOPE: Any = _NoScope()
 
 
 class RequestScope:
@@ -206,7 +100,7 @@ class RequestScope:
         """An awaitable of resource ``name`` (``await run.scope["db"]``). Raises
         ``UnknownResourceError`` (a KeyError) at once for an undeclared name."""
         if name not in self._registry:
-            raise _unknown(name, self._registry.names())
+            raise unknown_resource_error(name, self._registry.names())
         return self.get(name)
 
     async def get(self, name: str) -> Any:
@@ -229,7 +123,7 @@ class RequestScope:
                 raise
         resource = self._registry.get(name)
         if resource is None:
-            raise _unknown(name, self._registry.names())
+            raise unknown_resource_error(name, self._registry.names())
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._opening[name] = future
         try:
@@ -402,7 +296,7 @@ class RequestScopePlugin:
     ) -> RequestScopeExtension | None:
         """An extension for engines whose factory has declared resources (none otherwise:
         no resource, no per-run cost)."""
-        registry: ResourceRegistry = engine._factory.resources
+        registry = engine.resources
         if not len(registry):
             return None
         return RequestScopeExtension(registry, self.settings.close_timeout)

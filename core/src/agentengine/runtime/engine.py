@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import os
 import time
 import weakref
@@ -32,7 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from agentengine.deadlines import Deadline, DeadlineScheduler, current_task
+from agentengine.definitions.resources import EMPTY_SCOPE, ResourceRegistry
+from agentengine.definitions.run import RunContext
+from agentengine.definitions.tools import Tool, ToolArgumentError, ToolRegistry, is_mapping
 from agentengine.errors import (
     EngineClosedError,
     StartPending,
@@ -53,18 +56,17 @@ from agentengine.events import (
     ToolStatus,
     event_kind,
 )
-from agentengine.extensions import ExtensionStack, ToolCall, cancelling
 from agentengine.log import AGENT_VAR, RUN_ID_VAR, USER_ID_VAR
-from agentengine.scope import EMPTY_SCOPE
-from agentengine.tools import Tool, ToolArgumentError, ToolRegistry, is_mapping
+from agentengine.plugins.extensions import ExtensionStack, ToolCall, cancelling
+from agentengine.runtime.deadlines import Deadline, DeadlineScheduler, current_task
 from agentengine.wire import BIG_INT, NEG_BIG_INT, flat_dict_size, wire_text, wire_value
 
 if TYPE_CHECKING:
-    from agentengine.agents import Agent
     from agentengine.context import UserExecutionContext
-    from agentengine.factory import ExecutionEngineFactory
+    from agentengine.definitions.agents import Agent
+    from agentengine.runtime.factory import ExecutionEngineFactory
 
-__all__ = ["PipelineStep", "RunContext", "RunHandle", "RunResult", "UserExecutionEngine"]
+__all__ = ["ActiveRun", "PipelineStep", "RunHandle", "RunResult", "UserExecutionEngine"]
 
 _new, _set_dict, _set_fields_set, _set_extra, _set_private, _set_size = BUILD_PARTS
 _STARTED = event_kind(AgentStartedEvent)
@@ -73,7 +75,7 @@ _EXECUTING = event_kind(ToolExecutingEvent)
 _TOOL_COMPLETED = event_kind(ToolCompletedEvent)
 _ERROR = event_kind(AgentErrorEvent)
 _COMPLETED = event_kind(AgentCompletedEvent)
-_log = structlog.get_logger("agentengine.engine")
+_log = structlog.get_logger("agentengine.runtime.engine")
 _now = datetime.now
 _perf = time.perf_counter
 
@@ -166,8 +168,9 @@ class PipelineStep:
     timeout: float | None = None
 
 
-class RunContext:
-    """What an agent (and a tool taking a ``RunContext`` parameter) sees of its run."""
+class ActiveRun(RunContext):
+    """A run of this engine: the ``RunContext`` an agent receives, with what the engine needs
+    to drive it (its events, its task, its cancellation and its end)."""
 
     __slots__ = (
         "__weakref__",
@@ -198,6 +201,8 @@ class RunContext:
         "timeout",
     )
 
+    agent: Agent  # the registered agent itself (RunContext promises only what it shows)
+
     def __init__(
         self,
         engine: UserExecutionEngine,
@@ -221,7 +226,7 @@ class RunContext:
         self.timeout = timeout
         #: Per-run scratch space for extensions (keyed by plugin name, by convention).
         self.state: dict[str, Any] = {}
-        #: Request-scoped resources (see ``agentengine.scope``): ``await run.scope["db"]``.
+        #: Request-scoped resources (see ``agentengine.request_scope``): ``await run.scope["db"]``.
         self.scope: Any = EMPTY_SCOPE
         #: The task the run executes in: its own (``start_run``) or the caller's
         #: (``execute_agent``, which runs inline to spare a task per run).
@@ -518,13 +523,13 @@ def _no_error_count(plugin_name: str) -> None:
 _NO_EXTENSIONS = ExtensionStack((), user_id="", close_timeout=0.0, count_error=_no_error_count)
 
 
-def _abandon_later(ref: weakref.ref[RunContext], grace: float) -> None:
+def _abandon_later(ref: weakref.ref[ActiveRun], grace: float) -> None:
     run = ref()
     if run is not None and not run._finished:
         run._engine._abandon(run, grace)
 
 
-def _requested_cancel(run: RunContext) -> tuple[RunStatus, None, str, str]:
+def _requested_cancel(run: ActiveRun) -> tuple[RunStatus, None, str, str]:
     """The outcome of a run the engine asked to cancel, however its agent reacted. The
     engine's own cancellation is handled here, so it must not stay counted on the task (for
     an inline run, that is the caller's task)."""
@@ -539,7 +544,7 @@ class RunHandle:
 
     __slots__ = ("_run",)
 
-    def __init__(self, run: RunContext) -> None:
+    def __init__(self, run: ActiveRun) -> None:
         self._run = run
 
     @property
@@ -636,7 +641,7 @@ class UserExecutionEngine:
         "stats",
     )
 
-    _active: dict[str, RunContext]
+    _active: dict[str, ActiveRun]
     _closed: bool
     _deadlines: DeadlineScheduler
     _extension_stack: ExtensionStack
@@ -768,6 +773,11 @@ class UserExecutionEngine:
                 return found
         return None
 
+    @property
+    def resources(self) -> ResourceRegistry:
+        """The scoped resources plugins declared (the factory's ``resources``)."""
+        return self._factory.resources
+
     def tool_names(self) -> list[str]:
         """Names of the tools this engine's agents can call (shared and per-user)."""
         return self._tools.names()
@@ -838,7 +848,7 @@ class UserExecutionEngine:
         run_input: Mapping[str, Any] | None,
         timeout: float | None,
         run_id: str | None,
-    ) -> RunContext:
+    ) -> ActiveRun:
         # _check_open's and _resolve_agent's common case written out: two calls less per run.
         if self._closed:
             self._check_open()  # raises
@@ -861,7 +871,7 @@ class UserExecutionEngine:
             raise ValueError(f"run id {run_id!r} is already active on this engine; use a new one")
         # is_mapping's own first check written out for the common dict: a call less per run.
         given = dict(run_input) if type(run_input) is dict or is_mapping(run_input) else {}
-        run = RunContext(self, found, given, run_id, ctx, timeout or self._run_timeout)
+        run = ActiveRun(self, found, given, run_id, ctx, timeout or self._run_timeout)
         self.last_used = time.monotonic()
         self.stats[0] += 1
         self._active[run_id] = run
@@ -953,7 +963,7 @@ class UserExecutionEngine:
                 break
         return results
 
-    async def _drive(self, run: RunContext, raw_input: Mapping[str, Any] | None) -> None:
+    async def _drive(self, run: ActiveRun, raw_input: Mapping[str, Any] | None) -> None:
         # What bind_contextvars(user_id=..., run_id=..., agent=...) does, at a sixth the cost.
         user_token = USER_ID_VAR.set(run._user_id)
         run_token = RUN_ID_VAR.set(run.run_id)
@@ -1026,7 +1036,7 @@ class UserExecutionEngine:
         if propagate is not None:
             raise propagate
 
-    def _on_task_done(self, run: RunContext, task: asyncio.Task[None]) -> None:
+    def _on_task_done(self, run: ActiveRun, task: asyncio.Task[None]) -> None:
         # Backstop: a task cancelled before its first step never ran _drive's body.
         if not run._finished:
             if task.cancelled():
@@ -1045,7 +1055,7 @@ class UserExecutionEngine:
         if not task.cancelled():
             task.exception()  # mark retrieved; _drive never lets one escape
 
-    def _abandon(self, run: RunContext, grace: float) -> None:
+    def _abandon(self, run: ActiveRun, grace: float) -> None:
         """End a run that was asked to cancel ``grace`` seconds ago and is still going (its
         agent ignores cancellation): its terminal event says so (status ``cancelled``), the
         engine forgets it, and its task is left to end on its own. Until then the task keeps
@@ -1070,7 +1080,7 @@ class UserExecutionEngine:
 
     def _finish(
         self,
-        run: RunContext,
+        run: ActiveRun,
         status: RunStatus,
         output: Any,
         error: str | None,
@@ -1193,11 +1203,10 @@ class UserExecutionEngine:
         arguments, made by ``factory`` (the process default when None). Without a bridge the
         events go to the factory's sink; without a context an anonymous user is made (marked
         ``anonymous`` in its metadata). Use ``factory.create_for_user(ctx)`` instead."""
-        from agentengine import legacy  # the legacy module builds on this one
-
-        return legacy.engine_classmethod(
+        engine: UserExecutionEngine = _legacy_constructors().engine_classmethod(
             "create_from_legacy", registry, websocket_bridge, user_context, factory
         )
+        return engine
 
     @classmethod
     def from_registry(
@@ -1209,11 +1218,10 @@ class UserExecutionEngine:
         factory: ExecutionEngineFactory | None = None,
     ) -> UserExecutionEngine:
         """Deprecated: as ``create_from_legacy``. Use ``factory.create_for_user(ctx)``."""
-        from agentengine import legacy  # the legacy module builds on this one
-
-        return legacy.engine_classmethod(
+        engine: UserExecutionEngine = _legacy_constructors().engine_classmethod(
             "from_registry", registry, websocket_bridge, user_context, factory
         )
+        return engine
 
     async def __aenter__(self) -> UserExecutionEngine:
         return self
@@ -1224,6 +1232,13 @@ class UserExecutionEngine:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._active)} active"
         return f"<UserExecutionEngine user={self.context.user_id!r} {state}>"
+
+
+def _legacy_constructors() -> Any:
+    """``agentengine.legacy.constructors``, looked up by name when a deprecated classmethod is
+    called: the legacy layer sits above the runtime (it builds on the engine and the factory),
+    so the runtime never imports it; only these two deprecated entry points reach up to it."""
+    return importlib.import_module("agentengine.legacy.constructors")
 
 
 _STAT_INDEX = {
@@ -1251,7 +1266,7 @@ class _LayeredTools:
         return sorted({*self._local, *self._shared.names()})
 
 
-async def wait_runs(runs: list[RunContext], timeout: float | None) -> bool:
+async def wait_runs(runs: list[ActiveRun], timeout: float | None) -> bool:
     """Wait until these runs have emitted their terminal events; True if all did in time."""
     pending = [r for r in runs if not r._finished]
     if not pending:

@@ -27,14 +27,14 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from agentengine.agents import AgentRegistry
 from agentengine.config import Settings
 from agentengine.context import UserExecutionContext
-from agentengine.extensions import Extension
-from agentengine.hookspecs import HOOK_PREFIX, PROJECT_NAME, AgentEngineHookSpecs
-from agentengine.plugins import plugin_name_of
-from agentengine.scope import ResourceRegistry
-from agentengine.tools import FunctionTool, Tool, ToolRegistry
+from agentengine.definitions.agents import AgentRegistry
+from agentengine.definitions.resources import ResourceRegistry
+from agentengine.definitions.tools import FunctionTool, Tool, ToolRegistry
+from agentengine.plugins.extensions import Extension
+from agentengine.plugins.hooks import HOOK_PREFIX, PROJECT_NAME, AgentEngineHookSpecs
+from agentengine.plugins.loading import plugin_name_of
 
 __all__ = ["EXTENSION_METHODS", "check_plugin"]
 
@@ -274,8 +274,8 @@ def _check_extension(ext: Any, problems: list[str]) -> None:
 
 
 def _check_extensions(plugin: Any, problems: list[str]) -> None:
-    from agentengine.engine import FACTORY_ONLY, UserExecutionEngine
-    from agentengine.factory import ExecutionEngineFactory
+    from agentengine.runtime.engine import FACTORY_ONLY, UserExecutionEngine
+    from agentengine.runtime.factory import ExecutionEngineFactory
 
     # A throwaway engine (never started, never registered) for the hook to look at.
     factory = ExecutionEngineFactory(

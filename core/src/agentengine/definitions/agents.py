@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pydantic import ValidationError
 
-from agentengine.errors import RegistrationError
-from agentengine.registry import NamedRegistry
-from agentengine.tools import (
+from agentengine.definitions.registry import NamedRegistry
+from agentengine.definitions.tools import (
     ToolArgumentError,
     fields_validator,
     first_paragraph,
@@ -18,9 +17,10 @@ from agentengine.tools import (
     is_mapping,
     signature_model,
 )
+from agentengine.errors import RegistrationError
 
 if TYPE_CHECKING:
-    from agentengine.engine import RunContext
+    from agentengine.definitions.run import RunContext
 
 __all__ = ["Agent", "AgentRegistry", "agent"]
 

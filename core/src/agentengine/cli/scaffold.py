@@ -57,7 +57,7 @@ def plugin_names(name: str) -> dict[str, str]:
 def template_dir() -> Path:
     """Where the template is: inside the installed package, or (in a development checkout
     of agentengine) the repository's ``plugins/_template``."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # agentengine/, this module is in cli/
     shipped = package / "_plugin_template"
     if shipped.is_dir():
         return shipped
