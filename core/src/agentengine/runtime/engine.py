@@ -64,7 +64,7 @@ from agentengine.wire import BIG_INT, NEG_BIG_INT, flat_dict_size, wire_text, wi
 if TYPE_CHECKING:
     from agentengine.context import UserExecutionContext
     from agentengine.definitions.agents import Agent
-    from agentengine.runtime.factory import ExecutionEngineFactory
+    from agentengine.runtime.services import EngineServices
 
 __all__ = ["ActiveRun", "PipelineStep", "RunHandle", "RunResult", "UserExecutionEngine"]
 
@@ -472,7 +472,7 @@ class ActiveRun(RunContext):
             return
         self._cancel_requested = True
         task.cancel()
-        grace = self._engine._factory.engine_settings.close_timeout
+        grace = self._engine._services.settings.close_timeout
         # A weak reference: the timer must not keep a finished run (and its engine) alive.
         task.get_loop().call_later(grace, _abandon_later, weakref.ref(self), grace)
 
@@ -621,13 +621,13 @@ class UserExecutionEngine:
         "_deadlines",
         "_extension_stack",
         "_extensions",
-        "_factory",
         "_get_agent",
         "_get_tool",
         "_observers",
         "_publish",
         "_run_chain",
         "_run_timeout",
+        "_services",
         "_tool_chain",
         "_tool_resolvers",
         "_tool_timeout",
@@ -646,7 +646,7 @@ class UserExecutionEngine:
     _deadlines: DeadlineScheduler
     _extension_stack: ExtensionStack
     _extensions: tuple[Any, ...]
-    _factory: ExecutionEngineFactory
+    _services: EngineServices
     _observers: tuple[tuple[str, Callable[[BaseEvent], None]], ...]
     _publish: Callable[[BaseEvent], None]
     _run_chain: RunChain
@@ -673,29 +673,28 @@ class UserExecutionEngine:
         )
 
     @classmethod
-    def _create(
-        cls,
-        token: object,
-        factory: ExecutionEngineFactory,
-        context: UserExecutionContext,
-        run_timeout: float,
-        tool_timeout: float,
+    def from_services(
+        cls, token: object, services: EngineServices, context: UserExecutionContext
     ) -> UserExecutionEngine:
+        """The factory's way to make an engine (``token`` is ``FACTORY_ONLY``): everything the
+        engine uses of its factory comes through ``services``."""
         if token is not FACTORY_ONLY:
             raise TypeError("UserExecutionEngine is created only by ExecutionEngineFactory")
         self = object.__new__(cls)
-        self._factory = factory
+        self._services = services
         self.context = context
         self.engine_id = os.urandom(16).hex()
-        self._run_timeout = run_timeout
-        self._tool_timeout = tool_timeout
-        # Read once here: a pydantic model's attributes cost several times a slot's.
-        self._wire_limit = factory.engine_settings.event_max_bytes
-        self._tools = factory.tools
-        self._get_tool = factory.tools.getter()
-        self._get_agent = factory.agents.getter()
-        self._deadlines = factory.deadlines
-        self._publish = factory.events.publish
+        # Read once here, what the run path needs: a pydantic model's attributes cost several
+        # times a slot's, and each services attribute would be one more lookup per use.
+        settings = services.settings
+        self._run_timeout = settings.run_timeout
+        self._tool_timeout = settings.tool_timeout
+        self._wire_limit = settings.event_max_bytes
+        self._tools = services.tools
+        self._get_tool = services.tools.getter()
+        self._get_agent = services.agents.getter()
+        self._deadlines = services.deadlines
+        self._publish = services.publish
         self._tool_resolvers = ()
         self._extension_stack = _NO_EXTENSIONS
         self._extensions = ()
@@ -712,9 +711,9 @@ class UserExecutionEngine:
 
     # -- composition (once per engine) ---------------------------------------------------------
 
-    def _install_extensions(self, stack: ExtensionStack) -> None:
-        """Take ``stack`` as this engine's extensions and read its composed chains once;
-        called by the factory."""
+    def install_extensions(self, stack: ExtensionStack) -> None:
+        """Take ``stack`` (started) as this engine's extensions and read its composed chains
+        once. Called by the factory that made the engine, before the engine runs anything."""
         self._extension_stack = stack
         self._extensions = stack.extensions
         chains = stack.compose(_call_agent, _invoke_tool)
@@ -723,11 +722,12 @@ class UserExecutionEngine:
         self._observers = chains.observers
         self._tool_resolvers = chains.resolvers
         if chains.tools:
-            self._tools = _LayeredTools(chains.tools, self._factory.tools)
+            self._tools = _LayeredTools(chains.tools, self._services.tools)
             self._get_tool = self._tools.get
 
-    def _defer_extensions(self, stack: ExtensionStack) -> None:
-        """Start ``stack`` at this engine's first run (for ``create_for_user_sync``).
+    def defer_extensions(self, stack: ExtensionStack) -> None:
+        """Start ``stack`` at this engine's first run (called by the factory, for
+        ``create_for_user_sync``).
 
         Until then the agent lookup of ``_new_run`` raises ``StartPending``, which the run
         entry points handle by awaiting the start and creating the run again: a try block
@@ -748,7 +748,7 @@ class UserExecutionEngine:
                         f"engine of user {user_id!r} was cleaned up before it started"
                     )
                 try:
-                    await stack.start(functools.partial(self._install_extensions, stack))
+                    await stack.start(functools.partial(self.install_extensions, stack))
                 except BaseException:
                     await self.cleanup()
                     raise
@@ -776,7 +776,7 @@ class UserExecutionEngine:
     @property
     def resources(self) -> ResourceRegistry:
         """The scoped resources plugins declared (the factory's ``resources``)."""
-        return self._factory.resources
+        return self._services.resources
 
     def tool_names(self) -> list[str]:
         """Names of the tools this engine's agents can call (shared and per-user)."""
@@ -789,7 +789,7 @@ class UserExecutionEngine:
     # -- events -----------------------------------------------------------------------------
 
     def _publish_failed(self, event: BaseEvent, exc: BaseException) -> None:
-        self._factory._count_error("sink")
+        self._services.count_error("sink")
         _log.error(
             "event sink failed to publish; the event stays in the run's result",
             event_type=event.type,
@@ -802,7 +802,7 @@ class UserExecutionEngine:
             try:
                 observe(event)
             except BaseException as exc:  # CancelledError, SystemExit ... included: isolated
-                self._factory._count_error(plugin_name)
+                self._services.count_error(plugin_name)
                 _log.error(
                     "event observer raised; skipped",
                     plugin=plugin_name,
@@ -830,9 +830,9 @@ class UserExecutionEngine:
             )
 
     def _resolve_agent(self, name: str) -> Agent:
-        found = self._factory.agents.get(name)
+        found = self._services.agents.get(name)
         if found is None:
-            raise UnknownAgentError(name, self._factory.agents.names())
+            raise UnknownAgentError(name, self._services.agents.names())
         return found
 
     def validate_input(self, agent: str, run_input: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -859,7 +859,7 @@ class UserExecutionEngine:
         if (
             run_id is None
             and not self._used_context_run_id
-            and self._factory._claim_run_id(ctx.user_id, ctx.run_id)
+            and self._services.claim_run_id(ctx.user_id, ctx.run_id)
         ):
             # The context's run id names the engine's first run, unless another engine of the
             # user already used it (one context reused for several engines): ids stay unique.
@@ -972,7 +972,7 @@ class UserExecutionEngine:
         output: Any = None
         error: str | None = None
         error_type: str | None = None
-        limiter = self._factory.limiter
+        limiter = self._services.limiter
         user_id = run._user_id
         propagate: BaseException | None = None
         try:
@@ -1135,7 +1135,7 @@ class UserExecutionEngine:
         self.last_used = time.monotonic()
         stats = self.stats
         stats[_STAT_INDEX[status]] += 1
-        self._factory._record_run(status, duration_ms)
+        self._services.record_run(status, duration_ms)
 
     # -- introspection and lifecycle ----------------------------------------------------------
 
@@ -1154,13 +1154,18 @@ class UserExecutionEngine:
             "closed": self._closed,
         }
 
+    @property
+    def running(self) -> int:
+        """How many runs are in progress."""
+        return len(self._active)
+
     def active_runs(self) -> list[RunHandle]:
         """Handles of the runs in progress."""
         return [RunHandle(run) for run in self._active.values()]
 
     async def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until no run is active (at most ``timeout`` seconds); True if idle."""
-        return await wait_runs(list(self._active.values()), timeout)
+        return await wait_runs(self.active_runs(), timeout)
 
     async def cleanup(self) -> None:
         """Cancel active runs (each still ends with its terminal event; one still going
@@ -1170,10 +1175,10 @@ class UserExecutionEngine:
         if self._closed:
             return
         self._closed = True
-        runs = list(self._active.values())
-        for run in runs:
-            run._request_cancel()
-        await wait_runs(runs, None)  # bounded: _request_cancel arms the abandon timer
+        handles = self.active_runs()
+        for handle in handles:
+            handle.cancel_nowait()
+        await wait_runs(handles, None)  # bounded: a cancel arms the abandon timer
         await self._extension_stack.close()
         # Drop the references: plugins may track their extensions weakly.
         self._extension_stack = _NO_EXTENSIONS
@@ -1182,7 +1187,7 @@ class UserExecutionEngine:
         self._run_chain = _call_agent
         self._tool_chain = _invoke_tool
         self._tool_resolvers = ()
-        self._factory._forget_engine(self)
+        self._services.release(self)
 
     async def shutdown(self) -> None:
         """The same as ``cleanup()`` (the name older engines used)."""
@@ -1197,7 +1202,7 @@ class UserExecutionEngine:
         websocket_bridge: Any = None,
         user_context: UserExecutionContext | None = None,
         *,
-        factory: ExecutionEngineFactory | None = None,
+        factory: Any = None,  # an ExecutionEngineFactory (above this module)
     ) -> UserExecutionEngine:
         """Deprecated: an engine from the old ``(registry, websocket_bridge, user_context)``
         arguments, made by ``factory`` (the process default when None). Without a bridge the
@@ -1215,7 +1220,7 @@ class UserExecutionEngine:
         websocket_bridge: Any,
         user_context: UserExecutionContext | None,
         *,
-        factory: ExecutionEngineFactory | None = None,
+        factory: Any = None,  # an ExecutionEngineFactory (above this module)
     ) -> UserExecutionEngine:
         """Deprecated: as ``create_from_legacy``. Use ``factory.create_for_user(ctx)``."""
         engine: UserExecutionEngine = _legacy_constructors().engine_classmethod(
@@ -1266,9 +1271,10 @@ class _LayeredTools:
         return sorted({*self._local, *self._shared.names()})
 
 
-async def wait_runs(runs: list[ActiveRun], timeout: float | None) -> bool:
-    """Wait until these runs have emitted their terminal events; True if all did in time."""
-    pending = [r for r in runs if not r._finished]
+async def wait_runs(handles: Iterable[RunHandle], timeout: float | None) -> bool:
+    """Wait until these runs have emitted their terminal events; True if all did in time.
+    Cancelling the wait spares the runs."""
+    pending = [h._run for h in handles if not h._run._finished]
     if not pending:
         return True
     waiters = [asyncio.ensure_future(r._wait_finished()) for r in pending]

@@ -34,12 +34,9 @@ from agentengine.events import RunStatus
 from agentengine.plugins.extensions import ExtensionStack, contained
 from agentengine.plugins.loading import PluginInfo, PluginSet, load_plugins
 from agentengine.runtime.deadlines import DeadlineScheduler
-from agentengine.runtime.engine import (
-    FACTORY_ONLY,
-    UserExecutionEngine,
-    wait_runs,
-)
+from agentengine.runtime.engine import FACTORY_ONLY, RunHandle, UserExecutionEngine, wait_runs
 from agentengine.runtime.limits import ConcurrencyLimiter
+from agentengine.runtime.services import EngineServices
 from agentengine.sinks.memory import InMemoryEventSink
 from agentengine.sinks.protocol import EventSink
 
@@ -153,6 +150,20 @@ class ExecutionEngineFactory:
         self._errors: dict[str, int] = {}
         self._resolve_plugins()
         self.events: EventSink = event_sink or self._choose_sink()
+        #: What every engine of this factory gets from it (see ``runtime.services``).
+        self.services = EngineServices(
+            settings=es,
+            agents=self.agents,
+            tools=self.tools,
+            resources=self.resources,
+            deadlines=self.deadlines,
+            limiter=self.limiter,
+            publish=self.events.publish,
+            count_error=self._count_error,
+            claim_run_id=self._claim_run_id,
+            record_run=self._record_run,
+            release=self._forget_engine,
+        )
         self._engines: dict[str, set[UserExecutionEngine]] = {}
         # (user id, run id) of contexts whose run id an engine already used; bounded.
         self._claimed_run_ids: dict[tuple[str, str], None] = {}
@@ -258,7 +269,7 @@ class ExecutionEngineFactory:
         engine = self._admit(context)
         try:
             stack = self._collect_extensions(engine, extensions)
-            await stack.start(functools.partial(engine._install_extensions, stack))
+            await stack.start(functools.partial(engine.install_extensions, stack))
         except BaseException:
             self._unadmit(engine)
             raise
@@ -284,9 +295,9 @@ class ExecutionEngineFactory:
             self._unadmit(engine)
             raise
         if stack.needs_start:
-            engine._defer_extensions(stack)
+            engine.defer_extensions(stack)
         else:
-            engine._install_extensions(stack)
+            engine.install_extensions(stack)
             stack.mark_started()
         self._metrics["engines_created"] += 1
         with contextlib.suppress(RuntimeError):  # no running loop: the sweeper starts later
@@ -311,10 +322,7 @@ class ExecutionEngineFactory:
                 "clean up finished engines (use `async with factory.user_execution_engine(ctx)`) "
                 "or raise max_engines_per_user"
             )
-        es = self.engine_settings
-        engine = UserExecutionEngine._create(
-            FACTORY_ONLY, self, context, es.run_timeout, es.tool_timeout
-        )
+        engine = UserExecutionEngine.from_services(FACTORY_ONLY, self.services, context)
         if engines is None:
             engines = self._engines[user_id] = set()
         engines.add(engine)
@@ -404,7 +412,7 @@ class ExecutionEngineFactory:
             **self._metrics,
             "engines_active": active_engines,
             "users_active": len(self._engines),
-            "runs_active": sum([len(e._active) for e in self._all_engines()]),
+            "runs_active": sum([e.running for e in self._all_engines()]),
             "run_duration_ms_total": round(self._run_ms_total, 3),
             "errors": dict(self._errors),
             "plugin_errors": {i.name: i.error for i in self.plugins.errors},
@@ -440,7 +448,7 @@ class ExecutionEngineFactory:
         if limit is None:
             return 0
         now = time.monotonic()
-        idle = [e for e in self._all_engines() if not e._active and now - e.last_used >= limit]
+        idle = [e for e in self._all_engines() if not e.running and now - e.last_used >= limit]
         for engine in idle:
             _log.info(
                 "cleaning up idle engine",
@@ -477,8 +485,8 @@ class ExecutionEngineFactory:
             # Runs the drain left, and any an open engine started meanwhile: all at once.
             left = self._active_runs()
             _log.warning("drain deadline passed; cancelling runs", runs=len(left))
-            for run in left:
-                run._request_cancel()
+            for handle in left:
+                handle.cancel_nowait()
             await wait_runs(left, None)  # bounded: each is abandoned after close_timeout
         engines = self._all_engines()
         if engines:
@@ -500,8 +508,8 @@ class ExecutionEngineFactory:
             self._count_error("sink")
             _log.error("event sink failed to close", error=describe_error(exc))
 
-    def _active_runs(self) -> list[Any]:
-        return [run for engine in self._all_engines() for run in engine._active.values()]
+    def _active_runs(self) -> list[RunHandle]:
+        return [handle for engine in self._all_engines() for handle in engine.active_runs()]
 
     async def __aenter__(self) -> ExecutionEngineFactory:
         self._check_open()

@@ -282,7 +282,7 @@ def _check_extensions(plugin: Any, problems: list[str]) -> None:
         plugins=(), load_entrypoints=False, config=Settings(), environ={}, idle_ttl=None
     )
     context = UserExecutionContext.for_user("conformance-check")
-    engine = UserExecutionEngine._create(FACTORY_ONLY, factory, context, 1.0, 1.0)
+    engine = UserExecutionEngine.from_services(FACTORY_ONLY, factory.services, context)
     value = _call(plugin, "agentengine_engine_extensions", problems, context=context, engine=engine)
     if value is None:
         return
