@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from agentengine import (
     InvalidContextError,
@@ -239,3 +241,71 @@ def test_fields_validator_agrees_with_the_model(
 def test_fields_validator_runs_model_validators() -> None:
     with pytest.raises(ValidationError, match="low must not exceed high"):
         fields_validator(_Ordered)({"low": 3, "high": 2})
+
+
+@pytest.mark.parametrize("bad", [["x"], "text", 3, 1.5, True, b"raw", ("a",)])
+async def test_one_rule_for_inputs_and_arguments_with_one_message(bad: Any) -> None:
+    """The engine, ``Agent.validate_input``, ``Tool.validate_args`` and the public
+    ``check_run_input`` / ``check_arguments`` (the server's and plugins' check) refuse a
+    non-object the same way, in the same words."""
+    from agentengine import (
+        ExecutionEngineFactory,
+        Settings,
+        UserExecutionContext,
+        check_arguments,
+        check_run_input,
+        hookimpl,
+        tool,
+    )
+
+    @agent(name="greet")
+    async def greet(run: RunContext, name: str = "x") -> str:
+        return await run.call_tool("shout", bad)
+
+    @tool(name="shout")
+    async def shout(text: str = "") -> str:
+        return text.upper()
+
+    kind = type(bad).__name__
+    expected = f"input for agent 'greet' must be an object, got {kind}; pass the arguments by name"
+    for refuse in (
+        lambda: greet.validate_input(bad),
+        lambda: check_run_input(bad, "input for agent 'greet'"),
+    ):
+        with pytest.raises(ToolArgumentError) as caught:
+            refuse()
+        assert str(caught.value).startswith(expected)
+    with pytest.raises(ToolArgumentError) as caught:
+        check_arguments(bad, "arguments for tool 'shout'")
+    tool_message = str(caught.value)
+    assert tool_message.startswith(f"arguments for tool 'shout' must be an object, got {kind}")
+    with pytest.raises(ToolArgumentError) as caught:
+        shout.validate_args(bad)
+    assert str(caught.value) == tool_message
+    assert check_run_input(None) is None
+    assert check_run_input({"a": 1}) == {"a": 1}
+
+    class Plugin:
+        name = "rule"
+
+        @hookimpl
+        def agentengine_register_agents(self, registry: Any) -> None:
+            registry.add(greet)
+
+        @hookimpl
+        def agentengine_register_tools(self, registry: Any) -> None:
+            registry.add(shout)
+
+    factory = ExecutionEngineFactory(
+        plugins=[Plugin()], load_entrypoints=False, config=Settings(), environ={}
+    )
+    try:
+        async with factory.user_execution_engine(UserExecutionContext.for_user("u1")) as engine:
+            refused = await engine.execute_agent("greet", bad)
+            called = await engine.execute_agent("greet", {})
+    finally:
+        await factory.shutdown()
+    assert refused.status == "failed" and refused.error is not None
+    assert refused.error.startswith(f"ToolArgumentError: {expected}")
+    completed = [e for e in called.events if e.type == "tool_completed"]
+    assert completed[0].error == tool_message

@@ -107,3 +107,28 @@ def test_describe_error_shows_type_and_text_and_survives_a_broken_str() -> None:
     assert errors.describe_error(ValueError("bad")) == "ValueError: bad"
     assert errors.describe_error(KeyError()) == "KeyError"
     assert errors.describe_error(Broken()) == "Broken: <str() of the exception raised>"
+
+
+def test_every_plugin_exception_is_an_agentengine_error() -> None:
+    """The first-party plugins' errors (their internal ones too) join the one tree, so
+    ``except AgentEngineError`` catches whatever agentengine raises."""
+    import agentengine_mcp
+    import agentengine_migrate
+    import agentengine_server
+
+    found: dict[str, type[BaseException]] = {}
+    for package in (agentengine_mcp, agentengine_migrate, agentengine_server):
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            if info.name.endswith("__main__"):
+                continue
+            module = importlib.import_module(info.name)
+            for value in vars(module).values():
+                if (
+                    isinstance(value, type)
+                    and issubclass(value, BaseException)
+                    and value.__module__ == module.__name__
+                ):
+                    found[f"{module.__name__}.{value.__name__}"] = value
+    assert len(found) >= 10  # the walk really found the plugins' errors
+    strays = sorted(where for where, cls in found.items() if not issubclass(cls, AgentEngineError))
+    assert strays == []

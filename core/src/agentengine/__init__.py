@@ -10,57 +10,147 @@ from typing import TYPE_CHECKING
 from agentengine.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from agentengine.config import EngineSettings, Settings, load_settings
-    from agentengine.context import UserExecutionContext
-    from agentengine.definitions.agents import Agent, AgentRegistry, agent
-    from agentengine.definitions.resources import ResourceRegistry
-    from agentengine.definitions.run import RunContext
-    from agentengine.definitions.tools import FunctionTool, Tool, ToolRegistry, tool
+    from agentengine.config import (
+        EngineSettings as EngineSettings,
+    )
+    from agentengine.config import (
+        Settings as Settings,
+    )
+    from agentengine.config import (
+        load_settings as load_settings,
+    )
+    from agentengine.context import UserExecutionContext as UserExecutionContext
+    from agentengine.definitions.agents import (
+        Agent as Agent,
+    )
+    from agentengine.definitions.agents import (
+        AgentRegistry as AgentRegistry,
+    )
+    from agentengine.definitions.agents import (
+        agent as agent,
+    )
+    from agentengine.definitions.agents import (
+        check_run_input as check_run_input,
+    )
+    from agentengine.definitions.resources import ResourceRegistry as ResourceRegistry
+    from agentengine.definitions.run import RunContext as RunContext
+    from agentengine.definitions.tools import (
+        FunctionTool as FunctionTool,
+    )
+    from agentengine.definitions.tools import (
+        Tool as Tool,
+    )
+    from agentengine.definitions.tools import (
+        ToolRegistry as ToolRegistry,
+    )
+    from agentengine.definitions.tools import (
+        check_arguments as check_arguments,
+    )
+    from agentengine.definitions.tools import (
+        tool as tool,
+    )
     from agentengine.errors import (
-        AgentEngineError,
-        ConfigError,
-        EngineClosedError,
-        EngineLimitError,
-        InvalidContextError,
-        PluginLoadError,
-        RegistrationError,
-        ScopedResourceError,
-        ToolArgumentError,
-        ToolError,
-        UnknownAgentError,
-        UnknownResourceError,
+        AgentEngineError as AgentEngineError,
+    )
+    from agentengine.errors import (
+        ConfigError as ConfigError,
+    )
+    from agentengine.errors import (
+        EngineClosedError as EngineClosedError,
+    )
+    from agentengine.errors import (
+        EngineLimitError as EngineLimitError,
+    )
+    from agentengine.errors import (
+        InvalidContextError as InvalidContextError,
+    )
+    from agentengine.errors import (
+        PluginLoadError as PluginLoadError,
+    )
+    from agentengine.errors import (
+        RegistrationError as RegistrationError,
+    )
+    from agentengine.errors import (
+        ScopedResourceError as ScopedResourceError,
+    )
+    from agentengine.errors import (
+        ToolArgumentError as ToolArgumentError,
+    )
+    from agentengine.errors import (
+        ToolError as ToolError,
+    )
+    from agentengine.errors import (
+        UnknownAgentError as UnknownAgentError,
+    )
+    from agentengine.errors import (
+        UnknownResourceError as UnknownResourceError,
     )
     from agentengine.events import (
-        AgentCompletedEvent,
-        AgentErrorEvent,
-        AgentEvent,
-        AgentStartedEvent,
-        AgentThinkingEvent,
-        BaseEvent,
-        RunStatus,
-        ToolCompletedEvent,
-        ToolExecutingEvent,
-        ToolStatus,
-        parse_event,
+        AgentCompletedEvent as AgentCompletedEvent,
     )
-    from agentengine.plugins.extensions import Extension, ToolCall
-    from agentengine.plugins.hooks import hookimpl, hookspec
-    from agentengine.plugins.loading import PluginInfo
-    from agentengine.request_scope import RequestScope
+    from agentengine.events import (
+        AgentErrorEvent as AgentErrorEvent,
+    )
+    from agentengine.events import (
+        AgentEvent as AgentEvent,
+    )
+    from agentengine.events import (
+        AgentStartedEvent as AgentStartedEvent,
+    )
+    from agentengine.events import (
+        AgentThinkingEvent as AgentThinkingEvent,
+    )
+    from agentengine.events import (
+        BaseEvent as BaseEvent,
+    )
+    from agentengine.events import (
+        RunStatus as RunStatus,
+    )
+    from agentengine.events import (
+        ToolCompletedEvent as ToolCompletedEvent,
+    )
+    from agentengine.events import (
+        ToolExecutingEvent as ToolExecutingEvent,
+    )
+    from agentengine.events import (
+        ToolStatus as ToolStatus,
+    )
+    from agentengine.events import (
+        parse_event as parse_event,
+    )
+    from agentengine.plugins.extensions import Extension as Extension
+    from agentengine.plugins.extensions import ToolCall as ToolCall
+    from agentengine.plugins.hooks import hookimpl as hookimpl
+    from agentengine.plugins.hooks import hookspec as hookspec
+    from agentengine.plugins.loading import PluginInfo as PluginInfo
+    from agentengine.request_scope import RequestScope as RequestScope
     from agentengine.runtime.engine import (
-        PipelineStep,
-        RunHandle,
-        RunResult,
-        UserExecutionEngine,
+        PipelineStep as PipelineStep,
+    )
+    from agentengine.runtime.engine import (
+        RunHandle as RunHandle,
+    )
+    from agentengine.runtime.engine import (
+        RunResult as RunResult,
+    )
+    from agentengine.runtime.engine import (
+        UserExecutionEngine as UserExecutionEngine,
     )
     from agentengine.runtime.factory import (
-        ExecutionEngineFactory,
-        configure_execution_engine_factory,
-        get_execution_engine_factory,
-        reset_execution_engine_factory,
+        ExecutionEngineFactory as ExecutionEngineFactory,
     )
-    from agentengine.sinks.memory import InMemoryEventSink
-    from agentengine.sinks.protocol import EventGap, EventSink
+    from agentengine.runtime.factory import (
+        configure_execution_engine_factory as configure_execution_engine_factory,
+    )
+    from agentengine.runtime.factory import (
+        get_execution_engine_factory as get_execution_engine_factory,
+    )
+    from agentengine.runtime.factory import (
+        reset_execution_engine_factory as reset_execution_engine_factory,
+    )
+    from agentengine.sinks.memory import InMemoryEventSink as InMemoryEventSink
+    from agentengine.sinks.protocol import EventGap as EventGap
+    from agentengine.sinks.protocol import EventSink as EventSink
 
 # The public names are imported on first use (PEP 562), so that ``import agentengine`` (and
 # the command line, and a plugin module importing ``hookimpl``) does not pay for pydantic
@@ -111,6 +201,8 @@ _EXPORTS: dict[str, str] = {
     "UserExecutionContext": "agentengine.context",
     "UserExecutionEngine": "agentengine.runtime.engine",
     "agent": "agentengine.definitions.agents",
+    "check_arguments": "agentengine.definitions.tools",
+    "check_run_input": "agentengine.definitions.agents",
     "configure_execution_engine_factory": "agentengine.runtime.factory",
     "get_execution_engine_factory": "agentengine.runtime.factory",
     "hookimpl": "agentengine.plugins.hooks",
@@ -126,59 +218,6 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Agent",
-    "AgentCompletedEvent",
-    "AgentEngineError",
-    "AgentErrorEvent",
-    "AgentEvent",
-    "AgentRegistry",
-    "AgentStartedEvent",
-    "AgentThinkingEvent",
-    "BaseEvent",
-    "ConfigError",
-    "EngineClosedError",
-    "EngineLimitError",
-    "EngineSettings",
-    "EventGap",
-    "EventSink",
-    "ExecutionEngineFactory",
-    "Extension",
-    "FunctionTool",
-    "InMemoryEventSink",
-    "InvalidContextError",
-    "PipelineStep",
-    "PluginInfo",
-    "PluginLoadError",
-    "RegistrationError",
-    "RequestScope",
-    "ResourceRegistry",
-    "RunContext",
-    "RunHandle",
-    "RunResult",
-    "RunStatus",
-    "ScopedResourceError",
-    "Settings",
-    "Tool",
-    "ToolArgumentError",
-    "ToolCall",
-    "ToolCompletedEvent",
-    "ToolError",
-    "ToolExecutingEvent",
-    "ToolRegistry",
-    "ToolStatus",
-    "UnknownAgentError",
-    "UnknownResourceError",
-    "UserExecutionContext",
-    "UserExecutionEngine",
-    "__version__",
-    "agent",
-    "configure_execution_engine_factory",
-    "get_execution_engine_factory",
-    "hookimpl",
-    "hookspec",
-    "load_settings",
-    "parse_event",
-    "reset_execution_engine_factory",
-    "tool",
-]
+# Every public name is listed once, in _EXPORTS (the TYPE_CHECKING imports above are the same
+# names for type checkers; tests/core/test_public_names.py keeps the two equal).
+__all__ = [*_EXPORTS, "__version__"]  # noqa: PLE0604 - the keys are strings

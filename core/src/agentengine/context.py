@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import unicodedata
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -19,6 +18,7 @@ from pydantic import (
 )
 
 from agentengine.errors import InvalidContextError
+from agentengine.ids import new_id
 
 __all__ = ["MAX_CONTEXT_DEPTH", "PLACEHOLDER_IDS", "REFUSED_ID_CATEGORIES", "UserExecutionContext"]
 
@@ -58,10 +58,6 @@ _CATEGORY_LABELS = {
     "Co": "<private use>",
     "Cn": "<unassigned>",
 }
-
-
-def _new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex}"
 
 
 def _check_id(field: str, value: object) -> str:
@@ -131,9 +127,9 @@ class UserExecutionContext(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     user_id: str
-    thread_id: str = Field(default_factory=lambda: _new_id("thread"))
-    run_id: str = Field(default_factory=lambda: _new_id("run"))
-    request_id: str = Field(default_factory=lambda: _new_id("req"))
+    thread_id: str = Field(default_factory=lambda: new_id("thread"))
+    run_id: str = Field(default_factory=lambda: new_id("run"))
+    request_id: str = Field(default_factory=lambda: new_id("req"))
     metadata: Mapping[str, Any] = Field(default_factory=lambda: MappingProxyType({}))
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     parent_request_id: str | None = None
@@ -213,7 +209,7 @@ class UserExecutionContext(BaseModel):
         return UserExecutionContext(
             user_id=self.user_id,
             thread_id=self.thread_id,
-            run_id=run_id or _new_id("run"),
+            run_id=run_id or new_id("run"),
             metadata=self.metadata,
             parent_request_id=self.parent_request_id,
             depth=self.depth,

@@ -11,10 +11,12 @@ from pydantic import ValidationError
 from agentengine.definitions.registry import NamedRegistry
 from agentengine.definitions.tools import (
     ToolArgumentError,
+    check_arguments,
     fields_validator,
     first_paragraph,
     format_validation_error,
     is_mapping,
+    not_an_object,
     signature_model,
 )
 from agentengine.errors import RegistrationError
@@ -22,7 +24,16 @@ from agentengine.errors import RegistrationError
 if TYPE_CHECKING:
     from agentengine.definitions.run import RunContext
 
-__all__ = ["Agent", "AgentRegistry", "agent"]
+__all__ = ["Agent", "AgentRegistry", "agent", "check_run_input"]
+
+
+def check_run_input(value: object, what: str = "run input") -> Mapping[str, Any] | None:
+    """The one rule for a run's input, shared by the engine and the server: an object (the
+    agent's keyword arguments by name) or absent (None). Returns ``value``; raises
+    ``ToolArgumentError`` (a ``ValueError``) naming ``what`` and the type otherwise. The
+    agent's own schema is checked later, by ``Agent.validate_input``."""
+    return None if value is None else check_arguments(value, what)
+
 
 _F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
 
@@ -72,10 +83,7 @@ class Agent:
         if data is None:
             data = {}
         if type(data) is not dict and not is_mapping(data):  # a call less for a dict
-            raise ToolArgumentError(
-                f"input for agent {self.name!r} must be an object (a dict), "
-                f"got {type(data).__name__}"
-            )
+            raise not_an_object(f"input for agent {self.name!r}", data)
         try:
             return self._validate(data)
         except ValidationError as exc:

@@ -25,7 +25,10 @@ __all__ = [
     "ToolArgumentError",
     "ToolRegistry",
     "fields_validator",
+    "check_arguments",
     "format_validation_error",
+    "is_mapping",
+    "not_an_object",
     "signature_model",
     "tool",
 ]
@@ -37,6 +40,26 @@ def is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
     """``isinstance(value, Mapping)``, with plain dicts (the common case) sparing the
     microsecond the ABC check costs on the run path."""
     return type(value) is dict or isinstance(value, Mapping)
+
+
+def not_an_object(what: str, value: object) -> ToolArgumentError:
+    """The error for tool arguments or a run input that is not an object (a mapping): the one
+    wording of that rule, for the engine, ``Tool.validate_args``, ``Agent.validate_input`` and
+    the server alike."""
+    return ToolArgumentError(
+        f"{what} must be an object, got {type(value).__name__}; pass the arguments by name "
+        '(a dict, or a JSON object such as {"text": "hi"})'
+    )
+
+
+def check_arguments(value: object, what: str = "arguments") -> Mapping[str, Any]:
+    """The one rule for a tool's arguments (and, with None allowed, a run's input: see
+    ``check_run_input``): an object, a mapping of arguments by name. Returns ``value``;
+    raises ``ToolArgumentError`` (a ``ValueError``) naming ``what`` and the type otherwise.
+    A tool's own schema is checked by its ``validate_args``."""
+    if is_mapping(value):
+        return value
+    raise not_an_object(what, value)
 
 
 def format_validation_error(what: str, exc: ValidationError) -> str:
@@ -220,10 +243,7 @@ class FunctionTool(Tool):
 
     def validate_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
         if type(args) is not dict and not is_mapping(args):  # a call less for a dict
-            raise ToolArgumentError(
-                f"arguments for tool {self.name!r} must be an object (a dict), "
-                f"got {type(args).__name__}"
-            )
+            raise not_an_object(f"arguments for tool {self.name!r}", args)
         try:
             return self._validate(args)
         except ValidationError as exc:

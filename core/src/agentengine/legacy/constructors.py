@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import uuid
 import warnings
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -45,6 +44,7 @@ import structlog
 from agentengine.context import UserExecutionContext
 from agentengine.definitions.agents import Agent, AgentRegistry
 from agentengine.errors import InvalidContextError, PluginLoadError, RegistrationError
+from agentengine.ids import new_id
 from agentengine.legacy.bridge import BridgeForwarder, LegacyBridgePlugin, check_bridge
 from agentengine.runtime.engine import UserExecutionEngine
 from agentengine.runtime.factory import ExecutionEngineFactory, get_execution_engine_factory
@@ -128,7 +128,7 @@ def _adopt_agents(factory: ExecutionEngineFactory, registry: Any) -> None:
 
 def _anonymous_context(kind: str) -> UserExecutionContext:
     ctx = UserExecutionContext(
-        user_id=f"anonymous-{uuid.uuid4().hex}",
+        user_id=new_id("anonymous"),
         metadata={
             "anonymous": True,
             "created_by": f"agentengine.legacy.{kind}",

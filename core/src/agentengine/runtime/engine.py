@@ -22,10 +22,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib
-import os
 import time
 import weakref
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -33,9 +31,16 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from agentengine.definitions.agents import check_run_input
 from agentengine.definitions.resources import EMPTY_SCOPE, ResourceRegistry
 from agentengine.definitions.run import RunContext
-from agentengine.definitions.tools import Tool, ToolArgumentError, ToolRegistry, is_mapping
+from agentengine.definitions.tools import (
+    Tool,
+    ToolArgumentError,
+    ToolRegistry,
+    is_mapping,
+    not_an_object,
+)
 from agentengine.errors import (
     EngineClosedError,
     StartPending,
@@ -56,6 +61,7 @@ from agentengine.events import (
     ToolStatus,
     event_kind,
 )
+from agentengine.ids import random_hex
 from agentengine.log import AGENT_VAR, RUN_ID_VAR, USER_ID_VAR
 from agentengine.plugins.extensions import ExtensionStack, ToolCall, cancelling
 from agentengine.runtime.deadlines import Deadline, DeadlineScheduler, current_task
@@ -386,10 +392,7 @@ class ActiveRun(RunContext):
             raise ToolError(name, "error", message, call_id)
         try:
             if bad_args:
-                raise ToolArgumentError(
-                    f"arguments for tool {name!r} must be an object (a dict), "
-                    f"got {type(args).__name__}"
-                )
+                raise not_an_object(f"arguments for tool {name!r}", args)
             validated = tool.validate_args(raw_args)
         except ToolArgumentError as exc:
             self._complete_tool(shown, call_id, ToolStatus.ERROR, None, str(exc), started)
@@ -486,33 +489,6 @@ class ActiveRun(RunContext):
 
     def __repr__(self) -> str:
         return f"<RunContext {self.run_id} agent={self.agent.name!r} user={self.user_id!r}>"
-
-
-class _RandomHex:
-    """24 random hex digits (96 bits from ``os.urandom``) per call, made 256 at a time: one
-    system call per 256 runs instead of one per run. Safe across threads (``deque.popleft``
-    is atomic) and forks (a child discards what its parent drew)."""
-
-    _DIGITS = 24
-    _BATCH = 256
-
-    def __init__(self) -> None:
-        self._ids: deque[str] = deque()
-        os.register_at_fork(after_in_child=self._ids.clear)
-
-    def next(self) -> str:
-        """The next id."""
-        while True:
-            try:
-                return self._ids.popleft()
-            except IndexError:
-                size = self._DIGITS // 2
-                # bytes.hex with a separator every `size` bytes, split: the ids cut in C
-                # (half the cost of slicing them out one by one).
-                self._ids.extend(os.urandom(size * self._BATCH).hex(" ", size).split(" "))
-
-
-_random_hex = _RandomHex().next  # a bound method: cheaper to call than an instance
 
 
 def _no_error_count(plugin_name: str) -> None:
@@ -683,7 +659,7 @@ class UserExecutionEngine:
         self = object.__new__(cls)
         self._services = services
         self.context = context
-        self.engine_id = os.urandom(16).hex()
+        self.engine_id = random_hex()
         # Read once here, what the run path needs: a pydantic model's attributes cost several
         # times a slot's, and each services attribute would be one more lookup per use.
         settings = services.settings
@@ -866,7 +842,7 @@ class UserExecutionEngine:
             self._used_context_run_id = True
             run_id = ctx.run_id
         elif run_id is None:
-            run_id = "run-" + _random_hex()  # unique and unguessable, like a uuid4
+            run_id = "run-" + random_hex()  # new_id("run") written out: a call less per run
         if run_id in self._active:
             raise ValueError(f"run id {run_id!r} is already active on this engine; use a new one")
         # is_mapping's own first check written out for the common dict: a call less per run.
@@ -981,15 +957,8 @@ class UserExecutionEngine:
                 if not limiter.try_acquire(user_id):
                     await limiter.acquire(user_id)
                 try:
-                    if (
-                        raw_input is not None
-                        and type(raw_input) is not dict  # spares the call for a dict
-                        and not is_mapping(raw_input)
-                    ):
-                        raise ToolArgumentError(
-                            f"input for agent {run.agent.name!r} must be an object (a dict), "
-                            f"got {type(raw_input).__name__}"
-                        )
+                    if raw_input is not None and type(raw_input) is not dict:  # a call less
+                        check_run_input(raw_input, f"input for agent {run.agent.name!r}")
                     run.input = run.agent.validate_input(run.input)
                     chain = self._run_chain
                     if chain is _call_agent:  # no middleware: call the agent directly

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from agentengine import ConfigError
+from agentengine.errors import AgentEngineError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ _CONTEXT_FIELDS = ("user_id", "thread_id", "request_id")
 _INDEXED_FIELDS = ("metadata", "env")
 
 
-class TemplateError(ValueError):
+class TemplateError(AgentEngineError, ValueError):
     """A template could not be rendered for a user (e.g. a metadata key is missing)."""
 
 

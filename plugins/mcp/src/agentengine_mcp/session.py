@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 import structlog
+from agentengine.errors import AgentEngineError
 from mcp import Client, StdioServerParameters
 from mcp import types as mcp_types
 from mcp.client.stdio import stdio_client
@@ -61,11 +62,11 @@ class SessionState(enum.StrEnum):
     CLOSED = "closed"
 
 
-class SessionOpenError(Exception):
+class SessionOpenError(AgentEngineError):
     """The session could not be opened (or was closed); the message is for the user."""
 
 
-class ConnectionLostError(Exception):
+class ConnectionLostError(AgentEngineError):
     """The server went away during a call; the message is for the user."""
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import structlog
-from agentengine import Tool, ToolArgumentError
+from agentengine import Tool, ToolArgumentError, check_arguments
 from jsonschema.exceptions import SchemaError
 from mcp import types as mcp_types
 from mcp.shared.exceptions import MCPError
@@ -116,12 +116,7 @@ class MCPTool(Tool):
 
     def validate_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
         """Check ``args`` against the server's input schema, without contacting it."""
-        if not isinstance(args, Mapping):
-            raise ToolArgumentError(
-                f"arguments for tool {self.name!r} must be an object (a dict), "
-                f"got {type(args).__name__}"
-            )
-        data = dict(args)
+        data = dict(check_arguments(args, f"arguments for tool {self.name!r}"))
         if self._validator is not None:
             errors = sorted(self._validator.iter_errors(data), key=lambda e: list(e.path))
             if errors:

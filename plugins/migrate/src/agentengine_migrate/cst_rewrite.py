@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import libcst as cst
+from agentengine.errors import AgentEngineError
 
 from agentengine_migrate.findings import RewriteTargets
 from agentengine_migrate.spec import MigrationSpec, Target
@@ -450,7 +451,7 @@ def _is_ast_patch_with_string(node: ast.AST) -> bool:
     )
 
 
-class NoRoundTripError(Exception):
+class NoRoundTripError(AgentEngineError):
     """libcst does not reproduce a statement to change byte for byte."""
 
 

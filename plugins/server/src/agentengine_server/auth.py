@@ -21,6 +21,7 @@ from typing import Any
 
 import jwt
 from agentengine import InvalidContextError, UserExecutionContext
+from agentengine.errors import AgentEngineError
 
 from agentengine_server.settings import JWT_SECRET_ENV, MIN_SECRET_BYTES
 
@@ -41,7 +42,7 @@ DEV_ISSUER = "agentengine-dev"
 _TIME_CLAIMS = ("exp", "nbf", "iat")
 
 
-class AuthError(Exception):
+class AuthError(AgentEngineError):
     """A missing, malformed, forged or expired token (HTTP 401, WebSocket handshake 403)."""
 
 
@@ -55,7 +56,7 @@ _DEV_REFUSED = (
 )
 
 
-class SecretError(ValueError):
+class SecretError(AgentEngineError, ValueError):
     """The JWT secret is missing or too short to start the server."""
 
 

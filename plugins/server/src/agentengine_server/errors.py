@@ -31,6 +31,7 @@ from agentengine import (
     ToolArgumentError,
     UnknownAgentError,
 )
+from agentengine.errors import AgentEngineError
 
 __all__ = [
     "CLOSE_GOING_AWAY",
@@ -55,7 +56,7 @@ CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
 
 
-class ApiError(Exception):
+class ApiError(AgentEngineError):
     """An answer to a client that could not be served: ``{"error": code, "message": ...,
     **extra}``, sent as the HTTP body with ``status`` and ``headers``, or as a WebSocket error
     frame (``frame()``, where the status plays no part)."""
@@ -84,11 +85,11 @@ class ApiError(Exception):
         return {"type": "error", **self.body()}
 
 
-class BufferOverflowError(Exception):
+class BufferOverflowError(AgentEngineError):
     """The client fell more than the buffer's capacity behind."""
 
 
-class InvalidCursorError(ValueError):
+class InvalidCursorError(AgentEngineError, ValueError):
     """The sink refused the cursor a stream was to start after (raised before any item)."""
 
 

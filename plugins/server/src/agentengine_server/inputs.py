@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from agentengine.errors import AgentEngineError
+
 from agentengine_server.errors import ApiError
 
 __all__ = ["check_json", "load_json", "parse_json"]
@@ -96,7 +98,7 @@ def check_json(value: Any, *, max_depth: int) -> dict[str, int]:
     return sizes
 
 
-class _WalkError(Exception):
+class _WalkError(AgentEngineError):
     """Raised from deep inside the walk; each level adds its key as the stack unwinds (so the
     happy path builds no paths at all)."""
 

@@ -17,6 +17,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agentengine import ToolArgumentError
+from agentengine import check_run_input as core_check_run_input
 from starlette.requests import Request
 
 from agentengine_server.errors import ApiError
@@ -116,13 +118,14 @@ def check_input_size(sizes: Mapping[str, int], settings: ServerSettings) -> None
 
 
 def check_run_input(value: Any) -> dict[str, Any] | None:
-    """A run's input must be an object (the agent's keyword arguments) or absent: 422
-    ``invalid_input`` otherwise. The server's one check of this rule."""
-    if value is not None and not isinstance(value, dict):
-        raise ApiError(
-            422, "invalid_input", f"field 'input' must be an object, got {type(value).__name__}"
-        )
-    return value
+    """A run's input must be an object (the agent's keyword arguments) or absent: the core's
+    rule (``agentengine.check_run_input``), answered 422 ``invalid_input``. The server's one
+    check of it, for HTTP and WebSocket alike."""
+    try:
+        checked = core_check_run_input(value, "field 'input'")
+    except ToolArgumentError as exc:
+        raise ApiError(422, "invalid_input", str(exc)) from None
+    return None if checked is None else dict(checked)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,6 @@ import asyncio
 import json
 import re
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from agentengine import (
     UnknownAgentError,
     UserExecutionContext,
 )
+from agentengine.ids import new_id
 
 from agentengine_server.errors import ServerClosingError, describe_error
 
@@ -150,7 +150,7 @@ class RunManager:
         if self.closing:
             raise ServerClosingError("the server is shutting down; retry on another instance")
         self.validate(agent, run_input)
-        run_id = f"run-{uuid.uuid4().hex}"
+        run_id = new_id("run")
         ctx_args: dict[str, Any] = {"user_id": user_id, "run_id": run_id}
         if thread_id is not None:
             ctx_args["thread_id"] = thread_id
