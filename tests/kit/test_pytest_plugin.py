@@ -120,3 +120,17 @@ def test_core_does_not_import_pytest_at_run_time() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "False"
+
+
+def test_the_pytest_plugin_imports_no_engine_until_a_fixture_is_used() -> None:
+    """pytest loads the kit in every session of an environment with agentengine-core
+    installed: loading it must not import the engine, pydantic models or the plugins."""
+    code = (
+        "import sys, agentengine.testing.pytest_plugin; "
+        "print(sorted(m for m in sys.modules if m.startswith('agentengine.') "
+        "and m.split('.')[1] in ('runtime', 'definitions', 'plugins', 'sinks', 'config')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"

@@ -38,7 +38,7 @@ LAYERS: list[set[str]] = [
 #: Core modules the server may import besides ``agentengine`` itself: ``lazy`` for the
 #: package's lazy exports and ``logging`` for ``agentengine serve``'s log setup (the core
 #: exports neither name from ``agentengine``).
-CORE_MODULES = {"agentengine", "agentengine.lazy", "agentengine.log"}
+CORE_MODULES = {"agentengine", "agentengine.ids", "agentengine.lazy", "agentengine.log"}
 
 
 def _imports(path: Path) -> list[tuple[str, list[str]]]:

@@ -47,6 +47,7 @@ __all__ = [
     "MAX_DEPTH",
     "SIZE",
     "flat_dict_size",
+    "wire_outcome",
     "wire_safe",
     "wire_text",
     "wire_value",
@@ -198,6 +199,25 @@ def flat_dict_size(value: dict[Any, Any], limit: int = DEFAULT_MAX_EVENT_BYTES) 
         else:
             return -1
     return size if size <= limit else -1
+
+
+def wire_outcome(
+    value: Any, error: str | None, limit: int = DEFAULT_MAX_EVENT_BYTES
+) -> tuple[Any, str | None, int]:
+    """A tool call's or a run's outcome made wire-safe together: ``(value, error, size)``,
+    the error first and the value in the room it leaves, so that both fit in ``limit``.
+    The commonest values (None, a small int) are checked first, as ``wire_value``'s fast path
+    does: it runs once per tool call and per run."""
+    if error is None:
+        if value is None:
+            return None, None, 4
+        if type(value) is int and NEG_BIG_INT < value < BIG_INT:
+            return value, None, 8
+        value, size = wire_value(value, limit)
+        return value, None, size
+    error, size = wire_text(error, limit)
+    value, n = wire_value(value, limit - size)
+    return value, error, size + n
 
 
 def wire_text(value: Any, limit: int = DEFAULT_MAX_EVENT_BYTES) -> tuple[str, int]:

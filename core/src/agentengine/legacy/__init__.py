@@ -20,62 +20,74 @@ from agentengine.lazy import lazy_exports
 from agentengine.legacy.names import LEGACY_ENGINE_NAMES, LEGACY_FACTORY_NAMES
 
 if TYPE_CHECKING:
-    from agentengine.legacy.bridge import LegacyBridgePlugin
+    from agentengine.legacy.bridge import LegacyBridgePlugin as LegacyBridgePlugin
     from agentengine.legacy.constructors import (
-        BaseExecutionEngine,
-        ExecutionEngine,
-        ExecutionEngineConsolidated,
-        ExecutionFactory,
-        IsolatedExecutionEngine,
-        MCPEnhancedExecutionEngine,
-        RequestScopedExecutionEngine,
-        RequestScopedExecutionEngineFactory,
-        ToolExecutionEngine,
-        UnifiedExecutionEngineFactory,
-        UserExecutionEngineFactory,
-        create_execution_engine_factory,
-        create_request_scoped_engine,
-        user_execution_engine,
+        BaseExecutionEngine as BaseExecutionEngine,
     )
+    from agentengine.legacy.constructors import (
+        ExecutionEngine as ExecutionEngine,
+    )
+    from agentengine.legacy.constructors import (
+        ExecutionEngineConsolidated as ExecutionEngineConsolidated,
+    )
+    from agentengine.legacy.constructors import (
+        ExecutionFactory as ExecutionFactory,
+    )
+    from agentengine.legacy.constructors import (
+        IsolatedExecutionEngine as IsolatedExecutionEngine,
+    )
+    from agentengine.legacy.constructors import (
+        MCPEnhancedExecutionEngine as MCPEnhancedExecutionEngine,
+    )
+    from agentengine.legacy.constructors import (
+        RequestScopedExecutionEngine as RequestScopedExecutionEngine,
+    )
+    from agentengine.legacy.constructors import (
+        RequestScopedExecutionEngineFactory as RequestScopedExecutionEngineFactory,
+    )
+    from agentengine.legacy.constructors import (
+        ToolExecutionEngine as ToolExecutionEngine,
+    )
+    from agentengine.legacy.constructors import (
+        UnifiedExecutionEngineFactory as UnifiedExecutionEngineFactory,
+    )
+    from agentengine.legacy.constructors import (
+        UserExecutionEngineFactory as UserExecutionEngineFactory,
+    )
+    from agentengine.legacy.constructors import (
+        create_execution_engine_factory as create_execution_engine_factory,
+    )
+    from agentengine.legacy.constructors import (
+        create_request_scoped_engine as create_request_scoped_engine,
+    )
+    from agentengine.legacy.constructors import (
+        user_execution_engine as user_execution_engine,
+    )
+
+#: The deprecated functions (beside the engine and factory names).
+LEGACY_FUNCTION_NAMES = (
+    "create_execution_engine_factory",
+    "create_request_scoped_engine",
+    "user_execution_engine",
+)
 
 # The names are imported on first use: reading ``LEGACY_ENGINE_NAMES`` needs no engine.
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
+        **dict.fromkeys(
+            (*LEGACY_ENGINE_NAMES, *LEGACY_FACTORY_NAMES, *LEGACY_FUNCTION_NAMES),
+            "agentengine.legacy.constructors",
+        ),
         "LegacyBridgePlugin": "agentengine.legacy.bridge",
-        "BaseExecutionEngine": "agentengine.legacy.constructors",
-        "ExecutionEngine": "agentengine.legacy.constructors",
-        "ExecutionEngineConsolidated": "agentengine.legacy.constructors",
-        "IsolatedExecutionEngine": "agentengine.legacy.constructors",
-        "MCPEnhancedExecutionEngine": "agentengine.legacy.constructors",
-        "RequestScopedExecutionEngine": "agentengine.legacy.constructors",
-        "ToolExecutionEngine": "agentengine.legacy.constructors",
-        "ExecutionFactory": "agentengine.legacy.constructors",
-        "RequestScopedExecutionEngineFactory": "agentengine.legacy.constructors",
-        "UnifiedExecutionEngineFactory": "agentengine.legacy.constructors",
-        "UserExecutionEngineFactory": "agentengine.legacy.constructors",
-        "create_execution_engine_factory": "agentengine.legacy.constructors",
-        "create_request_scoped_engine": "agentengine.legacy.constructors",
-        "user_execution_engine": "agentengine.legacy.constructors",
     },
 )
 
-__all__ = [
-    "BaseExecutionEngine",
-    "ExecutionEngine",
-    "ExecutionEngineConsolidated",
-    "ExecutionFactory",
-    "IsolatedExecutionEngine",
+__all__ = [  # noqa: PLE0604 - every item is a string
+    *LEGACY_ENGINE_NAMES,
+    *LEGACY_FACTORY_NAMES,
+    *LEGACY_FUNCTION_NAMES,
     "LEGACY_ENGINE_NAMES",
     "LEGACY_FACTORY_NAMES",
     "LegacyBridgePlugin",
-    "MCPEnhancedExecutionEngine",
-    "RequestScopedExecutionEngine",
-    "RequestScopedExecutionEngineFactory",
-    "ToolExecutionEngine",
-    "UnifiedExecutionEngineFactory",
-    "UserExecutionEngineFactory",
-    "create_execution_engine_factory",
-    "create_request_scoped_engine",
-    "user_execution_engine",
 ]

@@ -65,7 +65,7 @@ from agentengine.ids import random_hex
 from agentengine.log import AGENT_VAR, RUN_ID_VAR, USER_ID_VAR
 from agentengine.plugins.extensions import ExtensionStack, ToolCall, cancelling
 from agentengine.runtime.deadlines import Deadline, DeadlineScheduler, current_task
-from agentengine.wire import BIG_INT, NEG_BIG_INT, flat_dict_size, wire_text, wire_value
+from agentengine.wire import flat_dict_size, wire_outcome, wire_text, wire_value
 
 if TYPE_CHECKING:
     from agentengine.context import UserExecutionContext
@@ -448,20 +448,7 @@ class ActiveRun(RunContext):
         fields["tool"] = shown
         fields["tool_call_id"] = call_id
         fields["status"] = status
-        if error is None:
-            # The commonest results checked here as wire_value's fast path does: a call less.
-            if result is None:
-                size = 4
-            elif type(result) is int and NEG_BIG_INT < result < BIG_INT:
-                size = 8
-            else:
-                result, size = wire_value(result, self._wire_limit)
-        else:
-            error, size = wire_text(error, self._wire_limit)
-            result, n = wire_value(result, self._wire_limit - size)
-            size += n
-        fields["result"] = result
-        fields["error"] = error
+        fields["result"], fields["error"], size = wire_outcome(result, error, self._wire_limit)
         fields["duration_ms"] = (_perf() - started) * 1000.0
         self._emit(_TOOL_COMPLETED, fields, size)
 
@@ -1066,22 +1053,8 @@ class UserExecutionEngine:
         duration_ms = (_perf() - run._started_at) * 1000.0
         fields = run._head.copy()
         fields["status"] = status
-        # The event carries the wire-safe output; the RunResult below keeps the agent's own.
-        safe_error = error
-        if error is None:
-            # The commonest outputs checked here as wire_value's fast path does: a call less.
-            if output is None:
-                safe_output, size = None, 4
-            elif type(output) is int and NEG_BIG_INT < output < BIG_INT:
-                safe_output, size = output, 8
-            else:
-                safe_output, size = wire_value(output, run._wire_limit)
-        else:
-            safe_error, size = wire_text(error, run._wire_limit)
-            safe_output, n = wire_value(output, run._wire_limit - size)
-            size += n
-        fields["output"] = safe_output
-        fields["error"] = safe_error
+        # The event carries the wire-safe outcome; the RunResult below keeps the agent's own.
+        fields["output"], fields["error"], size = wire_outcome(output, error, run._wire_limit)
         fields["duration_ms"] = duration_ms
         run._emit(_COMPLETED, fields, size)
         run._finished = True

@@ -51,31 +51,13 @@ _FACTORY = f"{_EEF}:ExecutionEngineFactory"
 # The classes and functions the deprecated modules exported, by kind: every engine class went
 # to UserExecutionEngine, every factory class to ExecutionEngineFactory, and the factory
 # functions kept their names in execution_engine_factory.
+# The original backend's engine names are agentengine.legacy's (which kept them), plus three
+# of its own that agentengine.legacy does not carry.
 _ENGINE_NAMES = dict.fromkeys(
-    (
-        "ExecutionEngine",
-        "RequestScopedExecutionEngine",
-        "MCPEnhancedExecutionEngine",
-        "ExecutionEngineConsolidated",
-        "IsolatedExecutionEngine",
-        "BaseExecutionEngine",
-        "BaseExecutor",
-        "ToolExecutionEngine",
-        "UnifiedExecutionEngine",
-        "UserExecutionEngine",
-    ),
+    (*LEGACY_ENGINE_NAMES, "BaseExecutor", "UnifiedExecutionEngine", "UserExecutionEngine"),
     _ENGINE,
 )
-_FACTORY_NAMES = dict.fromkeys(
-    (
-        "ExecutionEngineFactory",
-        "UnifiedExecutionEngineFactory",
-        "ExecutionFactory",
-        "RequestScopedExecutionEngineFactory",
-        "UserExecutionEngineFactory",
-    ),
-    _FACTORY,
-)
+_FACTORY_NAMES = dict.fromkeys(("ExecutionEngineFactory", *LEGACY_FACTORY_NAMES), _FACTORY)
 _FUNCTION_NAMES = {
     name: f"{_EEF}:{name}"
     for name in (

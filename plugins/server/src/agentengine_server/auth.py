@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from agentengine import InvalidContextError, UserExecutionContext
-from agentengine.errors import AgentEngineError
+from agentengine import AgentEngineError, InvalidContextError, UserExecutionContext
 
 from agentengine_server.settings import JWT_SECRET_ENV, MIN_SECRET_BYTES
 

@@ -25,13 +25,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from agentengine import (
+    AgentEngineError,
     EngineClosedError,
     EngineLimitError,
     InvalidContextError,
     ToolArgumentError,
     UnknownAgentError,
 )
-from agentengine.errors import AgentEngineError
 
 __all__ = [
     "CLOSE_GOING_AWAY",

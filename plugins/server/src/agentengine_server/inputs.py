@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from agentengine.errors import AgentEngineError
+from agentengine import AgentEngineError
 
 from agentengine_server.errors import ApiError
 
