@@ -69,7 +69,7 @@ async def test_installed_third_party_distribution_is_discovered() -> None:
     assert plugin.agents == ["reverser"] and plugin.tools == ["reverse_text"]
     # Two entry points resolving to one object: registered once, the alias recorded.
     assert plugin.aliases == ["testplugin-alias = agentengine_testplugin:plugin"]
-    assert info["demo"].distribution == "agentengine-core"
+    assert "demo" not in info  # opt-in: see test_demo_plugin_is_opt_in
     async with factory, factory.user_execution_engine(UserExecutionContext.for_user("al")) as e:
         result = await e.execute_agent("reverser", {"text": "abc"})
     assert result.output == "cba"
@@ -85,7 +85,7 @@ async def test_plugin_failing_at_import_is_reported_and_others_work(
     assert broken.distribution == "agentengine-broken" and broken.version == "0.9.0"
     assert "ImportError: missing optional dependency: frobnicate" in (broken.error or "")
     assert "agentengine_register_tools raised RuntimeError" in (info["halfway"].error or "")
-    assert info["testplugin"].ok and info["demo"].ok
+    assert info["testplugin"].ok
     metrics = factory.get_factory_metrics()
     assert set(metrics["plugin_errors"]) == {"broken", "halfway"}
     async with factory, factory.user_execution_engine(UserExecutionContext.for_user("al")) as e:
@@ -101,11 +101,13 @@ def test_strict_mode_fails_fast(broken_distribution: Path, monkeypatch: pytest.M
         ExecutionEngineFactory()
     monkeypatch.setenv("AGENTENGINE_DISABLE_PLUGINS", "broken,halfway")
     factory = ExecutionEngineFactory()
-    assert {i.name for i in factory.plugin_infos} >= {"demo", "testplugin"}
+    assert {i.name for i in factory.plugin_infos} >= {"testplugin"}
 
 
 def test_disable_and_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AGENTENGINE_DISABLE_PLUGINS", "demo")
+    monkeypatch.setenv("AGENTENGINE_ENABLE_PLUGINS", "demo")
+    assert "demo" in {i.name for i in ExecutionEngineFactory().plugin_infos}
+    monkeypatch.setenv("AGENTENGINE_DISABLE_PLUGINS", "demo")  # disable wins over enable
     names = {i.name for i in ExecutionEngineFactory().plugin_infos}
     assert "demo" not in names and "testplugin" in names
     monkeypatch.delenv("AGENTENGINE_DISABLE_PLUGINS")
