@@ -109,13 +109,13 @@ def plugin_name_of(plugin: Any) -> str:
     return type(plugin).__qualname__
 
 
-def _env_flag(environ: Mapping[str, str], key: str) -> bool:
-    return environ.get(key, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def _short_error(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+_FLAGS = {"1": True, "true": True, "yes": True, "on": True}
+_FLAGS.update({"": False, "0": False, "false": False, "no": False, "off": False})
 
 
 def _name_list(value: Any, key: str, source: str) -> frozenset[str]:
@@ -169,10 +169,11 @@ class PluginSelection:
                 values[key], where[key] = env[variable], variable
         strict = values.get("strict", False)
         if isinstance(strict, str):
-            strict = _env_flag({"strict": strict}, "strict")
+            strict = _FLAGS.get(strict.strip().lower(), strict)
         if not isinstance(strict, bool):
             raise ConfigError(
-                f"{where['strict']}: [plugins] strict must be true or false, got {strict!r}"
+                f"{where['strict']}: [plugins] strict must be true or false (1/0, yes/no, on/off "
+                f"in the environment), got {strict!r}"
             )
         only = values.get("only")
         return cls(
