@@ -432,7 +432,7 @@ def test_demo_plugin_is_opt_in() -> None:
 def test_plugins_table_of_the_configuration(tmp_path: Path) -> None:
     config = tmp_path / "agentengine.toml"
     config.write_text(
-        "[plugins]\nenable = [\"demo\"]\ndisable = [\"testplugin\", \"testplugin-alias\"]\n"
+        '[plugins]\nenable = ["demo"]\ndisable = ["testplugin", "testplugin-alias"]\n'
     )
     factory = ExecutionEngineFactory(config=config, environ={})
     names = {i.name for i in factory.plugin_infos}

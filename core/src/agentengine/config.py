@@ -11,8 +11,9 @@ Each plugin owns one table named after it (``[engine]`` belongs to the core) and
 with pydantic. ``[plugins]`` chooses which plugins load (``enable``, ``disable``, ``only``,
 ``strict``; see ``agentengine.plugins.loading``), each key overridden by its own variable
 (``AGENTENGINE_ENABLE_PLUGINS``, ``AGENTENGINE_DISABLE_PLUGINS``, ``AGENTENGINE_PLUGINS``,
-``AGENTENGINE_STRICT_PLUGINS``). Environment variables ``AGENTENGINE_<TABLE>__<KEY>=value`` override the file
-(``AGENTENGINE_ENGINE__RUN_TIMEOUT=10``); values are parsed as TOML scalars where possible.
+``AGENTENGINE_STRICT_PLUGINS``). Environment variables ``AGENTENGINE_<TABLE>__<KEY>=value``
+override the file (``AGENTENGINE_ENGINE__RUN_TIMEOUT=10``); values are parsed as TOML scalars
+where possible.
 """
 
 from __future__ import annotations

@@ -124,7 +124,7 @@ def _name_list(value: Any, key: str, source: str) -> frozenset[str]:
     if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
         return frozenset(v.strip() for v in value if v.strip())
     raise ConfigError(
-        f"{source}: [plugins] {key} must be a list of plugin names (such as [\"demo\"]) or a "
+        f'{source}: [plugins] {key} must be a list of plugin names (such as ["demo"]) or a '
         f"comma-separated string, got {value!r}"
     )
 

@@ -57,7 +57,6 @@ BUILTIN_PLUGINS: list[tuple[str, str]] = [
 ]
 
 
-
 class _FromConfig(enum.Enum):
     """The type of ``FROM_CONFIG``: a named sentinel, so that signatures read well."""
 
