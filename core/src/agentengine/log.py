@@ -131,7 +131,9 @@ def to_stdlib_record(
     kwargs: dict[str, Any] = {key: fields.pop(key) for key in _LOG_KWARGS if key in fields}
     event = fields.pop("event", "")
     fields.pop("level", None)  # the record's levelname says it
-    shown = " ".join(f"{key}={_shown(value)}" for key, value in fields.items())
+    # The run's ids last, in one order, whatever order the context variables merged in.
+    ordered = [k for k in fields if k not in RUN_IDS] + [k for k in RUN_IDS if k in fields]
+    shown = " ".join(f"{key}={_shown(fields[key])}" for key in ordered)
     extra = dict.fromkeys(RUN_IDS)
     extra.update((k, v) for k, v in fields.items() if k not in _RECORD_ATTRS)
     kwargs["msg"] = f"{event} {shown}" if shown else str(event)
