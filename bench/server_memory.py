@@ -138,6 +138,7 @@ def start_server(args: argparse.Namespace, workdir: Path) -> tuple[subprocess.Po
         config.write_text(default_config(args))
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTENGINE_")}
     env["AGENTENGINE_JWT_SECRET"] = SECRET
+    env["AGENTENGINE_ENABLE_PLUGINS"] = "demo"  # the echo agent
     for item in args.set:
         key, sep, value = item.partition("=")
         table, dot, name = key.partition(".")

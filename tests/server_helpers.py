@@ -113,6 +113,7 @@ def running_server(
     """Start agentengine-server on a free loopback port; stop it (gracefully) on exit."""
     factory_kwargs.setdefault("idle_ttl", None)
     factory_kwargs.setdefault("drain_timeout", 1.0)
+    factory_kwargs.setdefault("enable_plugins", ["demo"])  # the demo agents, opt-in
     factory = ExecutionEngineFactory(
         plugins=[ServerTestPlugin(), *plugins], load_entrypoints=True, **factory_kwargs
     )

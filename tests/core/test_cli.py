@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     import os
 
     return subprocess.run(
@@ -18,6 +21,7 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         text=True,
         timeout=60,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
         check=False,
     )
 
@@ -25,8 +29,12 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 def test_plugins_json_lists_builtin_and_third_party() -> None:
     proc = cli("plugins", "--json")
     assert proc.returncode == 0, proc.stderr
-    plugins = {p["name"]: p for p in json.loads(proc.stdout)["plugins"]}
-    assert plugins["demo"]["agents"] == ["echo", "researcher"]
+    listing = json.loads(proc.stdout)
+    plugins = {p["name"]: p for p in listing["plugins"]}
+    assert "demo" not in plugins  # opt-in: listed as found but not loaded, saying how to load it
+    (demo,) = [p for p in listing["skipped"] if p["name"] == "demo"]
+    assert demo["distribution"] == "agentengine-core"
+    assert 'opt-in; load it with [plugins] enable = ["demo"]' in demo["skipped"]
     assert plugins["testplugin"]["version"] == "1.2.3"
     assert plugins["testplugin"]["hooks"] == [
         "agentengine_register_agents",
@@ -91,6 +99,36 @@ def test_demo_human_output_shows_timeline_and_summary() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "[user-01] #1  agent_started" in proc.stdout
     assert "isolation check: 0 events reached the wrong user, 0 missing -> OK" in proc.stdout
+
+
+def test_plugins_table_of_the_configuration_file_enables_and_disables(tmp_path: Path) -> None:
+    (tmp_path / "agentengine.toml").write_text(
+        '[plugins]\nenable = ["demo"]\ndisable = ["testplugin", "mcp"]\n'
+    )
+    proc = cli("plugins", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    listing = json.loads(proc.stdout)
+    plugins = {p["name"]: p for p in listing["plugins"]}
+    assert plugins["demo"]["agents"] == ["echo", "researcher"]
+    assert "testplugin" not in plugins and "mcp" not in plugins
+    skipped = {p["name"]: p["skipped"] for p in listing["skipped"]}
+    assert "disabled" in skipped["testplugin"] and "disabled" in skipped["mcp"]
+    # A disabled plugin adds no command either: mcp's `agentengine mcp` is gone.
+    assert cli("mcp", "--help", cwd=tmp_path).returncode == 2
+    assert cli("mcp", "--help").returncode == 0
+    # Each key's environment variable, when set, replaces it.
+    proc = cli("plugins", "--json", cwd=tmp_path, env={"AGENTENGINE_DISABLE_PLUGINS": "demo"})
+    names = {p["name"] for p in json.loads(proc.stdout)["plugins"]}
+    assert "demo" not in names and {"testplugin", "mcp"} <= names
+
+
+def test_a_bad_plugins_table_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "agentengine.toml").write_text('[plugins]\ndisabled = ["demo"]\n')
+    proc = cli("run", "echo", "--input", '{"text": "x"}', cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "unknown key(s) disabled in [plugins]" in proc.stderr
+    assert "known keys: disable, enable, only, strict" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_disabled_demo_plugin_is_gone(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -120,3 +120,19 @@ def test_every_refusal_is_an_invalid_context_error(value: str) -> None:
     for field in ID_FIELDS:
         with contextlib.suppress(InvalidContextError):
             _context(field, value)
+
+
+def test_the_documented_placeholder_list_is_the_refused_one() -> None:
+    """docs/architecture.md lists every placeholder id, and each listed one is refused."""
+    import re
+    from pathlib import Path
+
+    from agentengine.context import PLACEHOLDER_IDS
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()
+    paragraph = text[text.index("**Placeholders**") :].split("\n\n", 1)[0]
+    listed = set(re.findall(r"`([^`]+)`", paragraph.split("one such id:", 1)[1].split(".")[0]))
+    assert listed == set(PLACEHOLDER_IDS)
+    for value in sorted(listed):
+        with pytest.raises(InvalidContextError, match="placeholder"):
+            UserExecutionContext.for_user(value.upper())

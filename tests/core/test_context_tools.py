@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -138,11 +139,11 @@ def test_tool_with_run_context_parameter_excludes_it_from_schema() -> None:
 
 
 def test_bad_tool_and_agent_definitions_are_refused() -> None:
-    def sync_tool(a: int) -> int:
-        return a
+    def generator_tool(a: int) -> Iterator[int]:
+        yield a
 
-    with pytest.raises(RegistrationError, match="async"):
-        tool(sync_tool)  # type: ignore[arg-type]
+    with pytest.raises(RegistrationError, match="is a generator"):
+        tool(generator_tool)  # plain functions are accepted (see test_sync_tools.py)
 
     async def star(*args: int) -> int:
         return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import weakref
+from pathlib import Path
 
 import agentengine
 import pytest
@@ -230,3 +231,35 @@ async def test_create_request_scoped_engine_is_an_alias_of_user_execution_engine
     assert entered == ["alice"]
     doc = agentengine.ExecutionEngineFactory.create_request_scoped_engine.__doc__ or ""
     assert doc.startswith("Alias of ``user_execution_engine``")
+
+
+def test_settings_arguments_default_to_a_named_sentinel() -> None:
+    """help() and IDEs show ``run_timeout: float = FROM_CONFIG``, not an object address."""
+    import inspect
+    import pydoc
+
+    from agentengine.runtime.factory import FROM_CONFIG
+
+    parameters = inspect.signature(ExecutionEngineFactory).parameters
+    assert parameters["run_timeout"].default is FROM_CONFIG
+    assert repr(FROM_CONFIG) == "FROM_CONFIG"
+    text = pydoc.render_doc(ExecutionEngineFactory, renderer=pydoc.plaintext)
+    assert "run_timeout: 'float' = FROM_CONFIG" in text
+    assert "object at 0x" not in text
+
+
+def test_the_factory_logs_which_configuration_file_it_used(tmp_path: Path) -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        ExecutionEngineFactory(load_entrypoints=False, environ={})
+    lines = [e for e in logs if "config" in e and "configuration" in e["event"]]
+    assert len(lines) == 1 and lines[0]["log_level"] == "info"
+    assert lines[0]["config"] is None and "no configuration file found" in lines[0]["event"]
+    assert lines[0]["cwd"]
+    config = tmp_path / "agentengine.toml"
+    config.write_text("[engine]\nrun_timeout = 7\n")
+    with capture_logs() as logs:
+        ExecutionEngineFactory(load_entrypoints=False, environ={"AGENTENGINE_CONFIG": str(config)})
+    (line,) = [e for e in logs if "config" in e]
+    assert line["config"] == str(config) and line["event"] == "factory configuration loaded"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from agentengine import (
+    ConfigError,
     ExecutionEngineFactory,
     Extension,
     PluginLoadError,
@@ -69,7 +70,7 @@ async def test_installed_third_party_distribution_is_discovered() -> None:
     assert plugin.agents == ["reverser"] and plugin.tools == ["reverse_text"]
     # Two entry points resolving to one object: registered once, the alias recorded.
     assert plugin.aliases == ["testplugin-alias = agentengine_testplugin:plugin"]
-    assert info["demo"].distribution == "agentengine-core"
+    assert "demo" not in info  # opt-in: see test_demo_plugin_is_opt_in
     async with factory, factory.user_execution_engine(UserExecutionContext.for_user("al")) as e:
         result = await e.execute_agent("reverser", {"text": "abc"})
     assert result.output == "cba"
@@ -85,7 +86,7 @@ async def test_plugin_failing_at_import_is_reported_and_others_work(
     assert broken.distribution == "agentengine-broken" and broken.version == "0.9.0"
     assert "ImportError: missing optional dependency: frobnicate" in (broken.error or "")
     assert "agentengine_register_tools raised RuntimeError" in (info["halfway"].error or "")
-    assert info["testplugin"].ok and info["demo"].ok
+    assert info["testplugin"].ok
     metrics = factory.get_factory_metrics()
     assert set(metrics["plugin_errors"]) == {"broken", "halfway"}
     async with factory, factory.user_execution_engine(UserExecutionContext.for_user("al")) as e:
@@ -101,11 +102,13 @@ def test_strict_mode_fails_fast(broken_distribution: Path, monkeypatch: pytest.M
         ExecutionEngineFactory()
     monkeypatch.setenv("AGENTENGINE_DISABLE_PLUGINS", "broken,halfway")
     factory = ExecutionEngineFactory()
-    assert {i.name for i in factory.plugin_infos} >= {"demo", "testplugin"}
+    assert {i.name for i in factory.plugin_infos} >= {"testplugin"}
 
 
 def test_disable_and_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AGENTENGINE_DISABLE_PLUGINS", "demo")
+    monkeypatch.setenv("AGENTENGINE_ENABLE_PLUGINS", "demo")
+    assert "demo" in {i.name for i in ExecutionEngineFactory().plugin_infos}
+    monkeypatch.setenv("AGENTENGINE_DISABLE_PLUGINS", "demo")  # disable wins over enable
     names = {i.name for i in ExecutionEngineFactory().plugin_infos}
     assert "demo" not in names and "testplugin" in names
     monkeypatch.delenv("AGENTENGINE_DISABLE_PLUGINS")
@@ -406,3 +409,75 @@ def test_event_sink_hook_first_sink_wins_a_raising_plugin_is_isolated() -> None:
     assert infos["later-sink"].ok
     spec = factory.plugins.manager.hook.agentengine_event_sink.spec
     assert spec is not None and not spec.opts.get("firstresult")
+
+
+def test_demo_plugin_is_opt_in() -> None:
+    """A production factory does not offer the demo agents unless asked for them by name."""
+    plain = ExecutionEngineFactory(environ={})
+    assert "researcher" not in plain.agents and "echo" not in plain.agents
+    (demo,) = [i for i in plain.plugins.skipped if i.name == "demo"]
+    assert demo.distribution == "agentengine-core"
+    assert demo.skipped is not None and "AGENTENGINE_ENABLE_PLUGINS=demo" in demo.skipped
+    asked = ExecutionEngineFactory(environ={}, enable_plugins=["demo"])
+    assert {"echo", "researcher"} <= set(asked.agents.names())
+    by_env = ExecutionEngineFactory(environ={"AGENTENGINE_ENABLE_PLUGINS": "demo"})
+    assert "researcher" in by_env.agents
+    # The operator's disable wins over an application's (or a command's) enable.
+    refused = ExecutionEngineFactory(
+        environ={"AGENTENGINE_DISABLE_PLUGINS": "demo"}, enable_plugins=["demo"]
+    )
+    assert "researcher" not in refused.agents
+
+
+def test_plugins_table_of_the_configuration(tmp_path: Path) -> None:
+    config = tmp_path / "agentengine.toml"
+    config.write_text(
+        '[plugins]\nenable = ["demo"]\ndisable = ["testplugin", "testplugin-alias"]\n'
+    )
+    factory = ExecutionEngineFactory(config=config, environ={})
+    names = {i.name for i in factory.plugin_infos}
+    assert "demo" in names and "testplugin" not in names
+    assert "reverser" not in factory.agents
+    skipped = {i.name: i.skipped for i in factory.plugins.skipped}
+    assert "disabled" in (skipped["testplugin"] or "")
+    # Each key's environment variable replaces it when set (here: an empty disable list).
+    factory = ExecutionEngineFactory(config=config, environ={"AGENTENGINE_DISABLE_PLUGINS": ""})
+    assert {"demo", "testplugin"} <= {i.name for i in factory.plugin_infos}
+    # The generic AGENTENGINE_<TABLE>__<KEY> override works on the table too.
+    factory = ExecutionEngineFactory(
+        config=config, environ={"AGENTENGINE_PLUGINS__ENABLE": '["testplugin"]'}
+    )
+    assert "demo" not in {i.name for i in factory.plugin_infos}
+    # An allow-list loads only what it names, opt-in entry points included.
+    config.write_text('[plugins]\nonly = ["demo"]\n')
+    factory = ExecutionEngineFactory(config=config, environ={})
+    assert {i.name for i in factory.plugin_infos} == {"demo", "request_scope"}
+
+
+def test_plugins_table_strict(tmp_path: Path, broken_distribution: Path) -> None:
+    config = tmp_path / "agentengine.toml"
+    config.write_text("[plugins]\nstrict = true\n")
+    with pytest.raises(PluginLoadError, match="broken"):
+        ExecutionEngineFactory(config=config, environ={})
+    # The argument wins over the table.
+    ExecutionEngineFactory(config=config, environ={}, strict_plugins=False)
+    # So does the environment variable.
+    ExecutionEngineFactory(config=config, environ={"AGENTENGINE_STRICT_PLUGINS": "0"})
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('disabled = ["demo"]', "unknown key(s) disabled in [plugins]; known keys: disable"),
+        ("disable = 3", '[plugins] disable must be a list of plugin names (such as ["demo"])'),
+        ("enable = [1]", "[plugins] enable must be a list of plugin names"),
+        ('strict = "maybe"', "[plugins] strict must be true or false"),
+    ],
+)
+def test_bad_plugins_table_names_file_and_key(tmp_path: Path, table: str, message: str) -> None:
+    config = tmp_path / "agentengine.toml"
+    config.write_text(f"[plugins]\n{table}\n")
+    with pytest.raises(ConfigError) as caught:
+        ExecutionEngineFactory(config=config, environ={})
+    assert message in str(caught.value)
+    assert str(config) in str(caught.value)

@@ -3,7 +3,7 @@ from agentengine import ExecutionEngineFactory, RunStatus, UserExecutionContext
 
 async def test_demo_agent_produces_all_five_event_types() -> None:
     async with (
-        ExecutionEngineFactory() as factory,
+        ExecutionEngineFactory(enable_plugins=["demo"]) as factory,
         factory.user_execution_engine(UserExecutionContext.for_user("alice")) as engine,
     ):
         result = await engine.execute_agent("researcher", {"question": "isolation"})

@@ -101,10 +101,13 @@ def test_testing_guide_files_pass_under_pytest(tmp_path: Path) -> None:
         match = re.fullmatch(r"# file: (\S+)", first.strip())
         assert match, f"a testing-guide block must start with '# file: NAME': {first!r}"
         files[match.group(1)] = files.get(match.group(1), "") + rest + "\n\n"
-    assert sorted(files) == ["test_thermo.py", "thermo.py"]
+    assert sorted(files) == ["app.py", "test_app.py", "test_thermo.py", "thermo.py"]
     for name, content in files.items():
         (tmp_path / name).write_text(content, encoding="utf-8")
-    expected = len(re.findall(r"^(?:async )?def test_", files["test_thermo.py"], re.MULTILINE))
+    expected = sum(
+        len(re.findall(r"^(?:async )?def test_", files[name], re.MULTILINE))
+        for name in ("test_thermo.py", "test_app.py")
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTENGINE_")}
     env["PYTHONPATH"] = str(tmp_path)
     done = subprocess.run(

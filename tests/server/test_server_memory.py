@@ -162,6 +162,7 @@ def test_memory_freed_by_the_ttl_sweep_goes_back_to_the_os(tmp_path: Path) -> No
         "AGENTENGINE_JWT_SECRET": SECRET,
         "AGENTENGINE_SERVER__FINISHED_RUNS_TTL": "4",
         "AGENTENGINE_ENGINE__EVENT_RETENTION_BYTES": str(MiB),  # events hold little
+        "AGENTENGINE_ENABLE_PLUGINS": "demo",  # the echo agent, on a production server
     }
     big = [("big", f"{i:06d}" + "x" * 200_000) for i in range(150)]  # 30 MB of records
     small = [(f"user-{i % 50}", f"hello {i}") for i in range(300)]

@@ -8,8 +8,12 @@ and reads the file):
 3. the ``[tool.agentengine]`` table of ``pyproject.toml`` in the working directory.
 
 Each plugin owns one table named after it (``[engine]`` belongs to the core) and validates it
-with pydantic. Environment variables ``AGENTENGINE_<TABLE>__<KEY>=value`` override the file
-(``AGENTENGINE_ENGINE__RUN_TIMEOUT=10``); values are parsed as TOML scalars where possible.
+with pydantic. ``[plugins]`` chooses which plugins load (``enable``, ``disable``, ``only``,
+``strict``; see ``agentengine.plugins.loading``), each key overridden by its own variable
+(``AGENTENGINE_ENABLE_PLUGINS``, ``AGENTENGINE_DISABLE_PLUGINS``, ``AGENTENGINE_PLUGINS``,
+``AGENTENGINE_STRICT_PLUGINS``). Environment variables ``AGENTENGINE_<TABLE>__<KEY>=value``
+override the file (``AGENTENGINE_ENGINE__RUN_TIMEOUT=10``); values are parsed as TOML scalars
+where possible.
 """
 
 from __future__ import annotations
@@ -25,12 +29,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agentengine.config_files import find_config
 from agentengine.errors import ConfigError
 
-__all__ = ["EngineSettings", "Settings", "load_settings"]
+__all__ = ["NO_CONFIG_FILE", "EngineSettings", "Settings", "load_settings"]
 
 _M = TypeVar("_M", bound=BaseModel)
 _ENV_PREFIX = "AGENTENGINE_"
 # Environment variables of the library itself, not configuration tables.
-_RESERVED_ENV = {"CONFIG", "PLUGINS", "DISABLE_PLUGINS", "STRICT_PLUGINS", "LOG_JSON", "LOG_LEVEL"}
+_RESERVED_ENV = {
+    "CONFIG",
+    "PLUGINS",
+    "DISABLE_PLUGINS",
+    "ENABLE_PLUGINS",
+    "STRICT_PLUGINS",
+    "LOG_JSON",
+    "LOG_LEVEL",
+}
+#: ``Settings.source`` when no configuration file was found.
+NO_CONFIG_FILE = "<defaults>"
 
 
 class EngineSettings(BaseModel):
@@ -71,7 +85,7 @@ def _parse_env_value(raw: str) -> Any:
 class Settings:
     """The loaded configuration: tables by name, with where they came from."""
 
-    def __init__(self, tables: Mapping[str, Any] | None = None, source: str = "<defaults>"):
+    def __init__(self, tables: Mapping[str, Any] | None = None, source: str = NO_CONFIG_FILE):
         self._tables: dict[str, Any] = dict(tables or {})
         self.source = source
 
@@ -127,6 +141,6 @@ def load_settings(
     base = Path(cwd) if cwd is not None else Path.cwd()
     found = find_config(path, cwd=base, environ=env)
     tables: dict[str, Any] = {} if found is None else found.tables
-    source = "<defaults>" if found is None else found.source
+    source = NO_CONFIG_FILE if found is None else found.source
     _apply_env(tables, env)
     return Settings(tables, source)

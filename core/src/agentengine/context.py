@@ -119,6 +119,13 @@ class UserExecutionContext(BaseModel):
     Frozen: a context cannot be changed after creation, so it can be shared safely. Live resources
     (database sessions, clients) never go in here; they come from request-scope extensions.
 
+    Every id (``user_id``, ``thread_id``, ``run_id``, ``request_id``, ``parent_request_id``)
+    is checked: 1 to 256 characters, no surrounding whitespace, printable NFC text (see
+    ``REFUSED_ID_CATEGORIES``), and not a placeholder: ``PLACEHOLDER_IDS`` (``default``,
+    ``test``, ``demo``, ``none``, ``null``, ``0``, ... compared case-insensitively; the full
+    list is in docs/architecture.md, "Ids"). A bad id raises ``InvalidContextError`` naming
+    the field and what to pass instead.
+
     >>> ctx = UserExecutionContext.for_user("alice")
     >>> ctx.user_id
     'alice'

@@ -1,7 +1,11 @@
 """The built-in demo plugin: agents and tools that need no model and no server.
 
-Registered through the ``agentengine`` entry-point group like any third-party plugin, so
-``agentengine plugins`` lists it and ``AGENTENGINE_DISABLE_PLUGINS=demo`` disables it. Every run
+Registered through the ``agentengine`` entry-point group like any third-party plugin, but
+opt-in (``opt_in = True``): a factory loads it only when asked for by name, so an application
+never offers these agents to its users by accident. ``agentengine demo``, ``agentengine run``
+and ``agentengine serve --dev`` ask for it; an application can with ``[plugins] enable =
+["demo"]``, ``AGENTENGINE_ENABLE_PLUGINS=demo`` or ``ExecutionEngineFactory(enable_plugins=
+["demo"])``, and ``[plugins] disable = ["demo"]`` keeps it out even of those commands. Every run
 of ``researcher`` produces all five event types: started, thinking, tool executing/completed,
 completed. The agents live in ``agentengine.cli.demo_agents``, imported only when registered, so
 loading this plugin (as every ``agentengine`` command does) stays cheap.
@@ -24,6 +28,8 @@ class DemoPlugin:
     """Agents ``researcher`` and ``echo``; tools ``search_notes`` and ``word_count``."""
 
     name = "demo"
+    #: Loaded only when enabled by name (see ``agentengine.plugins.loading``).
+    opt_in = True
 
     @hookimpl
     def agentengine_register_agents(self, registry: AgentRegistry) -> None:

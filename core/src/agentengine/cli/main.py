@@ -16,6 +16,7 @@ import click
 from agentengine.cli.render import event_line
 
 if TYPE_CHECKING:
+    from agentengine.plugins.loading import PluginSelection
     from agentengine.runtime.factory import ExecutionEngineFactory
 
 __all__ = ["main"]
@@ -33,7 +34,7 @@ class _PluginCommands(click.Group):
         from agentengine.plugins.loading import load_plugins
 
         try:
-            plugins = load_plugins(strict=False)
+            plugins = load_plugins(strict=False, selection=_plugin_selection())
         except Exception as exc:  # never let a plugin break the command line itself
             click.echo(f"warning: could not load plugins: {exc}", err=True)
             return
@@ -73,6 +74,25 @@ def main() -> None:
     """agentengine: run AI agents for many users at once, safely."""
 
 
+def _plugin_selection() -> PluginSelection:
+    """The ``[plugins]`` table of the configuration file, read without building a factory
+    (and without pydantic), so that a disabled plugin adds no command either."""
+    import os
+    from pathlib import Path
+
+    from agentengine.config_files import find_config
+    from agentengine.plugins.loading import PluginSelection
+
+    found = find_config(cwd=Path.cwd(), environ=os.environ)
+    if found is None:
+        return PluginSelection.from_config(None)
+    return PluginSelection.from_config(found.tables.get("plugins"), source=found.source)
+
+
+#: The opt-in plugin that the commands meant for trying agentengine out load.
+DEMO_PLUGINS = ("demo",)
+
+
 def _build_factory(**kwargs: Any) -> ExecutionEngineFactory:
     from agentengine.errors import AgentEngineError
     from agentengine.runtime.factory import ExecutionEngineFactory
@@ -92,7 +112,10 @@ def _configure_logs(as_json: bool) -> None:
 @main.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins_command(as_json: bool) -> None:
-    """List plugins: distribution, version, hooks, agents, tools and load errors."""
+    """List plugins: distribution, version, hooks, agents, tools and load errors.
+
+    Lists what a factory built here loads (the ``[plugins]`` configuration applied), then
+    the plugins found but not loaded, with the reason (opt-in, disabled, not allowed)."""
     _configure_logs(as_json)
     factory = _build_factory()
     infos = [info.to_dict() for info in factory.plugin_infos]
@@ -104,8 +127,9 @@ def plugins_command(as_json: bool) -> None:
             statuses[plugin_name] = [{"name": "status", "state": "error", "detail": str(exc)}]
     for info in infos:
         info["status"] = statuses.get(info["name"], [])
+    skipped = [info.to_dict() for info in factory.plugins.skipped]
     if as_json:
-        click.echo(json.dumps({"plugins": infos}, indent=2))
+        click.echo(json.dumps({"plugins": infos, "skipped": skipped}, indent=2))
         return
     if not infos:
         click.echo("no plugins found")
@@ -127,6 +151,10 @@ def plugins_command(as_json: bool) -> None:
         for item in info["status"]:
             detail = f" ({item['detail']})" if item.get("detail") else ""
             click.echo(f"    status: {item.get('name', '?')}: {item.get('state', '?')}{detail}")
+    for info in skipped:
+        version = f" {info['version']}" if info["version"] else ""
+        dist = f" ({info['distribution']}{version})" if info["distribution"] else ""
+        click.echo(f"{info['name']}{dist} [{info['source']}] not loaded: {info['skipped']}")
     if any(i["error"] for i in infos):
         sys.exit(1)
 
@@ -140,7 +168,9 @@ def plugins_command(as_json: bool) -> None:
 def run_command(
     agent: str, input_json: str, user_id: str, timeout: float | None, as_json: bool
 ) -> None:
-    """Run AGENT once for one user, streaming its events as they happen."""
+    """Run AGENT once for one user, streaming its events as they happen.
+
+    The demo agents (echo, researcher) are available besides the installed ones."""
     import asyncio
 
     try:
@@ -159,7 +189,8 @@ def run_command(
     _configure_logs(as_json)
 
     async def go() -> str:
-        async with _build_factory() as factory, factory.user_execution_engine(ctx) as engine:
+        factory = _build_factory(enable_plugins=DEMO_PLUGINS)
+        async with factory, factory.user_execution_engine(ctx) as engine:
             try:
                 handle = await engine.start_run(agent, run_input, timeout=timeout)
             except UnknownAgentError as exc:
@@ -189,11 +220,12 @@ def demo_command(users: int, runs: int, as_json: bool) -> None:
     from agentengine.cli.demo import print_summary, run_demo
 
     _configure_logs(as_json)
-    factory = _build_factory()
+    factory = _build_factory(enable_plugins=DEMO_PLUGINS)
     if "researcher" not in factory.agents:
         raise click.UsageError(
             "the demo's agents come from the built-in 'demo' plugin, which is not loaded; "
-            "remove it from AGENTENGINE_DISABLE_PLUGINS (or add it to AGENTENGINE_PLUGINS)"
+            "remove it from [plugins] disable and AGENTENGINE_DISABLE_PLUGINS (and add it to "
+            "[plugins] only / AGENTENGINE_PLUGINS if you set an allow-list)"
         )
     echo = None if as_json else click.echo
     summary = asyncio.run(run_demo(factory, users=users, runs_per_user=runs, echo=echo))

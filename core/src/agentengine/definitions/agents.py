@@ -54,7 +54,9 @@ class Agent:
     ) -> None:
         if not inspect.iscoroutinefunction(func):
             raise RegistrationError(
-                f"@agent needs an async function; {func.__qualname__} is not (use 'async def')"
+                f"@agent needs an async function; {func.__qualname__} is not (use 'async def': "
+                "an agent awaits run.think() and run.call_tool() on the event loop; put "
+                "blocking work in a plain 'def' @tool, which runs in a worker thread)"
             )
         params = list(inspect.signature(func).parameters.values())
         if not params or params[0].kind not in (

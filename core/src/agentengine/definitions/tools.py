@@ -1,15 +1,26 @@
-"""Tools: typed async functions an agent calls through ``run.call_tool(name, args)``.
+"""Tools: typed functions an agent calls through ``run.call_tool(name, args)``.
 
-``@tool`` turns an annotated async function into a ``FunctionTool``: the docstring is the
+``@tool`` turns an annotated function into a ``FunctionTool``: the docstring is the
 description, the signature becomes a pydantic model (and so a JSON schema), and arguments are
 validated before the handler runs. Plugins that get tools from elsewhere (an MCP server, say)
 subclass ``Tool`` and implement ``validate_args`` and ``invoke`` themselves.
+
+A plain (``def``) function is accepted too, for blocking code (a database driver without
+asyncio, a CPU-bound parser): each call runs it in a worker thread (``asyncio.to_thread``,
+the loop's default executor), so it never blocks the event loop. A thread cannot be stopped:
+when the tool's timeout passes or the run is cancelled, the call is reported timed out (or
+cancelled) at once and the run goes on, but the thread runs on to the end of the function,
+its result discarded, and holds one of the executor's few workers (``min(32, CPUs + 4)``)
+meanwhile. Give blocking tools their own timeouts (a driver's query timeout) when they may
+hang, and prefer ``async def`` where a library offers it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeGuard, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
@@ -33,7 +44,7 @@ __all__ = [
     "tool",
 ]
 
-_F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
@@ -212,22 +223,43 @@ class Tool:
         return f"<{type(self).__name__} {self.name!r}>"
 
 
+def _call_in_thread(tool: FunctionTool, args: dict[str, Any]) -> Any:
+    result = tool.func(**args)
+    if inspect.isawaitable(result):  # an async callable the checks above did not recognise
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()  # no "never awaited" warning on top of the error
+        raise TypeError(
+            f"tool {tool.name!r} returned an awaitable from a worker thread; define its "
+            "function with 'async def' so that it runs on the event loop"
+        )
+    return result
+
+
 class FunctionTool(Tool):
-    """A tool made from a typed async function (see ``@tool``)."""
+    """A tool made from a typed function (see ``@tool``): ``async def``, or a plain ``def``
+    run in a worker thread (see the module docs for what a timeout can and cannot do)."""
 
     def __init__(
         self,
-        func: Callable[..., Awaitable[Any]],
+        func: Callable[..., Any],
         *,
         name: str | None = None,
         description: str | None = None,
         timeout: float | None = None,
     ) -> None:
-        if not inspect.iscoroutinefunction(func):
+        label = getattr(func, "__qualname__", repr(func))
+        if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
             raise RegistrationError(
-                f"@tool needs an async function; {func.__qualname__} is not (define it with "
-                "'async def')"
+                f"@tool needs a function returning its result; {label} is a generator "
+                "(return a list instead of yielding items)"
             )
+        if not callable(func):
+            raise RegistrationError(f"@tool needs a function, got {type(func).__name__}")
+        #: False for a plain function, called in a worker thread.
+        self.is_async = inspect.iscoroutinefunction(func) or (
+            not inspect.isroutine(func) and inspect.iscoroutinefunction(type(func).__call__)
+        )
         tool_name = name or func.__name__
         model, run_param = signature_model(func, f"{tool_name}_args")
         super().__init__(
@@ -253,12 +285,19 @@ class FunctionTool(Tool):
         # Returns the function's own coroutine rather than wrapping it in another one: the
         # same result for ``await tool.invoke(...)``, one coroutine fewer per call.
         if self._run_param is not None:
-            return self.func(**{self._run_param: run}, **args)
-        return self.func(**args)
+            args = {self._run_param: run, **args}
+        if self.is_async:
+            return self.func(**args)  # type: ignore[no-any-return]
+        # A copy of the context goes with the call: log lines of the thread carry the run's
+        # ids. Cancelling the awaiting task does not stop the thread (see the module docs).
+        return asyncio.to_thread(functools.partial(_call_in_thread, self, args))
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the underlying function directly (handy in unit tests)."""
-        return await self.func(*args, **kwargs)
+        """Call the underlying function directly (handy in unit tests); a plain function
+        is called in this thread."""
+        if self.is_async:
+            return await self.func(*args, **kwargs)
+        return self.func(*args, **kwargs)
 
 
 @overload
@@ -275,10 +314,16 @@ def tool(
     description: str | None = None,
     timeout: float | None = None,
 ) -> FunctionTool | Callable[[_F], FunctionTool]:
-    """Make a tool from an async function: ``@tool`` or ``@tool(timeout=5.0, name=...)``.
+    """Make a tool from a function: ``@tool`` or ``@tool(timeout=5.0, name=...)``.
 
     A parameter annotated ``RunContext`` receives the calling run (for scoped resources, the
     user's context, ``run.think``); it is not part of the schema.
+
+    ``async def`` functions run on the event loop. A plain ``def`` runs in a worker thread
+    (``asyncio.to_thread``): it may block, but a timeout or a cancellation cannot stop it:
+    the call is reported timed out (or cancelled) and the thread runs on until the function
+    returns (see the ``agentengine.definitions.tools`` docs). It may read the run it is given
+    (``run.context``) but not await its methods: it is not on the event loop.
     """
 
     def build(f: _F) -> FunctionTool:
@@ -292,7 +337,7 @@ class ToolRegistry(NamedRegistry[Tool]):
 
     kind = "tool"
 
-    def add(self, item: Tool | Callable[..., Awaitable[Any]], *, name: str | None = None) -> Tool:
-        """Register a tool (or an async function, which is wrapped with ``@tool``)."""
+    def add(self, item: Tool | Callable[..., Any], *, name: str | None = None) -> Tool:
+        """Register a tool (or a function, which is wrapped with ``@tool``)."""
         t = item if isinstance(item, Tool) else FunctionTool(item, name=name)
         return self._insert(t.name, t)

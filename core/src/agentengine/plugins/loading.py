@@ -2,11 +2,25 @@
 
 Plugins come from three places, in this order: the built-ins, the ``plugins=[...]`` given to
 the factory, and the entry points of group ``agentengine`` (each loaded in its own try/except:
-one that fails to import or register is recorded and the others keep working). Environment:
+one that fails to import or register is recorded and the others keep working).
 
-``AGENTENGINE_PLUGINS=a,b``          load only these entry points (an allow-list);
-``AGENTENGINE_DISABLE_PLUGINS=a,b``  skip these entry points (and built-ins of that name);
-``AGENTENGINE_STRICT_PLUGINS=1``     fail fast with ``PluginLoadError`` (``strict_plugins=True``).
+Which entry points load is configured by the ``[plugins]`` table of the configuration file
+(see ``PluginSelection``), each key overridden by its environment variable when that is set:
+
+=================  ================================  ==========================================
+``[plugins]`` key  environment variable              meaning
+=================  ================================  ==========================================
+``disable``        ``AGENTENGINE_DISABLE_PLUGINS``   skip these entry points (and built-ins of
+                                                     that name); wins over the other keys
+``only``           ``AGENTENGINE_PLUGINS``           load only these entry points (allow-list)
+``enable``         ``AGENTENGINE_ENABLE_PLUGINS``    also load these opt-in entry points
+``strict``         ``AGENTENGINE_STRICT_PLUGINS``    fail fast with ``PluginLoadError``
+=================  ================================  ==========================================
+
+An entry point whose object has ``opt_in = True`` (the core's ``demo`` plugin) is loaded only
+when asked for by name: in ``enable``, in ``only``, or by the factory's ``enable_plugins``
+(``agentengine demo``, ``agentengine run`` and ``agentengine serve --dev`` ask for ``demo``).
+Entry points found but not loaded are listed in ``PluginSet.skipped`` with the reason.
 """
 
 from __future__ import annotations
@@ -21,19 +35,28 @@ from typing import Any
 
 import pluggy
 
-from agentengine.errors import PluginHookError, PluginLoadError
+from agentengine.errors import ConfigError, PluginHookError, PluginLoadError
 from agentengine.plugins.hooks import HOOK_PREFIX, PROJECT_NAME, AgentEngineHookSpecs
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "PluginHookError",
     "PluginInfo",
+    "PluginSelection",
     "PluginSet",
     "load_plugins",
     "plugin_name_of",
 ]
 
 ENTRY_POINT_GROUP = "agentengine"
+
+#: ``[plugins]`` key -> the environment variable that overrides it.
+SELECTION_ENV = {
+    "disable": "AGENTENGINE_DISABLE_PLUGINS",
+    "only": "AGENTENGINE_PLUGINS",
+    "enable": "AGENTENGINE_ENABLE_PLUGINS",
+    "strict": "AGENTENGINE_STRICT_PLUGINS",
+}
 
 
 @dataclass
@@ -50,6 +73,8 @@ class PluginInfo:
     tools: list[str] = field(default_factory=list)
     error: str | None = None
     aliases: list[str] = field(default_factory=list)
+    #: Why an entry point found was not loaded (disabled, not allowed, opt-in); None if loaded.
+    skipped: str | None = None
     plugin: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -70,6 +95,7 @@ class PluginInfo:
             "tools": sorted(self.tools),
             "error": self.error,
             "aliases": self.aliases,
+            "skipped": self.skipped,
         }
 
 
@@ -83,20 +109,95 @@ def plugin_name_of(plugin: Any) -> str:
     return type(plugin).__qualname__
 
 
-def _env_list(environ: Mapping[str, str], key: str) -> set[str] | None:
-    raw = environ.get(key)
-    if raw is None:
-        return None
-    return {part.strip() for part in raw.split(",") if part.strip()}
-
-
-def _env_flag(environ: Mapping[str, str], key: str) -> bool:
-    return environ.get(key, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def _short_error(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+_FLAGS = {"1": True, "true": True, "yes": True, "on": True}
+_FLAGS.update({"": False, "0": False, "false": False, "no": False, "off": False})
+
+
+def _name_list(value: Any, key: str, source: str) -> frozenset[str]:
+    if isinstance(value, str):  # "a,b" (an environment variable, or written so in the file)
+        return frozenset(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return frozenset(v.strip() for v in value if v.strip())
+    raise ConfigError(
+        f'{source}: [plugins] {key} must be a list of plugin names (such as ["demo"]) or a '
+        f"comma-separated string, got {value!r}"
+    )
+
+
+@dataclass(frozen=True)
+class PluginSelection:
+    """Which plugins a factory loads: the ``[plugins]`` table with its environment overrides.
+
+    ``disable``: entry points (and built-ins) never loaded, whatever the other keys say.
+    ``only``: when not None, the only entry points loaded (an allow-list).
+    ``enable``: opt-in entry points (``opt_in = True``, such as ``demo``) to load as well.
+    ``strict``: a plugin that fails to load raises ``PluginLoadError`` instead of being recorded.
+    """
+
+    disable: frozenset[str] = frozenset()
+    only: frozenset[str] | None = None
+    enable: frozenset[str] = frozenset()
+    strict: bool = False
+
+    @classmethod
+    def from_config(
+        cls,
+        table: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+        *,
+        source: str = "configuration",
+    ) -> PluginSelection:
+        """Read a ``[plugins]`` table (None: absent), then let each environment variable of
+        ``SELECTION_ENV`` that is set replace its key. Raises ``ConfigError`` naming ``source``
+        and the key for an unknown key or a value of the wrong kind."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = dict(table or {})
+        unknown = sorted(set(values) - set(SELECTION_ENV))
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown key(s) {', '.join(unknown)} in [plugins]; known keys: "
+                + ", ".join(sorted(SELECTION_ENV))
+            )
+        where = dict.fromkeys(SELECTION_ENV, source)
+        for key, variable in SELECTION_ENV.items():
+            if variable in env:
+                values[key], where[key] = env[variable], variable
+        strict = values.get("strict", False)
+        if isinstance(strict, str):
+            strict = _FLAGS.get(strict.strip().lower(), strict)
+        if not isinstance(strict, bool):
+            raise ConfigError(
+                f"{where['strict']}: [plugins] strict must be true or false (1/0, yes/no, on/off "
+                f"in the environment), got {strict!r}"
+            )
+        only = values.get("only")
+        return cls(
+            disable=_name_list(values.get("disable", ()), "disable", where["disable"]),
+            only=None if only is None else _name_list(only, "only", where["only"]),
+            enable=_name_list(values.get("enable", ()), "enable", where["enable"]),
+            strict=strict,
+        )
+
+    def skip_reason(self, name: str, *, opt_in: bool = False) -> str | None:
+        """Why entry point ``name`` is not loaded, or None when it is."""
+        if name in self.disable:
+            return (
+                f"disabled ([plugins] disable or {SELECTION_ENV['disable']}); remove {name!r} "
+                "from it to load it"
+            )
+        if self.only is not None and name not in self.only:
+            return f"not in the allow-list ([plugins] only or {SELECTION_ENV['only']})"
+        if opt_in and name not in self.enable and (self.only is None or name not in self.only):
+            return (
+                f'opt-in; load it with [plugins] enable = ["{name}"] or '
+                f"{SELECTION_ENV['enable']}={name}"
+            )
+        return None
 
 
 class PluginSet:
@@ -107,6 +208,8 @@ class PluginSet:
         self.manager = pluggy.PluginManager(PROJECT_NAME)
         self.manager.add_hookspecs(AgentEngineHookSpecs)
         self.infos: list[PluginInfo] = []
+        #: Plugins found but not loaded, each with its ``skipped`` reason.
+        self.skipped: list[PluginInfo] = []
         self._by_object: dict[int, PluginInfo] = {}
 
     # -- registration ---------------------------------------------------------------------
@@ -259,16 +362,25 @@ def load_plugins(
     load_entrypoints: bool = True,
     strict: bool | None = None,
     environ: Mapping[str, str] | None = None,
+    selection: PluginSelection | None = None,
+    enable: Iterable[str] = (),
 ) -> PluginSet:
-    """Discover and register plugins (see the module docs). Entry points are scanned once."""
-    env = os.environ if environ is None else environ
-    strict_mode = _env_flag(env, "AGENTENGINE_STRICT_PLUGINS") if strict is None else strict
-    disabled = _env_list(env, "AGENTENGINE_DISABLE_PLUGINS") or set()
-    allowed = _env_list(env, "AGENTENGINE_PLUGINS")
-    plugins = PluginSet(strict_mode)
+    """Discover and register plugins (see the module docs). Entry points are scanned once.
+
+    ``selection`` is the ``[plugins]`` configuration (by default: the environment variables
+    alone, read from ``environ``); ``enable`` names opt-in entry points to load besides those
+    it enables; ``strict``, when not None, wins over the selection's."""
+    chosen = PluginSelection.from_config(None, environ) if selection is None else selection
+    enabled = chosen.enable | frozenset(enable)
+    if enabled != chosen.enable:
+        chosen = PluginSelection(chosen.disable, chosen.only, enabled, chosen.strict)
+    plugins = PluginSet(chosen.strict if strict is None else strict)
     for name, obj in builtins:
-        if name not in disabled:
-            plugins.add(obj, PluginInfo(name=name, source="builtin"))
+        if name in chosen.disable:
+            reason = chosen.skip_reason(name)
+            plugins.skipped.append(PluginInfo(name=name, source="builtin", skipped=reason))
+            continue
+        plugins.add(obj, PluginInfo(name=name, source="builtin"))
     for obj in explicit:
         plugins.add(obj, PluginInfo(name=plugin_name_of(obj), source="explicit"))
     if not load_entrypoints:
@@ -278,8 +390,6 @@ def load_plugins(
         if (ep.name, ep.value) in seen:  # the same distribution visible twice on sys.path
             continue
         seen.add((ep.name, ep.value))
-        if ep.name in disabled or (allowed is not None and ep.name not in allowed):
-            continue
         dist_name, version = _distribution_of(ep)
         info = PluginInfo(
             name=ep.name,
@@ -288,10 +398,20 @@ def load_plugins(
             version=version,
             entry_point=f"{ep.name} = {ep.value}",
         )
+        reason = chosen.skip_reason(ep.name)
+        if reason is not None:  # decided by name alone: not even imported
+            info.skipped = reason
+            plugins.skipped.append(info)
+            continue
         try:
             obj = ep.load()
         except Exception as exc:
             plugins._fail(info, f"failed to import {ep.value}: {_short_error(exc)}", exc)
+            continue
+        reason = chosen.skip_reason(ep.name, opt_in=getattr(obj, "opt_in", False) is True)
+        if reason is not None:
+            info.skipped = reason
+            plugins.skipped.append(info)
             continue
         plugins.add(obj, info)
     return plugins

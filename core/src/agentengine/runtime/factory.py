@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import functools
 import os
 import time
@@ -18,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from agentengine.config import EngineSettings, Settings, load_settings
+from agentengine.config import NO_CONFIG_FILE, EngineSettings, Settings, load_settings
 from agentengine.context import UserExecutionContext
 from agentengine.definitions.agents import AgentRegistry
 from agentengine.definitions.resources import ResourceRegistry
@@ -32,7 +33,7 @@ from agentengine.errors import (
 )
 from agentengine.events import RunStatus
 from agentengine.plugins.extensions import ExtensionStack, contained
-from agentengine.plugins.loading import PluginInfo, PluginSet, load_plugins
+from agentengine.plugins.loading import PluginInfo, PluginSelection, PluginSet, load_plugins
 from agentengine.runtime.deadlines import DeadlineScheduler
 from agentengine.runtime.engine import FACTORY_ONLY, RunHandle, UserExecutionEngine, wait_runs
 from agentengine.runtime.limits import ConcurrencyLimiter
@@ -55,9 +56,38 @@ BUILTIN_PLUGINS: list[tuple[str, str]] = [
     ("request_scope", "agentengine.request_scope:RequestScopePlugin"),
 ]
 
-_UNSET: Any = object()
+
+class _FromConfig(enum.Enum):
+    """The type of ``FROM_CONFIG``: a named sentinel, so that signatures read well."""
+
+    FROM_CONFIG = "FROM_CONFIG"
+
+    def __repr__(self) -> str:
+        return "FROM_CONFIG"
+
+
+#: The default of the factory's settings arguments: "not given, take the configuration's"
+#: (``help(ExecutionEngineFactory)`` shows ``run_timeout: float = FROM_CONFIG``). Typed
+#: ``Any`` so that each argument keeps its own type.
+FROM_CONFIG: Any = _FromConfig.FROM_CONFIG
 _CLAIMED_RUN_IDS = 65_536
 _RUN_METRIC = {status: f"runs_{status.value}" for status in RunStatus}
+
+
+def _log_configuration(settings: Settings, *, given: bool) -> None:
+    """One line saying which configuration a new factory uses: a factory started outside the
+    directory holding ``agentengine.toml`` silently runs on defaults otherwise."""
+    if given:
+        _log.info("factory configuration given as Settings", config=settings.source)
+    elif settings.source == NO_CONFIG_FILE:
+        _log.info(
+            "no configuration file found; using defaults and the environment (set "
+            "AGENTENGINE_CONFIG, or start in the directory holding agentengine.toml)",
+            config=None,
+            cwd=os.getcwd(),
+        )
+    else:
+        _log.info("factory configuration loaded", config=settings.source)
 
 
 def _builtin_objects() -> list[tuple[str, Any]]:
@@ -76,9 +106,30 @@ def _builtin_objects() -> list[tuple[str, Any]]:
 class ExecutionEngineFactory:
     """Creates and tracks one ``UserExecutionEngine`` per user request.
 
-    Keyword arguments not given fall back to the ``[engine]`` table of the configuration
-    (``agentengine.toml``, see ``agentengine.config``), then to the defaults of
-    ``EngineSettings``. ``config`` is a path, a ``Settings``, or None to discover the file.
+    Arguments:
+
+    ``plugins``: plugin objects (or classes) to register besides the built-ins and the
+    installed entry points. ``load_entrypoints=False`` loads no entry point at all (tests,
+    apps that list their plugins). ``enable_plugins``: opt-in entry points to load by name
+    (``["demo"]``), besides those the ``[plugins]`` table enables. ``strict_plugins``: raise
+    ``PluginLoadError`` when a plugin fails to load (None: ``[plugins] strict`` /
+    ``AGENTENGINE_STRICT_PLUGINS``).
+
+    The settings arguments (``max_concurrent_per_user`` ... ``event_total_bytes``) default to
+    ``FROM_CONFIG``: not given, they take the ``[engine]`` table of the configuration, then
+    the defaults of ``EngineSettings``; given, they win over both. ``event_sink`` replaces
+    the sink plugins or the in-memory default would provide.
+
+    ``config``: where the configuration comes from: None (the default) looks for it as
+    ``agentengine.config`` says (``AGENTENGINE_CONFIG``, then ``agentengine.toml``, then the
+    ``[tool.agentengine]`` table of ``pyproject.toml``, in the working directory), a path
+    reads that file (a missing one is a ``ConfigError``), a ``Settings`` is used as is. The
+    factory logs, once, which file it used or that it found none.
+
+    ``environ``: the environment variables to read instead of ``os.environ``
+    (``AGENTENGINE_CONFIG``, the ``AGENTENGINE_<TABLE>__<KEY>`` overrides and the plugin
+    variables): pass a dict to make a factory independent of the process environment (tests,
+    several differently configured factories in one process).
     """
 
     def __init__(
@@ -87,26 +138,28 @@ class ExecutionEngineFactory:
         plugins: Sequence[Any] = (),
         load_entrypoints: bool = True,
         strict_plugins: bool | None = None,
-        max_concurrent_per_user: int = _UNSET,
-        max_concurrent_runs: int = _UNSET,
-        max_engines_per_user: int = _UNSET,
-        run_timeout: float = _UNSET,
-        tool_timeout: float = _UNSET,
-        drain_timeout: float = _UNSET,
-        close_timeout: float = _UNSET,
-        idle_ttl: float | None = _UNSET,
-        event_retention: int = _UNSET,
-        event_max_users: int = _UNSET,
-        event_max_bytes: int = _UNSET,
-        event_retention_bytes: int = _UNSET,
-        event_total_bytes: int = _UNSET,
+        max_concurrent_per_user: int = FROM_CONFIG,
+        max_concurrent_runs: int = FROM_CONFIG,
+        max_engines_per_user: int = FROM_CONFIG,
+        run_timeout: float = FROM_CONFIG,
+        tool_timeout: float = FROM_CONFIG,
+        drain_timeout: float = FROM_CONFIG,
+        close_timeout: float = FROM_CONFIG,
+        idle_ttl: float | None = FROM_CONFIG,
+        event_retention: int = FROM_CONFIG,
+        event_max_users: int = FROM_CONFIG,
+        event_max_bytes: int = FROM_CONFIG,
+        event_retention_bytes: int = FROM_CONFIG,
+        event_total_bytes: int = FROM_CONFIG,
         event_sink: EventSink | None = None,
         config: Settings | str | os.PathLike[str] | None = None,
         environ: Mapping[str, str] | None = None,
+        enable_plugins: Sequence[str] = (),
     ) -> None:
         self.settings = (
             config if isinstance(config, Settings) else load_settings(config, environ=environ)
         )
+        _log_configuration(self.settings, given=isinstance(config, Settings))
         overrides = {
             key: value
             for key, value in {
@@ -124,7 +177,7 @@ class ExecutionEngineFactory:
                 "event_retention_bytes": event_retention_bytes,
                 "event_total_bytes": event_total_bytes,
             }.items()
-            if value is not _UNSET
+            if value is not FROM_CONFIG
         }
         file_settings = self.settings.model("engine", EngineSettings)
         try:
@@ -136,12 +189,16 @@ class ExecutionEngineFactory:
         es = self.engine_settings
         self.limiter = ConcurrencyLimiter(es.max_concurrent_per_user, es.max_concurrent_runs)
         self.deadlines = DeadlineScheduler()
+        selection = PluginSelection.from_config(
+            self.settings.section("plugins"), environ, source=self.settings.source
+        )
         self.plugins: PluginSet = load_plugins(
             builtins=_builtin_objects(),
             explicit=plugins,
             load_entrypoints=load_entrypoints,
             strict=strict_plugins,
-            environ=environ,
+            selection=selection,
+            enable=enable_plugins,
         )
         self.agents = AgentRegistry()
         self.tools = ToolRegistry()

@@ -184,10 +184,7 @@ def _check_tool(t: Any, where: str, problems: list[str]) -> None:
             "is what the model reads to decide when to call it)"
         )
     problems.extend(f"{label}: {problem}" for problem in _schema_problems(t.input_schema))
-    if isinstance(t, FunctionTool):
-        if not inspect.iscoroutinefunction(t.func):
-            problems.append(f"{label}: its handler must be 'async def'")
-    else:
+    if not isinstance(t, FunctionTool):  # a FunctionTool's handler is checked when it is made
         invoke = type(t).invoke
         if invoke is Tool.invoke:
             problems.append(

@@ -53,7 +53,8 @@ def _load_plugin(spec: str) -> Any:
     "--dev",
     is_flag=True,
     help="Development mode (INSECURE, loopback only): POST /v1/dev/token mints a token for any "
-    "user name; a random JWT secret is used when AGENTENGINE_JWT_SECRET is unset.",
+    "user name; a random JWT secret is used when AGENTENGINE_JWT_SECRET is unset; the demo "
+    "agents (echo, researcher) are offered.",
 )
 @click.option(
     "--plugin",
@@ -103,7 +104,9 @@ def serve_command(
         raise click.UsageError(str(exc)) from None
     plugins = [_load_plugin(spec) for spec in plugin_specs]
     try:
-        factory = ExecutionEngineFactory(plugins=plugins)
+        # --dev is for trying the server out: it offers the demo agents (echo, researcher),
+        # which production servers do not (unless [plugins] enable = ["demo"]).
+        factory = ExecutionEngineFactory(plugins=plugins, enable_plugins=["demo"] if dev else ())
         app = create_app(factory, secret=secret, dev=dev)
     except AgentEngineError as exc:
         raise click.ClickException(str(exc)) from exc
