@@ -83,7 +83,7 @@ async def _start(factory: ExecutionEngineFactory, user: str, seconds: float) -> 
 
 async def _until_thinking(factory: ExecutionEngineFactory, handles: list[Any]) -> None:
     async with asyncio.timeout(30):
-        while factory.get_factory_metrics()["runs_active"] < len(handles):
+        while factory.get_factory_metrics()["runs_active"] < len(handles):  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.05)
 
@@ -98,7 +98,7 @@ async def test_a_signal_drains_runs_before_the_servers_handler_hears_of_it() -> 
             await _until_thinking(factory, [short, endless])
             signal.raise_signal(signal.SIGTERM)
             async with asyncio.timeout(30):
-                while not factory.draining:
+                while not factory.draining:  # noqa: ASYNC110 - a flag, no event
                     await asyncio.sleep(0)
             assert drain.draining
             # Draining: no new runs, with a hint for Retry-After.

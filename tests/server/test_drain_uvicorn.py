@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from server_helpers import free_port, serve_env
+from server_helpers import eventually, free_port, serve_env
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -164,12 +164,6 @@ async def _read_until_closed(ws: ClientConnection, into: list[dict[str, Any]]) -
         return exc.rcvd
 
 
-async def _wait_for(predicate: Any) -> None:
-    async with asyncio.timeout(30):
-        while not predicate():
-            await asyncio.sleep(0.02)
-
-
 async def _sigterm_during_runs(
     proc: subprocess.Popen[str], base: str
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any], dict[str, str], httpx.Response]:
@@ -193,10 +187,10 @@ async def _sigterm_during_runs(
             return sum(f.get("type") == "agent_thinking" for f in frames[user])
 
         # Every run is under way (and every stream live) before the signal.
-        await _wait_for(lambda: all(thinking(u) == 2 for u in users))
+        await eventually(lambda: all(thinking(u) == 2 for u in users), what="runs started")
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
-            while not (await client.get("/draining")).json()["draining"]:
+            while not (await client.get("/draining")).json()["draining"]:  # noqa: ASYNC110 - another process
                 await asyncio.sleep(0.02)
         refused = await client.post("/users/carol/runs", json={"seconds": 0.1})
     closes = {u: await readers[u] for u in users}
