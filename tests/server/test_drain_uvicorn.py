@@ -103,7 +103,7 @@ APP = textwrap.dedent(
         factory = ExecutionEngineFactory(
             plugins=[Agents()], load_entrypoints=False, drain_timeout=DRAIN, idle_ttl=None
         )
-        async with factory, drain_on_signal(factory, signals=SIGNALS) as drain:
+        async with factory, drain_on_signal(factory) as drain:
             app.state.factory, app.state.drain = factory, drain
             yield
 
@@ -199,7 +199,7 @@ async def _sigterm_during_runs(
 
 @pytest.mark.slow
 def test_sigterm_under_uvicorn_drains_runs_before_connections_close(tmp_path: Path) -> None:
-    with uvicorn_process(tmp_path, "DRAIN = 2.0\nSIGNALS = ()\n" + APP) as (proc, base):
+    with uvicorn_process(tmp_path, "DRAIN = 2.0\n" + APP) as (proc, base):
         frames, closes, runs, refused = asyncio.run(_sigterm_during_runs(proc, base))
         output = proc.communicate(timeout=60)[0]
     # New runs during the drain: 503 with Retry-After, saying why.
