@@ -259,3 +259,22 @@ def test_draining_error_retry_after_is_a_whole_number_of_seconds_at_least_1() ->
     assert DrainingError("x", retry_after=0).retry_after == 1
     assert DrainingError("x", retry_after=-3).retry_after == 1
     assert DrainingError("x").retry_after == 1
+
+
+async def test_when_draining_callbacks_run_as_the_drain_begins() -> None:
+    factory = _factory()
+    seen: list[str] = []
+    drain = drain_on_signal(factory, signals=())
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    drain.when_draining(lambda: seen.append(f"first, draining={factory.draining}"))
+    drain.when_draining(broken)  # logged; the others still run and the drain goes on
+    drain.when_draining(lambda: seen.append("second"))
+    async with drain:
+        drain.start()
+        assert seen == ["first, draining=False", "second"]  # before the drain's first step
+        drain.when_draining(lambda: seen.append("late"))  # began already: called at once
+        assert seen[-1] == "late"
+    assert drain.drained and factory.closed

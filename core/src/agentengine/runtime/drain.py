@@ -91,6 +91,7 @@ class ShutdownDrain:
         self._passed_on = False  # the drain is over: signals go straight to the server
         self._streams = 0
         self._streams_done: asyncio.Event | None = None
+        self._when_draining: list[Callable[[], object]] = []
 
     # -- state --------------------------------------------------------------------------------
 
@@ -111,12 +112,30 @@ class ShutdownDrain:
 
     # -- draining -----------------------------------------------------------------------------
 
+    def when_draining(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` as the drain begins, before anything else of it (at once if it
+        began already): where a server that can stop listening does so."""
+        if self._task is not None:
+            self._call(callback)
+        else:
+            self._when_draining.append(callback)
+
     def start(self) -> None:
         """Begin the drain now, in the background (needs the running event loop)."""
         if self._task is not None:
             return
         self._task = asyncio.get_running_loop().create_task(self._drain(), name="agentengine-drain")
         self._task.add_done_callback(self._drain_ended)
+        callbacks, self._when_draining = self._when_draining, []
+        for callback in callbacks:
+            self._call(callback)
+
+    @staticmethod
+    def _call(callback: Callable[[], object]) -> None:
+        try:
+            callback()
+        except Exception as exc:  # one callback failing must not stop the drain
+            _log.error("a when_draining callback failed", error=describe_error(exc))
 
     async def wait(self) -> None:
         """Until the drain is over (returns at once if it never began)."""

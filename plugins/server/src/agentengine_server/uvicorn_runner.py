@@ -3,12 +3,13 @@
 The drain itself is ``agentengine.drain_on_signal``, entered in the app's lifespan (see
 ``app``): on SIGTERM or SIGINT it holds the signal back from uvicorn while runs drain (their
 last events still reach connected clients) and the server sends each connection a close frame,
-then passes the signal on. ``AgentServer`` adds what is particular to ``agentengine serve``:
-uvicorn re-raises the signal that stopped it, so the process would die of SIGTERM instead of
-exiting 0, and a second signal during the shutdown ends the process at once, killed by that
-signal (exit status 128 + the signal number; -N for a parent such as ``subprocess``). A
-shutdown started from code (``server.should_exit = True``) drains too, through the same
-mechanism (``ShutdownDrain.run``), before uvicorn closes connections.
+then passes the signal on. ``AgentServer`` adds what is particular to ``agentengine serve``: it
+stops listening as the drain begins (``ShutdownDrain.when_draining``); uvicorn re-raises the
+signal that stopped it, so the process would die of SIGTERM instead of exiting 0; and a second
+signal during the shutdown ends the process at once, killed by that signal (exit status 128 +
+the signal number; -N for a parent such as ``subprocess``). A shutdown started from code
+(``server.should_exit = True``) drains too, through the same mechanism (``ShutdownDrain.run``),
+before uvicorn closes connections.
 
 The drain is bounded (see ``ExecutionEngineFactory.shutdown``): runs left at the drain deadline
 are cancelled, and runs that ignore cancellation are abandoned after ``close_timeout``.
@@ -75,8 +76,15 @@ class AgentServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         """uvicorn's startup, then the ``on_started`` callback (the port is bound by then)."""
         await super().startup(sockets)
+        if self.started:
+            # Draining: take no new connections (new runs and streams are refused anyway).
+            self.drain.when_draining(self._stop_listening)
         if self.started and self._on_started is not None:
             self._on_started(self)
+
+    def _stop_listening(self) -> None:
+        for server in getattr(self, "servers", []):
+            server.close()
 
     @property
     def state(self) -> ServerState:
@@ -126,8 +134,7 @@ class AgentServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """Stop accepting, drain (at once if a signal already drained), then uvicorn's own
         shutdown: for a shutdown started from code, which no signal handler saw."""
-        for server in getattr(self, "servers", []):
-            server.close()
+        self._stop_listening()
         if not self.force_exit:
             await self.drain.run()
         await super().shutdown(sockets)
