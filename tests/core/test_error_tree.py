@@ -47,11 +47,21 @@ def _core_exceptions() -> dict[str, type[BaseException]]:
 
 def _drawn_tree() -> dict[str, str]:
     """``{class name: second base or ""}`` from the errors module's docstring."""
-    drawn: dict[str, str] = {}
+    return {name: second for name, (_, second) in _drawn_parents().items()}
+
+
+def _drawn_parents() -> dict[str, tuple[str, str]]:
+    """``{class name: (drawn parent, second base or "")}``; a nested entry (``│   └── X``)
+    has the entry above it one level up as its parent."""
+    drawn: dict[str, tuple[str, str]] = {}
+    parents = ["AgentEngineError"]
     for line in (errors.__doc__ or "").splitlines():
-        match = re.match(r"\s+[├└]── (\w+)\s*(?:\(also a (\w+)\))?", line)
+        match = re.match(r"\s+((?:│   |    )*)[├└]── (\w+)\s*(?:\(also a (\w+)\))?", line)
         if match:
-            drawn[match.group(1)] = match.group(2) or ""
+            depth = len(match.group(1)) // 4
+            del parents[depth + 1 :]
+            drawn[match.group(2)] = (parents[depth], match.group(3) or "")
+            parents.append(match.group(2))
     return drawn
 
 
@@ -74,9 +84,10 @@ def test_the_drawn_tree_matches_the_classes() -> None:
         if isinstance(value, type) and issubclass(value, AgentEngineError)
     }
     assert set(drawn) == defined - {"AgentEngineError"}
+    parents = _drawn_parents()
     for name, second in drawn.items():
         cls = getattr(errors, name)
-        assert cls.__bases__[0] is AgentEngineError
+        assert cls.__bases__[0] is getattr(errors, parents[name][0]), name
         extra = [base.__name__ for base in cls.__bases__[1:]]
         assert extra == ([second] if second else []), f"{name}: bases {extra}, drawn {second!r}"
 

@@ -56,6 +56,9 @@ if TYPE_CHECKING:
         ConfigError as ConfigError,
     )
     from agentengine.errors import (
+        DrainingError as DrainingError,
+    )
+    from agentengine.errors import (
         EngineClosedError as EngineClosedError,
     )
     from agentengine.errors import (
@@ -124,6 +127,15 @@ if TYPE_CHECKING:
     from agentengine.plugins.hooks import hookspec as hookspec
     from agentengine.plugins.loading import PluginInfo as PluginInfo
     from agentengine.request_scope import RequestScope as RequestScope
+    from agentengine.runtime.drain import (
+        DrainingErrorMiddleware as DrainingErrorMiddleware,
+    )
+    from agentengine.runtime.drain import (
+        ShutdownDrain as ShutdownDrain,
+    )
+    from agentengine.runtime.drain import (
+        drain_on_signal as drain_on_signal,
+    )
     from agentengine.runtime.engine import (
         PipelineStep as PipelineStep,
     )
@@ -166,6 +178,8 @@ _EXPORTS: dict[str, str] = {
     "AgentThinkingEvent": "agentengine.events",
     "BaseEvent": "agentengine.events",
     "ConfigError": "agentengine.errors",
+    "DrainingError": "agentengine.errors",
+    "DrainingErrorMiddleware": "agentengine.runtime.drain",
     "EngineClosedError": "agentengine.errors",
     "EngineLimitError": "agentengine.errors",
     "EngineSettings": "agentengine.config",
@@ -187,6 +201,7 @@ _EXPORTS: dict[str, str] = {
     "RunResult": "agentengine.runtime.engine",
     "RunStatus": "agentengine.events",
     "ScopedResourceError": "agentengine.errors",
+    "ShutdownDrain": "agentengine.runtime.drain",
     "Settings": "agentengine.config",
     "Tool": "agentengine.definitions.tools",
     "ToolArgumentError": "agentengine.errors",
@@ -204,6 +219,7 @@ _EXPORTS: dict[str, str] = {
     "check_arguments": "agentengine.definitions.tools",
     "check_run_input": "agentengine.definitions.agents",
     "configure_execution_engine_factory": "agentengine.runtime.factory",
+    "drain_on_signal": "agentengine.runtime.drain",
     "get_execution_engine_factory": "agentengine.runtime.factory",
     "hookimpl": "agentengine.plugins.hooks",
     "hookspec": "agentengine.plugins.hooks",

@@ -11,6 +11,7 @@ standard kind::
     ├── ToolError                                     a tool call failed, timed out or got bad args
     ├── EngineLimitError                              too many engines for one user
     ├── EngineClosedError                             the engine or factory was cleaned up
+    │   └── DrainingError                             the factory is draining: retry elsewhere/later
     ├── StartPending                                  (internal, never escapes) extensions to start
     ├── PluginLoadError                               a plugin failed to load (strict mode)
     ├── PluginHookError                               a plugin's per-engine hook raised
@@ -36,6 +37,7 @@ from collections.abc import Awaitable, Callable
 __all__ = [
     "AgentEngineError",
     "ConfigError",
+    "DrainingError",
     "EngineClosedError",
     "EngineLimitError",
     "InvalidContextError",
@@ -104,6 +106,21 @@ class EngineLimitError(AgentEngineError):
 
 class EngineClosedError(AgentEngineError):
     """The engine (or its factory) was cleaned up and cannot be used again."""
+
+
+class DrainingError(EngineClosedError):
+    """The factory is shutting down: it lets the runs in flight finish and takes no new ones.
+
+    Raised instead of starting a run (or creating an engine) while ``shutdown()`` drains. It is
+    the caller's cue to answer "503 Service Unavailable" with ``Retry-After: retry_after``
+    (``agentengine.DrainingErrorMiddleware`` does that for any ASGI app): the run belongs on
+    another instance, or on this one once it restarted. ``retry_after`` is a whole number of
+    seconds, at least 1: about when the drain ends.
+    """
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
 
 
 class StartPending(AgentEngineError):  # noqa: N818 - a signal, not an error

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import enum
 import functools
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -26,6 +27,7 @@ from agentengine.definitions.resources import ResourceRegistry
 from agentengine.definitions.tools import ToolRegistry
 from agentengine.errors import (
     AgentEngineError,
+    DrainingError,
     EngineClosedError,
     EngineLimitError,
     InvalidContextError,
@@ -225,6 +227,8 @@ class ExecutionEngineFactory:
         # (user id, run id) of contexts whose run id an engine already used; bounded.
         self._claimed_run_ids: dict[tuple[str, str], None] = {}
         self._closed = False
+        # While shutdown() drains: when the drain ends (monotonic), for DrainingError.
+        self._draining_until: float | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._sweeping = False  # the sweeper is cleaning engines up (not sleeping)
         self._metrics = {
@@ -309,7 +313,20 @@ class ExecutionEngineFactory:
         """True once shutdown began."""
         return self._closed
 
+    @property
+    def draining(self) -> bool:
+        """True while ``shutdown()`` waits for runs in flight (new runs are refused with
+        ``DrainingError``); False before it and once it finished."""
+        return self._draining_until is not None
+
     def _check_open(self) -> None:
+        if self._draining_until is not None:
+            left = math.ceil(self._draining_until - time.monotonic())
+            raise DrainingError(
+                "this ExecutionEngineFactory is shutting down: it lets the runs in flight finish "
+                "and starts no new ones; retry on another instance or after the restart",
+                retry_after=left,
+            )
         if self._closed:
             raise EngineClosedError(
                 "this ExecutionEngineFactory was shut down; create a new one (or call "
@@ -525,13 +542,23 @@ class ExecutionEngineFactory:
         up every engine concurrently (extension ``close()`` calls bounded by
         ``close_timeout``) and close the event sink (bounded too). Returns within
         ``drain_timeout + 3 * close_timeout + 1`` seconds whatever agents and plugins do.
-        Idempotent."""
+        Idempotent. While it runs, creating an engine raises ``DrainingError`` (an
+        ``EngineClosedError``: answer 503 with ``Retry-After``), and ``EngineClosedError``
+        once it finished. ``agentengine.drain_on_signal`` runs it before a server closes its
+        connections."""
         if self._closed:
             return
         self._closed = True
         es = self.engine_settings
         deadline = es.drain_timeout if drain_timeout is None else drain_timeout
         grace = es.close_timeout
+        self._draining_until = time.monotonic() + deadline + grace
+        try:
+            await self._shutdown(deadline, grace)
+        finally:
+            self._draining_until = None
+
+    async def _shutdown(self, deadline: float, grace: float) -> None:
         sweeper, self._sweeper = self._sweeper, None
         if sweeper is not None:
             if not self._sweeping:

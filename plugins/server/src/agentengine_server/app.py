@@ -3,7 +3,10 @@
 It builds the ``ServerState`` around one ``ExecutionEngineFactory``, mounts the routes (the
 page, the JSON API, SSE, the WebSocket and, with ``dev=True``, the dev token route behind the
 loopback guard), answers errors as JSON, and runs the housekeeping loop and the graceful
-shutdown in its lifespan. ``agentengine serve`` runs it under uvicorn (``uvicorn_runner``).
+shutdown in its lifespan: ``agentengine.drain_on_signal``, the mechanism any ASGI app uses, with
+the server's own drain (``ServerState.shutdown``), so that on SIGTERM runs drain and every
+connection is sent its last events before the server closes it. ``agentengine serve`` runs it
+under uvicorn (``uvicorn_runner``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator
 
-from agentengine import ExecutionEngineFactory
+from agentengine import ExecutionEngineFactory, drain_on_signal
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -71,6 +74,9 @@ def create_app(
         secret = secrets.token_urlsafe(48)
     verifier = TokenVerifier(secret or b"", dev=dev)
     state = ServerState(factory, verifier, settings, dev=dev)
+    # On a shutdown signal the drain runs before the server's own handler hears of it (and so
+    # before uvicorn closes connections); leaving the lifespan drains if nothing did yet.
+    drain = drain_on_signal(factory, on_drain=state.shutdown)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -78,8 +84,8 @@ def create_app(
             state.housekeeping(), name="agentengine-server-housekeeping"
         )
         try:
-            yield
-            await state.shutdown()
+            async with drain:
+                yield
         finally:
             sweeper.cancel()
 
@@ -100,4 +106,5 @@ def create_app(
         middleware=[Middleware(LoopbackHostOnly)] if dev else [],
     )
     app.state.agentengine = state
+    app.state.agentengine_drain = drain
     return app

@@ -97,9 +97,14 @@ class ServerClosingError(EngineClosedError):
     """The server is shutting down and takes no new runs."""
 
 
-def shutting_down() -> ApiError:
-    """503 ``shutting_down``: the server takes no new runs or streams."""
-    return ApiError(503, "shutting_down", "the server is shutting down; retry later")
+def shutting_down(retry_after: int = 1) -> ApiError:
+    """503 ``shutting_down`` with ``Retry-After``: the server takes no new runs or streams."""
+    return ApiError(
+        503,
+        "shutting_down",
+        "the server is shutting down; retry later",
+        headers={"Retry-After": str(max(1, retry_after))},
+    )
 
 
 #: What starting a run may raise that is the client's to hear about (``run_error``).
@@ -132,8 +137,8 @@ def run_error(exc: Exception) -> ApiError:
             "and retry",
             headers={"Retry-After": "1"},
         )
-    if isinstance(exc, EngineClosedError):
-        return shutting_down()
+    if isinstance(exc, EngineClosedError):  # a DrainingError says when to retry
+        return shutting_down(getattr(exc, "retry_after", 1))
     raise exc
 
 

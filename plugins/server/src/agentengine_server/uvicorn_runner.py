@@ -1,17 +1,20 @@
 """Running the app under uvicorn with a graceful, signal-driven shutdown.
 
-uvicorn's own shutdown closes WebSocket connections (code 1012) before the application's
-lifespan shutdown runs, and re-raises the signal that stopped it, so the process would die
-of SIGTERM instead of exiting 0. ``AgentServer`` orders things for agentengine instead: stop
-accepting connections, drain runs (their last events still reach connected clients), send each
-connection a close frame, then let uvicorn finish; and it exits normally.
+The drain itself is ``agentengine.drain_on_signal``, entered in the app's lifespan (see
+``app``): on SIGTERM or SIGINT it holds the signal back from uvicorn while runs drain (their
+last events still reach connected clients) and the server sends each connection a close frame,
+then passes the signal on. ``AgentServer`` adds what is particular to ``agentengine serve``: it
+stops listening as the drain begins (``ShutdownDrain.when_draining``); uvicorn re-raises the
+signal that stopped it, so the process would die of SIGTERM instead of exiting 0; and a second
+signal during the shutdown ends the process at once, killed by that signal (exit status 128 +
+the signal number; -N for a parent such as ``subprocess``). A shutdown started from code
+(``server.should_exit = True``) drains too, through the same mechanism (``ShutdownDrain.run``),
+before uvicorn closes connections.
 
 The drain is bounded (see ``ExecutionEngineFactory.shutdown``): runs left at the drain deadline
 are cancelled, and runs that ignore cancellation are abandoned after ``close_timeout``.
 ``run_server`` then gives tasks still pending (such abandoned runs) ``close_timeout`` seconds
-to end and closes the loop without waiting longer, where ``asyncio.run`` would wait forever. A
-second SIGTERM or SIGINT during the shutdown ends the process at once, killed by that signal
-(exit status 128 + the signal number; -N for a parent such as ``subprocess``).
+to end and closes the loop without waiting longer, where ``asyncio.run`` would wait forever.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import uvicorn
+from agentengine import ShutdownDrain
 from starlette.applications import Starlette
 
 from agentengine_server.state import ServerState
@@ -72,8 +76,15 @@ class AgentServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         """uvicorn's startup, then the ``on_started`` callback (the port is bound by then)."""
         await super().startup(sockets)
+        if self.started:
+            # Draining: take no new connections (new runs and streams are refused anyway).
+            self.drain.when_draining(self._stop_listening)
         if self.started and self._on_started is not None:
             self._on_started(self)
+
+    def _stop_listening(self) -> None:
+        for server in getattr(self, "servers", []):
+            server.close()
 
     @property
     def state(self) -> ServerState:
@@ -81,6 +92,13 @@ class AgentServer(uvicorn.Server):
         app: Any = self.config.app
         state: ServerState = app.state.agentengine
         return state
+
+    @property
+    def drain(self) -> ShutdownDrain:
+        """The application's drain (``agentengine.drain_on_signal``)."""
+        app: Any = self.config.app
+        drain: ShutdownDrain = app.state.agentengine_drain
+        return drain
 
     @property
     def bound_port(self) -> int | None:
@@ -114,11 +132,11 @@ class AgentServer(uvicorn.Server):
         self.should_exit = True
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        """Stop accepting, drain runs and close connections, then uvicorn's own shutdown."""
-        for server in getattr(self, "servers", []):
-            server.close()
+        """Stop accepting, drain (at once if a signal already drained), then uvicorn's own
+        shutdown: for a shutdown started from code, which no signal handler saw."""
+        self._stop_listening()
         if not self.force_exit:
-            await self.state.shutdown()
+            await self.drain.run()
         await super().shutdown(sockets)
 
 
