@@ -139,6 +139,8 @@ if TYPE_CHECKING:
     from agentengine.runtime.factory import (
         ExecutionEngineFactory as ExecutionEngineFactory,
     )
+    from agentengine.runtime.runs import RunRecord as RunRecord
+    from agentengine.runtime.runs import RunRegistry as RunRegistry
     from agentengine.runtime.factory import (
         configure_execution_engine_factory as configure_execution_engine_factory,
     )
@@ -185,6 +187,8 @@ _EXPORTS: dict[str, str] = {
     "RunContext": "agentengine.definitions.run",
     "RunHandle": "agentengine.runtime.engine",
     "RunResult": "agentengine.runtime.engine",
+    "RunRecord": "agentengine.runtime.runs",
+    "RunRegistry": "agentengine.runtime.runs",
     "RunStatus": "agentengine.events",
     "ScopedResourceError": "agentengine.errors",
     "Settings": "agentengine.config",
