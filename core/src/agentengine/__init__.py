@@ -139,8 +139,6 @@ if TYPE_CHECKING:
     from agentengine.runtime.factory import (
         ExecutionEngineFactory as ExecutionEngineFactory,
     )
-    from agentengine.runtime.runs import RunRecord as RunRecord
-    from agentengine.runtime.runs import RunRegistry as RunRegistry
     from agentengine.runtime.factory import (
         configure_execution_engine_factory as configure_execution_engine_factory,
     )
@@ -150,6 +148,8 @@ if TYPE_CHECKING:
     from agentengine.runtime.factory import (
         reset_execution_engine_factory as reset_execution_engine_factory,
     )
+    from agentengine.runtime.runs import RunRecord as RunRecord
+    from agentengine.runtime.runs import RunRegistry as RunRegistry
     from agentengine.sinks.memory import InMemoryEventSink as InMemoryEventSink
     from agentengine.sinks.protocol import EventGap as EventGap
     from agentengine.sinks.protocol import EventSink as EventSink

@@ -168,6 +168,8 @@ class RunRegistry:
         self.finished_count = 0
         self.finished_bytes = 0
         self._watchers: set[asyncio.Task[None]] = set()
+        # One timer for the TTL: armed for the least recently active user's expiry.
+        self._timer: asyncio.TimerHandle | None = None
 
     def configure(
         self,
@@ -307,13 +309,39 @@ class RunRegistry:
         for user_id in emptied:
             del self._users[user_id]
 
+    def _arm(self) -> None:
+        """Make sure a sweep is due when the least recently active user expires, so that the
+        TTL holds with nobody using the registry (one timer, re-armed by the sweep)."""
+        if self.ttl is None or self._timer is not None or not self._users:
+            return
+        first = next(iter(self._users.values()))
+        delay = max(0.0, first.last_active + self.ttl - time.monotonic()) + 0.01
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a synchronous caller): the next use sweeps
+            return
+        self._timer = loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        try:
+            self.sweep()
+        except Exception:
+            _log.exception("sweeping run records failed")
+
     def sweep(self) -> None:
         """Forget the users idle for longer than the TTL (records and table entry). A user with
         a run in flight is not idle."""
         if self.ttl is None:
             return
+        try:
+            self._sweep(self.ttl)
+        finally:
+            self._arm()
+
+    def _sweep(self, ttl: float) -> None:
         now = time.monotonic()
-        deadline = now - self.ttl
+        deadline = now - ttl
         users = self._users
         while users:
             user_id, entry = next(iter(users.items()))
