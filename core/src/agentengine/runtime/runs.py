@@ -240,7 +240,7 @@ class RunRegistry:
                 record.error_type = type(exc).__name__
             record.error = record.error or describe_error(exc)
         finally:
-            record.finished_at = time.time()
+            self._ended(record)
             record.handle = None
             try:
                 await engine.cleanup()
@@ -264,12 +264,18 @@ class RunRegistry:
             self._users.move_to_end(user_id)
         return entry
 
+    def _ended(self, record: RunRecord) -> None:
+        """The run has ended (once per run): its slot in the user's limit is free at once,
+        before its engine is cleaned up, so a user may submit again right after a cancel."""
+        if record.finished_at is None:
+            record.finished_at = time.time()
+            self._touch(record.user_id).in_flight -= 1
+
     def _finished(self, record: RunRecord) -> None:
-        """Count a run that ended, then enforce the bounds."""
+        """Count a run whose engine was cleaned up, then enforce the bounds."""
         entry = self._touch(record.user_id)
         if record.run_id not in entry.runs or record.run_id in entry.finished:
             return
-        entry.in_flight -= 1
         record.size = RECORD_OVERHEAD_BYTES + record.output_bytes + len(record.error or "")
         entry.finished[record.run_id] = record
         self.finished_count += 1
@@ -401,6 +407,7 @@ class RunRegistry:
             await handle.cancel()
             # Record the end now, so the answer already shows the final status.
             _apply(record, await handle.result())
+            self._ended(record)
         return record
 
     async def wait_finished(self, timeout: float | None = None) -> bool:
