@@ -105,7 +105,7 @@ async def test_cancel_a_running_run_then_409(srv: RunningServer) -> None:
 
 
 async def test_too_many_runs_in_flight_is_429() -> None:
-    with running_server(max_engines_per_user=2) as srv:
+    with running_server(max_concurrent_per_user=2) as srv:
         headers = srv.auth("alice")
         async with http(srv) as client:
             for _ in range(2):

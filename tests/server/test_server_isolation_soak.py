@@ -79,7 +79,7 @@ def _run_request(user: str, n: int) -> dict[str, Any]:
 
 @pytest.mark.slow
 async def test_50_users_x_20_runs_over_rest_and_websocket_streams_agree_and_stay_apart() -> None:
-    with running_server(max_engines_per_user=RUNS_PER_USER) as srv:
+    with running_server(max_concurrent_per_user=RUNS_PER_USER) as srv:
         users = [f"soak-{n:02d}" for n in range(USERS)]
         sockets = {u: await ws_connect(srv, u, max_queue=None) for u in users}
         await eventually(lambda: srv.state.metrics.clients_connected["ws"] == USERS)

@@ -37,7 +37,8 @@ LAYERS: list[set[str]] = [
 
 #: Core modules the server may import besides ``agentengine`` itself: ``lazy`` for the
 #: package's lazy exports and ``logging`` for ``agentengine serve``'s log setup (the core
-#: exports neither name from ``agentengine``).
+#: exports neither name from ``agentengine``) and ``ids`` for the one id scheme (a light leaf
+#: module, allowed by the import-linter contract).
 CORE_MODULES = {"agentengine", "agentengine.ids", "agentengine.lazy", "agentengine.log"}
 
 

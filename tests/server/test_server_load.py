@@ -30,7 +30,7 @@ RUNS_PER_CONNECTION = 2
 
 
 async def test_100_clients_of_20_users_each_get_only_their_users_events_in_order() -> None:
-    with running_server(max_engines_per_user=16) as srv:
+    with running_server(max_concurrent_per_user=16) as srv:
         users = [f"user-{n:02d}" for n in range(USERS)]
         clients: list[tuple[str, ClientConnection]] = []
         for user in users:

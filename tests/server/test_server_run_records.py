@@ -91,3 +91,40 @@ async def test_idle_users_are_forgotten_after_the_ttl_but_not_while_a_run_is_goi
             r = await client.post(f"/v1/runs/{sleeping}/cancel", headers=srv.auth("bob"))
             assert r.status_code == 200
             await eventually(lambda: "bob" not in srv.state.runs.user_ids(), what="bob forgotten")
+
+
+async def test_the_server_runs_are_the_factorys_submitted_runs() -> None:
+    # The [server] alias sets the engine's bound; the [engine] keys the server leaves alone
+    # stay the factory's own.
+    settings = ServerSettings(finished_runs_kept=7)
+    with running_server(dev=True, settings=settings) as srv:
+        runs = srv.state.factory.runs
+        assert runs.finished_runs_kept == 7
+        assert runs.max_finished_runs == srv.state.factory.engine_settings.max_finished_runs
+        async with http(srv) as client:
+            headers = srv.auth("alice")
+            r = await client.post(
+                "/v1/runs", json={"agent": "sleeper", "input": {"seconds": 60}}, headers=headers
+            )
+            assert r.status_code == 202
+            run_id = r.json()["run_id"]
+            # The run is in the core's registry, for alice only...
+            record = srv.call(runs.get("alice", run_id))
+            assert record is not None and record.agent == "sleeper"
+            assert srv.call(runs.get("bob", run_id)) is None
+            # ...and cancelling it there is what the API shows.
+            assert srv.call(runs.cancel("alice", run_id)).status == "cancelled"
+            body = (await client.get(f"/v1/runs/{run_id}", headers=headers)).json()
+            assert body["status"] == "cancelled" and body["finished_at"] is not None
+            # The JSON as before (the core's record has more fields).
+            assert set(body) == {
+                "run_id",
+                "agent",
+                "thread_id",
+                "status",
+                "output",
+                "error",
+                "error_type",
+                "created_at",
+                "finished_at",
+            }

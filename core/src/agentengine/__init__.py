@@ -160,6 +160,8 @@ if TYPE_CHECKING:
     from agentengine.runtime.factory import (
         reset_execution_engine_factory as reset_execution_engine_factory,
     )
+    from agentengine.runtime.runs import RunRecord as RunRecord
+    from agentengine.runtime.runs import RunRegistry as RunRegistry
     from agentengine.sinks.memory import InMemoryEventSink as InMemoryEventSink
     from agentengine.sinks.protocol import EventGap as EventGap
     from agentengine.sinks.protocol import EventSink as EventSink
@@ -199,6 +201,8 @@ _EXPORTS: dict[str, str] = {
     "RunContext": "agentengine.definitions.run",
     "RunHandle": "agentengine.runtime.engine",
     "RunResult": "agentengine.runtime.engine",
+    "RunRecord": "agentengine.runtime.runs",
+    "RunRegistry": "agentengine.runtime.runs",
     "RunStatus": "agentengine.events",
     "ScopedResourceError": "agentengine.errors",
     "ShutdownDrain": "agentengine.runtime.drain",

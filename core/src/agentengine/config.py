@@ -73,6 +73,15 @@ class EngineSettings(BaseModel):
     #: Bytes of events kept over all users by the in-memory sink: beyond it, the least
     #: recently active users' oldest events are dropped first.
     event_total_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    #: Records of submitted runs (``factory.submit_run``, ``factory.runs``): finished runs
+    #: kept per user, over all users, and their bytes over all users (each counted as its
+    #: output and error as JSON plus 1 KiB); past a bound the least recently active users'
+    #: oldest records go first. A user none of whose runs started or ended for
+    #: ``finished_runs_ttl`` seconds is forgotten (never while a run is in flight; None: never).
+    finished_runs_kept: int = Field(default=1000, ge=1)
+    max_finished_runs: int = Field(default=50_000, ge=1)
+    finished_runs_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    finished_runs_ttl: float | None = Field(default=3600.0, gt=0)
 
 
 def _parse_env_value(raw: str) -> Any:

@@ -22,7 +22,7 @@ import structlog
 
 from agentengine.config import NO_CONFIG_FILE, EngineSettings, Settings, load_settings
 from agentengine.context import UserExecutionContext
-from agentengine.definitions.agents import AgentRegistry
+from agentengine.definitions.agents import AgentRegistry, check_run_input
 from agentengine.definitions.resources import ResourceRegistry
 from agentengine.definitions.tools import ToolRegistry
 from agentengine.errors import (
@@ -31,14 +31,17 @@ from agentengine.errors import (
     EngineClosedError,
     EngineLimitError,
     InvalidContextError,
+    UnknownAgentError,
     describe_error,
 )
 from agentengine.events import RunStatus
+from agentengine.ids import new_id
 from agentengine.plugins.extensions import ExtensionStack, contained
 from agentengine.plugins.loading import PluginInfo, PluginSelection, PluginSet, load_plugins
 from agentengine.runtime.deadlines import DeadlineScheduler
 from agentengine.runtime.engine import FACTORY_ONLY, RunHandle, UserExecutionEngine, wait_runs
 from agentengine.runtime.limits import ConcurrencyLimiter
+from agentengine.runtime.runs import RunRecord, RunRegistry, RunTracker
 from agentengine.runtime.services import EngineServices
 from agentengine.sinks.memory import InMemoryEventSink
 from agentengine.sinks.protocol import EventSink
@@ -224,6 +227,10 @@ class ExecutionEngineFactory:
             release=self._forget_engine,
         )
         self._engines: dict[str, set[UserExecutionEngine]] = {}
+        #: Submitted runs (``submit_run``): find, list and cancel a user's runs by id.
+        self.runs = RunRegistry(es)
+        # The engines made by submit_run, one per run (not counted in max_engines_per_user).
+        self._run_engines: set[UserExecutionEngine] = set()
         # (user id, run id) of contexts whose run id an engine already used; bounded.
         self._claimed_run_ids: dict[tuple[str, str], None] = {}
         self._closed = False
@@ -378,8 +385,10 @@ class ExecutionEngineFactory:
             self._ensure_sweeper()
         return engine
 
-    def _admit(self, context: UserExecutionContext) -> UserExecutionEngine:
-        """Check the context and the per-user limit; make and register the engine."""
+    def _admit(self, context: UserExecutionContext, *, counted: bool = True) -> UserExecutionEngine:
+        """Check the context and the per-user limit; make and register the engine. An engine
+        made for one submitted run is not ``counted`` against ``max_engines_per_user``: the
+        limit on those is ``max_concurrent_per_user`` (see ``submit_run``)."""
         self._check_open()
         if not isinstance(context, UserExecutionContext):
             raise InvalidContextError(
@@ -389,7 +398,7 @@ class ExecutionEngineFactory:
         user_id = context.user_id
         engines = self._engines.get(user_id)
         limit = self.engine_settings.max_engines_per_user
-        if engines is not None and len(engines) >= limit:
+        if counted and engines is not None and self._counted(engines) >= limit:
             self._metrics["rejections"] += 1
             raise EngineLimitError(
                 f"user {user_id!r} already has {len(engines)} engines (the limit is {limit}); "
@@ -402,7 +411,75 @@ class ExecutionEngineFactory:
         engines.add(engine)
         return engine
 
+    def _counted(self, engines: set[UserExecutionEngine]) -> int:
+        """How many of a user's engines count against ``max_engines_per_user``."""
+        if not self._run_engines:
+            return len(engines)
+        return sum(1 for engine in engines if engine not in self._run_engines)
+
+    async def submit_run(
+        self,
+        context: UserExecutionContext,
+        agent: str,
+        input: Mapping[str, Any] | None = None,  # noqa: A002 - the contract's name
+        *,
+        timeout: float | None = None,
+    ) -> RunHandle:
+        """Start ``agent`` for ``context``'s user on an engine of its own, which lives exactly
+        as long as the run (cleaned up, its extensions closed, once the run has ended), and
+        return its handle at once. The run does not depend on the caller: the request that
+        submitted it may end, the run goes on. Find, list and cancel it with ``factory.runs``.
+
+        The run id is ``context.run_id`` (a fresh one if that id was used already); the
+        thread is ``context.thread_id``. ``timeout`` is the whole-run deadline.
+
+        Raises, before any run exists: ``UnknownAgentError``; ``ToolArgumentError`` for an
+        input that is not an object (``check_run_input``) or does not fit the agent;
+        ``InvalidContextError``; ``EngineClosedError`` once the factory is shut down;
+        ``EngineLimitError`` when the user already has ``max_concurrent_per_user`` submitted
+        runs in flight.
+        """
+        self._check_open()
+        if not isinstance(context, UserExecutionContext):
+            raise InvalidContextError(
+                f"submit_run needs a UserExecutionContext, got {type(context).__name__}; "
+                "build one with UserExecutionContext.for_user(user_id)"
+            )
+        found = self.agents.get(agent) if isinstance(agent, str) else None
+        if found is None:
+            raise UnknownAgentError(str(agent), self.agents.names())
+        found.validate_input(check_run_input(input, f"input for agent {found.name!r}"))
+        user_id = context.user_id
+        self.runs.reserve(user_id)
+        try:
+            run_id = (
+                context.run_id if self._claim_run_id(user_id, context.run_id) else new_id("run")
+            )
+            record = RunRecord(
+                run_id=run_id, user_id=user_id, agent=found.name, thread_id=context.thread_id
+            )
+            engine = self._admit(context, counted=False)
+            self._run_engines.add(engine)
+            try:
+                stack = self._collect_extensions(engine, (RunTracker(record),))
+                await stack.start(functools.partial(engine.install_extensions, stack))
+            except BaseException:
+                self._unadmit(engine)
+                raise
+            self._metrics["engines_created"] += 1
+            try:
+                handle = await engine.start_run(found.name, input, timeout=timeout, run_id=run_id)
+            except BaseException:
+                await engine.cleanup()
+                raise
+        except BaseException:
+            self.runs.unreserve(user_id)
+            raise
+        self.runs.track(record, handle, engine)
+        return handle
+
     def _unadmit(self, engine: UserExecutionEngine) -> None:
+        self._run_engines.discard(engine)
         engines = self._engines.get(engine.context.user_id)
         if engines is not None:
             engines.discard(engine)
@@ -441,6 +518,7 @@ class ExecutionEngineFactory:
         return self.user_execution_engine(context)
 
     def _forget_engine(self, engine: UserExecutionEngine) -> None:
+        self._run_engines.discard(engine)
         engines = self._engines.get(engine.context.user_id)
         if engines is not None and engine in engines:
             engines.discard(engine)
@@ -584,6 +662,8 @@ class ExecutionEngineFactory:
                         close_timeout=grace,
                     )
                     self._forget_engine(engine)
+        # Submitted runs have ended by now: let their records take the final status.
+        await self.runs.wait_finished(grace)
         closing = asyncio.ensure_future(contained(self.events.aclose))
         done, _ = await asyncio.wait((closing,), timeout=grace)
         if not done:

@@ -11,8 +11,9 @@ One concern per module, and imports run one way, from the top of this list to th
    ``requests`` (HTTP bodies and the one run-request check), ``metrics`` (counters, Prometheus
    text), ``memory`` (RSS, heap trimming), ``openapi`` (the document), ``direct_send`` (a send
    run by hand, without a task per frame);
-2. server state: ``runs`` (the run table), ``streaming`` (event pumps and per-user fan-out),
-   ``state`` (``ServerState``: what the routes share, housekeeping, shutdown);
+2. server state: ``runs`` (a thin layer on the core's ``factory.submit_run`` and
+   ``factory.runs``), ``streaming`` (event pumps and per-user fan-out), ``state``
+   (``ServerState``: what the routes share, housekeeping, shutdown);
 3. transports: ``http_routes`` (the JSON API), ``sse`` (``GET /v1/events``), ``websocket``
    (``WS /v1/ws``), ``page`` (the web page), ``dev_mode`` (``--dev``: dev tokens, loopback
    guard);

@@ -15,7 +15,7 @@ from agentengine_server.errors import ApiError
 from agentengine_server.metrics import render_prometheus
 from agentengine_server.openapi import openapi_document
 from agentengine_server.requests import read_json, run_request
-from agentengine_server.runs import RunRecord
+from agentengine_server.runs import RunRecord, run_wire, wire_status
 from agentengine_server.state import ServerState, server_state
 
 __all__ = ["api_routes"]
@@ -59,14 +59,14 @@ async def start_run(request: Request) -> Response:
     data, sizes = await read_json(request, state.settings)
     record = await state.start_run(user, run_request(data, sizes, state.settings))
     return JSONResponse(
-        {"run_id": record.run_id, "thread_id": record.thread_id, "status": record.status},
+        {"run_id": record.run_id, "thread_id": record.thread_id, "status": wire_status(record)},
         status_code=202,
         headers={"Location": f"/v1/runs/{record.run_id}"},
     )
 
 
-def _own_run(state: ServerState, user: str, run_id: str) -> RunRecord:
-    record = state.runs.get(user, run_id)
+async def _own_run(state: ServerState, user: str, run_id: str) -> RunRecord:
+    record = await state.runs.get(user, run_id)
     if record is None:
         # Another user's run is answered exactly like a missing one.
         raise ApiError(404, "run_not_found", f"no run {run_id!r}")
@@ -77,14 +77,14 @@ async def list_runs(request: Request) -> Response:
     """The caller's runs (in flight and recently finished), oldest first."""
     state = server_state(request)
     user = state.request_user(request)
-    return JSONResponse({"runs": [r.to_wire() for r in state.runs.list(user)]})
+    return JSONResponse({"runs": [run_wire(r) for r in await state.runs.list(user)]})
 
 
 async def get_run(request: Request) -> Response:
     """Status, output and error of one of the caller's runs."""
     state = server_state(request)
     user = state.request_user(request)
-    return JSONResponse(_own_run(state, user, request.path_params["run_id"]).to_wire())
+    return JSONResponse(run_wire(await _own_run(state, user, request.path_params["run_id"])))
 
 
 async def cancel_run(request: Request) -> Response:
@@ -93,7 +93,7 @@ async def cancel_run(request: Request) -> Response:
     state = server_state(request)
     user = state.request_user(request)
     run_id = request.path_params["run_id"]
-    record = _own_run(state, user, run_id)
+    record = await _own_run(state, user, run_id)
     if record.finished_at is not None:
         raise ApiError(
             409,
@@ -102,7 +102,7 @@ async def cancel_run(request: Request) -> Response:
             status=record.status,
         )
     await state.runs.cancel(user, run_id)
-    return JSONResponse(record.to_wire())
+    return JSONResponse(run_wire(record))
 
 
 def api_routes() -> list[Route]:

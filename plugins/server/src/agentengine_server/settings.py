@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["JWT_SECRET_ENV", "MIN_SECRET_BYTES", "ServerSettings"]
+__all__ = ["JWT_SECRET_ENV", "MIN_SECRET_BYTES", "RUN_RECORD_KEYS", "ServerSettings"]
 
 #: The environment variable holding the HS256 secret.
 JWT_SECRET_ENV = "AGENTENGINE_JWT_SECRET"  # noqa: S105 - a variable name, not a secret
 #: Shorter secrets are refused: HS256 wants at least as many bytes as the hash output.
 MIN_SECRET_BYTES = 32
+#: Keys of the ``[server]`` table that are aliases of the ``[engine]`` keys of the same name
+#: (the bounds of run records, which the core keeps): set here, they replace the engine's.
+RUN_RECORD_KEYS = frozenset(
+    {"finished_runs_kept", "max_finished_runs", "finished_runs_max_bytes", "finished_runs_ttl"}
+)
 
 
 class ServerSettings(BaseModel):
@@ -47,7 +52,9 @@ class ServerSettings(BaseModel):
     keepalive_interval: float = Field(default=15.0, gt=0)
     """Seconds between SSE keep-alive comments on an idle stream."""
     finished_runs_kept: int = Field(default=1000, ge=1)
-    """Finished runs remembered per user for ``GET /v1/runs/{run_id}``."""
+    """Finished runs remembered per user for ``GET /v1/runs/{run_id}``. This key and the three
+    below are aliases of the ``[engine]`` keys of the same names (the core keeps the records):
+    only when set here do they replace the engine's; the defaults shown are the engine's."""
     max_finished_runs: int = Field(default=50_000, ge=1)
     """Finished runs remembered over all users; past it, the least recently active users'
     oldest records are dropped first (a record without its output is about 0.5 KiB)."""

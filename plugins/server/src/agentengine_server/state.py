@@ -22,7 +22,7 @@ from agentengine_server.memory import resident_bytes, trim_heap
 from agentengine_server.metrics import ServerMetrics
 from agentengine_server.requests import RunRequest
 from agentengine_server.runs import RunManager, RunRecord
-from agentengine_server.settings import ServerSettings
+from agentengine_server.settings import RUN_RECORD_KEYS, ServerSettings
 from agentengine_server.streaming import EventPump, FrameEncoder, StreamHub
 
 __all__ = ["LiveConnection", "ServerState", "server_state"]
@@ -58,13 +58,10 @@ class ServerState:
         self.verifier = verifier
         self.settings = settings
         self.dev = dev
-        self.runs = RunManager(
-            factory,
-            finished_runs_kept=settings.finished_runs_kept,
-            max_finished_runs=settings.max_finished_runs,
-            finished_runs_max_bytes=settings.finished_runs_max_bytes,
-            finished_runs_ttl=settings.finished_runs_ttl,
-        )
+        # The [server] finished_runs_* keys are aliases of the [engine] ones: those set here
+        # replace the factory's.
+        aliases = RUN_RECORD_KEYS & settings.model_fields_set
+        self.runs = RunManager(factory, **{key: getattr(settings, key) for key in aliases})
         self.metrics = ServerMetrics()
         self.encoder = FrameEncoder(max_bytes=settings.frame_cache_bytes)
         self.streams = StreamHub(

@@ -34,6 +34,7 @@ from agentengine_server.errors import (
 )
 from agentengine_server.inputs import load_json
 from agentengine_server.requests import run_request
+from agentengine_server.runs import wire_status
 from agentengine_server.state import ServerState, server_state
 from agentengine_server.streaming import EventPump, Frame
 
@@ -406,7 +407,7 @@ class Connection:
         record = await self.state.runs.cancel(self.user, run_id)
         if record is None:
             raise ApiError(404, "run_not_found", f"no run {run_id!r}", run_id=run_id)
-        return {"type": "cancel_done", "run_id": run_id, "status": record.status}
+        return {"type": "cancel_done", "run_id": run_id, "status": wire_status(record)}
 
     async def _resume(self, data: dict[str, Any], ref: Any) -> None:
         after = data.get("after")
