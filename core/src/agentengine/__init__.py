@@ -149,8 +149,10 @@ if TYPE_CHECKING:
         reset_execution_engine_factory as reset_execution_engine_factory,
     )
     from agentengine.sinks.memory import InMemoryEventSink as InMemoryEventSink
+    from agentengine.sinks.protocol import LIVE as LIVE
     from agentengine.sinks.protocol import EventGap as EventGap
     from agentengine.sinks.protocol import EventSink as EventSink
+    from agentengine.sinks.protocol import StreamItem as StreamItem
 
 # The public names are imported on first use (PEP 562), so that ``import agentengine`` (and
 # the command line, and a plugin module importing ``hookimpl``) does not pay for pydantic
@@ -176,6 +178,7 @@ _EXPORTS: dict[str, str] = {
     "FunctionTool": "agentengine.definitions.tools",
     "InMemoryEventSink": "agentengine.sinks.memory",
     "InvalidContextError": "agentengine.errors",
+    "LIVE": "agentengine.sinks.protocol",
     "PipelineStep": "agentengine.runtime.engine",
     "PluginInfo": "agentengine.plugins.loading",
     "PluginLoadError": "agentengine.errors",
@@ -188,6 +191,7 @@ _EXPORTS: dict[str, str] = {
     "RunStatus": "agentengine.events",
     "ScopedResourceError": "agentengine.errors",
     "Settings": "agentengine.config",
+    "StreamItem": "agentengine.sinks.protocol",
     "Tool": "agentengine.definitions.tools",
     "ToolArgumentError": "agentengine.errors",
     "ToolCall": "agentengine.plugins.extensions",
