@@ -5,8 +5,9 @@ logs together within one byte budget. Each event gets a cursor, ``<epoch>-<n>``:
 epoch (random, one per sink instance) and the event's position in that user's log. A subscriber
 reads the log from a cursor onwards and then waits for more; a cursor of another epoch (an
 earlier process, another sink) or without one (from before cursors had epochs) is answered
-with an ``EventGap`` whose ``missed`` is unknown, then what is retained. Nothing is copied per subscriber, so a slow subscriber never slows a run or the other
-subscribers: it just falls behind. When it falls so far behind that retention dropped events it
+with an ``EventGap`` whose ``missed`` is unknown, then what is retained. Nothing is copied per
+subscriber, so a slow subscriber never slows a run or the other subscribers: it just falls
+behind. When it falls so far behind that retention dropped events it
 asked for, it receives an ``EventGap`` saying which, never a silent skip.
 """
 

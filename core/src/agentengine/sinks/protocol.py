@@ -82,9 +82,7 @@ class EventSink(Protocol):
     def publish(self, event: BaseEvent) -> None:
         """Accept one event; set ``event.cursor``."""
 
-    def subscribe(
-        self, user_id: str, after: str | None = None
-    ) -> AsyncGenerator[StreamItem, None]:
+    def subscribe(self, user_id: str, after: str | None = None) -> AsyncGenerator[StreamItem, None]:
         """The user's events after ``after``, then live ones, until the sink closes.
 
         ``after``: ``None`` or ``"0"`` for everything retained; ``LIVE`` for only the events
