@@ -16,6 +16,11 @@ def cursor_number(cursor: str | None) -> int:
     return int((cursor or "0").rsplit("-", 1)[-1])
 
 
+def cursor_at(like: str, n: int) -> str:
+    """The cursor of position ``n`` in the same log as the cursor ``like``."""
+    return f"{like.rsplit('-', 1)[0]}-{n}"
+
+
 def check_run(events: list[BaseEvent]) -> None:
     """Assert every invariant of one run's events (in delivery order)."""
     assert events, "a run produced no events"

@@ -261,6 +261,9 @@ class _LosingSink:
         raise RuntimeError("event backend unreachable")
         yield  # an async generator
 
+    def latest_cursor(self, user_id: str) -> str | None:
+        return self.inner.latest_cursor(user_id)
+
     async def aclose(self) -> None:
         await self.inner.aclose()
 

@@ -15,7 +15,7 @@ Two values are not cursors of any log: ``"0"`` (like ``None``: everything retain
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Any, Final, Literal, Protocol, runtime_checkable
+from typing import Any, Final, Literal, Protocol, cast, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -29,7 +29,7 @@ from agentengine.events import (
     ToolExecutingEvent,
 )
 
-__all__ = ["LIVE", "EventGap", "EventSink", "StreamItem"]
+__all__ = ["LIVE", "EventGap", "EventSink", "StreamItem", "check_event_sink"]
 
 #: ``subscribe(user_id, after=LIVE)``: only the events published after the call, none of those
 #: already retained (what a new server stream without a resume cursor does). A string, so it
@@ -101,3 +101,20 @@ class EventSink(Protocol):
 
     async def aclose(self) -> None:
         """Release resources; end live subscriptions."""
+
+
+#: What every sink implements (``EventSink``'s members).
+_SINK_METHODS = ("publish", "subscribe", "latest_cursor", "aclose")
+
+
+def check_event_sink(sink: object, source: str) -> EventSink:
+    """``sink`` if it implements ``EventSink``; else a ``TypeError`` naming ``source`` (where
+    the sink came from) and the methods it lacks."""
+    missing = [name for name in _SINK_METHODS if not callable(getattr(sink, name, None))]
+    if missing:
+        raise TypeError(
+            f"{source} gave {type(sink).__qualname__}, which is not an EventSink: it lacks "
+            f"{', '.join(missing)} (see agentengine.EventSink for the methods and what each "
+            "does)"
+        )
+    return cast(EventSink, sink)
