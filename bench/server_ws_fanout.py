@@ -66,6 +66,7 @@ def bare_app() -> Any:
 
     connections: dict[str, set[WebSocket]] = {}
     cursors: dict[str, int] = {}
+    epoch = os.urandom(4).hex()  # cursors shaped like the in-memory sink's: <epoch>-<n>
 
     async def push(user: str, events: int, pace: float) -> None:
         run_id = f"run-{os.urandom(16).hex()}"
@@ -81,7 +82,7 @@ def bare_app() -> Any:
                     "agent": "burst",
                     "seq": i + 1,
                     "ts": datetime.now().astimezone().isoformat(),
-                    "cursor": str(cursors[user]),
+                    "cursor": f"{epoch}-{cursors[user]}",
                     "text": f"step {i} of the burst, some text to give it a realistic size",
                     "step": i + 1,
                 },

@@ -10,6 +10,17 @@ from agentengine import BaseEvent
 from agentengine.testing import assert_isolated, assert_run_invariants
 
 
+def cursor_number(cursor: str | None) -> int:
+    """The position a cursor of the in-memory sink (``<epoch>-<n>``) names in its log: ``n``.
+    Cursors are opaque to clients; tests of the sink itself look inside."""
+    return int((cursor or "0").rsplit("-", 1)[-1])
+
+
+def cursor_at(like: str, n: int) -> str:
+    """The cursor of position ``n`` in the same log as the cursor ``like``."""
+    return f"{like.rsplit('-', 1)[0]}-{n}"
+
+
 def check_run(events: list[BaseEvent]) -> None:
     """Assert every invariant of one run's events (in delivery order)."""
     assert events, "a run produced no events"
@@ -22,7 +33,7 @@ def check_stream(user_id: str, events: Iterable[BaseEvent]) -> dict[str, list[Ba
     strictly increasing cursor order; return the events by run."""
     delivered = list(events)
     assert_isolated({user_id: delivered})
-    cursors = [int(e.cursor or 0) for e in delivered]
+    cursors = [cursor_number(e.cursor) for e in delivered]
     assert cursors == sorted(set(cursors)), "cursor order broken or repeated"
     by_run: dict[str, list[BaseEvent]] = defaultdict(list)
     for event in delivered:

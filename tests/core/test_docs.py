@@ -48,7 +48,8 @@ def test_readme_backend_example_output() -> None:
         "4 tool_completed",
         "5 agent_completed",
     ]
-    assert lines[-1] == "resume later with after = 10"
+    # Cursors are opaque: the sink's epoch, then the position (the tenth event of alice).
+    assert re.fullmatch(r"resume later with after = [0-9a-f]{8}-10", lines[-1]), lines[-1]
 
 
 def test_readme_plugin_example_registers_its_tool() -> None:
@@ -92,10 +93,14 @@ def test_events_doc_example_stream_is_real_and_valid() -> None:
         check=False,
     )
     fresh = [json.loads(line) for line in proc.stdout.splitlines()]
-    volatile = {"run_id", "thread_id", "ts", "tool_call_id", "duration_ms"}
+    volatile = {"run_id", "thread_id", "ts", "tool_call_id", "duration_ms", "cursor"}
     assert [{k: v for k, v in e.items() if k not in volatile} for e in fresh] == [
         {k: v for k, v in e.to_wire().items() if k not in volatile} for e in events
     ]
+    # Cursors name the sink's epoch (random per process), then the event's position.
+    for listed in (fresh, [e.to_wire() for e in events]):
+        assert [e["cursor"].split("-")[1] for e in listed] == [str(e["seq"]) for e in listed]
+        assert len({e["cursor"].split("-")[0] for e in listed}) == 1
 
 
 def test_docs_link_to_existing_files() -> None:

@@ -21,6 +21,7 @@ from agentengine import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from invariants import cursor_number
 from outcome_agents import OutcomesPlugin
 
 
@@ -35,6 +36,11 @@ def thinking(user: str, seq: int) -> AgentThinkingEvent:
         text=f"{user}-{seq}",
         step=seq,
     )
+
+
+def at(sink: InMemoryEventSink, n: int) -> str:
+    """The cursor of position ``n`` in ``sink``'s logs."""
+    return f"{sink.epoch}-{n}"
 
 
 async def take(sink: InMemoryEventSink, user: str, after: str | None, n: int) -> list:
@@ -67,7 +73,7 @@ async def test_resume_after_cursor_loses_and_repeats_nothing() -> None:
             seen += await asyncio.wait_for(resumed, 5)
     expected = [*first.events, *second.events, *third.events]
     assert [(e.run_id, e.seq) for e in seen] == [(e.run_id, e.seq) for e in expected]
-    assert [e.cursor for e in seen] == [str(i) for i in range(1, len(expected) + 1)]
+    assert [cursor_number(e.cursor) for e in seen] == list(range(1, len(expected) + 1))
 
 
 async def test_live_subscriber_follows_and_other_users_are_invisible() -> None:
@@ -79,18 +85,18 @@ async def test_live_subscriber_follows_and_other_users_are_invisible() -> None:
         sink.publish(thinking("alice", seq))
     items = await asyncio.wait_for(task, 2)
     assert [e.text for e in items] == ["alice-1", "alice-2", "alice-3"]
-    assert sink.latest_cursor("bob") == "3" and sink.latest_cursor("carol") is None
+    assert sink.latest_cursor("bob") == at(sink, 3) and sink.latest_cursor("carol") is None
 
 
 async def test_retention_overflow_is_signalled_not_skipped() -> None:
     sink = InMemoryEventSink(retention=3)
     for seq in range(1, 7):
         sink.publish(thinking("alice", seq))
-    items = await take(sink, "alice", "1", 4)
+    items = await take(sink, "alice", at(sink, 1), 4)
     gap = items[0]
     assert isinstance(gap, EventGap)
-    assert gap.after == "1" and gap.cursor == "3" and gap.missed == 2
-    assert [e.cursor for e in items[1:]] == ["4", "5", "6"]
+    assert gap.after == at(sink, 1) and gap.cursor == at(sink, 3) and gap.missed == 2
+    assert [e.cursor for e in items[1:]] == [at(sink, 4), at(sink, 5), at(sink, 6)]
     assert gap.to_wire()["type"] == "events_lost"
     up_to_date = await take(sink, "alice", None, 1)
     assert isinstance(up_to_date[0], EventGap) and up_to_date[0].missed == 3
@@ -101,12 +107,12 @@ async def test_slow_subscriber_gets_gap_when_it_falls_behind_live() -> None:
     sink.publish(thinking("alice", 1))
     stream = sink.subscribe("alice")
     first = await anext(stream)
-    assert first.cursor == "1"
+    assert first.cursor == at(sink, 1)
     for seq in range(2, 7):  # the subscriber is "slow": five more arrive meanwhile
         sink.publish(thinking("alice", seq))
     following = [await anext(stream) for _ in range(3)]
     assert isinstance(following[0], EventGap) and following[0].missed == 3
-    assert [e.cursor for e in following[1:]] == ["5", "6"]
+    assert [e.cursor for e in following[1:]] == [at(sink, 5), at(sink, 6)]
     await stream.aclose()
 
 
@@ -140,7 +146,7 @@ def test_any_interleaving_delivers_exactly_the_users_events(
             got = await take(
                 sink,
                 user,
-                str(after) if after else None,
+                at(sink, after) if after else None,
                 wanted if after >= dropped else (total - dropped) + 1,
             )
             events = [g for g in got if isinstance(g, BaseEvent)]
@@ -186,21 +192,23 @@ def test_wire_form_round_trips_through_json() -> None:
         parse_event({"type": "agent_exploded", "run_id": "r"})
 
 
-async def test_cursor_from_another_stream_is_refused_not_waited_on() -> None:
+async def test_cursor_ahead_of_the_log_is_refused_not_waited_on() -> None:
     sink = InMemoryEventSink()
     for seq in range(1, 4):
         sink.publish(thinking("alice", seq))
+    ahead = at(sink, 500)
     with pytest.raises(
-        ValueError, match=r"cursor '500' is ahead of user 'alice'.*newest event \(cursor 3\)"
+        ValueError,
+        match=rf"cursor '{ahead}' is ahead of user 'alice'.*newest event \(cursor {at(sink, 3)}\)",
     ):
-        await take(sink, "alice", "500", 1)
-    with pytest.raises(ValueError, match=r"newest event \(cursor 0\)"):
-        await take(sink, "bob", "1", 1)
+        await take(sink, "alice", ahead, 1)
+    with pytest.raises(ValueError, match=rf"newest event \(cursor {at(sink, 0)}\)"):
+        await take(sink, "bob", at(sink, 1), 1)
     # The newest cursor itself is a valid resume point: the next event follows.
-    follower = asyncio.create_task(take(sink, "alice", "3", 1))
+    follower = asyncio.create_task(take(sink, "alice", at(sink, 3), 1))
     await asyncio.sleep(0)
     sink.publish(thinking("alice", 4))
-    assert [e.cursor for e in await asyncio.wait_for(follower, 2)] == ["4"]
+    assert [e.cursor for e in await asyncio.wait_for(follower, 2)] == [at(sink, 4)]
 
 
 async def test_logs_beyond_max_users_are_dropped_idle_first_with_cursors_continuing() -> None:
@@ -215,8 +223,8 @@ async def test_logs_beyond_max_users_are_dropped_idle_first_with_cursors_continu
     sink.publish(thinking("carol", 1))  # a third user: alice (idle) is dropped, not bob
     assert sorted(sink.users()) == ["bob", "carol"]
     sink.publish(thinking("alice", 4))  # alice's numbering goes on where it stopped
-    assert sink.latest_cursor("alice") == "4"
-    resumed = await take(sink, "alice", "1", 2)
+    assert sink.latest_cursor("alice") == at(sink, 4)
+    resumed = await take(sink, "alice", at(sink, 1), 2)
     assert isinstance(resumed[0], EventGap) and resumed[0].missed == 2
-    assert resumed[1].cursor == "4"
+    assert resumed[1].cursor == at(sink, 4)
     await watching.aclose()

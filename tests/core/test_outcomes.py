@@ -186,6 +186,9 @@ class RaisingSink:
     def subscribe(self, user_id: str, after: str | None = None):  # pragma: no cover - unused
         raise NotImplementedError
 
+    def latest_cursor(self, user_id: str) -> str | None:  # pragma: no cover - unused
+        return None
+
     async def aclose(self) -> None:
         return None
 

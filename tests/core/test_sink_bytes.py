@@ -25,6 +25,7 @@ from agentengine import (
 from agentengine.events import EVENT_OVERHEAD, wire_size
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from invariants import cursor_number
 
 KB = 1024
 
@@ -49,6 +50,11 @@ def sized(user: str, seq: int, size: int) -> AgentThinkingEvent:
     return event
 
 
+def at(sink: InMemoryEventSink, n: int) -> str:
+    """The cursor of position ``n`` in ``sink``'s logs."""
+    return f"{sink.epoch}-{n}"
+
+
 async def take(sink: InMemoryEventSink, user: str, after: str | None, count: int) -> list[Any]:
     items: list[Any] = []
     async with asyncio.timeout(5):
@@ -65,10 +71,10 @@ def assert_continuous(items: list[Any], after: str | None = None) -> None:
     for item in items:
         if isinstance(item, EventGap):
             assert item.after == position
-            assert int(item.cursor) - int(position or 0) == item.missed
+            assert cursor_number(item.cursor) - cursor_number(position) == item.missed
             position = item.cursor
         else:
-            assert position is None or int(item.cursor) == int(position) + 1
+            assert position is None or cursor_number(item.cursor) == cursor_number(position) + 1
             position = item.cursor
 
 
@@ -78,7 +84,7 @@ async def test_a_users_log_is_bounded_in_bytes_oldest_first() -> None:
         sink.publish(sized("alice", seq, 2 * KB))
     kept = sink.retained("alice")
     assert 8 <= len(kept) <= 10  # 20 KB of 2 KB events
-    assert [int(e.cursor or 0) for e in kept] == list(range(31 - len(kept), 31))  # the newest
+    assert [cursor_number(e.cursor) for e in kept] == list(range(31 - len(kept), 31))  # the newest
     assert sink.retained_bytes == sum(wire_size(e) for e in kept) <= 20 * KB
     items = await take(sink, "alice", None, 1 + len(kept))
     assert isinstance(items[0], EventGap) and items[0].missed == 30 - len(kept)
@@ -109,11 +115,11 @@ async def test_the_total_budget_drops_the_least_recently_active_users_events_fir
     assert len(sink.retained("cat")) < 5
     # bob comes back: numbering continues, an old cursor learns what it missed
     sink.publish(sized("bob", 6, 2 * KB))
-    assert sink.retained("bob")[0].cursor == "6"
-    items = await take(sink, "bob", "1", 2)
+    assert sink.retained("bob")[0].cursor == at(sink, 6)
+    items = await take(sink, "bob", at(sink, 1), 2)
     assert isinstance(items[0], EventGap) and items[0].missed == 4
-    assert items[1].cursor == "6"
-    assert_continuous(items, "1")
+    assert items[1].cursor == at(sink, 6)
+    assert_continuous(items, at(sink, 1))
 
 
 async def test_a_subscriber_whose_next_events_were_dropped_is_told() -> None:
@@ -122,7 +128,7 @@ async def test_a_subscriber_whose_next_events_were_dropped_is_told() -> None:
         sink.publish(sized("bob", seq, 2 * KB))
     stream = sink.subscribe("bob", None)
     got = [await anext(stream) for _ in range(3)]  # caught up
-    assert [e.cursor for e in got] == ["1", "2", "3"]
+    assert [e.cursor for e in got] == [at(sink, 1), at(sink, 2), at(sink, 3)]
     sink.publish(sized("bob", 4, 2 * KB))
     sink.publish(sized("bob", 5, 2 * KB))  # published while the subscriber is elsewhere
     for seq in range(1, 20):  # alice's activity pushes bob's events out before it reads them
@@ -130,9 +136,13 @@ async def test_a_subscriber_whose_next_events_were_dropped_is_told() -> None:
     assert sink.retained("bob") == [] and "bob" in sink.users()  # kept for its subscriber
     sink.publish(sized("bob", 6, 2 * KB))
     gap = await anext(stream)
-    assert isinstance(gap, EventGap) and (gap.after, gap.cursor, gap.missed) == ("3", "5", 2)
+    assert isinstance(gap, EventGap) and (gap.after, gap.cursor, gap.missed) == (
+        at(sink, 3),
+        at(sink, 5),
+        2,
+    )
     nxt = await anext(stream)
-    assert nxt.cursor == "6" and nxt.seq == 6
+    assert nxt.cursor == at(sink, 6) and nxt.seq == 6
     await stream.aclose()
 
 
@@ -168,12 +178,12 @@ async def test_a_forgotten_user_resuming_an_old_cursor_gets_a_gap_not_a_silent_s
         sink.publish(thinking(f"u{u}", 1))
     assert "old" not in sink._dropped
     sink.publish(thinking("old", 6))
-    items = await take(sink, "old", "5", 2)
+    items = await take(sink, "old", at(sink, 5), 2)
     # Its numbering was forgotten: it restarts above every forgotten cursor, and the gap says
     # so (possibly counting more than were published), never a silent skip.
-    assert isinstance(items[0], EventGap) and items[0].after == "5"
+    assert isinstance(items[0], EventGap) and items[0].after == at(sink, 5)
     assert items[1].seq == 6
-    assert_continuous(items, "5")
+    assert_continuous(items, at(sink, 5))
 
 
 _OPS = st.lists(

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from invariants import cursor_at, cursor_number
 from server_helpers import (
     RunningServer,
     dev_token,
@@ -211,7 +212,7 @@ async def test_sse_and_resumes_go_on_past_hostile_events(hostile_srv: RunningSer
             _check_run_items(everything, run_id)
         for item in everything:
             if item.get("type") == "error":
-                before = str(int(item["cursor"]) - 1)
+                before = cursor_at(item["cursor"], cursor_number(item["cursor"]) - 1)
                 resumed = await replay({**headers, "Last-Event-ID": before})
                 assert resumed[0]["cursor"] == item["cursor"], resumed[0]
         # And over a WebSocket resuming from the start.

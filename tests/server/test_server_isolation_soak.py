@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 from agentengine_server import ServerSettings
+from invariants import cursor_number
 from server_helpers import (
     SLOW_PLUGIN,
     RunningServer,
@@ -438,7 +439,8 @@ STORM_WORKERS = 4
 GOOD_READ = 10  # events read after each good resume
 TRANSPORTS = ("ws-frame", "ws-connect", "sse-header", "sse-query")
 KINDS = ("valid", "stale", "forged", "negative", "other-user", "malformed", "wrong-type")
-MALFORMED = ("abc", "1.5", "0x10", "9" * 5000)  # the last one is over int()'s digit limit
+# The last one is over int()'s digit limit; "1-2-3" and "ABCDEF01-1" look almost like cursors.
+MALFORMED = ("abc", "1.5", "0x10", "9" * 5000, "1-2-3", "ABCDEF01-1")
 
 
 class _Checked:
@@ -451,14 +453,16 @@ class _Checked:
 
     def add(self, item: dict[str, Any]) -> None:
         assert item["user_id"] == "alice", item
+        number = cursor_number(item["cursor"])
         if item["type"] == "events_lost":
             # Only what retention dropped is skipped, and the gap says exactly what.
-            assert item["after"] == (str(self.last) if self.last else None), item
-            assert int(item["cursor"]) == self.last + item["missed"], item
+            after = cursor_number(item["after"]) if item["after"] is not None else 0
+            assert after == self.last, item
+            assert number == self.last + item["missed"], item
             assert item["missed"] > 0, item
         else:
-            assert int(item["cursor"]) == self.last + 1, (self.last, item)
-        self.last = int(item["cursor"])
+            assert number == self.last + 1, (self.last, item)
+        self.last = number
         self.items.append(item)
 
     @property
@@ -466,18 +470,18 @@ class _Checked:
         return sum(i["type"] != "events_lost" for i in self.items)
 
 
-def _bad_cursor(kind: str, n: int) -> str:
+def _bad_cursor(kind: str, n: int, epoch: str) -> str:
     return {
-        "forged": "99999999",
-        "negative": "-5",
-        "other-user": str(BOB_EVENTS),
+        "forged": f"{epoch}-99999999",
+        "negative": f"{epoch}--5" if n % 2 else "-5",
+        "other-user": f"{epoch}-{BOB_EVENTS}",
         "malformed": MALFORMED[n % len(MALFORMED)],
     }[kind]
 
 
 _EXPECTED_MESSAGE = {
     "forged": "ahead of user 'alice'",
-    "negative": "not negative",
+    "negative": "invalid cursor",
     "other-user": "ahead of user 'alice'",
     "malformed": "invalid cursor",
 }
@@ -505,8 +509,10 @@ async def test_resume_storm_with_good_and_bad_cursors_loses_repeats_and_leaks_no
                 headers=bob,
             )
             assert (await wait_run(client, r.json()["run_id"], bob, 60))["status"] == "succeeded"
-            async with await ws_connect(srv, "bob", after=str(BOB_EVENTS - 1)) as ws:
-                assert (await recv_json(ws))["cursor"] == str(BOB_EVENTS)  # a real bob cursor
+            epoch = srv.state.factory.events.epoch  # the sink's: alice's and bob's cursors
+            async with await ws_connect(srv, "bob", after=f"{epoch}-{BOB_EVENTS - 1}") as ws:
+                # a real bob cursor
+                assert (await recv_json(ws))["cursor"] == f"{epoch}-{BOB_EVENTS}"
 
             # The reading connections: open before alice's long run starts.
             reader = await ws_connect(srv, "alice", max_queue=None)
@@ -550,12 +556,12 @@ async def test_resume_storm_with_good_and_bad_cursors_loses_repeats_and_leaks_no
             def cursor_for(kind: str, n: int) -> str:
                 latest = reader_got.last
                 if kind == "valid":  # recent: well within retention
-                    return str(latest - n % 50)
+                    return f"{epoch}-{latest - n % 50}"
                 if kind == "stale":  # older than anything retained now
-                    return str(latest - RETENTION - 20 - n % 50)
+                    return f"{epoch}-{latest - RETENTION - 20 - n % 50}"
                 if kind == "wrong-type":  # sent as a JSON list instead
                     return ""
-                return _bad_cursor(kind, n)
+                return _bad_cursor(kind, n, epoch)
 
             outcomes: list[tuple[str, str, _Checked | None]] = []
             plans = _storm_plan()
@@ -615,7 +621,7 @@ async def _storm_worker(
         frame = await recv_json(ws)
         if "cursor" in frame:
             if live is None:
-                live = _Checked(int(frame["cursor"]) - 1)
+                live = _Checked(cursor_number(frame["cursor"]) - 1)
             live.add(frame)
         return frame
 
@@ -623,7 +629,7 @@ async def _storm_worker(
         for n, (transport, kind) in enumerate(plan):
             good = kind in ("valid", "stale")
             cursor = cursor_for(kind, n * STORM_WORKERS + worker)
-            checked = _Checked(int(cursor)) if good else None
+            checked = _Checked(cursor_number(cursor)) if good else None
             if transport == "ws-frame":
                 ref = f"w{worker}-{n}"
                 after: Any = [1] if kind == "wrong-type" else cursor

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from agentengine_server import ServerSettings
+from invariants import cursor_number
 from server_helpers import (
     check_run_sequences,
     eventually,
@@ -105,7 +106,7 @@ async def test_100_clients_of_20_users_each_get_only_their_users_events_in_order
         # Only this user's events...
         assert {e["user_id"] for e in events} == {user}
         # ...in the order the sink recorded them (cursors strictly increasing)...
-        cursors = [int(e["cursor"]) for e in events]
+        cursors = [cursor_number(e["cursor"]) for e in events]
         assert cursors == sorted(set(cursors))
         # ...every run complete with contiguous seq, and exactly the user's runs.
         runs = check_run_sequences(events)

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import structlog
+from invariants import cursor_number
 from server_helpers import (
     RunningServer,
     check_run_sequences,
@@ -68,7 +69,7 @@ async def test_sse_resume_with_last_event_id_loses_and_repeats_nothing(srv: Runn
     assert {e["run_id"] for e in events} == {run_id}
     check_run_sequences(events)  # 1..82 exactly once each, in order
     assert len(events) == 82
-    ids = [int(i["id"]) for i in first + second]
+    ids = [cursor_number(i["id"]) for i in first + second]
     assert ids == list(range(ids[0], ids[0] + 82))
 
 
@@ -95,7 +96,8 @@ async def test_sse_forwards_a_gap_when_retention_dropped_events() -> None:
         async with http(srv) as client:
             run_id = await start(client, headers, "chatty", count=18)
             await asyncio.sleep(0.3)
-            resumed = {**headers, "Last-Event-ID": "2"}
+            epoch = srv.state.factory.events.epoch
+            resumed = {**headers, "Last-Event-ID": f"{epoch}-2"}
             async with client.stream("GET", "/v1/events", headers=resumed) as resp:
                 got = []
                 async with asyncio.timeout(20):
@@ -107,11 +109,11 @@ async def test_sse_forwards_a_gap_when_retention_dropped_events() -> None:
     assert gap["data"] == {
         "type": "events_lost",
         "user_id": "alice",
-        "after": "2",
-        "cursor": "15",
+        "after": f"{epoch}-2",
+        "cursor": f"{epoch}-15",
         "missed": 13,
     }
-    assert gap["id"] == "15"
+    assert gap["id"] == f"{epoch}-15"
     assert [i["data"]["seq"] for i in got[1:]] == [16, 17, 18, 19, 20]
     assert {i["data"]["run_id"] for i in got[1:]} == {run_id}
     assert srv.state.metrics.gaps_delivered == 1

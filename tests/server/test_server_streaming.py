@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 
 from agentengine import AgentThinkingEvent, EventGap
-from agentengine_server.streaming import FrameEncoder
+from agentengine_server.streaming import EventPump, FrameEncoder, StreamHub
 
 
 def test_frame_encoder_encodes_each_event_once() -> None:
@@ -53,3 +54,47 @@ async def test_sink_close_ends_subscriptions_after_what_was_published() -> None:
     async with asyncio.timeout(5):
         await reader
     assert got == [1, 2]
+
+
+def _event(user: str, seq: int) -> AgentThinkingEvent:
+    return AgentThinkingEvent(
+        run_id="r-1", user_id=user, thread_id="t-1", agent="a", seq=seq,
+        ts=datetime.now(UTC), text=f"{user}-{seq}", step=seq,
+    )  # fmt: skip
+
+
+async def _texts(pump: EventPump, count: int) -> list[str]:
+    texts = []
+    async with asyncio.timeout(5):
+        for _ in range(count):
+            frame = await pump.next()
+            assert frame is not None
+            texts.append(json.loads(frame.text)["text"])
+    return texts
+
+
+async def test_live_pumps_skip_what_is_retained_and_share_the_fanout_at_the_live_edge() -> None:
+    from agentengine import LIVE, InMemoryEventSink
+
+    sink = InMemoryEventSink()
+    for seq in range(1, 4):
+        sink.publish(_event("alice", seq))
+    hub = StreamHub(sink, FrameEncoder(), capacity=64, stall_timeout=5)
+    first = hub.open("alice", LIVE)
+    second = hub.open("alice", LIVE)  # the fan-out started live too: joined
+    assert first.shared and second.shared
+    sink.publish(_event("alice", 4))  # published before any task ran: still delivered
+    assert await _texts(first, 1) == await _texts(second, 1) == ["alice-4"]
+    # The fan-out has delivered the newest event: a live start joins it.
+    third = hub.open("alice", LIVE)
+    assert third.shared
+    # A pump resuming from the start reads on its own, then catches up and joins.
+    replay = hub.open("alice", "0")
+    assert not replay.shared
+    sink.publish(_event("alice", 5))
+    assert await _texts(third, 1) == ["alice-5"]
+    assert await _texts(replay, 5) == [f"alice-{seq}" for seq in range(1, 6)]
+    assert replay.shared
+    for pump in (first, second, third, replay):
+        await pump.stop()
+    await sink.aclose()

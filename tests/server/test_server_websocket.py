@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from invariants import cursor_number
 from server_helpers import (
     RunningServer,
     check_run_sequences,
@@ -47,7 +48,7 @@ async def test_run_frame_streams_the_run_with_cursors(srv: RunningServer) -> Non
             "agent_completed",
         }
         assert all(e["user_id"] == "alice" for e in events)
-        cursors = [int(e["cursor"]) for e in events]
+        cursors = [cursor_number(e["cursor"]) for e in events]
         assert cursors == sorted(cursors)
         assert len(set(cursors)) == len(cursors)
         assert events[-1]["status"] == "succeeded"
@@ -260,6 +261,9 @@ class _LosingSink:
     async def subscribe(self, user_id: str, after: str | None = None) -> Any:
         raise RuntimeError("event backend unreachable")
         yield  # an async generator
+
+    def latest_cursor(self, user_id: str) -> str | None:
+        return self.inner.latest_cursor(user_id)
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -163,8 +163,10 @@ if TYPE_CHECKING:
     from agentengine.runtime.runs import RunRecord as RunRecord
     from agentengine.runtime.runs import RunRegistry as RunRegistry
     from agentengine.sinks.memory import InMemoryEventSink as InMemoryEventSink
+    from agentengine.sinks.protocol import LIVE as LIVE
     from agentengine.sinks.protocol import EventGap as EventGap
     from agentengine.sinks.protocol import EventSink as EventSink
+    from agentengine.sinks.protocol import StreamItem as StreamItem
 
 # The public names are imported on first use (PEP 562), so that ``import agentengine`` (and
 # the command line, and a plugin module importing ``hookimpl``) does not pay for pydantic
@@ -192,6 +194,7 @@ _EXPORTS: dict[str, str] = {
     "FunctionTool": "agentengine.definitions.tools",
     "InMemoryEventSink": "agentengine.sinks.memory",
     "InvalidContextError": "agentengine.errors",
+    "LIVE": "agentengine.sinks.protocol",
     "PipelineStep": "agentengine.runtime.engine",
     "PluginInfo": "agentengine.plugins.loading",
     "PluginLoadError": "agentengine.errors",
@@ -207,6 +210,7 @@ _EXPORTS: dict[str, str] = {
     "ScopedResourceError": "agentengine.errors",
     "ShutdownDrain": "agentengine.runtime.drain",
     "Settings": "agentengine.config",
+    "StreamItem": "agentengine.sinks.protocol",
     "Tool": "agentengine.definitions.tools",
     "ToolArgumentError": "agentengine.errors",
     "ToolCall": "agentengine.plugins.extensions",

@@ -44,7 +44,7 @@ from agentengine.runtime.limits import ConcurrencyLimiter
 from agentengine.runtime.runs import RunRecord, RunRegistry, RunTracker
 from agentengine.runtime.services import EngineServices
 from agentengine.sinks.memory import InMemoryEventSink
-from agentengine.sinks.protocol import EventSink
+from agentengine.sinks.protocol import EventSink, check_event_sink
 
 __all__ = [
     "BUILTIN_PLUGINS",
@@ -211,7 +211,11 @@ class ExecutionEngineFactory:
         self.resources = ResourceRegistry()
         self._errors: dict[str, int] = {}
         self._resolve_plugins()
-        self.events: EventSink = event_sink or self._choose_sink()
+        self.events: EventSink = (
+            self._choose_sink()
+            if event_sink is None
+            else check_event_sink(event_sink, "ExecutionEngineFactory(event_sink=...)")
+        )
         #: What every engine of this factory gets from it (see ``runtime.services``).
         self.services = EngineServices(
             settings=es,
@@ -296,10 +300,10 @@ class ExecutionEngineFactory:
     def _choose_sink(self) -> EventSink:
         # The first plugin (in registration order) returning a sink wins; one that raises is
         # recorded and skipped (see the hook's docstring).
-        for _, value in self.plugins.call_each(
+        for name, value in self.plugins.call_each(
             "agentengine_event_sink", {"settings": self.settings}, first=True
         ):
-            return value  # type: ignore[no-any-return]
+            return check_event_sink(value, f"the agentengine_event_sink hook of plugin {name!r}")
         es = self.engine_settings
         return InMemoryEventSink(
             es.event_retention,

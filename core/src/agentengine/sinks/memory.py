@@ -1,10 +1,13 @@
 """``InMemoryEventSink``: the embedded default sink (and, being a real one, what tests use).
 
 It keeps one bounded log per user, bounded in events and in bytes, and all
-logs together within one byte budget. Each event gets a cursor (its position in
-that user's log, as a string); a subscriber reads the log from a cursor onwards and then waits
-for more. Nothing is copied per subscriber, so a slow subscriber never slows a run or the other
-subscribers: it just falls behind. When it falls so far behind that retention dropped events it
+logs together within one byte budget. Each event gets a cursor, ``<epoch>-<n>``: the sink's
+epoch (random, one per sink instance) and the event's position in that user's log. A subscriber
+reads the log from a cursor onwards and then waits for more; a cursor of another epoch (an
+earlier process, another sink) or without one (from before cursors had epochs) is answered
+with an ``EventGap`` whose ``missed`` is unknown, then what is retained. Nothing is copied per
+subscriber, so a slow subscriber never slows a run or the other subscribers: it just falls
+behind. When it falls so far behind that retention dropped events it
 asked for, it receives an ``EventGap`` saying which, never a silent skip.
 """
 
@@ -12,13 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from typing import cast
 
 from agentengine.events import EVENT_OVERHEAD, BaseEvent, values_size, wire_size
-from agentengine.sinks.protocol import EventGap, StreamItem
+from agentengine.ids import random_hex
+from agentengine.sinks.protocol import LIVE, EventGap, StreamItem
 
 __all__ = ["InMemoryEventSink"]
+
+#: A cursor: ``<epoch>-<n>``, or a bare ``<n>`` (``"0"``, or a cursor from before epochs).
+_CURSOR = re.compile(r"(?:([0-9a-f]{8})-)?([0-9]{1,18})")
 
 
 class _UserLog:
@@ -60,6 +69,11 @@ class InMemoryEventSink:
     every forgotten cursor), so a later subscriber resuming from an old cursor is told what it
     missed (an ``EventGap``) rather than confused. Dropped events are released at once: the sink
     keeps no reference to them.
+
+    Cursors are ``<epoch>-<n>`` (opaque to clients): ``epoch`` is random per sink instance, so
+    a cursor from an earlier process or another sink is recognised, and its subscriber gets an
+    ``EventGap`` with ``missed=None`` (the history it points into is gone), then what is
+    retained: never a silent skip.
     """
 
     def __init__(
@@ -96,6 +110,10 @@ class InMemoryEventSink:
         self._newest_user: str | None = None  # whose log is at the end of _logs
         self._newest_log: _UserLog | None = None  # and that log
         self._published_before = 0  # events of logs since dropped
+        #: Names this sink's logs in every cursor it hands out (``<epoch>-<n>``): a cursor of
+        #: another sink, such as the one of an earlier process, is told apart from its own.
+        self.epoch = random_hex()[:8]
+        self._prefix = f"{self.epoch}-"
 
     @property
     def published(self) -> int:
@@ -249,7 +267,7 @@ class InMemoryEventSink:
             size += EVENT_OVERHEAD
         # Written straight into the model's dict: pydantic's __setattr__ costs more than the rest
         # of publishing, and the value is ours (a str), so there is nothing to validate.
-        data["cursor"] = str(cursor)
+        data["cursor"] = f"{self._prefix}{cursor}"
         entries.append(event)
         # Byte budgets count down: one comparison on the hot path covers the log's budget and
         # the total (see ``_room``).
@@ -260,44 +278,75 @@ class InMemoryEventSink:
         if log.waiters:
             log.wake()
 
-    @staticmethod
-    def _parse_cursor(after: str | None, user_id: str) -> int:
+    def _cursor(self, number: int) -> str:
+        """The cursor of position ``number`` of a log of this sink."""
+        return f"{self._prefix}{number}"
+
+    def _start(self, after: str | None, user_id: str, log: _UserLog) -> tuple[int, str | None]:
+        """Where a subscription with ``after`` starts: the last position it has (0: before
+        everything), and ``after`` again when it is a cursor of another log (the subscriber
+        is told so with a gap first). ``ValueError`` naming ``after`` when it is unusable."""
         if after is None:
-            return 0
-        try:
-            value = int(after)
-        except (TypeError, ValueError):
+            return 0, None
+        if after == LIVE:
+            return log.next_cursor - 1, None
+        match = _CURSOR.fullmatch(after) if isinstance(after, str) else None
+        if match is None:
             raise ValueError(
                 f"invalid cursor {after!r} for user {user_id!r}: pass the 'cursor' of an event "
-                "this sink delivered, or None for everything retained"
-            ) from None
-        if value < 0:
-            raise ValueError(f"invalid cursor {after!r}: cursors are not negative")
-        return value
+                f"this sink delivered, None (or '0') for everything retained, or {LIVE!r} for "
+                "only new events"
+            )
+        epoch, number = match.group(1), int(match.group(2))
+        if epoch is None and number == 0:
+            return 0, None
+        if epoch != self.epoch:
+            # Another log's cursor (another process's sink, an earlier life of this one, or
+            # a bare number from before cursors named their log): its position means nothing
+            # here, and whatever followed it is gone.
+            return 0, after
+        if number >= log.next_cursor:
+            # Waiting here would silently skip every event until the log caught up with it.
+            newest = self._cursor(log.next_cursor - 1)
+            raise ValueError(
+                f"cursor {after!r} is ahead of user {user_id!r}'s newest event (cursor "
+                f"{newest}): it is no cursor this sink delivered to that user; subscribe with "
+                "after=None to read everything retained"
+            )
+        return number, None
 
     def latest_cursor(self, user_id: str) -> str | None:
         """The cursor of the user's newest event (None when there is none)."""
         log = self._logs.get(user_id)
         if log is None or not log.entries:
             return None
-        return str(log.next_cursor - 1)
+        return self._cursor(log.next_cursor - 1)
 
-    async def subscribe(self, user_id: str, after: str | None = None) -> AsyncIterator[StreamItem]:
+    def subscribe(self, user_id: str, after: str | None = None) -> AsyncGenerator[StreamItem, None]:
         """Yield the user's events after ``after``, then live ones, until the sink closes (a
-        closed sink still yields what it retained, then ends)."""
-        position = self._parse_cursor(after, user_id)  # last cursor number delivered
+        closed sink still yields what it retained, then ends).
+
+        Where it starts is fixed by this call (``LIVE``: the events published after it), and
+        an unusable ``after`` is refused here, with ``ValueError``. A cursor of another log
+        first yields an ``EventGap`` (``missed=None``), then everything retained.
+        """
+        position, foreign = self._start(after, user_id, self._log(user_id))
+        return self._follow(user_id, position, foreign)
+
+    async def _follow(
+        self, user_id: str, position: int, foreign: str | None
+    ) -> AsyncGenerator[StreamItem, None]:
+        """``subscribe``'s stream from ``position`` (the last position delivered)."""
+        # The log again: it may have been dropped (its numbering kept) since subscribe().
         log = self._log(user_id)
-        if position >= log.next_cursor:
-            # Waiting here would silently skip every event until the log caught up with it.
-            newest = log.next_cursor - 1
-            raise ValueError(
-                f"cursor {after!r} is ahead of user {user_id!r}'s newest event (cursor "
-                f"{newest}): it comes from another event stream (an earlier process, another "
-                "sink); subscribe with after=None to read everything retained"
-            )
         loop = asyncio.get_running_loop()
         log.subscribers += 1  # a log with subscribers is never dropped
         try:
+            if foreign is not None:
+                position = log.first - 1
+                yield EventGap(
+                    user_id=user_id, after=foreign, cursor=self._cursor(position), missed=None
+                )
             while True:
                 if position + 1 >= log.next_cursor:  # caught up: wait for the next event
                     if self._closed:
@@ -317,15 +366,19 @@ class InMemoryEventSink:
                     gap_end = log.first - 1
                     yield EventGap(
                         user_id=user_id,
-                        after=None if position == 0 else str(position),
-                        cursor=str(gap_end),
+                        after=None if position == 0 else self._cursor(position),
+                        cursor=self._cursor(gap_end),
                         missed=gap_end - position,
                     )
                     position = gap_end
                     continue
                 # Deliver what is there now, as one snapshot: indexing a deque is linear, and
                 # the events held by the snapshot stay valid if retention drops them meanwhile.
-                batch = list(itertools.islice(log.entries, position + 1 - log.first, None))
+                # (The sink holds the engine's events: each is one of StreamItem's types.)
+                batch = cast(
+                    "list[StreamItem]",
+                    list(itertools.islice(log.entries, position + 1 - log.first, None)),
+                )
                 for item in batch:
                     yield item
                 position += len(batch)

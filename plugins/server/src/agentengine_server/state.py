@@ -13,7 +13,7 @@ import time
 from typing import Any, Protocol
 
 import structlog
-from agentengine import ExecutionEngineFactory
+from agentengine import LIVE, ExecutionEngineFactory
 from starlette.requests import HTTPConnection
 
 from agentengine_server.auth import AuthError, TokenClaims, TokenVerifier, bearer_token
@@ -122,14 +122,10 @@ class ServerState:
 
     # -- streams ------------------------------------------------------------------------------
 
-    def start_cursor(self, user_id: str, requested: str | None) -> str | None:
+    def start_cursor(self, user_id: str, requested: str | None) -> str:
         """Where a new stream starts: after ``requested`` (the client's resume cursor) if it
-        gave one; else after the user's newest event (only live events follow), or at
-        everything retained when the sink cannot tell."""
-        if requested:
-            return requested
-        latest = getattr(self.factory.events, "latest_cursor", None)
-        return latest(user_id) if callable(latest) else None
+        gave one; else ``LIVE``: only the events published from now on."""
+        return requested or LIVE
 
     def pump(self, user_id: str, after: str | None, on_overflow: Any = None) -> EventPump:
         """A started pump of ``user_id``'s events after ``after``."""

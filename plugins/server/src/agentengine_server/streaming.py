@@ -22,14 +22,15 @@ backlog keeps draining its buffer, so it never overflows.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import structlog
-from agentengine import BaseEvent, EventGap, EventSink
+from agentengine import LIVE, BaseEvent, EventGap, EventSink, StreamItem
 
 from agentengine_server.errors import BufferOverflowError, InvalidCursorError, describe_error
 
@@ -163,36 +164,59 @@ def _dumps(data: dict[str, Any]) -> str:
         return json.dumps(safe, separators=(",", ":"), ensure_ascii=False)
 
 
+def _subscription(
+    sink: EventSink, user_id: str, after: str | None
+) -> AsyncGenerator[StreamItem, None]:
+    """``sink.subscribe(user_id, after)``, called now: a live start (``LIVE``) counts from the
+    moment a connection opens its stream, not from when a task first reads it. A refusal (an
+    unusable cursor) is raised by the first read, where a sink may also raise it."""
+    try:
+        return sink.subscribe(user_id, after=after)
+    except Exception as exc:
+        return _raising(exc)
+
+
+async def _raising(exc: Exception) -> AsyncGenerator[StreamItem, None]:
+    raise exc
+    yield  # pragma: no cover - makes this an async generator
+
+
 class UserFanout:
     """One subscription of a user's stream shared by that user's caught-up pumps."""
 
     def __init__(self, hub: StreamHub, user_id: str, after: str | None) -> None:
         self.hub = hub
         self.user_id = user_id
-        #: Cursor of the last item distributed (the members' common position).
+        #: Cursor of the last item distributed (the members' common position); ``LIVE``
+        #: until the first item of a stream that started live.
         self.position = after
         self.members: set[EventPump] = set()
+        items = _subscription(hub.sink, user_id, after)
         self.task = asyncio.get_running_loop().create_task(
-            self._read(), name=f"agentengine-server-fanout-{user_id}"
+            self._read(items), name=f"agentengine-server-fanout-{user_id}"
         )
 
-    async def _read(self) -> None:
+    async def _read(self, subscription: AsyncGenerator[StreamItem, None]) -> None:
         error: BaseException | None = None
         encode = self.hub.encoder.encode
         started = False
         try:
-            async for item in self.hub.sink.subscribe(self.user_id, after=self.position):
-                started = True
-                frame = encode(item)
-                if frame.cursor is not None:
-                    self.position = frame.cursor
-                for member in list(self.members):
-                    try:
-                        member._offer(frame)
-                    except Exception as exc:  # one broken connection must not stop the others
-                        _log.error("dropping a connection", user_id=self.user_id, error=repr(exc))
-                        member._end(exc)
-                        self.leave(member)
+            # Closed as soon as the fan-out ends: the sink forgets the subscriber at once.
+            async with contextlib.aclosing(subscription) as items:
+                async for item in items:
+                    started = True
+                    frame = encode(item)
+                    if frame.cursor is not None:
+                        self.position = frame.cursor
+                    for member in list(self.members):
+                        try:
+                            member._offer(frame)
+                        except Exception as exc:  # one broken connection must not stop others
+                            _log.error(
+                                "dropping a connection", user_id=self.user_id, error=repr(exc)
+                            )
+                            member._end(exc)
+                            self.leave(member)
         except Exception as exc:
             error = _stream_error(exc, started)
             _log_stream_end(self.user_id, error, exc)
@@ -259,11 +283,15 @@ class StreamHub:
         return self._fanouts.get(user_id)
 
     def _attach(self, pump: EventPump, position: str | None) -> bool:
-        """Join the user's fan-out if it is at ``position`` (creating one if there is none)."""
+        """Join the user's fan-out if it is at ``position`` (creating one if there is none).
+        A live start (``LIVE``) joins a fan-out that started live too or has delivered the
+        user's newest event: either way only new events follow."""
         fan = self._fanouts.get(pump.user_id)
         if fan is None:
             fan = self._fanouts[pump.user_id] = UserFanout(self, pump.user_id, position)
-        elif fan.position != position:
+        elif fan.position != position and not (
+            position == LIVE and fan.position == self.sink.latest_cursor(pump.user_id)
+        ):
             return False
         fan.members.add(pump)
         pump._fanout = fan
@@ -323,8 +351,9 @@ class EventPump:
             self._catch_up()
 
     def _catch_up(self) -> None:
+        items = _subscription(self._hub.sink, self.user_id, self._last)
         self._task = asyncio.get_running_loop().create_task(
-            self._read(), name=f"agentengine-server-pump-{self.user_id}"
+            self._read(items), name=f"agentengine-server-pump-{self.user_id}"
         )
 
     # -- fed by the fan-out ---------------------------------------------------------------
@@ -360,31 +389,34 @@ class EventPump:
 
     # -- catching up on our own -----------------------------------------------------------
 
-    async def _read(self) -> None:
+    async def _read(self, subscription: AsyncGenerator[StreamItem, None]) -> None:
         frames = self._frames
         encode = self._hub.encoder.encode
         started = False
         try:
-            async for item in self._hub.sink.subscribe(self.user_id, after=self._last):
-                started = True
-                while len(frames) >= self.capacity or self.buffered_bytes >= self.capacity_bytes:
-                    self._space.clear()
-                    try:
-                        async with asyncio.timeout(self.stall_timeout):
-                            await self._space.wait()
-                    except TimeoutError:
-                        self.overflowed.set()
-                        self._wakeup.set()
-                        if self._on_overflow is not None:
-                            self._on_overflow()
+            async with contextlib.aclosing(subscription) as items:
+                async for item in items:
+                    started = True
+                    while (
+                        len(frames) >= self.capacity or self.buffered_bytes >= self.capacity_bytes
+                    ):
+                        self._space.clear()
+                        try:
+                            async with asyncio.timeout(self.stall_timeout):
+                                await self._space.wait()
+                        except TimeoutError:
+                            self.overflowed.set()
+                            self._wakeup.set()
+                            if self._on_overflow is not None:
+                                self._on_overflow()
+                            return
+                    frame = encode(item)
+                    self._put(frame)
+                    # Caught up with the fan-out: join it (no await between the check and the
+                    # join, so no event can slip in between).
+                    if frame.cursor is not None and self._hub._attach(self, frame.cursor):
+                        self._task = None
                         return
-                frame = encode(item)
-                self._put(frame)
-                # Caught up with the fan-out: join it (no await between the check and the
-                # join, so no event can slip in between).
-                if frame.cursor is not None and self._hub._attach(self, frame.cursor):
-                    self._task = None
-                    return
         except Exception as exc:
             # A broken subscription (a sink losing its backend) ends this connection's stream;
             # the client reconnects and resumes by cursor.

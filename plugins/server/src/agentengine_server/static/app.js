@@ -414,7 +414,9 @@ function showEvent(ev) {
 }
 
 function showGap(gap) {
-  const note = el("p", "error", `${gap.missed} event(s) were no longer retained and are missing.`);
+  const note = el("p", "error", gap.missed === null
+    ? "Earlier events are no longer available (the server restarted); showing what it kept."
+    : `${gap.missed} event(s) were no longer retained and are missing.`);
   note.dataset.type = "events_lost";
   $("runs").prepend(note);
 }
