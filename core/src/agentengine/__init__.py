@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         ToolExecutingEvent,
         ToolStatus,
         parse_event,
+        wire_size,
     )
     from agentengine.extensions import Extension, ToolCall
     from agentengine.factory import (
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
     from agentengine.hookspecs import hookimpl, hookspec
     from agentengine.plugins import PluginInfo
     from agentengine.scope import RequestScope, ResourceRegistry
-    from agentengine.sinks import EventGap, EventSink, InMemoryEventSink
+    from agentengine.sinks import EventGap, EventSink, InMemoryEventSink, StreamItem
     from agentengine.tools import FunctionTool, Tool, ToolRegistry, tool
 
 # The public names are imported on first use (PEP 562), so that ``import agentengine`` (and
@@ -96,6 +97,7 @@ _EXPORTS: dict[str, str] = {
     "RunStatus": "agentengine.events",
     "ScopedResourceError": "agentengine.errors",
     "Settings": "agentengine.config",
+    "StreamItem": "agentengine.sinks",
     "Tool": "agentengine.tools",
     "ToolArgumentError": "agentengine.errors",
     "ToolCall": "agentengine.extensions",
@@ -117,6 +119,7 @@ _EXPORTS: dict[str, str] = {
     "parse_event": "agentengine.events",
     "reset_execution_engine_factory": "agentengine.factory",
     "tool": "agentengine.tools",
+    "wire_size": "agentengine.events",
 }
 
 
@@ -157,6 +160,7 @@ __all__ = [
     "RunStatus",
     "ScopedResourceError",
     "Settings",
+    "StreamItem",
     "Tool",
     "ToolArgumentError",
     "ToolCall",
@@ -179,4 +183,5 @@ __all__ = [
     "parse_event",
     "reset_execution_engine_factory",
     "tool",
+    "wire_size",
 ]
