@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -30,7 +29,6 @@ from agentengine import BaseEvent, EventGap, parse_event, wire_size
 from agentengine_redis.config import RedisSettings, _safe_url
 from agentengine_redis.layout import (
     cursor_text,
-    invalid_cursor,
     meta_key,
     parse_cursor,
     stream_key,
@@ -129,8 +127,10 @@ class _Reading:
 
     def gap(self, upto: int) -> EventGap:
         pos = self.pos
-        after = self.foreign if self.foreign is not None else (
-            None if pos == 0 else cursor_text(self.epoch, pos)
+        after = (
+            self.foreign
+            if self.foreign is not None
+            else (None if pos == 0 else cursor_text(self.epoch, pos))
         )
         self.foreign = None
         upto = max(upto, pos)
@@ -201,6 +201,7 @@ class RedisEventSink:
         self._reader_redis: Redis | None = None
         self._closing = False
         self._closed = False
+        self._stopping = asyncio.Event()
         self._give_up_at = float("inf")
         self._dropping = False
         #: Live state for ``status()`` and ``/healthz``.
@@ -254,6 +255,7 @@ class RedisEventSink:
         self._wake_flusher = asyncio.Event()
         self._wake_reader = asyncio.Event()
         self._tails_changed = asyncio.Event()
+        self._stopping = asyncio.Event()
         for name, body in (
             ("flusher", self._flush_loop),
             ("reader", self._read_loop),
@@ -349,7 +351,9 @@ class RedisEventSink:
                 break
         if self._dropping and self._buffered < self.settings.buffer_events // 2:
             self._dropping = False
-            _log.warning("redis event buffer has room again", dropped=self.metrics["events_dropped"])
+            _log.warning(
+                "redis event buffer has room again", dropped=self.metrics["events_dropped"]
+            )
         return batch
 
     @staticmethod
@@ -380,7 +384,11 @@ class RedisEventSink:
                     args += (item.count, b"", b"")
                 else:
                     args += (0, self._payload(item), _ATTEMPT)
-            calls[user_id] = [stream_key(self.prefix, user_id), meta_key(self.prefix, user_id), args]
+            calls[user_id] = [
+                stream_key(self.prefix, user_id),
+                meta_key(self.prefix, user_id),
+                args,
+            ]
         return calls
 
     async def _flush_loop(self) -> None:
@@ -571,8 +579,6 @@ class RedisEventSink:
             pos = 0
         else:
             wanted, pos = parse_cursor(after, user_id)
-            if after is not None and after != "0" and isinstance(after, str):
-                pass
         epoch, last = await (live if live is not None else self._open(user_id))
         if live is not None:
             wanted, pos = epoch, last
@@ -612,7 +618,9 @@ class RedisEventSink:
                         del self._tails[user_id]
                 continue  # fell behind the tail's window: catch up from Redis
             assert self._redis is not None
-            rows = await self._redis.xrange(skey, min=f"{reading.pos + 1}-0", count=_CHUNK)
+            rows: list[Any] = await self._redis.xrange(  # type: ignore[assignment]
+                skey, min=f"{reading.pos + 1}-0", count=_CHUNK
+            )
             for item in reading.items(self._decode(reading.epoch, rows)):
                 yield item
             if len(rows) < _CHUNK:  # the end of the stream, as of now: follow it live
@@ -677,7 +685,8 @@ class RedisEventSink:
 
     async def _read_loop(self) -> None:
         changed = self._tails_changed
-        assert changed is not None and self._reader_redis is not None
+        assert changed is not None
+        assert self._reader_redis is not None
         redis = self._reader_redis
         failures = 0
         while not self._closed:
@@ -694,7 +703,9 @@ class RedisEventSink:
                 by_key[key.encode()] = tail
             changed.clear()
             try:
-                result = await redis.xread(streams, count=_READ_COUNT, block=self.settings.block_ms)
+                result: Any = await redis.xread(
+                    streams, count=_READ_COUNT, block=self.settings.block_ms
+                )
             except Exception as exc:
                 self._down(exc)
                 self.metrics["read_errors"] += 1
@@ -710,9 +721,9 @@ class RedisEventSink:
                 if key == self._wake_key.encode():
                     self._wake_id = rows[-1][0]
                     continue
-                tail = by_key.get(key)
-                if tail is not None and self._tails.get(tail.user_id) is tail:
-                    tail.add(self._decode(tail.epoch, rows), self._window)
+                target = by_key.get(key)
+                if target is not None and self._tails.get(target.user_id) is target:
+                    target.add(self._decode(target.epoch, rows), self._window)
 
     async def _verify_tails(self) -> None:
         """End the tails whose log is not the one they follow any more (Redis lost its data,
@@ -758,7 +769,10 @@ class RedisEventSink:
             ticks += 1
             if ticks % 10 == 0:
                 await self._verify_tails()
-            await asyncio.sleep(self.settings.health_interval)
+            with contextlib.suppress(TimeoutError):
+                # Closing sets the event: a command cancelled half-way costs redis-py a
+                # reconnect, and sometimes a second.
+                await asyncio.wait_for(self._stopping.wait(), self.settings.health_interval)
 
     @staticmethod
     async def _server_info(redis: Any) -> dict[str, str]:
@@ -787,7 +801,9 @@ class RedisEventSink:
         )
         try:
             client.ping()
-            info = _describe_server(client.info("server"), client.info("persistence"), _config_sync(client))
+            info = _describe_server(
+                client.info("server"), client.info("persistence"), _config_sync(client)
+            )
         except Exception as exc:
             return self._report("unreachable", {}, f"{type(exc).__name__}: {exc}")
         finally:
@@ -832,9 +848,13 @@ class RedisEventSink:
             await asyncio.wait_for(asyncio.shield(flusher), 4.0)
         await self._drain_tails(deadline=time.monotonic() + 2.0)
         self._closed = True
+        self._stopping.set()
         for tail in list(self._tails.values()):
             tail.wake()
         self._settle_flushes()
+        health = self._tasks[3]
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(health), self.settings.socket_timeout)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -861,10 +881,17 @@ class RedisEventSink:
             lasts = await pipe.execute()
         except Exception:
             return
+        loop = asyncio.get_running_loop()
         for tail, last in zip(tails, lasts, strict=True):
             want = int(last or 0)
-            while tail.last < want and tail.error is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
+            while tail.last < want and tail.error is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                fut: asyncio.Future[None] = loop.create_future()
+                tail.waiters.append(fut)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(fut, left)
 
 
 def _consume(fut: asyncio.Future[Any]) -> None:
@@ -911,8 +938,3 @@ def _describe_server(
         "version": str(info.get("redis_version", "?")),
         "persistence": " + ".join(parts) if parts else "none (a restart loses every event)",
     }
-
-
-# Kept for type checkers: Callable is used in annotations of subclasses in tests.
-_Hook = Callable[[], None]
-_ = os
