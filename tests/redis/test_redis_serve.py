@@ -144,7 +144,7 @@ async def until_done(
 
 async def ws_items(port: int, user: str, after: str) -> AsyncIterator[dict[str, Any]]:
     async with connect(
-        f"ws://127.0.0.1:{port}/v1/ws?after={after}",
+        f"ws://127.0.0.1:{port}/v1/ws" + (f"?after={after}" if after else ""),
         subprotocols=["bearer", make_token(user)],  # type: ignore[list-item]
         open_timeout=20,
     ) as ws:
@@ -230,6 +230,10 @@ def test_a_run_started_on_one_instance_reaches_clients_on_another(
                 for user in users
                 for kind in ("ws", "sse")
             }
+            # And a client without a cursor: only what happens after it connected ("live").
+            clients["ann", "live"] = asyncio.create_task(
+                until_done(ws_items(b, "ann", after=""), done("ann"), 60)
+            )
             await asyncio.sleep(0.5)
             for _ in range(2):
                 for user in users:
@@ -241,6 +245,9 @@ def test_a_run_started_on_one_instance_reaches_clients_on_another(
                 ws = [(e["run_id"], e["seq"]) for e in clients[user, "ws"].result()]
                 sse = [(e["run_id"], e["seq"]) for e in clients[user, "sse"].result()]
                 assert ws == sse
+                if user == "ann":
+                    live = [(e["run_id"], e["seq"]) for e in clients[user, "live"].result()]
+                    assert live == ws
                 ids = [e["_id"] for e in clients[user, "sse"].result()]
                 assert len(set(ids)) == len(ids)
 

@@ -183,7 +183,7 @@ class RedisEventSink:
         self._pending: dict[str, deque[BaseEvent | _Lost]] = {}
         self._buffered = 0
         self._buffered_bytes = 0
-        self._batch_no: dict[str, int] = {}
+        self._batch_no = 0
         self._published = 0  # publish() calls (events accepted or dropped)
         self._processed = 0  # of those, stored (or given up on) by the flusher
         self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -369,9 +369,11 @@ class RedisEventSink:
         """Each user's script call (keys and arguments), made once per batch: a retry sends
         exactly the same call, batch number included."""
         calls: dict[str, list[Any]] = {}
+        # One number per batch for all its users (a user's batches are applied in order, and
+        # the script only compares a batch's number with the last one it applied).
+        self._batch_no += 1
+        number = self._batch_no
         for user_id, items in batch.items():
-            number = self._batch_no.get(user_id, 0) + 1
-            self._batch_no[user_id] = number
             args: list[Any] = [
                 self.publisher,
                 number,
@@ -610,7 +612,7 @@ class RedisEventSink:
                 try:
                     async for item in self._live_items(tail, reading):
                         yield item
-                    if tail.error is None and (self._closed or tail.base <= reading.pos):
+                    if self._closed and reading.pos >= tail.last:
                         return
                 finally:
                     tail.subscribers -= 1
@@ -626,9 +628,16 @@ class RedisEventSink:
             if len(rows) < _CHUNK:  # the end of the stream, as of now: follow it live
                 if reading.foreign is not None:
                     yield reading.gap(reading.pos)
-                if self._closing:
+                if self._closed:
                     return
-                if tail is None or tail.epoch != reading.epoch:
+                if tail is not None and tail.epoch != reading.epoch:
+                    # The log was created again (expired, or Redis lost it) while this stream
+                    # started: end it; resuming with its last cursor tells what was lost.
+                    raise ConnectionError(
+                        f"the event log of user {user_id!r} was replaced in Redis; resume with "
+                        "the last cursor received"
+                    )
+                if tail is None:
                     tail = _Tail(user_id, reading.epoch, reading.pos)
                     self._tails[user_id] = tail
                     self._tails_changed_now()
