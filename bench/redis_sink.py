@@ -34,7 +34,6 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import jwt
 import redis
@@ -58,8 +57,10 @@ def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
         sys.exit("redis-server is not installed (apt-get install redis-server)")
     port = free_port()
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory)]
-        + ["--appendonly", "yes", "--save", "", "--logfile", str(directory / "redis.log")],
+        [
+            *(binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory)),
+            *("--appendonly", "yes", "--save", "", "--logfile", str(directory / "redis.log")),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
