@@ -184,3 +184,29 @@ async def _until(predicate: Any, timeout: float = 20) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():  # noqa: ASYNC110 - state set by the sink's own tasks
             await asyncio.sleep(0.02)
+
+
+async def test_a_subscriber_behind_the_readers_window_reads_the_rest_from_redis(
+    redis_process: RedisProcess,
+) -> None:
+    """The reader keeps a bounded window of recent entries per user (1024 entries, 1 MiB); a
+    subscriber that falls behind it catches up from Redis, which retains more: every event,
+    in order, no events_lost."""
+    sink = make_sink(redis_process)
+    try:
+        stream = sink.subscribe("alice")
+        first = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0.05)
+        big = [thinking("alice", seq) for seq in range(1, 41)]
+        for event in big:
+            event.__dict__["text"] = f"{event.seq}:" + "x" * 100_000
+            sink.publish(event)
+        await sink.flush()
+        assert (await asyncio.wait_for(first, 10)).seq == 1
+        await asyncio.sleep(0.2)  # the reader took in all 40 (4 MB)
+        assert sink._tail_bytes <= 1024 * 1024 + 101_000  # what it holds stays in its window
+        rest = [await asyncio.wait_for(anext(stream), 10) for _ in range(39)]
+        assert [e.seq for e in rest] == list(range(2, 41))
+        await stream.aclose()
+    finally:
+        await sink.aclose()

@@ -47,8 +47,14 @@ _log = structlog.get_logger("agentengine_redis")
 _CHUNK = 512
 #: Entries the reader asks for per stream and blocking read.
 _READ_COUNT = 1024
-#: Most entries a tail keeps in memory (fewer if the retention is smaller).
+#: Most entries a tail keeps in memory (fewer if the retention is smaller), and bytes: per
+#: tail, and over all tails of the process (beyond it, a tail receiving entries keeps fewer).
+#: A tail is a cache: a subscriber behind it reads Redis.
 _WINDOW = 1024
+_WINDOW_BYTES = 1024 * 1024
+_TAILS_BYTES = 64 * 1024 * 1024
+#: What an entry's decoded event costs besides its JSON text (as ``EVENT_OVERHEAD``).
+_ENTRY_OVERHEAD = 768
 #: The attempt every append carries until runs have attempts (fencing by attempt: part 2).
 _ATTEMPT = b"1"
 
@@ -71,7 +77,18 @@ class _Tail:
     by that user's live subscribers here. ``entries`` holds every entry numbered above
     ``base`` up to ``last`` (numbers missing in between were trimmed or lost)."""
 
-    __slots__ = ("base", "entries", "epoch", "error", "last", "subscribers", "user_id", "waiters")
+    __slots__ = (
+        "base",
+        "bytes",
+        "entries",
+        "epoch",
+        "error",
+        "last",
+        "sizes",
+        "subscribers",
+        "user_id",
+        "waiters",
+    )
 
     def __init__(self, user_id: str, epoch: str, last: int) -> None:
         self.user_id = user_id
@@ -79,20 +96,30 @@ class _Tail:
         self.base = last
         self.last = last
         self.entries: deque[_Entry] = deque()
+        self.sizes: deque[int] = deque()  # estimated bytes of each entry
+        self.bytes = 0
         self.waiters: list[asyncio.Future[None]] = []
         self.subscribers = 0
         self.error: Exception | None = None
 
-    def add(self, rows: list[_Entry], window: int) -> None:
+    def add(self, rows: list[_Entry], sizes: list[int], window: int) -> None:
         entries = self.entries
-        for n, item in rows:
+        for (n, item), size in zip(rows, sizes, strict=True):
             if n <= self.last:  # already here (a read repeated after a reconnect)
                 continue
             entries.append((n, item))
+            self.sizes.append(size)
+            self.bytes += size
             self.last = n
-        while len(entries) > window:
-            self.base = entries.popleft()[0]
+        self.trim(window, _WINDOW_BYTES)
         self.wake()
+
+    def trim(self, window: int, window_bytes: int) -> None:
+        """Keep at most ``window`` entries and ``window_bytes`` bytes (and the newest entry)."""
+        entries = self.entries
+        while len(entries) > 1 and (len(entries) > window or self.bytes > window_bytes):
+            self.base = entries.popleft()[0]
+            self.bytes -= self.sizes.popleft()
 
     def after(self, pos: int) -> list[_Entry]:
         """The entries numbered above ``pos`` (``pos >= base``)."""
@@ -188,6 +215,7 @@ class RedisEventSink:
         self._processed = 0  # of those, stored (or given up on) by the flusher
         self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._tails: dict[str, _Tail] = {}
+        self._tail_bytes = 0  # estimated bytes held by all tails
         self._tails_changed: asyncio.Event | None = None
         self._wake_flusher: asyncio.Event | None = None
         self._wake_reader: asyncio.Event | None = None
@@ -321,7 +349,9 @@ class RedisEventSink:
             queue[-1].count += 1
         else:
             queue.append(_Lost(1))
-        if not self._dropping:
+        if self._closed:
+            _log.error("event published after the sink closed; dropped", user_id=user_id)
+        elif not self._dropping:
             self._dropping = True
             _log.error(
                 "redis event buffer full: dropping events (subscribers get events_lost)",
@@ -616,8 +646,8 @@ class RedisEventSink:
                         return
                 finally:
                     tail.subscribers -= 1
-                    if tail.subscribers == 0 and self._tails.get(user_id) is tail:
-                        del self._tails[user_id]
+                    if tail.subscribers == 0:
+                        self._forget_tail(tail)
                 continue  # fell behind the tail's window: catch up from Redis
             assert self._redis is not None
             rows: list[Any] = await self._redis.xrange(  # type: ignore[assignment]
@@ -666,6 +696,12 @@ class RedisEventSink:
                 continue
             for item in reading.items(tail.after(reading.pos)):
                 yield item
+
+    def _forget_tail(self, tail: _Tail) -> None:
+        """Stop reading ``tail``'s stream (its last subscriber left, or its log is gone)."""
+        if self._tails.get(tail.user_id) is tail:
+            del self._tails[tail.user_id]
+            self._tail_bytes -= tail.bytes
 
     def _tails_changed_now(self) -> None:
         if self._tails_changed is not None:
@@ -732,7 +768,15 @@ class RedisEventSink:
                     continue
                 target = by_key.get(key)
                 if target is not None and self._tails.get(target.user_id) is target:
-                    target.add(self._decode(target.epoch, rows), self._window)
+                    sizes = [len(fields.get(b"e", b"")) + _ENTRY_OVERHEAD for _, fields in rows]
+                    before = target.bytes
+                    target.add(self._decode(target.epoch, rows), sizes, self._window)
+                    self._tail_bytes += target.bytes - before
+                    over = self._tail_bytes - _TAILS_BYTES
+                    if over > 0:
+                        before = target.bytes
+                        target.trim(self._window, target.bytes - over)
+                        self._tail_bytes += target.bytes - before
 
     async def _verify_tails(self) -> None:
         """End the tails whose log is not the one they follow any more (Redis lost its data,
@@ -752,8 +796,7 @@ class RedisEventSink:
         for tail, epoch in zip(tails, epochs, strict=True):
             if epoch is None or epoch.decode() != tail.epoch:
                 _log.error("event log of a user was lost in redis", user_id=tail.user_id)
-                if self._tails.get(tail.user_id) is tail:
-                    del self._tails[tail.user_id]
+                self._forget_tail(tail)
                 tail.fail(
                     ConnectionError(
                         f"the event log of user {tail.user_id!r} is gone from Redis (restarted "
