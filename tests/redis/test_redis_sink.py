@@ -210,3 +210,52 @@ async def test_a_subscriber_behind_the_readers_window_reads_the_rest_from_redis(
         await stream.aclose()
     finally:
         await sink.aclose()
+
+
+async def test_redis_restarted_without_its_data_ends_streams_and_resume_says_events_lost(
+    tmp_path: Path,
+) -> None:
+    """A Redis that comes back empty (no persistence): a live stream following the old log
+    ends with an error instead of silently waiting for numbers the new log reuses, and
+    resuming with the last cursor gets events_lost, then the new log."""
+    server = RedisProcess(tmp_path / "first").start()
+    sink = make_sink(server, health_interval=0.1)
+    try:
+        stream = sink.subscribe("alice")
+        first = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0.05)
+        sink.publish(thinking("alice", 1))
+        seen = await asyncio.wait_for(first, 10)
+        server.kill()
+        empty = RedisProcess(tmp_path / "second", port=server.port).start()  # no AOF there
+        try:
+            with pytest.raises(ConnectionError, match="gone from Redis"):
+                await asyncio.wait_for(anext(stream), 20)
+            sink.publish(thinking("alice", 2))
+            items = await take(sink, "alice", seen.cursor, 2)
+            assert isinstance(items[0], EventGap) and items[0].after == seen.cursor
+            assert isinstance(items[1], BaseEvent) and items[1].text == "alice-2"
+        finally:
+            await sink.aclose()
+            empty.stop()
+    finally:
+        server.stop()
+
+
+def test_a_bad_redis_table_is_refused_naming_the_key() -> None:
+    from agentengine import PluginLoadError
+
+    with pytest.raises(PluginLoadError, match=r"table \[redis\]: redis.url: .*must start with"):
+        ExecutionEngineFactory(
+            plugins=[RedisPlugin()],
+            load_entrypoints=False,
+            strict_plugins=True,
+            environ={"AGENTENGINE_REDIS__URL": "http://127.0.0.1:6379"},
+        )
+    with pytest.raises(PluginLoadError, match=r"redis.key_prefix: .*must not contain '\{'"):
+        ExecutionEngineFactory(
+            plugins=[RedisPlugin()],
+            load_entrypoints=False,
+            strict_plugins=True,
+            environ={"AGENTENGINE_REDIS__URL": "redis://x", "AGENTENGINE_REDIS__KEY_PREFIX": "{a}"},
+        )
