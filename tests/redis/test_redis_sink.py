@@ -232,9 +232,16 @@ async def test_redis_restarted_without_its_data_ends_streams_and_resume_says_eve
             with pytest.raises(ConnectionError, match="gone from Redis"):
                 await asyncio.wait_for(anext(stream), 20)
             sink.publish(thinking("alice", 2))
-            items = await take(sink, "alice", seen.cursor, 2)
+            items: list[Any] = []
+            async with asyncio.timeout(10):
+                async for item in sink.subscribe("alice", after=seen.cursor):
+                    items.append(item)
+                    if getattr(item, "text", None) == "alice-2":
+                        break
             assert isinstance(items[0], EventGap) and items[0].after == seen.cursor
-            assert isinstance(items[1], BaseEvent) and items[1].text == "alice-2"
+            # The new log may hold alice-1 again: when Redis died before its reply to the
+            # append reached the sink, the retried batch was stored in the new log.
+            assert [e.text for e in items[1:]] in (["alice-2"], ["alice-1", "alice-2"])
         finally:
             await sink.aclose()
             empty.stop()
