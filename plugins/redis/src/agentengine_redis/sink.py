@@ -24,15 +24,17 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from agentengine import BaseEvent, EventGap, parse_event, wire_size
+from agentengine import BaseEvent, parse_event, wire_size
 
 from agentengine_redis.config import RedisSettings, _safe_url
+from agentengine_redis.health import config_async, config_sync, describe_server
 from agentengine_redis.layout import (
     cursor_text,
     meta_key,
     parse_cursor,
     stream_key,
 )
+from agentengine_redis.reading import Entry, Reading, Tail
 from agentengine_redis.scripts import APPEND, OPEN, Script
 
 if TYPE_CHECKING:
@@ -47,11 +49,10 @@ _log = structlog.get_logger("agentengine_redis")
 _CHUNK = 512
 #: Entries the reader asks for per stream and blocking read.
 _READ_COUNT = 1024
-#: Most entries a tail keeps in memory (fewer if the retention is smaller), and bytes: per
-#: tail, and over all tails of the process (beyond it, a tail receiving entries keeps fewer).
-#: A tail is a cache: a subscriber behind it reads Redis.
+#: Most entries a tail keeps in memory (fewer if the retention is smaller), and bytes over all
+#: tails of the process (beyond it, a tail receiving entries keeps fewer; per tail:
+#: ``reading.WINDOW_BYTES``). A tail is a cache: a subscriber behind it reads Redis.
 _WINDOW = 1024
-_WINDOW_BYTES = 1024 * 1024
 _TAILS_BYTES = 64 * 1024 * 1024
 #: What an entry's decoded event costs besides its JSON text (as ``EVENT_OVERHEAD``).
 _ENTRY_OVERHEAD = 768
@@ -66,123 +67,6 @@ class _Lost:
 
     def __init__(self, count: int) -> None:
         self.count = count
-
-
-#: One entry of a stream: its number and the event (None for a loss marker).
-_Entry = tuple[int, BaseEvent | None]
-
-
-class _Tail:
-    """The recent entries of one user's stream, as this process's reader reads them, shared
-    by that user's live subscribers here. ``entries`` holds every entry numbered above
-    ``base`` up to ``last`` (numbers missing in between were trimmed or lost)."""
-
-    __slots__ = (
-        "base",
-        "bytes",
-        "entries",
-        "epoch",
-        "error",
-        "last",
-        "sizes",
-        "subscribers",
-        "user_id",
-        "waiters",
-    )
-
-    def __init__(self, user_id: str, epoch: str, last: int) -> None:
-        self.user_id = user_id
-        self.epoch = epoch
-        self.base = last
-        self.last = last
-        self.entries: deque[_Entry] = deque()
-        self.sizes: deque[int] = deque()  # estimated bytes of each entry
-        self.bytes = 0
-        self.waiters: list[asyncio.Future[None]] = []
-        self.subscribers = 0
-        self.error: Exception | None = None
-
-    def add(self, rows: list[_Entry], sizes: list[int], window: int) -> None:
-        entries = self.entries
-        for (n, item), size in zip(rows, sizes, strict=True):
-            if n <= self.last:  # already here (a read repeated after a reconnect)
-                continue
-            entries.append((n, item))
-            self.sizes.append(size)
-            self.bytes += size
-            self.last = n
-        self.trim(window, _WINDOW_BYTES)
-        self.wake()
-
-    def trim(self, window: int, window_bytes: int) -> None:
-        """Keep at most ``window`` entries and ``window_bytes`` bytes (and the newest entry)."""
-        entries = self.entries
-        while len(entries) > 1 and (len(entries) > window or self.bytes > window_bytes):
-            self.base = entries.popleft()[0]
-            self.bytes -= self.sizes.popleft()
-
-    def after(self, pos: int) -> list[_Entry]:
-        """The entries numbered above ``pos`` (``pos >= base``)."""
-        entries = self.entries
-        i = len(entries)
-        while i > 0 and entries[i - 1][0] > pos:
-            i -= 1
-        return [entries[j] for j in range(i, len(entries))]
-
-    def wake(self) -> None:
-        waiters, self.waiters = self.waiters, []
-        for fut in waiters:
-            if not fut.done():
-                fut.set_result(None)
-
-    def fail(self, error: Exception) -> None:
-        self.error = error
-        self.wake()
-
-
-class _Reading:
-    """One subscriber's position: numbers delivered so far, and a pending foreign cursor."""
-
-    __slots__ = ("epoch", "foreign", "pos", "user_id")
-
-    def __init__(self, user_id: str, epoch: str, pos: int, foreign: str | None) -> None:
-        self.user_id = user_id
-        self.epoch = epoch
-        self.pos = pos
-        #: A cursor of a log that no longer exists: answered with the first ``events_lost``.
-        self.foreign = foreign
-
-    def gap(self, upto: int) -> EventGap:
-        pos = self.pos
-        after = (
-            self.foreign
-            if self.foreign is not None
-            else (None if pos == 0 else cursor_text(self.epoch, pos))
-        )
-        self.foreign = None
-        upto = max(upto, pos)
-        self.pos = upto
-        return EventGap(
-            user_id=self.user_id,
-            after=after,
-            cursor=cursor_text(self.epoch, upto),
-            missed=upto - pos,
-        )
-
-    def items(self, rows: list[_Entry]) -> list[StreamItem]:
-        """What to deliver for ``rows`` (each numbered above ``pos``): an ``EventGap`` for
-        every run of missing numbers, then the events."""
-        out: list[StreamItem] = []
-        for n, item in rows:
-            if n <= self.pos:
-                continue
-            missing_to = n if item is None else n - 1
-            if missing_to > self.pos or self.foreign is not None:
-                out.append(self.gap(missing_to))
-            self.pos = n
-            if item is not None:
-                out.append(item)
-        return out
 
 
 class RedisEventSink:
@@ -214,7 +98,7 @@ class RedisEventSink:
         self._published = 0  # publish() calls (events accepted or dropped)
         self._processed = 0  # of those, stored (or given up on) by the flusher
         self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._tails: dict[str, _Tail] = {}
+        self._tails: dict[str, Tail] = {}
         self._tail_bytes = 0  # estimated bytes held by all tails
         self._tails_changed: asyncio.Event | None = None
         self._wake_flusher: asyncio.Event | None = None
@@ -544,8 +428,8 @@ class RedisEventSink:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def _decode(self, epoch: str, rows: list[Any]) -> list[_Entry]:
-        out: list[_Entry] = []
+    def _decode(self, epoch: str, rows: list[Any]) -> list[Entry]:
+        out: list[Entry] = []
         for entry_id, fields in rows:
             raw = entry_id if isinstance(entry_id, bytes) else str(entry_id).encode()
             n = int(raw[: raw.index(b"-")])
@@ -624,7 +508,7 @@ class RedisEventSink:
                 f"{cursor_text(epoch, last)}): it comes from another event stream (an earlier "
                 "process, another sink); subscribe with after=None to read everything retained"
             )
-        reading = _Reading(user_id, epoch, pos, foreign)
+        reading = Reading(user_id, epoch, pos, foreign)
         async for item in self._follow(reading):
             yield item
 
@@ -632,7 +516,7 @@ class RedisEventSink:
         await self.flush()
         return await self._open(user_id)
 
-    async def _follow(self, reading: _Reading) -> AsyncIterator[StreamItem]:
+    async def _follow(self, reading: Reading) -> AsyncIterator[StreamItem]:
         user_id = reading.user_id
         skey = stream_key(self.prefix, user_id)
         while True:
@@ -668,13 +552,13 @@ class RedisEventSink:
                         "the last cursor received"
                     )
                 if tail is None:
-                    tail = _Tail(user_id, reading.epoch, reading.pos)
+                    tail = Tail(user_id, reading.epoch, reading.pos)
                     self._tails[user_id] = tail
                     self._tails_changed_now()
                 elif tail.base > reading.pos:
                     continue
 
-    async def _live_items(self, tail: _Tail, reading: _Reading) -> AsyncIterator[StreamItem]:
+    async def _live_items(self, tail: Tail, reading: Reading) -> AsyncIterator[StreamItem]:
         loop = asyncio.get_running_loop()
         while True:
             if tail.error is not None:
@@ -697,7 +581,7 @@ class RedisEventSink:
             for item in reading.items(tail.after(reading.pos)):
                 yield item
 
-    def _forget_tail(self, tail: _Tail) -> None:
+    def _forget_tail(self, tail: Tail) -> None:
         """Stop reading ``tail``'s stream (its last subscriber left, or its log is gone)."""
         if self._tails.get(tail.user_id) is tail:
             del self._tails[tail.user_id]
@@ -741,7 +625,7 @@ class RedisEventSink:
                 await changed.wait()
                 continue
             streams: dict[Any, Any] = {self._wake_key: self._wake_id}
-            by_key: dict[bytes, _Tail] = {}
+            by_key: dict[bytes, Tail] = {}
             for user_id, tail in tails.items():
                 key = stream_key(self.prefix, user_id)
                 streams[key] = f"{tail.last}-0"
@@ -830,7 +714,7 @@ class RedisEventSink:
     async def _server_info(redis: Any) -> dict[str, str]:
         info = await redis.info("server")
         persistence = await redis.info("persistence")
-        return _describe_server(info, persistence, await _config(redis))
+        return describe_server(info, persistence, await config_async(redis))
 
     def status(self) -> dict[str, Any]:
         """The connection's state, for ``agentengine plugins`` and ``/healthz``."""
@@ -853,8 +737,8 @@ class RedisEventSink:
         )
         try:
             client.ping()
-            info = _describe_server(
-                client.info("server"), client.info("persistence"), _config_sync(client)
+            info = describe_server(
+                client.info("server"), client.info("persistence"), config_sync(client)
             )
         except Exception as exc:
             return self._report("unreachable", {}, f"{type(exc).__name__}: {exc}")
@@ -950,43 +834,3 @@ def _consume(fut: asyncio.Future[Any]) -> None:
     """Retrieve a background future's exception so that asyncio does not log it."""
     if not fut.cancelled():
         fut.exception()
-
-
-async def _config(redis: Any) -> dict[str, str]:
-    try:
-        raw = await redis.config_get("appendfsync")
-        raw.update(await redis.config_get("save"))
-    except Exception:  # CONFIG may be disabled (managed Redis): INFO is enough
-        return {}
-    return {_text(k): _text(v) for k, v in raw.items()}
-
-
-def _config_sync(redis: Any) -> dict[str, str]:
-    try:
-        raw = dict(redis.config_get("appendfsync"))
-        raw.update(redis.config_get("save"))
-    except Exception:
-        return {}
-    return {_text(k): _text(v) for k, v in raw.items()}
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _describe_server(
-    info: dict[str, Any], persistence: dict[str, Any], config: dict[str, str]
-) -> dict[str, str]:
-    """Version and persistence in words: ``aof (appendfsync everysec) + rdb (save ...)``."""
-    parts = []
-    if str(persistence.get("aof_enabled", "0")) == "1":
-        parts.append(f"aof (appendfsync {config.get('appendfsync', '?')})")
-    save = config.get("save")
-    if save:
-        parts.append(f"rdb (save {save})")
-    elif save is None:
-        parts.append("rdb (save config unknown)")
-    return {
-        "version": str(info.get("redis_version", "?")),
-        "persistence": " + ".join(parts) if parts else "none (a restart loses every event)",
-    }
