@@ -266,3 +266,21 @@ def test_a_bad_redis_table_is_refused_naming_the_key() -> None:
             strict_plugins=True,
             environ={"AGENTENGINE_REDIS__URL": "redis://x", "AGENTENGINE_REDIS__KEY_PREFIX": "{a}"},
         )
+
+
+async def test_blocking_reads_longer_than_the_socket_timeout_are_not_cut_short(
+    redis_process: RedisProcess,
+) -> None:
+    """The reader blocks longer than the pool's reply timeout: its connection has a timeout of
+    its own (BLOCK plus socket_timeout) and no retries, so an idle stream is neither an error
+    nor a retried read, and the next event still arrives."""
+    sink = make_sink(redis_process, block_ms=600, socket_timeout=0.3)
+    try:
+        follower = asyncio.create_task(take(sink, "alice", None, 1))
+        await asyncio.sleep(1.5)  # two blocking reads time out on the server's side, idle
+        sink.publish(thinking("alice", 1))
+        assert [e.text for e in await asyncio.wait_for(follower, 10)] == ["alice-1"]
+        assert sink.metrics["read_errors"] == 0
+        assert sink.reachable is True
+    finally:
+        await sink.aclose()
