@@ -250,8 +250,35 @@ def test_a_run_started_on_one_instance_reaches_clients_on_another(
                     assert live == ws
                 ids = [e["_id"] for e in clients[user, "sse"].result()]
                 assert len(set(ids)) == len(ids)
+            # Cursors: refused as with the in-memory sink when not a cursor or ahead of the
+            # newest event; another user's is answered with events_lost, then own events only.
+            newest = clients["ann", "sse"].result()[-1]["_id"]
+            epoch, _, number = newest.rpartition("-")
+            for bad in ("bogus", f"{epoch}-{int(number) + 500}"):
+                first = await first_sse_item(b, "ann", bad)
+                assert first["event"] == "error", first
+                assert first["data"]["error"] == "invalid_cursor"
+                assert bad in first["data"]["message"]
+            foreign = clients["bob", "sse"].result()[0]["_id"]
+            first = await first_sse_item(b, "ann", foreign)
+            assert first["data"]["type"] == "events_lost" and first["data"]["after"] == foreign
+            rest = await sse_events(b, "ann", ended(runs["ann"]), last_event_id=foreign)
+            check_user([e for e in rest if e["type"] != "events_lost"], "ann", runs["ann"])
 
         asyncio.run(scenario())
+
+
+async def first_sse_item(port: int, user: str, last_event_id: str) -> dict[str, Any]:
+    """The first item of an SSE stream resumed at ``last_event_id`` (errors included)."""
+    headers = {**auth(user), "Last-Event-ID": last_event_id}
+    async with (
+        asyncio.timeout(20),
+        httpx.AsyncClient(timeout=20) as client,
+        client.stream("GET", f"http://127.0.0.1:{port}/v1/events", headers=headers) as resp,
+    ):
+        async for item in sse_items(resp):
+            return item
+    raise AssertionError("the stream ended without an item")
 
 
 def test_resume_after_an_instance_restarts_loses_and_repeats_nothing(
