@@ -121,6 +121,7 @@ if TYPE_CHECKING:
     from agentengine.events import (
         parse_event as parse_event,
     )
+    from agentengine.events import wire_size as wire_size
     from agentengine.plugins.extensions import Extension as Extension
     from agentengine.plugins.extensions import ToolCall as ToolCall
     from agentengine.plugins.hooks import hookimpl as hookimpl
@@ -233,6 +234,7 @@ _EXPORTS: dict[str, str] = {
     "hookspec": "agentengine.plugins.hooks",
     "load_settings": "agentengine.config",
     "parse_event": "agentengine.events",
+    "wire_size": "agentengine.events",
     "reset_execution_engine_factory": "agentengine.runtime.factory",
     "tool": "agentengine.definitions.tools",
 }

@@ -22,10 +22,16 @@ __all__ = ["api_routes"]
 
 
 async def healthz(request: Request) -> Response:
-    """Liveness and readiness: 200 while serving, 503 once shutting down."""
+    """Liveness and readiness: 200 while serving; 503 once shutting down, or ``degraded``
+    while a plugin reports a dependency it needs as not ready (e.g. Redis unreachable)."""
     state = server_state(request)
     if state.closing:
         return JSONResponse({"status": "shutting_down", "dev": state.dev}, status_code=503)
+    unready = state.unready_dependencies()
+    if unready:
+        return JSONResponse(
+            {"status": "degraded", "dev": state.dev, "unready": unready}, status_code=503
+        )
     return JSONResponse({"status": "ok", "dev": state.dev})
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import structlog
@@ -130,6 +131,31 @@ class ServerState:
     def pump(self, user_id: str, after: str | None, on_overflow: Any = None) -> EventPump:
         """A started pump of ``user_id``'s events after ``after``."""
         return self.streams.open(user_id, after, on_overflow)
+
+    # -- health -------------------------------------------------------------------------------
+
+    def unready_dependencies(self) -> list[dict[str, Any]]:
+        """The items of the plugins' ``agentengine_status`` reports marked ``"ready": False``
+        (a dependency the server cannot serve without, such as the Redis of the event sink),
+        each with its plugin's name. A report that raises is not counted: it is information."""
+        unready: list[dict[str, Any]] = []
+        for plugin, _obj, report in self.factory.plugins.implementations("agentengine_status"):
+            try:
+                items = list(report() or ())
+            except Exception as exc:
+                _log.debug("status report failed", plugin=plugin, error=repr(exc))
+                continue
+            unready += [
+                {
+                    "plugin": plugin,
+                    "name": item.get("name"),
+                    "state": item.get("state"),
+                    "detail": item.get("detail"),
+                }
+                for item in items
+                if isinstance(item, Mapping) and item.get("ready") is False
+            ]
+        return unready
 
     # -- housekeeping -------------------------------------------------------------------------
 

@@ -1,0 +1,63 @@
+"""Where a user's events live in Redis, and the cursors that point into them.
+
+Each user has two keys, hash-tagged by user so that one Lua script may touch both (also on
+Redis Cluster): ``<prefix>{<user>}:events``, a stream whose entry ids are ``<n>-0`` with
+``n`` = 1, 2, 3 ... numbering the user's events without gaps, and ``<prefix>{<user>}:meta``, a
+hash holding the log's ``epoch`` (random, chosen when the log is created), the ``last`` number
+given and, per publishing process, the last batch it appended (for idempotent retries).
+
+A cursor is ``<epoch>-<n>``: it names its log, so a cursor of a log that no longer exists
+(expired, flushed, another database, another user) is told apart from one of the current log
+instead of being misread. ``0`` means "everything retained".
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["Cursor", "cursor_text", "invalid_cursor", "meta_key", "parse_cursor", "stream_key"]
+
+_CURSOR = re.compile(r"([0-9a-f]{8})-([0-9]{1,18})")
+
+#: A parsed cursor: (epoch, n); epoch None for "0" or None (everything retained).
+Cursor = tuple[str | None, int]
+
+
+def _tag(user_id: str) -> str:
+    # Injective, and free of braces so the hash tag is exactly the user: '%' first.
+    return user_id.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
+def stream_key(prefix: str, user_id: str) -> str:
+    """The stream of ``user_id``'s events."""
+    return f"{prefix}{{{_tag(user_id)}}}:events"
+
+
+def meta_key(prefix: str, user_id: str) -> str:
+    """The hash describing ``user_id``'s log (epoch, last number, publishers' batches)."""
+    return f"{prefix}{{{_tag(user_id)}}}:meta"
+
+
+def cursor_text(epoch: str, n: int) -> str:
+    """The cursor of event ``n`` of the log ``epoch``."""
+    return f"{epoch}-{n}"
+
+
+def invalid_cursor(after: object, user_id: str) -> ValueError:
+    """The error for a cursor that is not one (the in-memory sink's wording)."""
+    return ValueError(
+        f"invalid cursor {after!r} for user {user_id!r}: pass the 'cursor' of an event "
+        "this sink delivered, or None for everything retained"
+    )
+
+
+def parse_cursor(after: str | None, user_id: str) -> Cursor:
+    """``after`` as (epoch, n); ``ValueError`` naming it when it is not a cursor."""
+    if after is None or after == "0":
+        return None, 0
+    if isinstance(after, str) and after.isascii() and after.isdigit() and len(after) <= 18:
+        return "", int(after)  # a bare number: of another log (the older cursor form)
+    match = _CURSOR.fullmatch(after) if isinstance(after, str) else None
+    if match is None:
+        raise invalid_cursor(after, user_id)
+    return match.group(1), int(match.group(2))

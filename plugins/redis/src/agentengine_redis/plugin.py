@@ -1,0 +1,78 @@
+"""``RedisPlugin``: reads ``[redis]``, provides the Redis event sink, reports its health."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from agentengine import hookimpl
+
+if TYPE_CHECKING:
+    from agentengine import Settings
+
+    from agentengine_redis.config import RedisSettings
+    from agentengine_redis.sink import RedisEventSink
+
+# The entry point loads this module for every `agentengine` command: redis-py, pydantic and
+# the sink are imported only when a factory is configured with a URL.
+
+__all__ = ["RedisPlugin"]
+
+
+class RedisPlugin:
+    """Each user's event stream on Redis Streams, shared by every process using the same URL.
+
+    Configured from ``[redis]`` (``url`` unset: inactive, the in-memory sink stays), or
+    explicitly with ``RedisPlugin(config=...)`` (a ``RedisSettings`` or the same data as a
+    dict), which then takes precedence over the file.
+    """
+
+    name = "redis"
+
+    def __init__(self, config: RedisSettings | Mapping[str, Any] | None = None) -> None:
+        self._explicit: RedisSettings | None = None
+        if config is not None:
+            from agentengine_redis.config import RedisSettings
+
+            self._explicit = (
+                config if isinstance(config, RedisSettings) else RedisSettings(**dict(config))
+            )
+        self.settings: RedisSettings | None = self._explicit
+        #: The sink this plugin gave the factory (None while inactive).
+        self.sink: RedisEventSink | None = None
+
+    @hookimpl
+    def agentengine_configure(self, settings: Settings) -> None:
+        """Read ``[redis]`` unless the plugin was configured explicitly."""
+        from agentengine_redis.config import RedisSettings
+
+        if self._explicit is None:
+            self.settings = settings.model("redis", RedisSettings)
+
+    @hookimpl
+    def agentengine_event_sink(self, settings: Settings) -> RedisEventSink | None:
+        """The Redis sink when ``[redis] url`` is set; None (in-memory sink) otherwise."""
+        if self.settings is None or self.settings.url is None:
+            return None
+        from agentengine_redis.sink import RedisEventSink
+
+        self.sink = RedisEventSink(self.settings)
+        return self.sink
+
+    @hookimpl
+    def agentengine_status(self) -> list[dict[str, Any]]:
+        """Reachable or not, server version, persistence; ``ready`` is False while Redis is
+        unreachable (``/healthz`` then answers 503 ``degraded``)."""
+        if self.settings is None or self.settings.url is None:
+            return [
+                {
+                    "name": "redis",
+                    "state": "inactive",
+                    "detail": "[redis] url is not set: events stay in this process's memory",
+                }
+            ]
+        if self.sink is None:  # configured, but another plugin's sink won
+            from agentengine_redis.sink import RedisEventSink
+
+            return [RedisEventSink(self.settings).status()]
+        return [self.sink.status()]

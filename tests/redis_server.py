@@ -1,0 +1,98 @@
+"""A real redis-server for the tests: on a free loopback port, in a directory of its own, with
+``appendonly yes``. Missing redis-server is a skip locally and an error in CI (``CI=true``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+from server_helpers import free_port
+
+
+def redis_server_binary() -> str:
+    """The path of redis-server; skip (locally) or fail (CI) without it."""
+    path = shutil.which("redis-server")
+    if path is None:
+        message = "redis-server is not installed (apt-get install redis-server)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@dataclass
+class RedisProcess:
+    """One redis-server process; ``kill()`` it (SIGKILL) and ``start()`` it again on the same
+    directory and port."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisProcess:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                redis_server_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--logfile",
+                str(self.directory / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        deadline = time.monotonic() + 20
+        try:
+            while True:
+                try:
+                    if client.ping():
+                        # Loading the AOF answers LOADING errors until done.
+                        return self
+                except (redis.ConnectionError, redis.BusyLoadingError):
+                    pass
+                assert self.proc.poll() is None, (self.directory / "redis.log").read_text()
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.02)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """``kill -9``: no shutdown, no final save."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        self.kill()
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port)
+
+
+def unique_prefix() -> str:
+    """A key prefix of one test's own on a shared server."""
+    return f"t{uuid.uuid4().hex[:10]}:"
