@@ -19,44 +19,16 @@ import sys
 import tomllib
 from pathlib import Path
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "embedding.md"
-_BLOCK = re.compile(r"^```(\w+)[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
-_FILE = re.compile(r"# file: (\S+)")
+from embedding_app import FILE_LINE, blocks, doc_files, doc_text, write_app
+
 LOGGING_SECTION = "## Logs in your application's logging"
 
 
-def _text() -> str:
-    return DOC.read_text(encoding="utf-8")
-
-
-def _blocks(text: str, language: str) -> list[str]:
-    return [body for lang, body in _BLOCK.findall(text) if lang == language]
-
-
 def _section(title: str) -> str:
-    text = _text()
+    text = doc_text()
     start = text.index(f"\n{title}\n")
     end = text.find("\n## ", start + 1)
     return text[start : end if end != -1 else None]
-
-
-def doc_files() -> dict[str, str]:
-    """The page's files: the ``# file: NAME`` blocks joined by name, in order."""
-    files: dict[str, str] = {}
-    for body in _blocks(_text(), "python"):
-        first, _, rest = body.partition("\n")
-        match = _FILE.fullmatch(first.strip())
-        if match:
-            files[match.group(1)] = files.get(match.group(1), "") + rest + "\n\n"
-    return files
-
-
-def write_app(path: Path) -> dict[str, str]:
-    """Write the page's files into ``path``; returns them."""
-    files = doc_files()
-    for name, content in files.items():
-        (path / name).write_text(content, encoding="utf-8")
-    return files
 
 
 def _clean_env(path: Path) -> dict[str, str]:
@@ -66,13 +38,13 @@ def _clean_env(path: Path) -> dict[str, str]:
 
 
 def test_every_python_block_is_a_file_or_a_logging_set_up() -> None:
-    logging_blocks = _blocks(_section(LOGGING_SECTION), "python")
+    logging_blocks = blocks(_section(LOGGING_SECTION), "python")
     assert len(logging_blocks) == 2
-    for body in _blocks(_text(), "python"):
+    for body in blocks(doc_text(), "python"):
         first = body.partition("\n")[0].strip()
-        assert _FILE.fullmatch(first) or body in logging_blocks, body[:200]
+        assert FILE_LINE.fullmatch(first) or body in logging_blocks, body[:200]
     assert sorted(doc_files()) == ["app.py", "test_app.py"]
-    for body in _blocks(_text(), "toml"):
+    for body in blocks(doc_text(), "toml"):
         tomllib.loads(body)
 
 
@@ -92,7 +64,7 @@ def test_the_applications_own_tests_pass(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"{expected} passed" in done.stdout, done.stdout
     assert "skipped" not in done.stdout
-    documented = re.search(r"^(\d+) passed\n```", _text(), re.MULTILINE)
+    documented = re.search(r"^(\d+) passed\n```", doc_text(), re.MULTILINE)
     assert documented is not None
     assert int(documented.group(1)) == expected
 
@@ -166,7 +138,7 @@ def _run_with(block: str, tmp_path: Path) -> tuple[str, str]:
 
 
 def test_a_stdlib_logging_application(tmp_path: Path) -> None:
-    stdlib_block = _blocks(_section(LOGGING_SECTION), "python")[0]
+    stdlib_block = blocks(_section(LOGGING_SECTION), "python")[0]
     run_id, err = _run_with(stdlib_block, tmp_path)
     lines = err.splitlines()
     ids = f"user=alice run={run_id}"
@@ -182,7 +154,7 @@ def test_a_stdlib_logging_application(tmp_path: Path) -> None:
 
 
 def test_a_structlog_application(tmp_path: Path) -> None:
-    structlog_block = _blocks(_section(LOGGING_SECTION), "python")[1]
+    structlog_block = blocks(_section(LOGGING_SECTION), "python")[1]
     run_id, err = _run_with(structlog_block, tmp_path)
     records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     by_event = {record["event"]: record for record in records}
