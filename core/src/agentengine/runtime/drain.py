@@ -200,9 +200,7 @@ class ShutdownDrain:
             if not self._streams:
                 self._streams_done.set()
 
-    def subscribe(
-        self, user_id: str, after: str | None = None
-    ) -> AsyncGenerator[StreamItem, None]:
+    def subscribe(self, user_id: str, after: str | None = None) -> AsyncGenerator[StreamItem, None]:
         """``factory.events.subscribe(user_id, after)``, tracked: during a drain it ends after
         the user's last event, and the drain waits for the loop reading it to finish (so the
         events it sends reach the client before the server closes the connection).
