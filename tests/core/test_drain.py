@@ -278,3 +278,22 @@ async def test_when_draining_callbacks_run_as_the_drain_begins() -> None:
         drain.when_draining(lambda: seen.append("late"))  # began already: called at once
         assert seen[-1] == "late"
     assert drain.drained and factory.closed
+
+
+async def test_drain_subscribe_starts_where_it_is_called_like_the_sinks() -> None:
+    """``drain.subscribe(user, LIVE)`` fixes its start when called, as ``factory.events.
+    subscribe`` does: a handler that subscribes before accepting a WebSocket misses nothing
+    published between the call and its first read; a bad cursor is refused at the call."""
+    from agentengine import LIVE
+
+    async with _factory() as factory, drain_on_signal(factory) as drain:
+        ctx = UserExecutionContext.for_user("alice")
+        async with factory.user_execution_engine(ctx) as engine:
+            await engine.execute_agent("nap", {"seconds": 0})  # retained, before the call
+            items = drain.subscribe("alice", LIVE)
+            later = await engine.execute_agent("nap", {"seconds": 0})  # before the first read
+        with pytest.raises(ValueError, match="invalid cursor"):
+            drain.subscribe("alice", "not-a-cursor")
+        async with contextlib.aclosing(items):
+            received = [await anext(items) for _ in later.events]
+    assert [(e.run_id, e.seq) for e in received] == [(e.run_id, e.seq) for e in later.events]

@@ -1,6 +1,8 @@
-"""``drain_on_signal`` in an app of one's own under a real ``uvicorn`` process: on SIGTERM,
-runs drain (new ones get 503 with ``Retry-After``) while the WebSockets stay open, every client
-receives every run's terminal event, and only then does uvicorn close connections and exit."""
+"""The application of docs/embedding.md (its ``app.py``, as the page builds it) under a real
+``uvicorn`` process: on SIGTERM the runs drain while the WebSockets stay open (new runs get
+503 with ``Retry-After``, the readiness probe 503), every client receives every run's terminal
+event, runs outlasting the drain end ``cancelled``, and only then does uvicorn close
+connections and exit."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import json
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,119 +19,30 @@ from typing import Any
 
 import httpx
 import pytest
+from embedding_app import write_app
 from server_helpers import eventually, free_port, serve_env
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-#: A Starlette app as a user would write it: the factory and the drain in its lifespan, a run
-#: per POST answered 202 (the run outlives the request), each user's events on a WebSocket.
-APP = textwrap.dedent(
-    """
-    import asyncio
-    import contextlib
-
-    from agentengine import (
-        DrainingErrorMiddleware,
-        ExecutionEngineFactory,
-        RunContext,
-        UserExecutionContext,
-        agent,
-        drain_on_signal,
-        hookimpl,
-    )
-    from starlette.applications import Starlette
-    from starlette.middleware import Middleware
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route, WebSocketRoute
-    from starlette.websockets import WebSocket
+USERS = ("alice", "bob")
 
 
-    @agent(name="napper")
-    async def napper(run: RunContext, seconds: float) -> str:
-        await run.think(f"napping {seconds}s")
-        await asyncio.sleep(seconds)
-        return "rested"
-
-
-    class Agents:
-        name = "drain-app-agents"
-
-        @hookimpl
-        def agentengine_register_agents(self, registry):
-            registry.add(napper)
-
-
-    background = set()
-
-
-    async def finish(engine, handle):
-        try:
-            await handle.wait()
-        finally:
-            await engine.cleanup()
-
-
-    async def start_run(request: Request) -> JSONResponse:
-        factory = request.app.state.factory
-        body = await request.json()
-        ctx = UserExecutionContext.for_user(request.path_params["user"])
-        engine = await factory.create_for_user(ctx)  # DrainingError while draining: 503
-        handle = await engine.start_run("napper", {"seconds": body["seconds"]})
-        task = asyncio.create_task(finish(engine, handle))
-        background.add(task)
-        task.add_done_callback(background.discard)
-        return JSONResponse({"run_id": handle.run_id}, status_code=202)
-
-
-    async def draining(request: Request) -> JSONResponse:
-        return JSONResponse({"draining": request.app.state.drain.draining})
-
-
-    async def events(websocket: WebSocket) -> None:
-        drain = websocket.app.state.drain
-        await websocket.accept()
-        async with contextlib.aclosing(
-            drain.subscribe(websocket.path_params["user"], None)
-        ) as items:
-            async for item in items:
-                await websocket.send_json(item.to_wire())
-        await websocket.close()
-
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        factory = ExecutionEngineFactory(
-            plugins=[Agents()], load_entrypoints=False, drain_timeout=DRAIN, idle_ttl=None
-        )
-        async with factory, drain_on_signal(factory) as drain:
-            app.state.factory, app.state.drain = factory, drain
-            yield
-
-
-    app = Starlette(
-        routes=[
-            Route("/users/{user}/runs", start_run, methods=["POST"]),
-            Route("/draining", draining),
-            WebSocketRoute("/users/{user}/events", events),
-        ],
-        lifespan=lifespan,
-        middleware=[Middleware(DrainingErrorMiddleware)],
-    )
-    """
-)
+def _auth(user: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {user}"}
 
 
 @contextmanager
-def uvicorn_process(tmp_path: Path, source: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """``uvicorn drainapp:app`` on a free loopback port, once it answers; yields (process,
-    base URL). Killed on exit if still running."""
-    (tmp_path / "drainapp.py").write_text(source)
+def uvicorn_process(
+    tmp_path: Path, drain_timeout: float
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``uvicorn app:app`` serving the page's ``app.py`` on a free loopback port, once it is
+    ready; yields (process, base URL). Killed on exit if still running."""
+    write_app(tmp_path)
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "drainapp:app", "--port", str(port)],
-        cwd=tmp_path,
-        env=serve_env(tmp_path),
+        [sys.executable, "-m", "uvicorn", "app:app", "--port", str(port)],
+        cwd=tmp_path,  # chat.db goes here
+        env=serve_env(tmp_path, AGENTENGINE_ENGINE__DRAIN_TIMEOUT=str(drain_timeout)),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -141,7 +53,7 @@ def uvicorn_process(tmp_path: Path, source: str) -> Iterator[tuple[subprocess.Po
         while True:
             assert proc.poll() is None, proc.communicate()[0]
             try:
-                if httpx.get(f"{base}/draining", timeout=2).status_code == 200:
+                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
@@ -170,16 +82,19 @@ async def _sigterm_during_runs(
     """Two users streaming, each with a short and an endless run; SIGTERM; a run asked for
     during the drain. Returns the frames and close frame of each user's WebSocket, the runs
     (run id: "user/short" or "user/long") and the answer to the run asked for while draining."""
-    users = ("alice", "bob")
     ws_base = base.replace("http://", "ws://")
-    sockets = {u: await connect(f"{ws_base}/users/{u}/events", open_timeout=20) for u in users}
-    frames: dict[str, list[dict[str, Any]]] = {u: [] for u in users}
-    readers = {u: asyncio.create_task(_read_until_closed(sockets[u], frames[u])) for u in users}
+    sockets = {
+        u: await connect(f"{ws_base}/events", additional_headers=_auth(u), open_timeout=20)
+        for u in USERS
+    }
+    frames: dict[str, list[dict[str, Any]]] = {u: [] for u in USERS}
+    readers = {u: asyncio.create_task(_read_until_closed(sockets[u], frames[u])) for u in USERS}
     runs: dict[str, str] = {}
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-        for user in users:
+        for user in USERS:
             for kind, seconds in (("short", 0.5), ("long", 3600)):
-                r = await client.post(f"/users/{user}/runs", json={"seconds": seconds})
+                body = {"input": {"message": f"{user} {kind}", "seconds": seconds}}
+                r = await client.post("/chat", json=body, headers=_auth(user))
                 assert r.status_code == 202, r.text
                 runs[r.json()["run_id"]] = f"{user}/{kind}"
 
@@ -187,19 +102,22 @@ async def _sigterm_during_runs(
             return sum(f.get("type") == "agent_thinking" for f in frames[user])
 
         # Every run is under way (and every stream live) before the signal.
-        await eventually(lambda: all(thinking(u) == 2 for u in users), what="runs started")
+        await eventually(lambda: all(thinking(u) == 2 for u in USERS), what="runs started")
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
-            while not (await client.get("/draining")).json()["draining"]:  # noqa: ASYNC110 - another process
+            while (await client.get("/ready")).status_code != 503:  # noqa: ASYNC110 - another process
                 await asyncio.sleep(0.02)
-        refused = await client.post("/users/carol/runs", json={"seconds": 0.1})
-    closes = {u: await readers[u] for u in users}
+        late = {"input": {"message": "too late"}}
+        refused = await client.post("/chat", json=late, headers=_auth("carol"))
+    closes = {u: await readers[u] for u in USERS}
     return frames, closes, runs, refused
 
 
 @pytest.mark.slow
-def test_sigterm_under_uvicorn_drains_runs_before_connections_close(tmp_path: Path) -> None:
-    with uvicorn_process(tmp_path, "DRAIN = 2.0\n" + APP) as (proc, base):
+def test_sigterm_under_uvicorn_drains_the_docs_app_before_connections_close(
+    tmp_path: Path,
+) -> None:
+    with uvicorn_process(tmp_path, drain_timeout=2.0) as (proc, base):
         frames, closes, runs, refused = asyncio.run(_sigterm_during_runs(proc, base))
         output = proc.communicate(timeout=60)[0]
     # New runs during the drain: 503 with Retry-After, saying why.

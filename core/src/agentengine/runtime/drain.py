@@ -200,15 +200,23 @@ class ShutdownDrain:
             if not self._streams:
                 self._streams_done.set()
 
-    async def subscribe(
-        self, user_id: str, after: str | None = None
-    ) -> AsyncGenerator[StreamItem, None]:
+    def subscribe(self, user_id: str, after: str | None = None) -> AsyncGenerator[StreamItem, None]:
         """``factory.events.subscribe(user_id, after)``, tracked: during a drain it ends after
         the user's last event, and the drain waits for the loop reading it to finish (so the
-        events it sends reach the client before the server closes the connection). Close it
-        when done early: ``async with contextlib.aclosing(drain.subscribe(...)) as items``."""
+        events it sends reach the client before the server closes the connection).
+
+        Like the sink's, the subscription is made by this call: its start is fixed here
+        (``LIVE``: the events published after the call, even those published before the
+        first read), and a cursor the sink refuses raises ``ValueError`` here (a sink may also
+        refuse at the first read). So a WebSocket handler subscribes *before* accepting: the
+        client, once connected, misses nothing. Close it when done early: ``async with
+        contextlib.aclosing(drain.subscribe(...)) as items``."""
+        return self._tracked(self.factory.events.subscribe(user_id, after))
+
+    async def _tracked(
+        self, items: AsyncGenerator[StreamItem, None]
+    ) -> AsyncGenerator[StreamItem, None]:
         async with self.track():
-            items = self.factory.events.subscribe(user_id, after)
             try:
                 async for item in items:
                     yield item
