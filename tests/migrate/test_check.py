@@ -822,3 +822,21 @@ def test_gitignore_rules(tmp_path: Path) -> None:
     explicit = FileSelector(tmp_path)
     assert explicit.collect([tmp_path / "notes.md"]) == []
     assert explicit.skipped == [tmp_path / "notes.md"]
+
+
+def test_a_conflict_after_the_last_hit_is_still_reported() -> None:
+    """check parses only up to its last hit when it can; merge-conflict markers still count."""
+    result = scan(
+        """\
+        from agentengine.legacy import ExecutionEngine
+
+        x = 1
+        <<<<<<< HEAD
+        y = 2
+        =======
+        y = 3
+        >>>>>>> other
+        """
+    )
+    assert not result.parsed
+    assert [(f.line, f.code) for f in result.findings] == [(1, "AEM001"), (4, "AEM900")]

@@ -112,6 +112,10 @@ def migrate_source(
         new = cst_rewrite(data, spec, package_name, targets)
     except (NoRoundTripError, cst.ParserSyntaxError, UnicodeDecodeError):
         new = None
+    except SyntaxError as exc:  # after what check parsed (it stops after its last hit)
+        result.untouched = f"cannot be parsed (line {exc.lineno}: {exc.msg}); fix it, then migrate"
+        result.needs_person = list(before.findings)
+        return result
     except Exception as exc:  # a rewriter bug leaves the file as it was, reported
         result.untouched = f"internal error while rewriting ({type(exc).__name__}: {exc})"
         result.needs_person = list(before.findings)

@@ -3,7 +3,8 @@
 ``check.py`` runs this over many files. The hot path is written for files that do not use a
 deprecated path, which is nearly all of them: each file's bytes are searched for the last
 segment of every deprecated module (``bytes.find`` is a C loop); only files containing one are
-parsed, and only the statements spanning a line that contains one are visited. Files that
+parsed, and only the statements spanning a line that contains one are visited (and when the
+file up to its last such line is a module on its own, only that part is parsed). Files that
 cannot be parsed (merge-conflict markers, syntax newer than the running Python) are reported
 and scanned line by line.
 
@@ -824,6 +825,41 @@ def _candidate_lines(data: bytes, segments: Sequence[bytes]) -> list[int]:
     return sorted(hits)
 
 
+#: A line that may open a top-level statement: a name, a keyword or a decorator at column 0.
+_TOP_LEVEL_RE = re.compile(rb"^[A-Za-z_@]", re.MULTILINE)
+
+
+def _parse_prefix(data: bytes, last_line: int) -> ast.Module | None:
+    """The statements up to the first top-level one after ``last_line``, or None.
+
+    Parsing costs most of a scan, and the hits are usually near the top (imports), so only
+    the part of the file up to them is parsed when that part is a module on its own. A cut
+    inside a string, brackets, a backslash continuation, or between a ``try`` and its
+    ``except`` does not parse, so a prefix that parses ends exactly between two top-level
+    statements and its tree is the first part of the whole file's, with the same lines and
+    columns. None (parse the whole file) when no such cut is found soon, or when the file
+    has merge-conflict markers (which must be reported as such).
+    """
+    if last_line <= 0:
+        return None
+    start = 0
+    for _ in range(last_line):
+        start = data.find(b"\n", start) + 1
+        if start == 0:
+            return None
+    for attempt, match in enumerate(_TOP_LEVEL_RE.finditer(data, start)):
+        cut = match.start()
+        if attempt == 3 or cut > len(data) * 3 // 4:
+            return None  # not worth it: the whole file is parsed instead
+        if attempt == 0 and merge_conflict_line(data) is not None:
+            return None
+        try:
+            return ast.parse(data[:cut])
+        except (SyntaxError, ValueError):
+            continue
+    return None
+
+
 @dataclass
 class FileScan:
     """The outcome for one file: findings reported, and those a ``# noqa`` suppressed."""
@@ -875,8 +911,11 @@ def scan_source(
                 return fixed
 
             package = package_name
+        candidates = list(range(1, len(lines) + 1)) if whole else _candidate_lines(data, segments)
         try:
-            tree = ast.parse(data, filename=display)
+            tree = None if whole else _parse_prefix(data, candidates[-1] if candidates else 0)
+            if tree is None:
+                tree = ast.parse(data, filename=display)
         except (SyntaxError, ValueError) as exc:
             result.parsed = False
             conflict = merge_conflict_line(data)
@@ -898,9 +937,6 @@ def scan_source(
             )
             found = [(unparsed, line), *_text_scan(spec, display, data, package)]
         else:
-            candidates = (
-                list(range(1, len(lines) + 1)) if whole else _candidate_lines(data, segments)
-            )
             scanner = _FileScanner(spec, display, lines, candidates, package)
             scanner.statements(tree.body, ())
             found = scanner.found
