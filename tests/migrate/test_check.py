@@ -29,17 +29,62 @@ def codes(source: str, **kwargs) -> list[tuple[int, str, str]]:
 # -- import forms -------------------------------------------------------------------------
 
 
-def test_from_import_names_each_name_with_its_replacement() -> None:
+def test_from_import_is_one_finding_at_the_statement_with_each_name_inside() -> None:
     result = scan("from agentengine.legacy import ExecutionEngine, ExecutionFactory as EF\n")
-    assert [(f.code, f.col, f.deprecated, f.replacement) for f in result.findings] == [
-        ("AEM001", 32, "agentengine.legacy:ExecutionEngine", "agentengine:UserExecutionEngine"),
-        ("AEM001", 49, "agentengine.legacy:ExecutionFactory", "agentengine:ExecutionEngineFactory"),
-    ]
-    assert "from agentengine import UserExecutionEngine as ExecutionEngine" in (
-        result.findings[0].message
+    (finding,) = result.findings
+    assert (finding.code, finding.line, finding.col, finding.deprecated) == (
+        "AEM001",
+        1,
+        1,
+        "agentengine.legacy",
     )
-    assert "from agentengine import ExecutionEngineFactory as EF" in result.findings[1].message
-    assert all(f.severity == "error" and f.fixable for f in result.findings)
+    assert [(n.name, n.asname, n.col, n.deprecated, n.replacement) for n in finding.names] == [
+        (
+            "ExecutionEngine",
+            None,
+            32,
+            "agentengine.legacy:ExecutionEngine",
+            "agentengine:UserExecutionEngine",
+        ),
+        (
+            "ExecutionFactory",
+            "EF",
+            49,
+            "agentengine.legacy:ExecutionFactory",
+            "agentengine:ExecutionEngineFactory",
+        ),
+    ]
+    assert (
+        "use `from agentengine import UserExecutionEngine as ExecutionEngine, "
+        "ExecutionEngineFactory as EF`"
+    ) in finding.message
+    assert finding.severity == "error"
+    assert finding.fixable
+    assert all(n.fixable for n in finding.names)
+
+
+def test_multi_line_import_is_one_finding_at_its_first_line() -> None:
+    result = scan(
+        """\
+        import os
+        from agentengine.legacy import (  # old
+            ExecutionEngine,
+            ExecutionFactory as EF,  # the factory
+            user_execution_engine,
+        )
+        """
+    )
+    (finding,) = result.findings
+    assert (finding.line, finding.col, finding.end_line) == (2, 1, 6)
+    assert [(n.name, n.line) for n in finding.names] == [
+        ("ExecutionEngine", 3),
+        ("ExecutionFactory", 4),
+        ("user_execution_engine", 5),
+    ]
+    # One name without a replacement: the statement is not fully fixable; the others are.
+    assert not finding.fixable
+    assert [n.fixable for n in finding.names] == [True, True, False]
+    assert "no known replacement for `user_execution_engine`" in finding.message
 
 
 def test_module_import_forms() -> None:
@@ -171,7 +216,7 @@ def test_netra_preset_covers_every_deprecated_module() -> None:
 # -- string references --------------------------------------------------------------------
 
 
-def test_string_references_are_warnings() -> None:
+def test_string_references_each_kind_has_its_code() -> None:
     result = scan(
         """\
         import importlib, logging, sys
@@ -213,7 +258,13 @@ def test_string_references_are_warnings() -> None:
         (18, "AEM104"),
         (19, "AEM104"),
     ]
-    assert {f.severity for f in result.findings} == {"warning"}
+    severities = {f.code: f.severity for f in result.findings}
+    assert severities == {
+        "AEM101": "error",
+        "AEM102": "error",
+        "AEM103": "warning",
+        "AEM104": "warning",
+    }
     first = result.findings[0]
     assert first.replacement == "agentengine.UserExecutionEngine"
     assert first.context == ("module",)
@@ -240,14 +291,13 @@ mock.patch("agentengine.legacy.BaseExecutionEngine")
 def test_merge_conflict_file_is_reported_and_its_imports_still_found() -> None:
     result = scan(CONFLICTED)
     assert not result.parsed
-    got = [(f.line, f.code, f.deprecated) for f in result.findings]
+    got = [(f.line, f.code, [n.name for n in f.names]) for f in result.findings]
     assert got == [
-        (2, "AEM900", ""),
-        (3, "AEM001", "agentengine.legacy:ExecutionEngine"),
-        (5, "AEM001", "agentengine.legacy:IsolatedExecutionEngine"),
-        (5, "AEM001", "agentengine.legacy:ExecutionFactory"),
-        (10, "AEM002", "agentengine.legacy"),
-        (11, "AEM101", "agentengine.legacy.BaseExecutionEngine"),
+        (2, "AEM900", []),
+        (3, "AEM001", ["ExecutionEngine"]),
+        (5, "AEM001", ["IsolatedExecutionEngine", "ExecutionFactory"]),
+        (10, "AEM002", ["agentengine.legacy"]),
+        (11, "AEM101", []),
     ]
     assert "merge-conflict markers" in result.findings[0].message
 
@@ -273,7 +323,7 @@ def test_newer_syntax_is_scanned_as_text() -> None:
 # -- suppression --------------------------------------------------------------------------
 
 
-def test_noqa_suppresses_only_the_listed_codes() -> None:
+def test_noqa_is_read_where_ruff_reads_it() -> None:
     result = scan(
         """\
         from agentengine.legacy import ExecutionEngine  # noqa: AEM001
@@ -287,10 +337,28 @@ def test_noqa_suppresses_only_the_listed_codes() -> None:
         from agentengine.legacy import (
             IsolatedExecutionEngine,
         )  # noqa: AEM001
+        from agentengine.legacy import \\
+            IsolatedExecutionEngine  # noqa: AEM001
+        from agentengine.legacy import ExecutionEngine  # noqa: aem001
+        from agentengine.legacy import ExecutionEngine  # noqa: TID251
+        from agentengine.legacy import ExecutionEngine  # some text noqa: AEM001
+        x = '''
+        see agentengine.legacy.X
+        '''  # noqa: AEM106
         """
     )
-    assert [(f.line, f.code) for f in result.findings] == [(2, "AEM001"), (8, "AEM002")]
-    assert result.suppressed == 5
+    # Line 9: a noqa on the closing parenthesis is not on the statement's line (ruff: the
+    # same). Line 14: lower-case codes are an invalid directive, which suppresses nothing.
+    # Line 15: ruff's own code for the same finding suppresses it too. Line 12: the noqa of
+    # a backslash continuation is on its last line. Line 18: that of a multi-line string too.
+    assert [(f.line, f.code) for f in result.findings] == [
+        (2, "AEM001"),
+        (8, "AEM002"),
+        (9, "AEM001"),
+        (14, "AEM001"),
+        (16, "AEM001"),
+    ]
+    assert result.suppressed == 7
 
 
 # -- the command line ---------------------------------------------------------------------
@@ -334,7 +402,7 @@ def test_cli_text_output_and_exit_status(cli: Cli, tmp_path: Path) -> None:
             "to `agentengine`"
         ),
         (
-            "src/app/main.py:1:32: AEM001 `from agentengine.legacy import ExecutionEngine` is "
+            "src/app/main.py:1:1: AEM001 `from agentengine.legacy import ExecutionEngine` is "
             "deprecated; use `from agentengine import UserExecutionEngine as ExecutionEngine`"
         ),
     ]
@@ -429,7 +497,7 @@ def test_cli_sarif_output(cli: Cli, tmp_path: Path) -> None:
     _assert_valid_sarif(log)
     results = log["runs"][0]["results"]
     levels = {(r["ruleId"], r["level"]) for r in results}
-    assert ("AEM101", "warning") in levels
+    assert ("AEM101", "error") in levels
     assert ("AEM900", "error") in levels
     uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in results}
     assert uris == {"pkg/mod.py", "conflict.py"}
@@ -493,7 +561,8 @@ def test_cli_spec_from_pyproject_and_file(cli: Cli, tmp_path: Path) -> None:
     )
     result = cli("check", "--format", "json", "a.py")
     found = json.loads(result.stdout)["findings"]
-    assert [(f["deprecated"], f["replacement"]) for f in found] == [
+    (statement,) = found
+    assert [(n["deprecated"], n["replacement"]) for n in statement["names"]] == [
         ("oldlib.engine:Engine", "newlib.engine:UserEngine"),
         ("oldlib.engine:helper", "newlib.engine:helper"),
     ]
@@ -573,7 +642,7 @@ def test_module_entry_point_runs_without_the_engine(cli: Cli, tmp_path: Path) ->
 def test_rules_table_is_complete() -> None:
     assert set(RULES) == {
         "AEM001", "AEM002", "AEM003", "AEM004",
-        "AEM101", "AEM102", "AEM103", "AEM104",
+        "AEM101", "AEM102", "AEM103", "AEM104", "AEM105", "AEM106", "AEM107",
         "AEM900", "AEM901",
     }  # fmt: skip
 
@@ -698,7 +767,7 @@ def test_readme_example_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         (
-            "<string>:1:32: AEM001 `from agentengine.legacy import ExecutionEngine` is "
+            "<string>:1:1: AEM001 `from agentengine.legacy import ExecutionEngine` is "
             "deprecated; use `from agentengine import UserExecutionEngine as ExecutionEngine`"
         ),
         "from agentengine import UserExecutionEngine as ExecutionEngine",
@@ -753,3 +822,21 @@ def test_gitignore_rules(tmp_path: Path) -> None:
     explicit = FileSelector(tmp_path)
     assert explicit.collect([tmp_path / "notes.md"]) == []
     assert explicit.skipped == [tmp_path / "notes.md"]
+
+
+def test_a_conflict_after_the_last_hit_is_still_reported() -> None:
+    """check parses only up to its last hit when it can; merge-conflict markers still count."""
+    result = scan(
+        """\
+        from agentengine.legacy import ExecutionEngine
+
+        x = 1
+        <<<<<<< HEAD
+        y = 2
+        =======
+        y = 3
+        >>>>>>> other
+        """
+    )
+    assert not result.parsed
+    assert [(f.line, f.code) for f in result.findings] == [(1, "AEM001"), (4, "AEM900")]

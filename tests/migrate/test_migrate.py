@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import textwrap
@@ -75,7 +76,7 @@ def test_dry_run_is_a_documented_alias_of_diff(cli: Cli) -> None:
     assert "Alias: --dry-run." in " ".join(help_text.split())
 
 
-def test_shim_modules_and_allow_list_are_left_alone_and_listed(cli: Cli, tmp_path: Path) -> None:
+def test_shim_modules_are_reported_and_left_unless_asked(cli: Cli, tmp_path: Path) -> None:
     write(
         tmp_path,
         {
@@ -90,12 +91,32 @@ def test_shim_modules_and_allow_list_are_left_alone_and_listed(cli: Cli, tmp_pat
     result = cli("migrate", ".")
     assert result.returncode == 0, result.stdout
     assert "left alone (allow-list): compat/bridge.py" in result.stdout
-    assert "left alone (shim module agentengine.legacy): src/agentengine/legacy.py" in result.stdout
+    assert (
+        "left alone (shim module agentengine.legacy; --include-shims migrates it): "
+        "src/agentengine/legacy.py"
+    ) in result.stdout
     assert (tmp_path / "compat/bridge.py").read_text() == OLD
+    assert (tmp_path / "src/agentengine/legacy.py").read_text() == (
+        "from agentengine.legacy import ExecutionEngine\n"
+    )
     assert (tmp_path / "app.py").read_text() == NEW
-    checked = cli("check", ".")
-    assert checked.returncode == 0, checked.stdout
-    assert "2 in 2 allow-listed file(s)" in checked.stdout
+    # check reports the shim's own import of a deprecated module, marked as such; the
+    # allow-listed file is only counted.
+    checked = cli("check", "--format", "json", ".")
+    assert checked.returncode == 1, checked.stdout
+    data = json.loads(checked.stdout)
+    assert [(f["path"], f["in_deprecated_module"]) for f in data["findings"]] == [
+        ("src/agentengine/legacy.py", "agentengine.legacy")
+    ]
+    assert data["summary"]["allowed"] == {"compat/bridge.py": "allow-list"}
+    text = cli("check", "src").stdout
+    assert "[in deprecated module agentengine.legacy]" in text
+    # Asked, migrate rewrites the shim too.
+    forced = cli("migrate", "--include-shims", ".")
+    assert forced.returncode == 0, forced.stdout
+    assert (tmp_path / "src/agentengine/legacy.py").read_text() == (
+        "from agentengine import UserExecutionEngine as ExecutionEngine\n"
+    )
 
 
 def test_pytest_raises_imports_are_kept_unless_asked(tmp_path: Path) -> None:

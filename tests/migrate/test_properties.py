@@ -132,3 +132,41 @@ def test_migrate_output_compiles_is_idempotent_and_local(case: tuple[str, bytes]
         f.code not in {"AEM001", "AEM101"} or not f.fixable or "pytest.raises" in f.context
         for f in leftover
     ), leftover
+
+
+TRICKY_TAILS = st.sampled_from(
+    [
+        'x = """\nfrom agentengine.legacy import Gone\n"""\n',  # col-0 text inside a string
+        "y = (\n1,\n)\n",  # col-0 lines inside brackets
+        "try:\n    import os\nexcept ImportError:\n    pass\n",
+        "if x:\n    pass\nelse:\n    pass\n",
+        "@decorator\ndef g():\n    pass\n",
+        "z = 1 + \\\n2\n",
+        "class C:\n    '''Docs naming agentengine.legacy.ExecutionEngine.'''\n",
+    ]
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(source_file(), st.lists(TRICKY_TAILS, max_size=4), st.booleans())
+def test_parsing_only_a_prefix_finds_exactly_what_a_whole_parse_finds(
+    case: tuple[str, bytes], tails: list[str], tail_first: bool
+) -> None:
+    """check parses a file only up to its last hit when that part is a module on its own."""
+    from agentengine_migrate import file_scan
+
+    preset, data = case
+    newline = b"\r\n" if b"\r\n" in data else b"\n"
+    extra = "".join(tails).encode().replace(b"\n", newline)
+    data = extra + data if tail_first else data + extra
+    spec = SPECS[preset]
+    prefix = scan_source(data, spec)
+    original = file_scan._parse_prefix
+    file_scan._parse_prefix = lambda data, last_line: None  # type: ignore[assignment]
+    try:
+        whole = scan_source(data, spec)
+    finally:
+        file_scan._parse_prefix = original
+    assert prefix.findings == whole.findings
+    assert prefix.suppressed_findings == whole.suppressed_findings
+    assert prefix.parsed == whole.parsed

@@ -19,6 +19,7 @@ worker processes):
 - ``findings.py``: ``Finding``, the rule codes, ``RewriteTargets`` (what migrate may change).
 - ``file_scan.py``: scanning one file's source (``scan_source``).
 - ``check.py``: checking many files (``scan_files``): prefilter, allow-lists, shim modules.
+- ``removal.py``: the removal report (``check --removal-report``): may a module be deleted?
 - ``report.py``: rendering a check report as text, JSON, SARIF, or a ruff config.
 - ``file_migration.py``: migrating one file's source (``migrate_source``): the safety rules.
 - ``cst_rewrite.py``: rewriting the reported statements with libcst.

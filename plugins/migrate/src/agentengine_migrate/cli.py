@@ -35,30 +35,73 @@ class Inputs:
     respect_gitignore: bool
     force_exclude: bool
     jobs: int
+    select: tuple[str, ...]
+    ignore: tuple[str, ...]
 
     def load_spec(self) -> MigrationSpec:
-        """The spec (``--spec``, else the project's); a bad one is a usage error."""
+        """The spec (``--spec``, else the project's); a bad one is a usage error.
+
+        ``--select`` replaces the spec's ``select``; ``--ignore`` adds to its ``ignore``.
+        """
+        from dataclasses import replace
+
         from agentengine_migrate.spec import SpecError, load_spec
 
         try:
-            return load_spec(self.spec_file, presets=self.presets or None)
+            spec = load_spec(self.spec_file, presets=self.presets or None)
         except SpecError as exc:
             raise click.UsageError(str(exc)) from None
+        if not self.select and not self.ignore:
+            return spec
+        spec = replace(
+            spec,
+            select=_split_codes(self.select) or spec.select,
+            ignore=(*spec.ignore, *_split_codes(self.ignore)),
+        )
+        try:
+            spec.codes  # noqa: B018 - validates the selectors now
+        except ValueError as exc:
+            option = "--select" if any(_bad(c) for c in _split_codes(self.select)) else "--ignore"
+            raise click.BadParameter(str(exc), param_hint=option) from None
+        return spec
 
     def collect(self, spec: MigrationSpec) -> list[Path]:
-        """The Python files PATHS name (default: the current directory), after excludes."""
-        from agentengine_migrate.files import FileSelector
+        """The files PATHS name (default: the current directory), after excludes: Python
+        files, and Markdown files unless AEM107 is not selected."""
+        from agentengine_migrate.file_scan import MARKDOWN_SUFFIXES
+        from agentengine_migrate.files import PYTHON_SUFFIXES, FileSelector
 
+        markdown = "AEM107" in spec.codes
+        suffixes = (*PYTHON_SUFFIXES, *MARKDOWN_SUFFIXES) if markdown else PYTHON_SUFFIXES
         selector = FileSelector(
             spec.root,
             (*spec.exclude, *self.exclude),
             respect_gitignore=self.respect_gitignore,
             force_exclude=self.force_exclude,
+            suffixes=suffixes,
         )
         files = selector.collect(self.paths or (Path(),))
+        kinds = "Python or Markdown file" if markdown else "Python file"
         for skipped in selector.skipped:
-            click.echo(f"warning: {skipped} is not a Python file (.py, .pyi); skipped", err=True)
+            click.echo(
+                f"warning: {skipped} is not a {kinds} ({', '.join(suffixes)}); skipped", err=True
+            )
         return files
+
+
+def _split_codes(values: tuple[str, ...]) -> tuple[str, ...]:
+    """``--select AEM0,AEM101 --select AEM2`` -> the selectors, one each."""
+    return tuple(c.strip() for value in values for c in value.split(",") if c.strip())
+
+
+def _bad(selector: str) -> bool:
+    from agentengine_migrate.findings import select_codes
+
+    try:
+        select_codes([selector])
+    except ValueError:
+        return True
+    return False
 
 
 _PATHS = click.argument(
@@ -117,6 +160,18 @@ def _common(func: Callable[..., None]) -> Callable[..., None]:
             default=0,
             help="Worker processes: 0 (default) uses one per CPU when many files qualify.",
         ),
+        click.option(
+            "--select",
+            multiple=True,
+            metavar="CODE",
+            help="Only these codes (or prefixes: AEM1 is AEM101-AEM107); replaces the spec's.",
+        ),
+        click.option(
+            "--ignore",
+            multiple=True,
+            metavar="CODE",
+            help="Not these codes (or prefixes); added to the spec's ignore.",
+        ),
     ]
     decorated: Callable[..., None] = command
     for option in reversed(options):
@@ -140,48 +195,56 @@ def _common(func: Callable[..., None]) -> Callable[..., None]:
     help="Write the report to this file instead of stdout.",
 )
 @click.option(
-    "--ignore", "ignored_codes", multiple=True, metavar="CODE", help="Do not report CODE."
-)
-@click.option(
     "--emit-ruff-config",
     is_flag=True,
     help="Print the equivalent ruff banned-api table (imports only) and exit.",
+)
+@click.option(
+    "--removal-report",
+    is_flag=True,
+    help=(
+        "Per deprecated module: the importers and string references left, and whether it is "
+        "safe to remove. Exit 0 only when every module asked about is."
+    ),
+)
+@click.option(
+    "--module",
+    "modules",
+    multiple=True,
+    metavar="MODULE",
+    help="With --removal-report: only this deprecated module (repeatable; default: all).",
 )
 def check_command(
     inputs: Inputs,
     output_format: str,
     output: Path | None,
-    ignored_codes: tuple[str, ...],
     emit_ruff_config: bool,
+    removal_report: bool,
+    modules: tuple[str, ...],
 ) -> None:
     """Find uses of deprecated module paths in PATHS (default: the current directory).
 
-    Reports imports in every form (errors) and strings naming a deprecated path (warnings:
-    mock.patch targets, import_module, sys.modules keys, logger names). Exit 1 when anything
-    is found, 0 when clean.
+    Reports imports in every form and strings naming a deprecated path: patch and import
+    targets (errors), sys.modules keys, logger names and bare dotted paths (warnings), and
+    mentions in longer strings and Markdown (info). Exit 1 when an error or a warning is
+    found, 0 otherwise.
     """
-    from agentengine_migrate.findings import RULES
-
     spec = inputs.load_spec()
     if emit_ruff_config:
         from agentengine_migrate.report import render_ruff_config
 
         click.echo(render_ruff_config(spec), nl=False)
         return
-    unknown = sorted({c.upper() for c in ignored_codes} - set(RULES))
-    if unknown:
-        raise click.BadParameter(
-            f"unknown code(s) {', '.join(unknown)}; known codes: {', '.join(RULES)}",
-            param_hint="--ignore",
-        )
+    if modules and not removal_report:
+        raise click.UsageError("--module only applies to --removal-report")
     from agentengine_migrate.check import scan_files
 
     cwd = Path.cwd()
+    if removal_report:
+        _removal(inputs, spec, modules, output_format, output, cwd)
+        return
     files = inputs.collect(spec)
     report = scan_files(files, spec, cwd=cwd, allow=inputs.allow, jobs=inputs.jobs)
-    if ignored_codes:
-        drop = {c.upper() for c in ignored_codes}
-        report.findings = [f for f in report.findings if f.code not in drop]
     from agentengine_migrate import report as render
 
     if output_format == "json":
@@ -190,11 +253,58 @@ def check_command(
         text = render.render_sarif(report, cwd)
     else:
         text = render.render_text(report)
+    _emit(text, output)
+    sys.exit(1 if render.failing(report) else 0)
+
+
+def _emit(text: str, output: Path | None) -> None:
     if output is not None:
         output.write_text(text + "\n", encoding="utf-8")
     else:
         click.echo(text)
-    sys.exit(1 if report.findings else 0)
+
+
+def _removal(
+    inputs: Inputs,
+    spec: MigrationSpec,
+    modules: tuple[str, ...],
+    output_format: str,
+    output: Path | None,
+    cwd: Path,
+) -> None:
+    """``check --removal-report``: every code counts, whatever --select/--ignore say."""
+    from dataclasses import replace
+
+    from agentengine_migrate.check import scan_files
+    from agentengine_migrate.removal import (
+        removal_report,
+        render_removal_json,
+        render_removal_text,
+        unknown_modules,
+    )
+
+    if output_format == "sarif":
+        raise click.BadParameter("the removal report is text or json", param_hint="--format")
+    unknown = unknown_modules(spec, modules)
+    if unknown:
+        known = "\n  ".join(sorted(spec.modules))
+        raise click.BadParameter(
+            f"{', '.join(unknown)}: not a deprecated module of the spec; the spec's modules:"
+            f"\n  {known}",
+            param_hint="--module",
+        )
+    everything = replace(spec, select=(), ignore=())
+    files = inputs.collect(everything)
+    report = scan_files(
+        files, everything, cwd=cwd, allow=inputs.allow, jobs=inputs.jobs, every_code=True
+    )
+    entries = removal_report(report, spec, modules)
+    if output_format == "json":
+        text = render_removal_json(entries, report)
+    else:
+        text = render_removal_text(entries, report)
+    _emit(text, output)
+    sys.exit(0 if all(e.safe for e in entries) else 1)
 
 
 @click.command("migrate")
@@ -211,12 +321,18 @@ def check_command(
     is_flag=True,
     help="Also rewrite imports inside `pytest.raises` blocks (left alone by default).",
 )
+@click.option(
+    "--include-shims",
+    is_flag=True,
+    help="Also rewrite files that are deprecated modules themselves (left alone by default).",
+)
 def migrate_command(
     inputs: Inputs,
     show_diff: bool,
     include_raises: bool,
+    include_shims: bool,
 ) -> None:
-    """Rewrite deprecated imports, mock.patch targets and configured calls in PATHS.
+    """Rewrite deprecated imports, patch and import targets and configured calls in PATHS.
 
     Local names are kept, comments and formatting too; each file is checked to compile and
     written atomically. Exit 0 when nothing is left to do, 1 when something needs a person
@@ -234,6 +350,7 @@ def migrate_command(
         allow=inputs.allow,
         write=write,
         include_raises=include_raises,
+        include_shims=include_shims,
         jobs=inputs.jobs,
     )
     if not write:

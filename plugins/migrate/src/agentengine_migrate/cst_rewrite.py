@@ -25,8 +25,10 @@ from agentengine_migrate.syntax import (
     RAISES_CALLS,
     absolute_module,
     dotted_name,
+    is_import_call,
     is_patch_call,
     line_of,
+    string_target_replacement,
 )
 
 __all__ = ["NoRoundTripError", "cst_rewrite"]
@@ -182,7 +184,7 @@ class _Collector(cst.CSTVisitor):
 
     def visit_Call(self, node: cst.Call) -> None:  # noqa: N802 (libcst dispatches on these names)
         name = _dotted(node.func)
-        if name is None or not is_patch_call(name) or not node.args:
+        if name is None or not _is_target_call(name) or not node.args:
             return
         first = node.args[0].value
         if not isinstance(first, cst.SimpleString | cst.ConcatenatedString):
@@ -196,7 +198,7 @@ class _Collector(cst.CSTVisitor):
         value = first.evaluated_value
         if not isinstance(value, str) or first.raw_value != value:
             return
-        new = self.spec.replace_dotted(value)
+        new = string_target_replacement(self.spec, name, value)
         if new is not None:
             self.patch_strings[id(first)] = new
 
@@ -438,6 +440,11 @@ def _first_arg(call: ast.Call) -> ast.expr | None:
     return call.keywords[0].value if call.keywords else None
 
 
+def _is_target_call(name: str) -> bool:
+    """A call whose first argument is a patch or import target (rewritten when reported)."""
+    return is_patch_call(name) or is_import_call(name)
+
+
 def _is_ast_patch_with_string(node: ast.AST) -> bool:
     if not isinstance(node, ast.Call):
         return False
@@ -445,7 +452,7 @@ def _is_ast_patch_with_string(node: ast.AST) -> bool:
     first = _first_arg(node)
     return (
         name is not None
-        and is_patch_call(name)
+        and _is_target_call(name)
         and isinstance(first, ast.Constant)
         and isinstance(first.value, str)
     )

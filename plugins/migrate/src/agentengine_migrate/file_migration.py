@@ -60,8 +60,14 @@ def _person_reason(finding: Finding) -> Finding:
         why = "asserted to fail inside pytest.raises; left alone (--include-raises rewrites it)"
     elif finding.code == "AEM004":
         why = "star import: a person must list the names used"
-    elif finding.code in {"AEM102", "AEM103", "AEM104"}:
+    elif finding.code == "AEM102":
+        why = "no module replaces it as a whole: a person must decide"
+    elif finding.code in {"AEM103", "AEM104"}:
         why = "dynamic use: a person must decide"
+    elif finding.code == "AEM105":
+        why = "a bare path: it may be there on purpose (a list of deprecated paths)"
+    elif finding.code in {"AEM106", "AEM107"}:
+        why = "a mention in text"
     elif finding.code in {"AEM002", "AEM003"}:
         why = "the module object is used directly or its names moved to several modules"
     else:
@@ -76,10 +82,18 @@ def migrate_source(
     display: str = "<string>",
     package: str | Callable[[], str | None] | None = None,
     include_raises: bool = False,
+    in_deprecated_module: str | None = None,
 ) -> FileMigration:
-    """Migrate one file's bytes (no I/O). See the module docstring for the safety rules."""
+    """Migrate one file's bytes (no I/O). See the module docstring for the safety rules.
+
+    ``in_deprecated_module``: the module this file is, when it is itself deprecated (its
+    findings are marked so).
+    """
     package_name = package() if callable(package) else package
-    before = scan_source(data, spec, display=display, package=package_name)
+    marked = in_deprecated_module
+    before = scan_source(
+        data, spec, display=display, package=package_name, in_deprecated_module=marked
+    )
     result = FileMigration(display, data, data)
     if not before.findings:
         return result
@@ -98,6 +112,10 @@ def migrate_source(
         new = cst_rewrite(data, spec, package_name, targets)
     except (NoRoundTripError, cst.ParserSyntaxError, UnicodeDecodeError):
         new = None
+    except SyntaxError as exc:  # after what check parsed (it stops after its last hit)
+        result.untouched = f"cannot be parsed (line {exc.lineno}: {exc.msg}); fix it, then migrate"
+        result.needs_person = list(before.findings)
+        return result
     except Exception as exc:  # a rewriter bug leaves the file as it was, reported
         result.untouched = f"internal error while rewriting ({type(exc).__name__}: {exc})"
         result.needs_person = list(before.findings)
@@ -119,7 +137,9 @@ def migrate_source(
         result.untouched = f"the rewritten text would not compile ({exc}); left unchanged"
         result.needs_person = list(before.findings)
         return result
-    after = scan_source(new, spec, display=display, package=package_name)
+    after = scan_source(
+        new, spec, display=display, package=package_name, in_deprecated_module=marked
+    )
     result.new = new
     result.fixed = len(before.findings) - len(after.findings)
     result.needs_person = [_person_reason(f) for f in after.findings]

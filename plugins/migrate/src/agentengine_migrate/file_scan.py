@@ -3,9 +3,15 @@
 ``check.py`` runs this over many files. The hot path is written for files that do not use a
 deprecated path, which is nearly all of them: each file's bytes are searched for the last
 segment of every deprecated module (``bytes.find`` is a C loop); only files containing one are
-parsed, and only the statements spanning a line that contains one are visited. Files that
+parsed, and only the statements spanning a line that contains one are visited (and when the
+file up to its last such line is a module on its own, only that part is parsed). Files that
 cannot be parsed (merge-conflict markers, syntax newer than the running Python) are reported
 and scanned line by line.
+
+Findings are placed where ruff's TID251 places them (one per ``from old import ...``
+statement, at its first line), and ``# noqa`` is read as ruff reads it: on the line where the
+finding starts, or, when that line ends with a backslash continuation or lies in a multi-line
+string, on the last line of the continuation or the string.
 """
 
 from __future__ import annotations
@@ -16,11 +22,12 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from agentengine_migrate.findings import Finding
+from agentengine_migrate.findings import IMPORT_CODES, Finding, ImportedName
 from agentengine_migrate.spec import MigrationSpec, ModuleRule
 from agentengine_migrate.syntax import (
     absolute_module,
     dotted_name,
+    is_import_call,
     is_patch_call,
     is_raises_item,
     line_of,
@@ -29,15 +36,17 @@ from agentengine_migrate.syntax import (
 
 __all__ = ["FileScan", "might_use", "scan_source"]
 
-_IMPORT_CALLS = frozenset({"import_module", "__import__", "find_spec"})
 _LOGGER_CALLS = frozenset(
     {"getLogger", "logging.getLogger", "get_logger", "structlog.get_logger", "structlog.getLogger"}
 )
 _SYS_MODULES_METHODS = frozenset({"get", "pop", "setdefault", "__contains__", "__getitem__"})
 _IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError"})
-_NOQA_RE = re.compile(
-    rb"#\s*noqa(?::\s*(?P<codes>[A-Z]+[0-9]+(?:[\s,]+[A-Z]+[0-9]+)*))?", re.IGNORECASE
-)
+_NOQA_RE = re.compile(rb"#\s*noqa", re.IGNORECASE)
+# ruff's syntax: codes are upper case, separated by commas and/or spaces.
+_NOQA_CODES_RE = re.compile(rb"\s*(?P<codes>[A-Z]+[0-9]+(?:(?:\s*,\s*|\s+)[A-Z]+[0-9]+)*)")
+#: A noqa directive naming TID251 (ruff's banned-api rule) also suppresses the same import
+#: finding here.
+_RUFF_EQUIVALENT = {"TID251": IMPORT_CODES}
 
 
 def _str_arg(call: ast.Call, keyword: str | None = None) -> ast.Constant | None:
@@ -65,9 +74,20 @@ def _is_type_checking(test: ast.expr) -> bool:
     return (dotted_name(test) or "").rpartition(".")[2] == "TYPE_CHECKING"
 
 
+def _alias_text(name: str, asname: str | None) -> str:
+    return f"{name} as {asname}" if asname and asname != name else name
+
+
 def _alias_statement(module: str, name: str, asname: str | None) -> str:
-    alias = f" as {asname}" if asname and asname != name else ""
-    return f"from {module} import {name}{alias}"
+    return f"from {module} import {_alias_text(name, asname)}"
+
+
+def _from_statement(module: str, names: Sequence[tuple[str, str | None]]) -> str:
+    return f"from {module} import {', '.join(_alias_text(n, a) for n, a in names)}"
+
+
+#: A found use before selection and ``noqa``: the finding and the line its ``noqa`` is on.
+_Found = tuple[Finding, int]
 
 
 class _FileScanner:
@@ -86,7 +106,7 @@ class _FileScanner:
         self.lines = lines
         self.candidates = candidates
         self.package = package
-        self.findings: list[Finding] = []
+        self.found: list[_Found] = []
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -99,22 +119,41 @@ class _FileScanner:
             return len(self.lines[line - 1][:byte_offset].decode("utf-8", "replace")) + 1
         return byte_offset + 1
 
-    def _add(self, node: ast.AST, statement: ast.AST | None, **kwargs: object) -> None:
-        line = node.lineno  # type: ignore[attr-defined]
-        end_line = getattr(node, "end_lineno", None) or line
-        end_col = getattr(node, "end_col_offset", None)
-        self.findings.append(
-            Finding(
-                path=self.display,
-                line=line,
-                col=self._col(line, node.col_offset),  # type: ignore[attr-defined]
-                end_line=end_line,
-                end_col=self._col(end_line, end_col) if end_col is not None else 0,
-                statement_line=getattr(statement or node, "lineno", line),
-                statement_end_line=getattr(statement or node, "end_lineno", None) or end_line,
-                **kwargs,  # type: ignore[arg-type]
-            )
+    def _noqa_line(self, line: int) -> int:
+        """ruff's noqa line: past the backslash continuations that start at ``line``."""
+        while 0 < line < len(self.lines) and self.lines[line - 1].endswith(b"\\"):
+            line += 1
+        return line
+
+    def _add(
+        self,
+        node: ast.AST,
+        statement: ast.AST | None,
+        *,
+        noqa: int | None = None,
+        at: tuple[int, int, int, int] | None = None,
+        **kwargs: object,
+    ) -> None:
+        """Record a finding at ``node`` (or at ``at``: line, col, end line, end col)."""
+        if at is not None:
+            line, col, end_line, end_col = at
+        else:
+            line = node.lineno  # type: ignore[attr-defined]
+            col = self._col(line, node.col_offset)  # type: ignore[attr-defined]
+            end_line = getattr(node, "end_lineno", None) or line
+            end_offset = getattr(node, "end_col_offset", None)
+            end_col = self._col(end_line, end_offset) if end_offset is not None else 0
+        finding = Finding(
+            path=self.display,
+            line=line,
+            col=col,
+            end_line=end_line,
+            end_col=end_col,
+            statement_line=getattr(statement or node, "lineno", line),
+            statement_end_line=getattr(statement or node, "end_lineno", None) or end_line,
+            **kwargs,  # type: ignore[arg-type]
         )
+        self.found.append((finding, self._noqa_line(noqa or line)))
 
     @staticmethod
     def _note(rule: ModuleRule) -> str:
@@ -179,7 +218,18 @@ class _FileScanner:
 
     # -- imports ---------------------------------------------------------------------------
 
+    def _name_detail(self, alias: ast.alias, **kwargs: object) -> ImportedName:
+        return ImportedName(
+            name=alias.name,
+            asname=alias.asname,
+            line=alias.lineno,
+            col=self._col(alias.lineno, alias.col_offset),
+            **kwargs,  # type: ignore[arg-type]
+        )
+
     def import_(self, node: ast.Import, ctx: tuple[str, ...]) -> None:
+        # `import a, b` imports two modules, as `import a; import b` would: one finding per
+        # deprecated module, at its name (where ruff's TID251 puts it).
         for alias in node.names:
             rule = self.spec.rule_for(alias.name)
             if rule is None:
@@ -192,6 +242,7 @@ class _FileScanner:
             else:
                 replacement = None
                 advice = f"its names moved to {rule.describe_replacement()}"
+            fixable = bool(rule.replacement or rule.names)
             self._add(
                 alias,
                 node,
@@ -201,7 +252,12 @@ class _FileScanner:
                 context=ctx or ("module",),
                 deprecated=alias.name,
                 replacement=replacement,
-                fixable=bool(rule.replacement or rule.names),
+                fixable=fixable,
+                names=(
+                    self._name_detail(
+                        alias, deprecated=alias.name, replacement=replacement, fixable=fixable
+                    ),
+                ),
             )
 
     def import_from(self, node: ast.ImportFrom, ctx: tuple[str, ...]) -> None:
@@ -228,30 +284,7 @@ class _FileScanner:
                     deprecated=module,
                 )
                 return
-            for alias in node.names:
-                target = rule.target_for(alias.name) if module == rule.module else None
-                local = alias.asname or alias.name
-                if target is not None and target.name is not None:
-                    advice = f"use `{_alias_statement(target.module, target.name, local)}`"
-                else:
-                    advice = (
-                        f"no known replacement for `{alias.name}`; its module's names moved to "
-                        f"{rule.describe_replacement()}{self._note(rule)}"
-                    )
-                self._add(
-                    alias,
-                    node,
-                    code="AEM001",
-                    message=(
-                        f"`{_alias_statement(spelled, alias.name, alias.asname)}` is deprecated; "
-                        f"{advice}"
-                    ),
-                    form=f"{relative}from-import",
-                    context=context,
-                    deprecated=f"{module}:{alias.name}",
-                    replacement=str(target) if target is not None else None,
-                    fixable=target is not None and "pytest.raises" not in ctx,
-                )
+            self._deprecated_from(node, module, spelled, rule, f"{relative}from-import", context)
             return
         for alias in node.names:
             full = f"{module}.{alias.name}"
@@ -269,6 +302,8 @@ class _FileScanner:
                 advice = f"use `{new}`"
             else:
                 advice = f"its names moved to {sub_rule.describe_replacement()}"
+            fixable = bool(sub_rule.replacement or sub_rule.names)
+            # One finding per deprecated submodule, at its name (as ruff's TID251).
             self._add(
                 alias,
                 node,
@@ -281,21 +316,82 @@ class _FileScanner:
                 context=context,
                 deprecated=full,
                 replacement=sub_rule.replacement,
-                fixable=bool(sub_rule.replacement or sub_rule.names),
+                fixable=fixable,
+                names=(
+                    self._name_detail(
+                        alias, deprecated=full, replacement=sub_rule.replacement, fixable=fixable
+                    ),
+                ),
             )
+
+    def _deprecated_from(
+        self,
+        node: ast.ImportFrom,
+        module: str,
+        spelled: str,
+        rule: ModuleRule,
+        form: str,
+        context: tuple[str, ...],
+    ) -> None:
+        """One finding for the whole statement, at its first line, each name inside it."""
+        raises = "pytest.raises" in context
+        details: list[ImportedName] = []
+        groups: dict[str, list[tuple[str, str | None]]] = {}
+        unknown: list[str] = []
+        for alias in node.names:
+            target = rule.target_for(alias.name) if module == rule.module else None
+            known = target is not None and target.name is not None
+            details.append(
+                self._name_detail(
+                    alias,
+                    deprecated=f"{module}:{alias.name}",
+                    replacement=str(target) if target is not None else None,
+                    fixable=known and not raises,
+                )
+            )
+            if target is not None and target.name is not None:
+                local = alias.asname or alias.name
+                groups.setdefault(target.module, []).append((target.name, local))
+            else:
+                unknown.append(alias.name)
+        advice = []
+        if groups:
+            uses = "; ".join(f"`{_from_statement(m, names)}`" for m, names in groups.items())
+            advice.append(f"use {uses}")
+        if unknown:
+            listed = ", ".join(f"`{n}`" for n in unknown)
+            advice.append(
+                f"no known replacement for {listed}; its module's names moved to "
+                f"{rule.describe_replacement()}{self._note(rule)}"
+            )
+        statement = _from_statement(spelled, [(a.name, a.asname) for a in node.names])
+        single = details[0] if len(details) == 1 else None
+        self._add(
+            node,
+            node,
+            code="AEM001",
+            message=f"`{statement}` is deprecated; {'; '.join(advice)}",
+            form=form,
+            context=context,
+            deprecated=module if single is None else single.deprecated,
+            replacement=None if single is None else single.replacement,
+            fixable=all(d.fixable for d in details),
+            names=tuple(details),
+        )
 
     # -- string references -----------------------------------------------------------------
 
     def expressions(self, nodes: Iterable[ast.AST], ctx: tuple[str, ...]) -> None:
+        handled: set[int] = set()  # string constants already reported by a specific rule
         for root in nodes:
-            for node in ast.walk(root):
+            for node in ast.walk(root):  # breadth first: a call before its arguments
                 if isinstance(node, ast.Call):
-                    self.call(node, ctx)
+                    self.call(node, ctx, handled)
                 elif isinstance(node, ast.Subscript):
                     if dotted_name(node.value) == "sys.modules":
                         key = node.slice
                         if isinstance(key, ast.Constant) and isinstance(key.value, str):
-                            self.module_string(key, "AEM103", "sys.modules key", ctx)
+                            self.module_string(key, "AEM103", "sys.modules key", ctx, handled)
                 elif isinstance(node, ast.Compare) and (
                     isinstance(node.left, ast.Constant)
                     and isinstance(node.left.value, str)
@@ -303,9 +399,15 @@ class _FileScanner:
                     and isinstance(node.ops[0], ast.In | ast.NotIn)
                     and dotted_name(node.comparators[0]) == "sys.modules"
                 ):
-                    self.module_string(node.left, "AEM103", "sys.modules key", ctx)
+                    self.module_string(node.left, "AEM103", "sys.modules key", ctx, handled)
+                elif (
+                    isinstance(node, ast.Constant)
+                    and isinstance(node.value, str)
+                    and id(node) not in handled
+                ):
+                    self.text_string(node, ctx)
 
-    def call(self, node: ast.Call, ctx: tuple[str, ...]) -> None:
+    def call(self, node: ast.Call, ctx: tuple[str, ...], handled: set[int]) -> None:
         name = dotted_name(node.func)
         if name is None:
             return
@@ -317,42 +419,46 @@ class _FileScanner:
                 or (isinstance(first, ast.Constant) and first.value == "sys.modules")
             )
             if names_sys_modules and name.endswith("dict"):
-                self.patched_modules(node, ctx)
+                self.patched_modules(node, ctx, handled)
                 return
             arg = _str_arg(node, "target")
             if arg is not None:
-                self.patch_target(arg, name, ctx)
-        elif last in _IMPORT_CALLS:
+                self.patch_target(arg, name, ctx, handled)
+        elif is_import_call(name):
             arg = _str_arg(node, "name")
             if arg is not None:
-                self.module_string(arg, "AEM102", f"{name}()", ctx)
+                self.import_target(arg, f"{name}()", ctx, handled)
         elif name in _LOGGER_CALLS:
             arg = _str_arg(node, "name")
             if arg is not None:
-                self.module_string(arg, "AEM104", "logger name", ctx)
+                self.module_string(arg, "AEM104", "logger name", ctx, handled)
         elif name.startswith("sys.modules.") and last in _SYS_MODULES_METHODS:
             arg = _str_arg(node)
             if arg is not None:
-                self.module_string(arg, "AEM103", "sys.modules key", ctx)
+                self.module_string(arg, "AEM103", "sys.modules key", ctx, handled)
 
-    def patched_modules(self, node: ast.Call, ctx: tuple[str, ...]) -> None:
+    def patched_modules(self, node: ast.Call, ctx: tuple[str, ...], handled: set[int]) -> None:
         for arg in node.args[1:2]:
             if isinstance(arg, ast.Dict):
                 for key in arg.keys:
                     if isinstance(key, ast.Constant) and isinstance(key.value, str):
-                        self.module_string(key, "AEM103", "sys.modules key", ctx)
+                        self.module_string(key, "AEM103", "sys.modules key", ctx, handled)
 
-    def patch_target(self, arg: ast.Constant, call: str, ctx: tuple[str, ...]) -> None:
+    def patch_target(
+        self, arg: ast.Constant, call: str, ctx: tuple[str, ...], handled: set[int]
+    ) -> None:
         target = str(arg.value)
         split = self.spec.split_dotted(target)
         if split is None:
             return
+        handled.add(id(arg))
         rule, _ = split
         new = self.spec.replace_dotted(target)
         advice = f"patch `{new}`" if new else f"its names moved to {rule.describe_replacement()}"
         self._add(
             arg,
             None,
+            noqa=arg.end_lineno,
             code="AEM101",
             message=f"{call}() target `{target}` names a deprecated path; {advice}",
             form=f"{call}() target",
@@ -362,14 +468,47 @@ class _FileScanner:
             fixable=new is not None,
         )
 
-    def module_string(self, arg: ast.Constant, code: str, form: str, ctx: tuple[str, ...]) -> None:
+    def import_target(
+        self, arg: ast.Constant, form: str, ctx: tuple[str, ...], handled: set[int]
+    ) -> None:
         value = str(arg.value)
         rule = self.spec.rule_for(value)
         if rule is None:
             return
+        handled.add(id(arg))
+        exact = self.spec.modules.get(value)
+        new = exact.replacement if exact is not None else None
+        advice = (
+            f"import `{new}`"
+            if new
+            else f"its names moved to {rule.describe_replacement()} (needs a person: no "
+            "module replaces it as a whole)"
+        )
         self._add(
             arg,
             None,
+            noqa=arg.end_lineno,
+            code="AEM102",
+            message=f"{form} `{value}` imports a deprecated module; {advice}",
+            form=form,
+            context=ctx or ("module",),
+            deprecated=value,
+            replacement=new,
+            fixable=new is not None,
+        )
+
+    def module_string(
+        self, arg: ast.Constant, code: str, form: str, ctx: tuple[str, ...], handled: set[int]
+    ) -> None:
+        value = str(arg.value)
+        rule = self.spec.rule_for(value)
+        if rule is None:
+            return
+        handled.add(id(arg))
+        self._add(
+            arg,
+            None,
+            noqa=arg.end_lineno,
             code=code,
             message=(
                 f"{form} `{value}` names a deprecated module; its names moved to "
@@ -381,6 +520,80 @@ class _FileScanner:
             replacement=rule.replacement if value == rule.module else None,
         )
 
+    def text_string(self, node: ast.Constant, ctx: tuple[str, ...]) -> None:
+        """Any other string: a bare dotted path (AEM105), or mentions inside text (AEM106)."""
+        value = str(node.value)
+        pattern = self.spec.mention_pattern
+        if pattern.fullmatch(value):
+            new = replace_reference(self.spec, value)
+            advice = f"the new path is `{new}`" if new else "no known replacement"
+            self._add(
+                node,
+                None,
+                noqa=node.end_lineno,
+                code="AEM105",
+                message=f"string `{value}` is a deprecated path; {advice}",
+                form="bare path",
+                context=ctx or ("module",),
+                deprecated=value,
+                replacement=new,
+            )
+            return
+        cursor = (node.lineno, node.col_offset)
+        for match in pattern.finditer(value):
+            text = match.group()
+            at, cursor = self._locate(node, text, cursor)
+            new = replace_reference(self.spec, text)
+            advice = f"the new path is `{new}`" if new else "no known replacement"
+            self._add(
+                node,
+                None,
+                noqa=node.end_lineno,
+                at=at,
+                code="AEM106",
+                message=f"text mentions the deprecated path `{text}`; {advice}",
+                form="mention in a string",
+                context=ctx or ("module",),
+                deprecated=text,
+                replacement=new,
+            )
+
+    def _locate(
+        self, node: ast.Constant, text: str, cursor: tuple[int, int]
+    ) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
+        """Where ``text`` is written inside the string literal ``node``, from ``cursor`` on."""
+        needle = text.encode()
+        last = node.end_lineno or node.lineno
+        line, offset = cursor
+        while line <= last and 0 < line <= len(self.lines):
+            source = self.lines[line - 1]
+            end = node.end_col_offset if line == last and node.end_col_offset else len(source)
+            found = source.find(needle, offset, end)
+            if found != -1:
+                col = self._col(line, found)
+                end_col = self._col(line, found + len(needle))
+                return (line, col, line, end_col), (line, found + len(needle))
+            line, offset = line + 1, 0
+        start = node.lineno
+        return (start, self._col(start, node.col_offset), start, 0), cursor
+
+
+def replace_reference(spec: MigrationSpec, reference: str) -> str | None:
+    """The new spelling of a deprecated path in text (``a.b.C`` or ``a.b:C``), or None."""
+    module, colon, rest = reference.partition(":")
+    if not colon:
+        return spec.replace_dotted(reference)
+    rule = spec.modules.get(module)
+    if rule is None:
+        return spec.replace_dotted(reference.replace(":", "."))
+    head, _, tail = rest.partition(".")
+    target = rule.target_for(head)
+    if target is None:
+        return None
+    if target.name is None:
+        return f"{target.module}:{rest}"
+    return f"{target.module}:{target.name}" + (f".{tail}" if tail else "")
+
 
 # -- files that do not parse ---------------------------------------------------------------
 
@@ -391,68 +604,83 @@ _TEXT_FROM_RE = re.compile(
 )
 _TEXT_IMPORT_RE = re.compile(rb"^[ \t]*import[ \t]+(?P<names>[^\n#;]+)", re.MULTILINE)
 _TEXT_STRING_RE = re.compile(
-    rb"(?P<call>[\w.]+)\(\s*[\"'](?P<value>[\w.]+)[\"']|sys\.modules\[\s*[\"'](?P<key>[\w.]+)[\"']"
+    rb"(?:(?P<call>[\w.]+)\(\s*|(?P<sub>sys\.modules\[\s*))?"
+    rb"(?P<quote>[\"'])(?P<value>[^\"'\\\r\n]*)(?P=quote)"
 )
 
 
 def _text_scan(
     spec: MigrationSpec, display: str, data: bytes, package: Callable[[], str | None]
-) -> list[Finding]:
+) -> list[_Found]:
     """Imports and string references of a file ``ast`` cannot parse, found line by line."""
     lines = data.splitlines()
-    out: list[Finding] = []
+    out: list[_Found] = []
 
     def line_col(offset: int) -> tuple[int, int]:
         line = line_of(data, offset)
         start = max(data.rfind(b"\n", 0, offset), data.rfind(b"\r", 0, offset)) + 1
         return line, len(data[start:offset].decode("utf-8", "replace")) + 1
 
+    def fragment(source: str, offset: int, visit: Callable[[_FileScanner, ast.stmt], None]) -> None:
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            return
+        line, col = line_col(offset)
+        scanner = _FileScanner(spec, display, lines, [line], package)
+        for stmt in tree.body:
+            visit(scanner, stmt)
+        for finding, _ in scanner.found:
+            out.append((_moved(finding, line, col), line))
+
+    def visit_from(level: int) -> Callable[[_FileScanner, ast.stmt], None]:
+        def visit(scanner: _FileScanner, stmt: ast.stmt) -> None:
+            assert isinstance(stmt, ast.ImportFrom)
+            stmt.level = level
+            scanner.import_from(stmt, ("unparsed file",))
+
+        return visit
+
+    def visit_import(scanner: _FileScanner, stmt: ast.stmt) -> None:
+        assert isinstance(stmt, ast.Import)
+        scanner.import_(stmt, ("unparsed file",))
+
+    def visit_expression(scanner: _FileScanner, stmt: ast.stmt) -> None:
+        scanner.expressions([stmt], ("unparsed file",))
+
     for match in _TEXT_FROM_RE.finditer(data):
         raw_module = match["module"].decode()
         level = len(raw_module) - len(raw_module.lstrip("."))
         names_text = re.sub(rb"#[^\n]*", b"", match["names"]).strip(b"()\\ \t\r\n")
         names = [n.split() for n in re.split(rb"[,\\\s]*,[,\\\s]*", names_text) if n.strip()]
-        source = "\n".join(f"from {raw_module} import {b' '.join(n).decode()}" for n in names if n)
-        if not source:
-            continue
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
-            continue
-        line, col = line_col(match.start("module"))
-        scanner = _FileScanner(spec, display, lines, [line], package)
-        for stmt in tree.body:
-            assert isinstance(stmt, ast.ImportFrom)
-            stmt.level = level
-            scanner.import_from(stmt, ("unparsed file",))
-        out.extend(_moved(f, line, col) for f in scanner.findings)
+        listed = ", ".join(b" ".join(n).decode() for n in names if n)
+        if listed:
+            # One statement, as in the file: one finding for all its names.
+            source = f"from {raw_module.lstrip('.') or '_'} import ({listed})"
+            if not raw_module.lstrip("."):
+                source = f"from . import ({listed})"
+            fragment(source, match.start(), visit_from(level))
     for match in _TEXT_IMPORT_RE.finditer(data):
         text = match["names"].decode("utf-8", "replace").strip().rstrip("\\").strip()
-        try:
-            tree = ast.parse(f"import {text}")
-        except SyntaxError:
-            continue
-        line, col = line_col(match.start("names"))
-        scanner = _FileScanner(spec, display, lines, [line], package)
-        stmt = tree.body[0]
-        assert isinstance(stmt, ast.Import)
-        scanner.import_(stmt, ("unparsed file",))
-        out.extend(_moved(f, line, col) for f in scanner.findings)
+        fragment(f"import {text}", match.start("names"), visit_import)
+    pattern = spec.mention_pattern
     for match in _TEXT_STRING_RE.finditer(data):
-        line, col = line_col(match.start())
-        scanner = _FileScanner(spec, display, lines, [line], package)
-        if match["key"] is not None:
-            source = f"sys.modules[{match['key'].decode()!r}]"
+        value = match["value"].decode("utf-8", "replace")
+        if not pattern.search(value):
+            continue
+        if match["sub"] is not None:
+            source = f"sys.modules[{value!r}]"
+        elif match["call"] is not None:
+            source = f"{match['call'].decode()}({value!r})"
         else:
-            source = f"{match['call'].decode()}({match['value'].decode()!r})"
-        tree = ast.parse(source)
-        scanner.expressions(tree.body, ("unparsed file",))
-        out.extend(_moved(f, line, col) for f in scanner.findings)
+            source = f"({value!r})"
+        fragment(source, match.start(), visit_expression)
     return out
 
 
 def _moved(finding: Finding, line: int, col: int) -> Finding:
     """A finding of a re-parsed fragment, placed where the fragment was in the file."""
+    names = tuple(replace(n, line=line, col=col) for n in finding.names)
     return replace(
         finding,
         line=line,
@@ -461,38 +689,83 @@ def _moved(finding: Finding, line: int, col: int) -> Finding:
         statement_end_line=line,
         end_line=line,
         end_col=0,
+        names=names,
     )
+
+
+# -- Markdown ------------------------------------------------------------------------------
+
+MARKDOWN_SUFFIXES = (".md", ".markdown")
+
+
+def _markdown_scan(spec: MigrationSpec, display: str, data: bytes) -> list[_Found]:
+    """Every mention of a deprecated path in a Markdown file (AEM107)."""
+    text = data.decode("utf-8", "replace")
+    out: list[_Found] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        for match in spec.mention_pattern.finditer(line):
+            mention = match.group()
+            new = replace_reference(spec, mention)
+            advice = f"the new path is `{new}`" if new else "no known replacement"
+            finding = Finding(
+                path=display,
+                line=number,
+                col=match.start() + 1,
+                end_line=number,
+                end_col=match.end() + 1,
+                code="AEM107",
+                message=f"Markdown mentions the deprecated path `{mention}`; {advice}",
+                form="mention in Markdown",
+                context=("markdown",),
+                deprecated=mention,
+                replacement=new,
+            )
+            out.append((finding, number))
+    return out
 
 
 # -- one file ------------------------------------------------------------------------------
 
 
 def _noqa_codes(line: bytes) -> set[str] | None:
-    """None: no noqa; empty set: a bare ``# noqa``; else the codes listed."""
-    match = _NOQA_RE.search(line)
-    if match is None:
-        return None
-    codes = match["codes"]
-    if codes is None:
+    """None: no (valid) noqa; empty set: a bare ``# noqa``; else the codes listed.
+
+    As ruff reads it: ``# noqa: CODE, CODE`` with upper-case codes; a colon followed by no
+    valid code is an invalid directive that suppresses nothing.
+    """
+    for match in _NOQA_RE.finditer(line):
+        rest = line[match.end() :]
+        if rest[:1] == b":":
+            codes = _NOQA_CODES_RE.match(rest, 1)
+            if codes is None:
+                return None
+            return {c.decode() for c in re.split(rb"[\s,]+", codes["codes"]) if c}
+        if rest[:1].isalnum() or rest[:1] == b"_":
+            continue  # `noqa` followed by a letter is another word, not a directive
         return set()
-    return {c.decode().upper() for c in re.split(rb"[\s,]+", codes) if c}
+    return None
 
 
-def _suppressed(finding: Finding, lines: Sequence[bytes]) -> bool:
-    first = finding.statement_line or finding.line
-    for number in {finding.line, first, finding.statement_end_line or finding.end_line}:
-        if 0 < number <= len(lines) and b"noqa" in lines[number - 1].lower():
-            codes = _noqa_codes(lines[number - 1])
-            if codes is not None and (not codes or finding.code in codes):
-                return True
-    return False
+def _suppressed(code: str, noqa_line: int, lines: Sequence[bytes]) -> bool:
+    if not 0 < noqa_line <= len(lines):
+        return False
+    text = lines[noqa_line - 1]
+    if b"noqa" not in text.lower():
+        return False
+    codes = _noqa_codes(text)
+    if codes is None:
+        return False
+    if not codes or code in codes:
+        return True
+    return any(code in _RUFF_EQUIVALENT.get(c, ()) for c in codes)
 
 
-def _hit_may_matter(data: bytes, pos: int) -> bool:
-    """Whether the segment found at ``pos`` can be part of an import or a string.
+def _hit_may_matter(data: bytes, pos: int, modules: frozenset[bytes]) -> bool:
+    """Whether the segment found at ``pos`` can be part of an import, a string or a mention.
 
-    Everything ``check`` reports sits on a line holding ``import`` or a quote, or on the
-    continuation of an import (after a backslash, or inside its parentheses). Most other
+    Everything ``check`` reports sits on a line holding ``import`` or a quote, on the
+    continuation of an import (after a backslash, or inside its parentheses), or spells a
+    deprecated module's whole dotted path (a mention inside a multi-line string). Most other
     hits are ordinary names (``executor = ...``), and skipping their files saves a parse.
     """
     start = data.rfind(b"\n", 0, pos) + 1
@@ -505,16 +778,38 @@ def _hit_may_matter(data: bytes, pos: int) -> bool:
     last = data.rfind(b"import", 0, start)
     if last != -1:
         between = data[last:start]
-        return b"(" in between and b")" not in between
-    return False
+        if b"(" in between and b")" not in between:
+            return True
+    return _spells_module(data, pos, modules)
 
 
-def might_use(data: bytes, segments: Sequence[bytes]) -> bool:
-    """The byte prefilter: can ``data`` use a deprecated path at all? (No parsing.)"""
+_DOTTED_TAIL_RE = re.compile(rb"[\w.]+\Z")
+_DOTTED_HEAD_RE = re.compile(rb"[\w.]*")
+
+
+def _spells_module(data: bytes, pos: int, modules: frozenset[bytes]) -> bool:
+    """Whether the dotted word around ``pos`` starts with a deprecated module's path."""
+    if not modules:
+        return False
+    back = _DOTTED_TAIL_RE.search(data, max(0, pos - 256), pos)
+    first = back.start() if back is not None else pos
+    ahead = _DOTTED_HEAD_RE.match(data, pos)
+    last = ahead.end() if ahead is not None else pos
+    parts = data[first:last].split(b".")
+    return any(b".".join(parts[:cut]) in modules for cut in range(2, len(parts) + 1))
+
+
+def might_use(
+    data: bytes, segments: Sequence[bytes], modules: frozenset[bytes] = frozenset()
+) -> bool:
+    """The byte prefilter: can ``data`` use a deprecated path at all? (No parsing.)
+
+    ``modules``: the deprecated module paths, to also catch mentions in multi-line strings.
+    """
     for segment in segments:
         pos = data.find(segment)
         while pos != -1:
-            if _hit_may_matter(data, pos):
+            if _hit_may_matter(data, pos, modules):
                 return True
             pos = data.find(segment, pos + len(segment))
     return False
@@ -530,14 +825,54 @@ def _candidate_lines(data: bytes, segments: Sequence[bytes]) -> list[int]:
     return sorted(hits)
 
 
+#: A line that may open a top-level statement: a name, a keyword or a decorator at column 0.
+_TOP_LEVEL_RE = re.compile(rb"^[A-Za-z_@]", re.MULTILINE)
+
+
+def _parse_prefix(data: bytes, last_line: int) -> ast.Module | None:
+    """The statements up to the first top-level one after ``last_line``, or None.
+
+    Parsing costs most of a scan, and the hits are usually near the top (imports), so only
+    the part of the file up to them is parsed when that part is a module on its own. A cut
+    inside a string, brackets, a backslash continuation, or between a ``try`` and its
+    ``except`` does not parse, so a prefix that parses ends exactly between two top-level
+    statements and its tree is the first part of the whole file's, with the same lines and
+    columns. None (parse the whole file) when no such cut is found soon, or when the file
+    has merge-conflict markers (which must be reported as such).
+    """
+    if last_line <= 0:
+        return None
+    start = 0
+    for _ in range(last_line):
+        start = data.find(b"\n", start) + 1
+        if start == 0:
+            return None
+    for attempt, match in enumerate(_TOP_LEVEL_RE.finditer(data, start)):
+        cut = match.start()
+        if attempt == 3 or cut > len(data) * 3 // 4:
+            return None  # not worth it: the whole file is parsed instead
+        if attempt == 0 and merge_conflict_line(data) is not None:
+            return None
+        try:
+            return ast.parse(data[:cut])
+        except (SyntaxError, ValueError):
+            continue
+    return None
+
+
 @dataclass
 class FileScan:
-    """The outcome for one file."""
+    """The outcome for one file: findings reported, and those a ``# noqa`` suppressed."""
 
     display: str
     findings: list[Finding] = field(default_factory=list)
-    suppressed: int = 0
+    suppressed_findings: list[Finding] = field(default_factory=list)
     parsed: bool = True
+
+    @property
+    def suppressed(self) -> int:
+        """How many findings ``# noqa`` suppressed."""
+        return len(self.suppressed_findings)
 
 
 def scan_source(
@@ -547,34 +882,51 @@ def scan_source(
     display: str = "<string>",
     package: Callable[[], str | None] | str | None = None,
     segments: Sequence[bytes] | None = None,
+    in_deprecated_module: str | None = None,
+    markdown: bool = False,
+    every_code: bool = False,
 ) -> FileScan:
-    """Scan one file's bytes; ``package`` resolves relative imports (a name or a callable)."""
+    """Scan one file's bytes; ``package`` resolves relative imports (a name or a callable).
+
+    ``in_deprecated_module``: the module this file is, when it is itself deprecated (its
+    findings are marked). ``markdown``: the file is Markdown (mentions only, AEM107).
+    ``every_code``: report every code, whatever the spec's ``select``/``ignore``.
+    """
     result = FileScan(display)
     segments = spec.last_segments() if segments is None else segments
-    if not might_use(data, segments):
+    # A deprecated module's own file is read whole: its relative imports of its siblings
+    # (`from .names import X`) name deprecated modules without spelling them.
+    whole = in_deprecated_module is not None
+    if not whole and not might_use(data, segments, spec.module_bytes):
         return result
-    if not callable(package):
-        fixed = package
-
-        def package_name() -> str | None:
-            return fixed
-
-        package = package_name
     lines = data.splitlines()
-    try:
-        tree = ast.parse(data, filename=display)
-    except (SyntaxError, ValueError) as exc:
-        result.parsed = False
-        conflict = merge_conflict_line(data)
-        if conflict is not None:
-            line, col, why = conflict, 1, "merge-conflict markers"
-        elif isinstance(exc, SyntaxError):
-            line, col = exc.lineno or 1, exc.offset or 1
-            why = f"SyntaxError: {exc.msg} (syntax newer than this Python, or broken)"
-        else:
-            line, col, why = 1, 1, f"{type(exc).__name__}: {exc}"
-        findings = [
-            Finding(
+    found: list[_Found]
+    if markdown:
+        found = _markdown_scan(spec, display, data)
+    else:
+        if not callable(package):
+            fixed = package
+
+            def package_name() -> str | None:
+                return fixed
+
+            package = package_name
+        candidates = list(range(1, len(lines) + 1)) if whole else _candidate_lines(data, segments)
+        try:
+            tree = None if whole else _parse_prefix(data, candidates[-1] if candidates else 0)
+            if tree is None:
+                tree = ast.parse(data, filename=display)
+        except (SyntaxError, ValueError) as exc:
+            result.parsed = False
+            conflict = merge_conflict_line(data)
+            if conflict is not None:
+                line, col, why = conflict, 1, "merge-conflict markers"
+            elif isinstance(exc, SyntaxError):
+                line, col = exc.lineno or 1, exc.offset or 1
+                why = f"SyntaxError: {exc.msg} (syntax newer than this Python, or broken)"
+            else:
+                line, col, why = 1, 1, f"{type(exc).__name__}: {exc}"
+            unparsed = Finding(
                 path=display,
                 line=line,
                 col=col,
@@ -582,16 +934,21 @@ def scan_source(
                 message=f"cannot parse the file ({why}); its import lines were scanned as text",
                 form="file",
                 context=("unparsed file",),
-            ),
-            *_text_scan(spec, display, data, package),
-        ]
-    else:
-        scanner = _FileScanner(spec, display, lines, _candidate_lines(data, segments), package)
-        scanner.statements(tree.body, ())
-        findings = scanner.findings
-    for finding in findings:
-        if _suppressed(finding, lines):
-            result.suppressed += 1
+            )
+            found = [(unparsed, line), *_text_scan(spec, display, data, package)]
+        else:
+            scanner = _FileScanner(spec, display, lines, candidates, package)
+            scanner.statements(tree.body, ())
+            found = scanner.found
+    codes = spec.codes
+    for raw, noqa_line in found:
+        if not every_code and raw.code not in codes:
+            continue
+        finding = raw
+        if in_deprecated_module is not None:
+            finding = replace(raw, in_deprecated_module=in_deprecated_module)
+        if _suppressed(finding.code, noqa_line, lines):
+            result.suppressed_findings.append(finding)
         else:
             result.findings.append(finding)
     result.findings.sort(key=Finding.sort_key)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 __all__ = [
     "DEFAULT_EXCLUDES",
+    "PYTHON_SUFFIXES",
     "FileSelector",
     "IgnoreRules",
     "display_path",
@@ -160,13 +161,15 @@ class FileSelector:
         *,
         respect_gitignore: bool = True,
         force_exclude: bool = False,
+        suffixes: tuple[str, ...] = PYTHON_SUFFIXES,
     ) -> None:
         self.root = root.resolve()
+        self.suffixes = suffixes
         self.exclude = IgnoreRules(self.root, exclude)
         self.respect_gitignore = respect_gitignore
         self.force_exclude = force_exclude
         self._ignore_cache: dict[Path, IgnoreRules | None] = {}
-        #: Files named on the command line that are not Python (``.py``/``.pyi``): not scanned.
+        #: Files named on the command line without one of ``suffixes``: not scanned.
         self.skipped: list[Path] = []
 
     def _rules_in(self, directory: Path) -> IgnoreRules | None:
@@ -221,7 +224,7 @@ class FileSelector:
             path = Path(os.path.abspath(given))
             if path.is_dir():
                 files: Iterable[Path] = self._walk(path, self._ancestor_rules(path))
-            elif not path.name.endswith(PYTHON_SUFFIXES):
+            elif not path.name.endswith(self.suffixes):
                 self.skipped.append(path)
                 continue
             elif self.force_exclude and self._excluded_explicit(path):
@@ -248,7 +251,7 @@ class FileSelector:
                 if self._ignored(path, True, rules):
                     continue
                 yield from self._walk(path, rules)
-            elif entry.name.endswith(PYTHON_SUFFIXES) and entry.is_file():
+            elif entry.name.endswith(self.suffixes) and entry.is_file():
                 if self._ignored(path, False, rules):
                     continue
                 yield path

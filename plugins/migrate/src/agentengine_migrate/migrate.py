@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agentengine_migrate.check import allowed_reason, is_candidate
+from agentengine_migrate.check import allowed_reason, deprecated_module_of_file, is_candidate
 from agentengine_migrate.file_migration import FileMigration, migrate_source
+from agentengine_migrate.file_scan import MARKDOWN_SUFFIXES, scan_source
 from agentengine_migrate.files import IgnoreRules, display_path, package_of
 from agentengine_migrate.findings import Finding
 from agentengine_migrate.spec import MigrationSpec
@@ -53,6 +54,8 @@ class MigrateResult:
     changed: list[str] = field(default_factory=list)
     fixed: int = 0
     needs_person: list[Finding] = field(default_factory=list)
+    #: Info-level findings (mentions in text) left as they are; they do not fail the run.
+    mentions: list[Finding] = field(default_factory=list)
     untouched: dict[str, str] = field(default_factory=dict)
     left_alone: dict[str, str] = field(default_factory=dict)  # allow-listed / shim modules
     diffs: list[str] = field(default_factory=list)
@@ -72,8 +75,16 @@ def _migrate_path(
         data = path.read_bytes()
     except OSError as exc:
         return FileMigration(display, b"", b"", untouched=f"cannot read: {exc.strerror or exc}")
+    if path.name.endswith(MARKDOWN_SUFFIXES):  # never rewritten: its mentions are listed
+        scan = scan_source(data, spec, display=display, markdown=True)
+        return FileMigration(display, data, data, needs_person=scan.findings)
     migration = migrate_source(
-        data, spec, display=display, package=package_of(path), include_raises=include_raises
+        data,
+        spec,
+        display=display,
+        package=package_of(path),
+        include_raises=include_raises,
+        in_deprecated_module=deprecated_module_of_file(path, spec),
     )
     if write and migration.changed:
         try:
@@ -96,20 +107,20 @@ def migrate_files(
     allow: Sequence[str] = (),
     write: bool = True,
     include_raises: bool = False,
+    include_shims: bool = False,
     jobs: int = 0,
 ) -> MigrateResult:
-    """Migrate ``files`` (``write=False``: compute diffs only). Allow-listed files and shim
-    modules are left alone and listed."""
+    """Migrate ``files`` (``write=False``: compute diffs only). Allow-listed files, and shim
+    modules unless ``include_shims``, are left alone and listed."""
     cwd = cwd or Path.cwd()
     result = MigrateResult(files=len(files))
-    segments = spec.last_segments()
     allow_rules = IgnoreRules(spec.root, (*spec.allow, *allow))
     work: list[tuple[Path, str]] = []
     for path in files:
-        if not is_candidate(path, segments):
+        if not is_candidate(path, spec) and deprecated_module_of_file(path, spec) is None:
             continue
         display = display_path(path, cwd)
-        reason = allowed_reason(path, spec, allow_rules)
+        reason = allowed_reason(path, spec, allow_rules, include_shims=include_shims)
         if reason is not None:
             result.left_alone[display] = reason
             continue
@@ -122,10 +133,13 @@ def migrate_files(
             result.changed.append(migration.display)
             result.diffs.append(_diff(migration))
         result.fixed += migration.fixed
-        result.needs_person.extend(migration.needs_person)
+        for finding in migration.needs_person:
+            target = result.mentions if finding.severity == "info" else result.needs_person
+            target.append(finding)
         if migration.untouched:
             result.untouched[migration.display] = migration.untouched
     result.needs_person.sort(key=Finding.sort_key)
+    result.mentions.sort(key=Finding.sort_key)
     return result
 
 
@@ -136,7 +150,12 @@ def render_summary(result: MigrateResult, *, wrote: bool) -> str:
         (
             f"{len(result.changed)} file(s) {verb} of {result.files} scanned; "
             f"{result.fixed} finding(s) {'fixed' if wrote else 'fixable'}; "
-            f"{len(result.needs_person)} need a person."
+            f"{len(result.needs_person)} need a person"
+            + (
+                f"; {len(result.mentions)} mention(s) in text left as they are."
+                if result.mentions
+                else "."
+            )
         )
     ]
     for display, why in sorted(result.untouched.items()):
@@ -144,4 +163,5 @@ def render_summary(result: MigrateResult, *, wrote: bool) -> str:
     for display, why in sorted(result.left_alone.items()):
         lines.append(f"left alone ({why}): {display}")
     lines.extend(f.text() for f in result.needs_person)
+    lines.extend(f.text() for f in result.mentions)
     return "\n".join(lines)

@@ -10,7 +10,14 @@ from agentengine_migrate.check import ScanReport
 from agentengine_migrate.findings import RULES, Finding
 from agentengine_migrate.spec import MigrationSpec
 
-__all__ = ["SARIF_SCHEMA", "render_json", "render_ruff_config", "render_sarif", "render_text"]
+__all__ = [
+    "SARIF_SCHEMA",
+    "failing",
+    "render_json",
+    "render_ruff_config",
+    "render_sarif",
+    "render_text",
+]
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _INFO_URI = "https://github.com/agentengine/agentengine/tree/main/docs/migration.md"
@@ -26,15 +33,29 @@ def _version() -> str:
 
 
 def _context_note(finding: Finding) -> str:
-    shown = [c for c in finding.context if c != "module"]
+    shown = [c for c in finding.context if c not in {"module", "markdown"}]
+    if finding.in_deprecated_module is not None:
+        shown.append(f"deprecated module {finding.in_deprecated_module}")
     return f" [in {', '.join(shown)}]" if shown else ""
+
+
+def _levels(findings: list[Finding]) -> dict[str, int]:
+    counts = {"error": 0, "warning": 0, "info": 0}
+    for finding in findings:
+        counts[finding.severity] += 1
+    return counts
+
+
+def failing(report: ScanReport) -> bool:
+    """Whether ``check`` exits 1: an error or a warning (info findings alone do not fail)."""
+    return any(f.severity != "info" for f in report.findings)
 
 
 def render_text(report: ScanReport) -> str:
     """``path:line:col: CODE message`` per finding, then a summary line."""
     out = [f"{f.text()}{_context_note(f)}" for f in report.findings]
-    errors = sum(f.severity == "error" for f in report.findings)
-    warnings = len(report.findings) - errors
+    levels = _levels(report.findings)
+    errors, warnings, infos = levels["error"], levels["warning"], levels["info"]
     extras = []
     if report.suppressed:
         extras.append(f"{report.suppressed} suppressed by noqa")
@@ -47,7 +68,7 @@ def render_text(report: ScanReport) -> str:
     if report.findings:
         out.append(
             f"Found {len(report.findings)} use(s) of deprecated paths ({errors} error(s), "
-            f"{warnings} warning(s)) in {report.files} file(s) scanned{tail}. "
+            f"{warnings} warning(s), {infos} info) in {report.files} file(s) scanned{tail}. "
             "`agentengine migrate` rewrites the fixable ones."
         )
     else:
@@ -56,13 +77,15 @@ def render_text(report: ScanReport) -> str:
 
 
 def _summary(report: ScanReport) -> dict[str, Any]:
-    errors = sum(f.severity == "error" for f in report.findings)
+    levels = _levels(report.findings)
     return {
         "files": report.files,
         "candidates": report.candidates,
         "findings": len(report.findings),
-        "errors": errors,
-        "warnings": len(report.findings) - errors,
+        "errors": levels["error"],
+        "warnings": levels["warning"],
+        "info": levels["info"],
+        "in_deprecated_modules": sum(f.in_deprecated_module is not None for f in report.findings),
         "suppressed": report.suppressed,
         "allowed": dict(sorted(report.allowed.items())),
         "allowed_findings": report.allowed_findings,
@@ -80,6 +103,16 @@ def render_json(report: ScanReport) -> str:
     return json.dumps(body, indent=2)
 
 
+#: SARIF has no "info" level; its "note" is the same thing.
+_SARIF_LEVELS = {"error": "error", "warning": "warning", "info": "note"}
+
+
+def _fingerprint(finding: Finding) -> str:
+    """Stable across line moves: the code, file, path and names (not the line)."""
+    names = ",".join(n.name for n in finding.names)
+    return f"{finding.code}:{finding.path}:{finding.deprecated}:{names}"
+
+
 def render_sarif(report: ScanReport, cwd: Path) -> str:
     """A SARIF 2.1.0 log with one run, for code scanning (paths relative to ``cwd``)."""
     codes = list(RULES)
@@ -90,7 +123,7 @@ def render_sarif(report: ScanReport, cwd: Path) -> str:
             "shortDescription": {"text": rule.description},
             "fullDescription": {"text": rule.description},
             "helpUri": _INFO_URI,
-            "defaultConfiguration": {"level": rule.severity},
+            "defaultConfiguration": {"level": _SARIF_LEVELS[rule.severity]},
             "properties": {"tags": ["maintainability", "deprecation"]},
         }
         for rule in RULES.values()
@@ -118,19 +151,19 @@ def render_sarif(report: ScanReport, cwd: Path) -> str:
             {
                 "ruleId": finding.code,
                 "ruleIndex": codes.index(finding.code),
-                "level": finding.severity,
+                "level": _SARIF_LEVELS[finding.severity],
                 "message": {"text": finding.message},
                 "locations": [
                     {"physicalLocation": {"artifactLocation": location, "region": region}}
                 ],
-                "partialFingerprints": {
-                    "agentengineMigrate/v1": f"{finding.code}:{finding.path}:{finding.deprecated}"
-                },
+                "partialFingerprints": {"agentengineMigrate/v1": _fingerprint(finding)},
                 "properties": {
                     "form": finding.form,
                     "context": list(finding.context),
                     "deprecated": finding.deprecated,
                     "replacement": finding.replacement,
+                    "names": [n.name for n in finding.names],
+                    "inDeprecatedModule": finding.in_deprecated_module,
                 },
             }
         )
@@ -161,8 +194,9 @@ def render_ruff_config(spec: MigrationSpec) -> str:
     lines = [
         "# The import half of `agentengine check`, for ruff (rule TID251).",
         f"# Generated from {spec.source} (presets: {', '.join(spec.presets) or 'none'}).",
-        "# ruff does not see mock.patch strings, sys.modules keys, logger names or",
-        "# unparseable files: keep `agentengine check` in CI for those.",
+        "# ruff does not see string references (patch and import targets, bare paths,",
+        "# mentions), files that do not parse (merge conflicts) or Markdown: keep",
+        "# `agentengine check` in CI for those.",
         "[tool.ruff.lint]",
         'extend-select = ["TID251"]',
         "",

@@ -6,6 +6,8 @@ TOML file given with ``--spec``::
     presets = ["agentengine-legacy"]      # built-in tables to start from (default)
     allow = ["src/compat/shim.py"]        # files allowed to use deprecated paths
     exclude = ["generated/**"]            # files not scanned at all
+    select = ["AEM0", "AEM1"]             # codes reported (prefixes; default: all)
+    ignore = ["AEM107"]                   # codes not reported
 
     [modules."old.engine"]
     replacement = "new.engine"            # names not listed below keep their name there
@@ -21,8 +23,10 @@ few files); the built-in presets are the same data shape and are validated by th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +119,35 @@ class MigrationSpec:
     presets: tuple[str, ...] = ()
     source: str = "<built-in>"
     root: Path = field(default_factory=Path.cwd)
+    select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+
+    @cached_property
+    def codes(self) -> frozenset[str]:
+        """The codes reported: ``select`` (default all) less ``ignore``."""
+        from agentengine_migrate.findings import select_codes
+
+        return select_codes(self.select, self.ignore)
+
+    @cached_property
+    def mention_pattern(self) -> re.Pattern[str]:
+        """A deprecated dotted path written inside text (a module, maybe ``.Name`` or ``:Name``)."""
+        modules = "|".join(re.escape(m) for m in sorted(self.modules, key=len, reverse=True))
+        name = r"[A-Za-z_]\w*"
+        return re.compile(rf"(?<![\w.])(?:{modules})(?:\.{name})*(?::{name}(?:\.{name})*)?(?!\w)")
+
+    @cached_property
+    def module_bytes(self) -> frozenset[bytes]:
+        """The deprecated module paths, as bytes (the prefilter looks for them in text)."""
+        return frozenset(m.encode() for m in self.modules)
+
+    def deprecated_module_of(self, reference: str) -> str | None:
+        """The deprecated module a dotted reference (``a.b``, ``a.b.C``, ``a.b:C``) lies in.
+
+        The longest one: with ``a.b`` and ``a.b.c`` both deprecated, ``a.b.c.X`` is in ``a.b.c``.
+        """
+        split = self.split_dotted(reference.replace(":", "."))
+        return None if split is None else split[0].module
 
     def rule_for(self, module: str) -> ModuleRule | None:
         """The rule of ``module`` or of the nearest deprecated package containing it."""
@@ -152,18 +185,30 @@ class MigrationSpec:
             return None
         return f"{target.dotted}.{tail}" if tail else target.dotted
 
+    @cached_property
+    def _segments(self) -> tuple[str, ...]:
+        segments = sorted({m.rpartition(".")[2] for m in self.modules}, key=len)
+        kept: list[str] = []
+        for seg in segments:
+            if not any(k in seg for k in kept):
+                kept.append(seg)
+        return tuple(kept)
+
+    def last_segment_names(self) -> tuple[str, ...]:
+        """``last_segments`` as text (to test file paths)."""
+        return self._segments
+
     def last_segments(self) -> tuple[bytes, ...]:
         """The byte strings a file must contain to possibly use a deprecated path.
 
         Each deprecated module's last segment; a segment containing a shorter one is dropped,
         since finding the shorter one already makes the file a candidate.
         """
-        segments = sorted({m.rpartition(".")[2] for m in self.modules}, key=len)
-        kept: list[str] = []
-        for seg in segments:
-            if not any(k in seg for k in kept):
-                kept.append(seg)
-        return tuple(s.encode() for s in kept)
+        return self._segment_bytes
+
+    @cached_property
+    def _segment_bytes(self) -> tuple[bytes, ...]:
+        return tuple(s.encode() for s in self._segments)
 
 
 def _target(raw: str) -> Target:
@@ -182,6 +227,8 @@ def _merge_table(into: dict[str, Any], table: Mapping[str, Any]) -> None:
     into["calls"].update(table.get("calls", {}))
     into["allow"].extend(table.get("allow", ()))
     into["exclude"].extend(table.get("exclude", ()))
+    into["select"].extend(table.get("select", ()))
+    into["ignore"].extend(table.get("ignore", ()))
 
 
 def build_spec(
@@ -198,7 +245,14 @@ def build_spec(
     from agentengine_migrate.presets import PRESETS
 
     chosen = tuple(presets if presets is not None else table.get("presets", DEFAULT_PRESETS))
-    merged: dict[str, Any] = {"modules": {}, "calls": {}, "allow": [], "exclude": []}
+    merged: dict[str, Any] = {
+        "modules": {},
+        "calls": {},
+        "allow": [],
+        "exclude": [],
+        "select": [],
+        "ignore": [],
+    }
     for name in chosen:
         if name not in PRESETS:
             known = ", ".join(sorted(PRESETS))
@@ -219,7 +273,7 @@ def build_spec(
         module, _, name = old.partition(":")
         attribute = new.rpartition(".")[2]
         calls[(module, name)] = CallRewrite(module, name, attribute)
-    return MigrationSpec(
+    spec = MigrationSpec(
         modules=modules,
         calls=calls,
         allow=tuple(merged["allow"]),
@@ -227,7 +281,14 @@ def build_spec(
         presets=chosen,
         source=source,
         root=root or Path.cwd(),
+        select=tuple(merged["select"]),
+        ignore=tuple(merged["ignore"]),
     )
+    try:
+        spec.codes  # noqa: B018 - validates select/ignore now, not in the middle of a scan
+    except ValueError as exc:
+        raise SpecError(f"select/ignore: {exc}") from None
+    return spec
 
 
 DEFAULT_PRESETS = ("agentengine-legacy",)

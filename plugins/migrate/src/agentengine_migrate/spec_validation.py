@@ -64,6 +64,8 @@ class SpecModel(BaseModel):
     presets: list[str] | None = None
     allow: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
+    select: list[str] = Field(default_factory=list)
+    ignore: list[str] = Field(default_factory=list)
     modules: dict[DottedPath, ModuleModel] = Field(default_factory=dict)
     calls: dict[QualName, CallRef] = Field(default_factory=dict)
 
@@ -113,7 +115,7 @@ def validate_table(table: Any, *, prefix: str, source: str) -> dict[str, Any]:
             message = error["msg"]
             if error["type"] == "extra_forbidden":
                 allowed = (
-                    "presets, allow, exclude, modules, calls"
+                    "presets, allow, exclude, select, ignore, modules, calls"
                     if len(error["loc"]) == 1
                     else "replacement, message, names"
                 )

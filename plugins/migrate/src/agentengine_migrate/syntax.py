@@ -1,20 +1,27 @@
 """Reading Python source the same way in the scanner and both rewriters.
 
 Small rules each written once: which module a relative import names, which calls take a
-``mock.patch``-style target, which ``with`` blocks assert that an import fails, dotted names of
-``ast`` nodes, and line numbers of byte offsets (a lone CR ends a line, as for Python).
+``mock.patch``-style target or a module to import (and their replacement), which ``with``
+blocks assert that an import fails, dotted names of ``ast`` nodes, and line numbers of byte
+offsets (a lone CR ends a line, as for Python).
 """
 
 from __future__ import annotations
 
 import ast
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agentengine_migrate.spec import MigrationSpec
 
 __all__ = [
     "RAISES_CALLS",
     "absolute_module",
     "dotted_name",
+    "is_import_call",
     "is_patch_call",
+    "string_target_replacement",
     "is_raises_item",
     "line_of",
     "merge_conflict_line",
@@ -62,6 +69,28 @@ def dotted_name(node: ast.expr) -> str | None:
 def is_patch_call(name: str) -> bool:
     """Whether a call of ``name`` takes a ``mock.patch``-style dotted target first."""
     return name in _PATCH_CALLS or name.endswith((".patch", ".patch.dict", ".patch.multiple"))
+
+
+_IMPORT_CALLS = frozenset({"import_module", "__import__", "find_spec"})
+
+
+def is_import_call(name: str) -> bool:
+    """Whether a call of ``name`` imports the module its first argument names."""
+    return name.rpartition(".")[2] in _IMPORT_CALLS
+
+
+def string_target_replacement(spec: MigrationSpec, call: str, value: str) -> str | None:
+    """The new first argument of a patch or import call naming a deprecated path, or None.
+
+    A patch target (``a.b.Name.attr``) follows its name; an import target must be a module
+    with a replacement of its own (the module as a whole).
+    """
+    if is_patch_call(call):
+        return spec.replace_dotted(value)
+    if is_import_call(call):
+        rule = spec.modules.get(value)
+        return rule.replacement if rule is not None else None
+    return None
 
 
 def is_raises_item(item: ast.withitem) -> bool:

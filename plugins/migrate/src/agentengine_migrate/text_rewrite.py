@@ -2,7 +2,7 @@
 exactly (``cst_rewrite.NoRoundTripError``).
 
 Only what can be rewritten exactly is: single ``from old import ...`` statements without a
-comment or line continuation inside, and ``mock.patch`` target strings.
+comment or line continuation inside, and patch and import target strings.
 """
 
 from __future__ import annotations
@@ -11,7 +11,14 @@ import ast
 
 from agentengine_migrate.findings import RewriteTargets
 from agentengine_migrate.spec import MigrationSpec
-from agentengine_migrate.syntax import absolute_module, dotted_name, is_patch_call, is_raises_item
+from agentengine_migrate.syntax import (
+    absolute_module,
+    dotted_name,
+    is_import_call,
+    is_patch_call,
+    is_raises_item,
+    string_target_replacement,
+)
 
 __all__ = ["text_rewrite"]
 
@@ -78,12 +85,12 @@ def text_rewrite(
             name = dotted_name(node.func) or ""
             first = node.args[0]
             if (
-                is_patch_call(name)
+                (is_patch_call(name) or is_import_call(name))
                 and isinstance(first, ast.Constant)
                 and isinstance(first.value, str)
                 and first.lineno in targets.string_lines
             ):
-                new_target = spec.replace_dotted(first.value)
+                new_target = string_target_replacement(spec, name, first.value)
                 start = offset(first.lineno, first.col_offset)
                 end = offset(first.end_lineno or first.lineno, first.end_col_offset or 0)
                 literal = data[start:end]
