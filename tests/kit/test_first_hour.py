@@ -26,25 +26,12 @@ from typing import Any
 
 import httpx
 import pytest
+from first_hour_commands import COMMANDS
 from server_helpers import free_port
 from websockets.asyncio.client import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 FIVE = ["agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed"]
-
-#: Every command this test runs as written (docs tests check the docs' commands against it).
-COMMANDS = [
-    "uv run --project agentengine agentengine new-plugin acme-weather",
-    "cd acme-weather && uv sync && uv run pytest",
-    "uv run agentengine check-plugin agentengine_acme_weather:AcmeWeatherPlugin",
-    "uv run agentengine plugins",
-    """uv run agentengine run acme_weather --input '{"name": "Ada"}' --user ada""",
-    "uv init --app weather-app && cd weather-app",
-    "uv add --editable ../agentengine/core ../agentengine/plugins/server ../acme-weather",
-    "uv run agentengine plugins --json",
-    "uv sync",
-    "uv run agentengine serve --dev",
-]
 
 
 def _env(offline: bool) -> dict[str, str]:
