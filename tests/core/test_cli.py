@@ -139,3 +139,61 @@ def test_disabled_demo_plugin_is_gone(tmp_path) -> None:  # type: ignore[no-unty
     assert demo.returncode == 2
     assert "built-in 'demo' plugin, which is not loaded" in demo.stderr
     assert "Traceback" not in demo.stderr
+
+
+def test_run_prints_non_ascii_text_as_is() -> None:
+    shown = cli("run", "reverser", "--input", '{"text": "C° 91"}', "--user", "alice")
+    assert shown.returncode == 0, shown.stderr
+    assert '"19 °C"' in shown.stdout
+    assert "\\u00b0" not in shown.stdout
+    as_json = cli("run", "reverser", "--input", '{"text": "C° 91"}', "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout.splitlines()[-1])["output"] == "19 °C"
+    assert "19 °C" in as_json.stdout
+
+
+async def test_an_agent_error_line_names_its_type_once() -> None:
+    from agentengine import (
+        ExecutionEngineFactory,
+        RunContext,
+        UserExecutionContext,
+        agent,
+        hookimpl,
+        tool,
+    )
+    from agentengine.cli.render import event_line
+
+    @tool
+    async def broken(city: str) -> str:
+        """Always fails."""
+        raise ValueError(f"no station in {city}")
+
+    @agent(name="relay")
+    async def relay(run: RunContext, city: str) -> str:
+        """Let the tool's error end the run."""
+        return str(await run.call_tool("broken", {"city": city}))
+
+    class Plugin:
+        @hookimpl
+        def agentengine_register_tools(self, registry):  # type: ignore[no-untyped-def]
+            registry.add(broken)
+
+        @hookimpl
+        def agentengine_register_agents(self, registry):  # type: ignore[no-untyped-def]
+            registry.add(relay)
+
+    async with ExecutionEngineFactory(plugins=[Plugin()], load_entrypoints=False) as factory:
+        ctx = UserExecutionContext.for_user("alice")
+        async with factory.user_execution_engine(ctx) as engine:
+            result = await engine.execute_agent("relay", {"city": "Oslo"})
+    (error,) = [e for e in result.events if e.type == "agent_error"]
+    line = event_line(error)
+    assert "ToolError: ToolError" not in line
+    assert line.endswith(
+        "agent_error     ToolError: tool 'broken' error: ValueError: no station in Oslo"
+    )
+    # A message that does not start with its type still shows the type.
+    timed_out = error.model_copy(
+        update={"error": "run exceeded its deadline", "error_type": "TimeoutError"}
+    )
+    assert event_line(timed_out).endswith("TimeoutError: run exceeded its deadline")

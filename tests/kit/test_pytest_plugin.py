@@ -134,3 +134,89 @@ def test_the_pytest_plugin_imports_no_engine_until_a_fixture_is_used() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+BROKEN = '''
+import pytest
+
+from agentengine import RunContext, agent, hookimpl
+from agentengine.testing import run_agent
+
+
+@agent(name="broken_weather")
+async def broken_weather(run: RunContext) -> str:
+    """Never reached."""
+    return "sunny"
+
+
+class Misspelled:
+    name = "misspelled"
+
+    @hookimpl
+    def agentengine_register_agent(self, registry):  # the hook is agentengine_register_agents
+        registry.add(broken_weather)
+
+
+class Raising:
+    name = "raising"
+
+    @hookimpl
+    def agentengine_register_agents(self, registry):
+        raise RuntimeError("the weather service key is missing")
+
+
+@pytest.mark.agentengine(plugins=[Misspelled()])
+async def test_misspelled_hook(engine_factory):
+    await run_agent(engine_factory, "broken_weather")
+
+
+@pytest.mark.agentengine(plugins=[Raising()])
+async def test_raising_hook(engine_factory):
+    pass
+
+
+async def test_made_factory(make_engine_factory):
+    make_engine_factory(plugins=[Raising()])
+
+
+@pytest.mark.agentengine(plugins=[Raising()], strict_plugins=False)
+async def test_lenient_when_asked(engine_factory):
+    (info,) = engine_factory.plugins.errors
+    assert "the weather service key is missing" in info.error
+'''
+
+
+def test_a_plugin_that_fails_to_register_fails_the_test_with_its_cause(tmp_path: Path) -> None:
+    done = pytest_run(tmp_path, BROKEN)
+    out = done.stdout
+    assert "ERROR test_session.py::test_misspelled_hook" in out, out
+    assert "unknown hook(s) agentengine_register_agent" in out
+    assert "no agent named" not in out
+    assert "ERROR test_session.py::test_raising_hook" in out
+    assert "FAILED test_session.py::test_made_factory" in out
+    assert out.count("RuntimeError: the weather service key is missing") >= 2
+    assert "PASSED test_session.py::test_lenient_when_asked" in out
+    assert "1 failed, 1 passed, 2 errors" in out
+
+
+def test_assert_plugin_conforms_lists_every_problem(tmp_path: Path) -> None:
+    source = """
+    from agentengine import hookimpl
+    from agentengine.testing import assert_plugin_conforms
+
+
+    class Sloppy:
+        @hookimpl
+        def agentengine_register_agent(self, registry):
+            pass
+
+        def agentengine_register_tools(self, registry):
+            pass
+
+
+    def test_conforms():
+        assert_plugin_conforms(Sloppy())
+    """
+    done = pytest_run(tmp_path, source)
+    assert "1. agentengine_register_agent is not a hook" in done.stdout, done.stdout
+    assert "2. agentengine_register_tools is not marked @hookimpl" in done.stdout

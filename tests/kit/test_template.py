@@ -7,12 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from agentengine.cli.scaffold import plugin_names, render_plugin, template_dir
+from agentengine.cli.scaffold import core_source, plugin_names, render_plugin, template_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENTENGINE = str(Path(sys.executable).with_name("agentengine"))
@@ -60,6 +61,18 @@ def test_rendering_replaces_every_token(tmp_path: Path) -> None:
     assert 'name = "agentengine-weather"' in pyproject
     assert 'weather = "agentengine_weather:WeatherPlugin"' in pyproject
     compile((target / "src/agentengine_weather/__init__.py").read_text(), "init", "exec")
+
+
+def test_the_core_source_follows_where_agentengine_core_comes_from(tmp_path: Path) -> None:
+    # Outside the checkout: taken from the checkout, with a note on when to remove it.
+    outside = (render_plugin("weather", tmp_path) / "pyproject.toml").read_text()
+    assert '"agentengine-core>=0.1.0"' in outside
+    assert f'agentengine-core = {{ path = "{ROOT / "core"}", editable = true }}' in outside
+    assert "Remove this table once agentengine-core is published" in outside
+    tomllib.loads(outside)
+    # Inside the checkout's workspace, its own [tool.uv.sources] apply: no table.
+    assert core_source(ROOT / "plugins" / "weather") is None
+    assert core_source(tmp_path / "weather") == ROOT / "core"
 
 
 def test_new_plugin_command_refuses_bad_names_and_existing_folders(tmp_path: Path) -> None:
@@ -140,6 +153,11 @@ def test_a_rendered_plugin_installs_lists_runs_and_passes_its_own_tests(
     shipped = run(cli, "new-plugin", "shipped", "--dir", str(tmp_path / "elsewhere"))
     assert shipped.returncode == 0, shipped.stderr
     assert (tmp_path / "elsewhere/shipped/src/agentengine_shipped/__init__.py").is_file()
+    # ... and wires the plugin to the folder that agentengine-core was installed from.
+    shipped_pyproject = (tmp_path / "elsewhere/shipped/pyproject.toml").read_text()
+    assert f'agentengine-core = {{ path = "{ROOT / "core"}", editable = true }}' in (
+        shipped_pyproject
+    )
 
     # The plugin's own tests, with the kit loaded from the installed agentengine-core.
     tested = run(str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=plugin)

@@ -9,11 +9,11 @@ import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
-from agentengine import AgentThinkingEvent
+from agentengine import AgentThinkingEvent, RunContext, agent, hookimpl
 from playwright.sync_api import expect
 from server_helpers import RunningServer, make_token, running_server
 
@@ -189,3 +189,67 @@ def test_an_unencodable_event_moves_the_resume_cursor_past_it(page: Any, dev_ser
     run_id = r.json()["run_id"]
     page.wait_for_selector(f'article.run[data-run-id="{run_id}"] .answer', timeout=20_000)
     assert page.inner_text("#run-error") == ""
+
+
+@agent(name="forecaster")
+async def forecaster(
+    run: RunContext,
+    city: str,
+    days: int = 1,
+    unit: Literal["C", "F"] = "C",
+    detailed: bool = False,
+    note: str | None = None,
+) -> str:
+    """A forecast with several inputs of several types."""
+    return f"{city} for {days} day(s) in °{unit}, detailed={detailed}, note={note}"
+
+
+@agent(name="failing")
+async def failing(run: RunContext, reason: str) -> str:
+    """Fails with the reason given."""
+    raise ValueError(reason)
+
+
+class FormPlugin:
+    name = "form-agents"
+
+    @hookimpl
+    def agentengine_register_agents(self, registry: Any) -> None:
+        registry.add(forecaster)
+        registry.add(failing)
+
+
+def test_the_page_shows_a_form_for_every_input_of_the_agent(page: Any) -> None:
+    with running_server(dev=True, plugins=[FormPlugin()]) as srv:
+        page.goto(srv.base_url + "/")
+        page.fill("#user-name", "erin")
+        page.click("#signin-dev button[type=submit]")
+        page.wait_for_selector('#conn[data-state="live"]')
+        page.select_option("#agent", "forecaster")
+        # The first required text input is the message box; every other one gets a field.
+        expect(page.locator("#message-label")).to_have_text("city (required)")
+        for name in ("days", "unit", "detailed", "note"):
+            expect(page.locator(f'#fields [data-field="{name}"]')).to_have_count(1)
+        page.fill("#message", "Oslo")
+        page.fill('#fields [data-field="days"]', "3")
+        page.select_option('#fields [data-field="unit"]', "F")
+        page.select_option('#fields [data-field="detailed"]', "true")
+        page.click("#send")
+        answer = page.wait_for_selector("article.run .answer", timeout=20_000)
+        assert answer.inner_text() == "Oslo for 3 day(s) in °F, detailed=True, note=None"
+
+        # A value of the wrong type is refused on the page, naming the field.
+        page.fill("#message", "Paris")
+        page.fill('#fields [data-field="days"]', "1.5")
+        page.click("#send")
+        expect(page.locator("#run-error")).to_contain_text("days")
+        expect(page.locator("article.run")).to_have_count(1)
+
+        # An agent's error is shown with its type once.
+        page.select_option("#agent", "failing")
+        expect(page.locator("#fields [data-field]")).to_have_count(0)
+        page.fill("#message", "no data")
+        page.click("#send")
+        page.wait_for_selector("article.run .ev-agent_error", timeout=20_000)
+        shown = page.inner_text("article.run .ev-agent_error .detail")
+        assert shown == "ValueError: no data"

@@ -160,6 +160,11 @@ async def test_health_metrics_and_openapi(srv: RunningServer) -> None:
         assert "default-src 'self'" in page.headers["content-security-policy"]
         assert (await client.get("/static/app.js")).status_code == 200
         assert (await client.get("/static/../app.py")).status_code == 404
+        icon = await client.get("/favicon.ico")  # browsers ask for it: not a 404
+        assert icon.status_code == 200
+        assert icon.headers["content-type"] == "image/x-icon"
+        assert icon.content.startswith(b"\x00\x00\x01\x00")  # an ICO file
+        assert '<link rel="icon" href="/favicon.ico">' in page.text
         missing = await client.get("/v1/nothing")
         assert missing.status_code == 404
         assert missing.json()["error"] == "not_found"

@@ -1,13 +1,13 @@
 """Tests of {{distribution}}, written with agentengine's pytest kit (agentengine.testing)."""
 
 import pytest
-from agentengine.testing import assert_event_sequence, check_plugin, run_agent
+from agentengine.testing import assert_event_sequence, assert_plugin_conforms, run_agent
 
 from {{package}} import {{class_name}}
 
 
 def test_plugin_conforms_to_the_hooks() -> None:
-    assert check_plugin({{class_name}}()) == []
+    assert_plugin_conforms({{class_name}}())  # fails listing every problem
 
 
 @pytest.mark.agentengine(plugins=[{{class_name}}()])

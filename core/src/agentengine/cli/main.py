@@ -197,7 +197,7 @@ def run_command(
                 raise click.UsageError(str(exc)) from None
             async for event in handle:
                 if as_json:
-                    click.echo(json.dumps(event.to_wire()))
+                    click.echo(json.dumps(event.to_wire(), ensure_ascii=False))
                 else:
                     click.echo(event_line(event))
             result = await handle.result()

@@ -72,7 +72,9 @@ class Agent:
             raise RegistrationError(f"an agent needs a non-empty name, got {self.name!r}")
         self.func = func
         self.description = description if description is not None else first_paragraph(func.__doc__)
-        self.input_model, _ = signature_model(func, f"{self.name}_input", skip_first=True)
+        self.input_model, _ = signature_model(
+            func, f"{self.name}_input", skip_first=True, what=f"agent {self.name!r}"
+        )
         self._validate = fields_validator(self.input_model)
 
     @property

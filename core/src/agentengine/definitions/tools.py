@@ -89,19 +89,71 @@ def _is_run_param(param: inspect.Parameter, hints: Mapping[str, Any]) -> bool:
     return annotation is RunContext or annotation == "RunContext"
 
 
+#: What a tool's or agent's parameter may be annotated with, for error messages and the docs.
+ALLOWED_TYPES = (
+    "str, int, float, bool, None, Literal[...], an Enum, datetime/date/time/timedelta, UUID, "
+    "Decimal, Path; list/tuple/set/dict of those; X | None; a pydantic model, a dataclass or a "
+    "typing_extensions.TypedDict made of those (Any accepts any JSON value)"
+)
+
+
+def _function_label(func: Callable[..., Any]) -> str:
+    module = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None) or repr(func)
+    return f"{module}.{qualname}" if module else qualname
+
+
+def _unresolved(func: Callable[..., Any], name: str, annotation: Any) -> str | None:
+    """Why a string annotation cannot be evaluated (``None`` when it can)."""
+    if not isinstance(annotation, str):
+        return None
+    scope = dict(getattr(func, "__globals__", {}))
+    try:
+        eval(annotation, scope)  # noqa: S307 - how annotations are evaluated (typing does too)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _bad_type(what: str, func: Callable[..., Any], name: str, annotation: Any, why: str) -> str:
+    shown = (
+        annotation
+        if isinstance(annotation, str)
+        else getattr(annotation, "__qualname__", repr(annotation))
+    )
+    return (
+        f"{what} (function {_function_label(func)}): parameter {name!r} has type {shown!r}, "
+        f"which cannot be described as JSON ({why}); a tool's or agent's parameters must be "
+        f"JSON-describable: {ALLOWED_TYPES}. Take the data in such a type and build the object "
+        "inside the function (RunContext is passed in, not part of the schema)."
+    )
+
+
 def signature_model(
-    func: Callable[..., Any], model_name: str, *, skip_first: bool = False
+    func: Callable[..., Any], model_name: str, *, skip_first: bool = False, what: str = ""
 ) -> tuple[type[BaseModel], str | None]:
     """Build a pydantic model from ``func``'s parameters.
 
     Returns the model and the name of the parameter that receives the ``RunContext`` (if any).
-    ``*args`` / ``**kwargs`` are refused: a schema needs named parameters.
+    ``*args`` / ``**kwargs`` are refused: a schema needs named parameters. So is a parameter
+    whose type has no JSON schema or cannot be resolved: ``RegistrationError`` names ``what``
+    (``"tool 'forecast'"``), the function, the parameter and the types allowed.
     """
+    what = what or model_name
     sig = inspect.signature(func)
     try:
         hints = inspect.get_annotations(func, eval_str=True)
     except NameError:
         hints = inspect.get_annotations(func)
+        for param in sig.parameters.values():
+            why = _unresolved(func, param.name, hints.get(param.name))
+            if why is not None and hints.get(param.name) != "RunContext":
+                raise RegistrationError(
+                    f"{what} (function {_function_label(func)}): the annotation of parameter "
+                    f"{param.name!r}, {hints[param.name]!r}, cannot be resolved ({why}); import "
+                    "that type at module level (not only under TYPE_CHECKING), or use one of "
+                    f"the JSON-describable types: {ALLOWED_TYPES}"
+                ) from None
     fields: dict[str, Any] = {}
     run_param: str | None = None
     params = list(sig.parameters.values())
@@ -111,8 +163,9 @@ def signature_model(
     for param in params:
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise RegistrationError(
-                f"{model_name}: parameter {param.name!r} is *args/**kwargs; declare each "
-                "argument as a named, annotated parameter so it has a schema"
+                f"{what} (function {_function_label(func)}): parameter {param.name!r} is "
+                "*args/**kwargs; declare each argument as a named, annotated parameter so it "
+                "has a schema"
             )
         if run_param is None and _is_run_param(param, hints):
             run_param = param.name
@@ -120,12 +173,36 @@ def signature_model(
         annotation = hints.get(param.name, Any)
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (annotation, default)
-    model = create_model(
-        model_name,
-        __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True),
-        **fields,
-    )
+    try:
+        model = create_model(
+            model_name,
+            __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True),
+            **fields,
+        )
+        model.model_json_schema()  # a type without a schema fails here, not when described
+    except Exception as exc:
+        raise RegistrationError(_explain(what, func, fields, exc)) from None
     return model, run_param
+
+
+def _explain(what: str, func: Callable[..., Any], fields: dict[str, Any], exc: Exception) -> str:
+    """The first parameter whose type has no schema, named, with the allowed types."""
+    from pydantic import PydanticInvalidForJsonSchema, TypeAdapter
+
+    for name, (annotation, _default) in fields.items():
+        try:
+            TypeAdapter(annotation, config=ConfigDict(arbitrary_types_allowed=True)).json_schema()
+        except PydanticInvalidForJsonSchema:
+            reason = "a class pydantic can only check with isinstance(), not a JSON value"
+            return _bad_type(what, func, name, annotation, reason)
+        except Exception as field_exc:
+            reason = str(field_exc).split("\n", 1)[0]
+            return _bad_type(what, func, name, annotation, reason)
+    reason = str(exc).split("\n", 1)[0]
+    return (
+        f"{what} (function {_function_label(func)}): its parameters have no JSON schema "
+        f"({reason}); use JSON-describable types: {ALLOWED_TYPES}"
+    )
 
 
 def fields_validator(model: type[BaseModel]) -> Callable[[Any], dict[str, Any]]:
@@ -261,7 +338,7 @@ class FunctionTool(Tool):
             not inspect.isroutine(func) and inspect.iscoroutinefunction(type(func).__call__)
         )
         tool_name = name or func.__name__
-        model, run_param = signature_model(func, f"{tool_name}_args")
+        model, run_param = signature_model(func, f"{tool_name}_args", what=f"tool {tool_name!r}")
         super().__init__(
             tool_name,
             description if description is not None else first_paragraph(func.__doc__),

@@ -10,7 +10,10 @@ Fixtures
                          (``@pytest.mark.agentengine(plugins=[MyPlugin()], **factory_kwargs)``)
                          plus the built-ins; no entry-point loading unless the marker says
                          ``load_entrypoints=True``; no configuration file or environment
-                         variables read; shut down after the test. Async tests only.
+                         variables read; plugins load strictly (one that fails to load or
+                         register fails the test with its cause; ``strict_plugins=False`` in
+                         the marker to record it instead); shut down after the test. Async
+                         tests only.
     ``make_engine_factory``  builds more such factories (``make_engine_factory(plugins=[...])``),
                          all shut down after the test.
     ``user_context``     a builder of valid contexts: ``user_context("alice")``,

@@ -8,8 +8,8 @@ an empty list means the plugin conforms. Checked:
   ``@hookimpl`` (an unmarked one is silently never called), synchronous, and asks only for
   arguments the hook provides;
 * tools and agents: registering them works (no duplicate names), names are usable, each has a
-  description (its docstring), handlers are async, and each tool's arguments have a valid JSON
-  schema of type ``object``;
+  description (its docstring), handlers are async, each tool's arguments have a valid JSON
+  schema of type ``object``, and every parameter has a type annotation;
 * scoped resources: declaring them works;
 * extensions (what ``agentengine_engine_extensions`` returns for a throwaway engine): method
   names are ones the engine calls (misspellings are caught), each is async or sync as the
@@ -184,6 +184,8 @@ def _check_tool(t: Any, where: str, problems: list[str]) -> None:
             "is what the model reads to decide when to call it)"
         )
     problems.extend(f"{label}: {problem}" for problem in _schema_problems(t.input_schema))
+    if isinstance(t, FunctionTool):
+        problems.extend(_unannotated(label, t.func, skip_first=False))
     if not isinstance(t, FunctionTool):  # a FunctionTool's handler is checked when it is made
         invoke = type(t).invoke
         if invoke is Tool.invoke:
@@ -192,6 +194,21 @@ def _check_tool(t: Any, where: str, problems: list[str]) -> None:
             )
         elif not inspect.iscoroutinefunction(invoke):
             problems.append(f"{label}: invoke() must be 'async def'")
+
+
+def _unannotated(label: str, func: Callable[..., Any], skip_first: bool) -> list[str]:
+    """Parameters a schema knows nothing about: accepted as any value, so never validated."""
+    params = _positional(func) or []
+    if skip_first:
+        params = params[1:]
+    return [
+        f"{label}: parameter {p.name!r} has no type annotation, so its schema accepts any "
+        f"value and its arguments are never checked; annotate it (for example {p.name}: str)"
+        for p in params
+        if p.annotation is inspect.Parameter.empty
+        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        and p.name != "self"
+    ]
 
 
 def _call(plugin: Any, hook: str, problems: list[str], **kwargs: Any) -> Any:
@@ -332,6 +349,8 @@ def check_plugin(plugin: Any) -> list[str]:
             for a in agents
             if not (a.description or "").strip()
         )
+        for a in agents:
+            problems.extend(_unannotated(f"agent {a.name!r}", a.func, skip_first=True))
     if "agentengine_register_resources" in hooks:
         resources = ResourceRegistry()
         resources.current_plugin = name

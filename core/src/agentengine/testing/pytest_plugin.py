@@ -38,8 +38,9 @@ def pytest_configure(config: pytest.Config) -> None:
     """Register the ``agentengine`` marker."""
     config.addinivalue_line(
         "markers",
-        "agentengine(plugins=[...], load_entrypoints=False, **factory_kwargs): the plugins and "
-        "ExecutionEngineFactory arguments of the engine_factory fixture",
+        "agentengine(plugins=[...], load_entrypoints=False, strict_plugins=True, "
+        "**factory_kwargs): the plugins and ExecutionEngineFactory arguments of the "
+        "engine_factory fixture",
     )
 
 
@@ -140,7 +141,11 @@ async def make_engine_factory(
 ) -> AsyncIterator[Callable[..., ExecutionEngineFactory]]:
     """Build ``ExecutionEngineFactory``s isolated from the environment (no configuration file,
     no environment variables, no entry points unless asked); all are shut down after the
-    test. The ``event_recorder`` (when the test uses it) is added to each."""
+    test. The ``event_recorder`` (when the test uses it) is added to each.
+
+    Plugins load strictly (``strict_plugins=True`` unless given): a plugin that fails to
+    import or register (a misspelled hook, a hook that raises) fails the test at once with
+    ``PluginLoadError`` and its cause, instead of a missing agent later."""
     # Imported here, not at load time: see the module docstring.
     from agentengine.config import Settings
     from agentengine.runtime.factory import ExecutionEngineFactory
@@ -157,6 +162,7 @@ async def make_engine_factory(
         if recorder is not None and recorder not in plugins:
             plugins.append(recorder)
         kwargs.setdefault("load_entrypoints", False)
+        kwargs.setdefault("strict_plugins", True)
         kwargs.setdefault("config", Settings())
         kwargs.setdefault("environ", {})
         factory = ExecutionEngineFactory(plugins=plugins, **kwargs)

@@ -1,4 +1,5 @@
-"""The web page: ``GET /`` and its script and style sheet under ``/static/``.
+"""The web page: ``GET /``, its script and style sheet under ``/static/``, and its icon
+(``/favicon.ico``, which browsers ask for whatever the page says).
 
 The files ship in the package (``agentengine_server/static``) and are read once, when the app
 is built. They are served with a strict Content-Security-Policy: the page loads nothing from
@@ -37,7 +38,7 @@ PAGE_HEADERS = {
 def page_routes() -> list[Route]:
     """The routes of the page, serving its files as read now."""
     root = resources.files("agentengine_server") / "static"
-    files = {name: (root / name).read_bytes() for name in ("index.html", *_STATIC)}
+    files = {name: (root / name).read_bytes() for name in ("index.html", "favicon.ico", *_STATIC)}
 
     async def index(request: Request) -> Response:
         """The web page."""
@@ -52,4 +53,12 @@ def page_routes() -> list[Route]:
             raise ApiError(404, "not_found", f"no static file {name!r}")
         return Response(files[name], media_type=_STATIC[name], headers=PAGE_HEADERS)
 
-    return [Route("/", index), Route("/static/{name}", static_file)]
+    async def favicon(request: Request) -> Response:
+        """The page's icon (a 16x16 ICO)."""
+        return Response(files["favicon.ico"], media_type="image/x-icon", headers=PAGE_HEADERS)
+
+    return [
+        Route("/", index),
+        Route("/favicon.ico", favicon),
+        Route("/static/{name}", static_file),
+    ]

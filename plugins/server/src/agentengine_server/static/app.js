@@ -189,21 +189,130 @@ function currentAgent() {
   return state.agents.find((a) => a.name === $("agent").value);
 }
 
-// The text field of an agent whose input is one string; null when it needs a JSON object.
-function textField(agent) {
+// The agent's input schema, as a form. The first required text input (or the only text
+// input) is the message box; every other input gets a field of its own, by its type: a number
+// box, a choice for an enum or a boolean, a text box, or JSON for lists, objects and unions.
+// An optional field left empty is not sent, so the agent's default applies.
+
+function propertiesOf(agent) {
   const schema = (agent && agent.input_schema) || {};
-  const props = schema.properties || {};
-  const required = schema.required || Object.keys(props);
-  const strings = required.filter((name) => props[name] && props[name].type === "string");
-  return required.length === 1 && strings.length === 1 ? strings[0] : null;
+  return { props: schema.properties || {}, required: schema.required || [] };
+}
+
+// The JSON type of a property: "integer", "number", "boolean", "string", "enum" or "json".
+function kindOf(prop) {
+  let p = prop || {};
+  const options = p.anyOf || p.oneOf;
+  if (options) {
+    const real = options.filter((o) => o.type !== "null");
+    if (real.length !== 1) return "json";
+    p = real[0];
+  }
+  if (Array.isArray(p.enum)) return "enum";
+  if (["integer", "number", "boolean", "string"].includes(p.type)) return p.type;
+  return "json";
+}
+
+function enumOf(prop) {
+  const options = (prop && (prop.anyOf || prop.oneOf)) || [prop || {}];
+  const found = options.find((o) => Array.isArray(o.enum));
+  return found ? found.enum : [];
+}
+
+function messageField(agent) {
+  const { props, required } = propertiesOf(agent);
+  const texts = Object.keys(props).filter((name) => kindOf(props[name]) === "string");
+  const requiredText = texts.find((name) => required.includes(name));
+  if (requiredText) return requiredText;
+  return texts.length === 1 ? texts[0] : null;
+}
+
+function fieldLabel(name, required) {
+  return required ? `${name} (required)` : name;
 }
 
 function showAgent() {
   const agent = currentAgent();
   $("agent-desc").textContent = agent ? agent.description || "" : "";
-  const field = textField(agent);
-  $("message-label").textContent = field ? `Message (${field})` : "Input (a JSON object)";
-  $("message").placeholder = field ? "Ask something" : '{"key": "value"}';
+  const { props, required } = propertiesOf(agent);
+  const message = messageField(agent);
+  $("message-label").textContent = message ? fieldLabel(message, required.includes(message)) : "";
+  $("message-label").hidden = !message;
+  $("message").hidden = !message;
+  $("message").placeholder = message ? (props[message].description || "Ask something") : "";
+  const fields = $("fields");
+  fields.replaceChildren();
+  for (const [name, prop] of Object.entries(props)) {
+    if (name === message) continue;
+    const kind = kindOf(prop);
+    const id = "field-" + name;
+    const label = el("label", "", fieldLabel(name, required.includes(name)));
+    label.htmlFor = id;
+    let input;
+    if (kind === "enum" || kind === "boolean") {
+      input = el("select");
+      const choices = kind === "enum" ? enumOf(prop) : [true, false];
+      const empty = el("option", "", prop.default !== undefined
+        ? `(default: ${JSON.stringify(prop.default)})` : "(none)");
+      empty.value = "";
+      input.append(empty);
+      for (const choice of choices) {
+        const option = el("option", "", String(choice));
+        option.value = JSON.stringify(choice);
+        input.append(option);
+      }
+    } else {
+      input = el("input");
+      if (kind === "integer" || kind === "number") {
+        input.type = "number";
+        input.step = kind === "integer" ? "1" : "any";
+      }
+      if (prop.default !== undefined) input.placeholder = "default: " + JSON.stringify(prop.default);
+      else if (kind === "json") input.placeholder = "JSON";
+    }
+    input.id = id;
+    input.dataset.field = name;
+    input.dataset.kind = kind;
+    if (prop.description) input.title = prop.description;
+    const row = el("div", "field");
+    row.append(label, input);
+    fields.append(row);
+  }
+}
+
+// The run's input from the form; throws an Error naming the field when a value is unusable.
+function readInput(agent) {
+  const { required } = propertiesOf(agent);
+  const input = {};
+  const message = messageField(agent);
+  if (message) {
+    const text = $("message").value;
+    if (text !== "" || required.includes(message)) input[message] = text;
+  }
+  for (const node of $("fields").querySelectorAll("[data-field]")) {
+    const name = node.dataset.field;
+    const raw = node.value.trim();
+    if (node.validity && node.validity.badInput) throw new Error(`${name} must be a number`);
+    if (raw === "") {
+      if (required.includes(name)) throw new Error(`${name} is required`);
+      continue;
+    }
+    const kind = node.dataset.kind;
+    if (kind === "string") {
+      input[name] = node.value;
+    } else if (kind === "integer" || kind === "number") {
+      const value = Number(raw);
+      if (!Number.isFinite(value) || (kind === "integer" && !Number.isInteger(value))) {
+        throw new Error(`${name} must be ${kind === "integer" ? "a whole number" : "a number"}`);
+      }
+      input[name] = value;
+    } else {
+      try { input[name] = JSON.parse(raw); } catch (error) {
+        throw new Error(`${name} is not valid JSON: ${error.message}`);
+      }
+    }
+  }
+  return input;
 }
 
 async function sendRun(event) {
@@ -211,16 +320,10 @@ async function sendRun(event) {
   $("run-error").textContent = "";
   const agent = currentAgent();
   if (!agent) return;
-  const text = $("message").value;
-  const field = textField(agent);
   let input;
-  if (field) {
-    input = { [field]: text };
-  } else {
-    try { input = text.trim() ? JSON.parse(text) : {}; } catch (error) {
-      $("run-error").textContent = "the input is not valid JSON: " + error.message;
-      return;
-    }
+  try { input = readInput(agent); } catch (error) {
+    $("run-error").textContent = error.message;
+    return;
   }
   const frame = { type: "run", agent: agent.name, input, id: state.nextRef++ };
   if (state.ws && state.ws.readyState === WebSocket.OPEN) {
@@ -379,7 +482,9 @@ function describe(ev) {
       break;
     }
     case "agent_error":
-      detail.textContent = `${ev.error_type}: ${ev.error}`;
+      // The error usually starts with its type already ("ToolError: ..."): say it once.
+      detail.textContent = ev.error === ev.error_type || ev.error.startsWith(ev.error_type + ": ")
+        ? ev.error : `${ev.error_type}: ${ev.error}`;
       break;
     case "agent_completed":
       detail.textContent = `${ev.status} in ${Math.round(ev.duration_ms)} ms`;
