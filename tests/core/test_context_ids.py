@@ -8,8 +8,7 @@ import unicodedata
 
 import pytest
 from agentengine import InvalidContextError, UserExecutionContext
-from hypothesis import example, given
-from hypothesis import strategies as st
+from hypothesis import example, given, strategies as st
 
 ID_FIELDS = ("user_id", "thread_id", "run_id", "request_id", "parent_request_id")
 

@@ -17,8 +17,7 @@ from agentengine import (
 )
 from agentengine.context import MAX_CONTEXT_DEPTH, PLACEHOLDER_IDS
 from agentengine.definitions.tools import fields_validator
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model, model_validator
 
 REQUIRED_PLACEHOLDERS = [

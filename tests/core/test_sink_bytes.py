@@ -23,8 +23,7 @@ from agentengine import (
     parse_event,
 )
 from agentengine.events import EVENT_OVERHEAD, wire_size
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from invariants import cursor_number
 
 KB = 1024

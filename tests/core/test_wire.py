@@ -16,8 +16,7 @@ from agentengine import (
 from agentengine.events import AgentCompletedEvent, BaseEvent, RunStatus, wire_size
 from agentengine.wire import MARKER, MAX_DEPTH, SIZE, wire_safe, wire_text, wire_value
 from hostile_values import Unprintable, cycle, deep
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 #: name -> (a hostile value, what its wire form must show)
 HOSTILE: dict[str, Any] = {

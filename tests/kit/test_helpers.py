@@ -37,8 +37,7 @@ from agentengine.testing import (
     run_agent,
 )
 from agentengine.testing.assertions import sequence_matches
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 
 @tool

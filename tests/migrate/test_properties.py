@@ -8,8 +8,7 @@ import difflib
 from agentengine_migrate.file_migration import migrate_source
 from agentengine_migrate.file_scan import scan_source
 from agentengine_migrate.spec import build_spec
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 SPECS = {"legacy": build_spec({}), "netra": build_spec({}, presets=["netra"])}
 OLD_MODULES = {

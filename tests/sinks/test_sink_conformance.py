@@ -25,8 +25,7 @@ from agentengine import (
     InMemoryEventSink,
     UserExecutionContext,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from outcome_agents import OutcomesPlugin
 from redis_server import RedisProcess, unique_prefix
 

@@ -12,162 +12,83 @@ from agentengine.lazy import lazy_exports
 if TYPE_CHECKING:
     from agentengine.config import (
         EngineSettings as EngineSettings,
-    )
-    from agentengine.config import (
         Settings as Settings,
-    )
-    from agentengine.config import (
         load_settings as load_settings,
     )
     from agentengine.context import UserExecutionContext as UserExecutionContext
     from agentengine.definitions.agents import (
         Agent as Agent,
-    )
-    from agentengine.definitions.agents import (
         AgentRegistry as AgentRegistry,
-    )
-    from agentengine.definitions.agents import (
         agent as agent,
-    )
-    from agentengine.definitions.agents import (
         check_run_input as check_run_input,
     )
     from agentengine.definitions.resources import ResourceRegistry as ResourceRegistry
     from agentengine.definitions.run import RunContext as RunContext
     from agentengine.definitions.tools import (
         FunctionTool as FunctionTool,
-    )
-    from agentengine.definitions.tools import (
         Tool as Tool,
-    )
-    from agentengine.definitions.tools import (
         ToolRegistry as ToolRegistry,
-    )
-    from agentengine.definitions.tools import (
         check_arguments as check_arguments,
-    )
-    from agentengine.definitions.tools import (
         tool as tool,
     )
     from agentengine.errors import (
         AgentEngineError as AgentEngineError,
-    )
-    from agentengine.errors import (
         ConfigError as ConfigError,
-    )
-    from agentengine.errors import (
         DrainingError as DrainingError,
-    )
-    from agentengine.errors import (
         EngineClosedError as EngineClosedError,
-    )
-    from agentengine.errors import (
         EngineLimitError as EngineLimitError,
-    )
-    from agentengine.errors import (
         InvalidContextError as InvalidContextError,
-    )
-    from agentengine.errors import (
         PluginLoadError as PluginLoadError,
-    )
-    from agentengine.errors import (
         RegistrationError as RegistrationError,
-    )
-    from agentengine.errors import (
         ScopedResourceError as ScopedResourceError,
-    )
-    from agentengine.errors import (
         ToolArgumentError as ToolArgumentError,
-    )
-    from agentengine.errors import (
         ToolError as ToolError,
-    )
-    from agentengine.errors import (
         UnknownAgentError as UnknownAgentError,
-    )
-    from agentengine.errors import (
         UnknownResourceError as UnknownResourceError,
     )
     from agentengine.events import (
         AgentCompletedEvent as AgentCompletedEvent,
-    )
-    from agentengine.events import (
         AgentErrorEvent as AgentErrorEvent,
-    )
-    from agentengine.events import (
         AgentEvent as AgentEvent,
-    )
-    from agentengine.events import (
         AgentStartedEvent as AgentStartedEvent,
-    )
-    from agentengine.events import (
         AgentThinkingEvent as AgentThinkingEvent,
-    )
-    from agentengine.events import (
         BaseEvent as BaseEvent,
-    )
-    from agentengine.events import (
         RunStatus as RunStatus,
-    )
-    from agentengine.events import (
         ToolCompletedEvent as ToolCompletedEvent,
-    )
-    from agentengine.events import (
         ToolExecutingEvent as ToolExecutingEvent,
-    )
-    from agentengine.events import (
         ToolStatus as ToolStatus,
-    )
-    from agentengine.events import (
         parse_event as parse_event,
+        wire_size as wire_size,
     )
-    from agentengine.events import wire_size as wire_size
-    from agentengine.plugins.extensions import Extension as Extension
-    from agentengine.plugins.extensions import ToolCall as ToolCall
-    from agentengine.plugins.hooks import hookimpl as hookimpl
-    from agentengine.plugins.hooks import hookspec as hookspec
+    from agentengine.plugins.extensions import Extension as Extension, ToolCall as ToolCall
+    from agentengine.plugins.hooks import hookimpl as hookimpl, hookspec as hookspec
     from agentengine.plugins.loading import PluginInfo as PluginInfo
     from agentengine.request_scope import RequestScope as RequestScope
     from agentengine.runtime.drain import (
         DrainingErrorMiddleware as DrainingErrorMiddleware,
-    )
-    from agentengine.runtime.drain import (
         ShutdownDrain as ShutdownDrain,
-    )
-    from agentengine.runtime.drain import (
         drain_on_signal as drain_on_signal,
     )
     from agentengine.runtime.engine import (
         PipelineStep as PipelineStep,
-    )
-    from agentengine.runtime.engine import (
         RunHandle as RunHandle,
-    )
-    from agentengine.runtime.engine import (
         RunResult as RunResult,
-    )
-    from agentengine.runtime.engine import (
         UserExecutionEngine as UserExecutionEngine,
     )
     from agentengine.runtime.factory import (
         ExecutionEngineFactory as ExecutionEngineFactory,
-    )
-    from agentengine.runtime.factory import (
         configure_execution_engine_factory as configure_execution_engine_factory,
-    )
-    from agentengine.runtime.factory import (
         get_execution_engine_factory as get_execution_engine_factory,
-    )
-    from agentengine.runtime.factory import (
         reset_execution_engine_factory as reset_execution_engine_factory,
     )
-    from agentengine.runtime.runs import RunRecord as RunRecord
-    from agentengine.runtime.runs import RunRegistry as RunRegistry
+    from agentengine.runtime.runs import RunRecord as RunRecord, RunRegistry as RunRegistry
     from agentengine.sinks.memory import InMemoryEventSink as InMemoryEventSink
-    from agentengine.sinks.protocol import LIVE as LIVE
-    from agentengine.sinks.protocol import EventGap as EventGap
-    from agentengine.sinks.protocol import EventSink as EventSink
-    from agentengine.sinks.protocol import StreamItem as StreamItem
+    from agentengine.sinks.protocol import (
+        LIVE as LIVE,
+        EventGap as EventGap,
+        EventSink as EventSink,
+        StreamItem as StreamItem,
+    )
 
 # The public names are imported on first use (PEP 562), so that ``import agentengine`` (and
 # the command line, and a plugin module importing ``hookimpl``) does not pay for pydantic

@@ -23,44 +23,18 @@ if TYPE_CHECKING:
     from agentengine.legacy.bridge import LegacyBridgePlugin as LegacyBridgePlugin
     from agentengine.legacy.constructors import (
         BaseExecutionEngine as BaseExecutionEngine,
-    )
-    from agentengine.legacy.constructors import (
         ExecutionEngine as ExecutionEngine,
-    )
-    from agentengine.legacy.constructors import (
         ExecutionEngineConsolidated as ExecutionEngineConsolidated,
-    )
-    from agentengine.legacy.constructors import (
         ExecutionFactory as ExecutionFactory,
-    )
-    from agentengine.legacy.constructors import (
         IsolatedExecutionEngine as IsolatedExecutionEngine,
-    )
-    from agentengine.legacy.constructors import (
         MCPEnhancedExecutionEngine as MCPEnhancedExecutionEngine,
-    )
-    from agentengine.legacy.constructors import (
         RequestScopedExecutionEngine as RequestScopedExecutionEngine,
-    )
-    from agentengine.legacy.constructors import (
         RequestScopedExecutionEngineFactory as RequestScopedExecutionEngineFactory,
-    )
-    from agentengine.legacy.constructors import (
         ToolExecutionEngine as ToolExecutionEngine,
-    )
-    from agentengine.legacy.constructors import (
         UnifiedExecutionEngineFactory as UnifiedExecutionEngineFactory,
-    )
-    from agentengine.legacy.constructors import (
         UserExecutionEngineFactory as UserExecutionEngineFactory,
-    )
-    from agentengine.legacy.constructors import (
         create_execution_engine_factory as create_execution_engine_factory,
-    )
-    from agentengine.legacy.constructors import (
         create_request_scoped_engine as create_request_scoped_engine,
-    )
-    from agentengine.legacy.constructors import (
         user_execution_engine as user_execution_engine,
     )
 

@@ -28,8 +28,7 @@ from typing import TYPE_CHECKING, Any
 import httpx2
 import structlog
 from agentengine.errors import AgentEngineError
-from mcp import Client, StdioServerParameters
-from mcp import types as mcp_types
+from mcp import Client, StdioServerParameters, types as mcp_types
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import SubscriptionLost

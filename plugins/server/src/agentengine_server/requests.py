@@ -17,8 +17,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agentengine import ToolArgumentError
-from agentengine import check_run_input as core_check_run_input
+from agentengine import ToolArgumentError, check_run_input as core_check_run_input
 from starlette.requests import Request
 
 from agentengine_server.errors import ApiError
