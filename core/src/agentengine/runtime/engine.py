@@ -326,8 +326,17 @@ class ActiveRun(RunContext):
         if engine._observers:
             engine._observe(event)
 
-    async def think(self, text: str) -> None:
-        """Report progress: emits ``agent_thinking``."""
+    def tool_names(self) -> list[str]:
+        """Names of the tools this run can call by name (see ``RunContext.tool_names``)."""
+        return self._engine.tool_names()
+
+    def get_tool(self, name: str) -> Tool | None:
+        """The tool ``name`` among ``tool_names()``, or None."""
+        return self._engine.get_tool(name)
+
+    async def think(self, text: str, *, reasoning: bool = False) -> None:
+        """Report progress: emits ``agent_thinking`` (``reasoning=True`` marks a model's
+        reasoning rather than text it says)."""
         if self._finished:
             raise EngineClosedError(f"run {self.run_id} has already ended; think() is too late")
         self._think_steps += 1
@@ -338,13 +347,17 @@ class ActiveRun(RunContext):
             text, size = wire_text(text, self._wire_limit)
         fields["text"] = text
         fields["step"] = self._think_steps
+        fields["reasoning"] = reasoning is True
         self._emit(_THINKING, fields, size)
 
-    async def call_tool(self, name: str, args: Mapping[str, Any] | None = None) -> Any:
+    async def call_tool(
+        self, name: str, args: Mapping[str, Any] | None = None, *, tool: Any = None
+    ) -> Any:
         """Call a tool: emits ``tool_executing`` then ``tool_completed`` and returns the result.
 
         Raises ``ToolError`` (after ``tool_completed`` reported the failure) when the tool is
-        unknown, the arguments are invalid, the tool raised or it timed out.
+        unknown, the arguments are invalid, the tool raised or it timed out. ``tool``: call this
+        ``Tool`` under ``name`` instead of looking one up (see ``RunContext.call_tool``).
         """
         if self._finished:
             raise EngineClosedError(f"run {self.run_id} has already ended; call_tool() is too late")
@@ -370,7 +383,8 @@ class ActiveRun(RunContext):
             fields["args"] = raw_args
         self._emit(_EXECUTING, fields, size)
         started = _perf()
-        tool = engine._get_tool(name)
+        if tool is None:
+            tool = engine._get_tool(name)
         if tool is None:
             try:
                 tool = await engine._resolve_tool(name)
