@@ -53,7 +53,7 @@ def test_agentengine_run_runs_the_framework_agent(tmp_path: Path) -> None:
 
 def test_agentengine_serve_runs_the_framework_agent_over_http(tmp_path: Path) -> None:
     site = installed(tmp_path)
-    with serve_process(site, "--dev", env={"AGENTENGINE_JWT_SECRET": SECRET}) as (proc, port):
+    with serve_process(site, "--dev", env={"AGENTENGINE_JWT_SECRET": SECRET}) as (_proc, port):
         base = f"http://127.0.0.1:{port}"
         token = httpx.post(f"{base}/v1/dev/token", json={"user": "ann"}, timeout=10).json()["token"]
         headers = {"Authorization": f"Bearer {token}"}
