@@ -23,6 +23,7 @@ from agentengine import (
     parse_event,
     tool,
 )
+from agentengine.cli.render import event_line
 from agentengine.testing import assert_run_invariants
 
 
@@ -114,6 +115,9 @@ async def test_reasoning_thinking_and_tools_an_agent_brings() -> None:
     assert parse_event(wire).reasoning is True  # type: ignore[union-attr]
     del wire["reasoning"]
     assert parse_event(wire).reasoning is False  # type: ignore[union-attr]
+    # The command line shows which is which.
+    assert event_line(thinking[0]).endswith("agent_thinking  (reasoning) plan")
+    assert event_line(thinking[1]).endswith("agent_thinking  saying")
     statuses = [(e.tool, e.status) for e in result.events if e.type == "tool_completed"]
     assert statuses == [("double", "ok"), ("double", "error"), ("add", "ok")]
 

@@ -18,7 +18,7 @@ def event_line(event: BaseEvent) -> str:
     if kind == "agent_started":
         detail = json.dumps(data["input"])
     elif kind == "agent_thinking":
-        detail = data["text"]
+        detail = ("(reasoning) " if data.get("reasoning") else "") + data["text"]
     elif kind == "tool_executing":
         detail = f"{data['tool']}({json.dumps(data['args'])})"
     elif kind == "tool_completed":
