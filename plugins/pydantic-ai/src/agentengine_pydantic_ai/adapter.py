@@ -29,17 +29,37 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from agentengine import Agent, RegistrationError, RunContext
 from pydantic import BaseModel
+from pydantic_ai.messages import (
+    FunctionToolCallEvent,
+    FunctionToolResultEvent,
+    ModelRequest,
+    ModelResponse,
+    PartDeltaEvent,
+    PartEndEvent,
+    PartStartEvent,
+    TextPart,
+    TextPartDelta,
+    ThinkingPart,
+    ThinkingPartDelta,
+    UserPromptPart,
+)
+from pydantic_ai.run import AgentRunResultEvent
 from pydantic_core import to_jsonable_python
 
 from agentengine_pydantic_ai.names import ToolNames, is_per_user_pattern, match_patterns
+from agentengine_pydantic_ai.tools import (
+    EngineCapability,
+    EngineToolset,
+    call_args,
+    refuse_call,
+    resolve_tools,
+)
 
 if TYPE_CHECKING:
     from agentengine import ToolRegistry
     from pydantic_ai import Agent as PydanticAgent
     from pydantic_ai.messages import ModelMessage
     from pydantic_ai.usage import UsageLimits
-
-    from agentengine_pydantic_ai.tools import EngineCapability
 
 __all__ = ["ChatMessage", "PydanticAIAgent", "from_pydantic_ai"]
 
@@ -55,8 +75,6 @@ class ChatMessage(BaseModel):
 
 
 def _history(messages: Sequence[ChatMessage]) -> list[ModelMessage]:
-    from pydantic_ai.messages import ModelRequest, ModelResponse, TextPart, UserPromptPart
-
     out: list[ModelMessage] = []
     for m in messages:
         if m.role == "user":
@@ -174,8 +192,6 @@ def from_pydantic_ai(
     async def run_pydantic_ai(
         run: RunContext, message: str, history: list[ChatMessage] | None = None
     ) -> Any:
-        from agentengine_pydantic_ai.tools import EngineCapability, EngineToolset, resolve_tools
-
         engine_tools = await resolve_tools(run, patterns)
         names = ToolNames(engine_tools)
         capability = EngineCapability(run, names)
@@ -224,19 +240,6 @@ class _StreamMapper:
 
     async def handle(self, event: Any) -> None:
         """Map one streamed event."""
-        from pydantic_ai.messages import (
-            FunctionToolCallEvent,
-            FunctionToolResultEvent,
-            PartDeltaEvent,
-            PartEndEvent,
-            PartStartEvent,
-            TextPart,
-            TextPartDelta,
-            ThinkingPart,
-            ThinkingPartDelta,
-        )
-        from pydantic_ai.run import AgentRunResultEvent
-
         thinking = self.thinking
         if isinstance(event, PartDeltaEvent):
             delta = event.delta
@@ -262,8 +265,6 @@ class _StreamMapper:
             self.output = event.result.output
 
     async def _settled(self, event: Any) -> None:
-        from agentengine_pydantic_ai.tools import call_args, refuse_call
-
         call = self._calls.pop(event.tool_call_id, None)
         reported = self._capability.reported
         if event.tool_call_id in reported:
