@@ -364,3 +364,32 @@ async def test_dotted_tool_names_are_mapped_for_the_model_and_back(pattern: str)
         ("tool_executing", "math.add", {"a": 40, "b": 2}),
         ("tool_completed", "math.add", "ok"),
     ]
+
+
+async def test_parallel_calls_complete_in_any_order_each_keyed_by_its_id() -> None:
+    fast_done = asyncio.Event()
+    script = scripted([Call("slow_one", {}, "c1"), Call("fast_one", {}, "c2")], ["both done"])
+    fa: Agent[Any, Any] = Agent(script.model())
+
+    @fa.tool_plain
+    async def slow_one() -> str:
+        """Finishes after fast_one (so the calls must run at the same time)."""
+        await asyncio.wait_for(fast_done.wait(), 10)
+        return "slow"
+
+    @fa.tool_plain
+    async def fast_one() -> str:
+        """Finishes at once."""
+        fast_done.set()
+        return "fast"
+
+    agent = from_pydantic_ai(fa, name="assistant")
+    result = await run_once(agent)
+    assert result.status is RunStatus.SUCCEEDED, result.error
+    assert shape(result)[1:5] == [
+        ("tool_executing", "slow_one", {}),
+        ("tool_executing", "fast_one", {}),
+        ("tool_completed", "fast_one", "ok"),
+        ("tool_completed", "slow_one", "ok"),
+    ]
+    pairs_keyed_by_call_id(result)
