@@ -10,6 +10,7 @@ import pytest
 from agentengine import (
     Agent,
     ExecutionEngineFactory,
+    Extension,
     RegistrationError,
     RunContext,
     RunStatus,
@@ -149,3 +150,47 @@ async def test_strict_plugins_make_a_missing_tool_an_error() -> None:
     with pytest.raises(Exception, match="needs tool 'missing'"):
         async with make(Plugin(Checked("bad", "missing")), strict_plugins=True):
             pass
+
+
+class Listing:
+    """An extension resolving per-user tools at call time, and listing them."""
+
+    name = "listing"
+
+    def __init__(self, user_tool: Any) -> None:
+        self.user_tool = user_tool
+
+    @hookimpl
+    def agentengine_engine_extensions(self, context: Any, engine: Any) -> Any:
+        plugin = self
+
+        class Ext(Extension):
+            async def resolve_tool(self, name: str) -> Any:
+                return plugin.user_tool if name == plugin.user_tool.name else None
+
+            async def list_tools(self) -> Any:
+                # "add" is registered too: the registered one wins, as a call would get it.
+                return [plugin.user_tool, tool(name="add")(add.func)]
+
+        return Ext()
+
+
+@agent(name="lister")
+async def lister(run: RunContext) -> Any:
+    tools = await run.list_tools()
+    return [(t.name, t is add) for t in tools]
+
+
+async def test_run_list_tools_lists_registered_and_resolvable_tools() -> None:
+    @tool(name="user.echo")
+    async def echo(text: str) -> str:
+        """Echo."""
+        return text
+
+    async with (
+        make(Plugin(lister), Listing(echo)) as f,
+        f.user_execution_engine(UserExecutionContext.for_user("alice")) as engine,
+    ):
+        result = await engine.execute_agent("lister", {})
+    assert result.status is RunStatus.SUCCEEDED, result.error
+    assert result.output == [("add", True), ("user.echo", False)]

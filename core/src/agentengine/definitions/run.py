@@ -7,7 +7,7 @@ the engine makes runs: an agent receives its ``RunContext`` as its first argumen
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -119,6 +119,12 @@ class RunContext:
 
     def get_tool(self, name: str) -> RunTool | None:
         """The tool ``name`` among ``tool_names()``, or None."""
+        raise NotImplementedError
+
+    async def list_tools(self) -> Sequence[RunTool]:
+        """Every tool this run can call, sorted by name: ``tool_names()``'s and those that
+        extensions resolve at call time and can list (``Extension.list_tools``: the user's MCP
+        tools, opening the user's sessions as needed). For agents that offer tools to a model."""
         raise NotImplementedError
 
     async def think(self, text: str, *, reasoning: bool = False) -> None:

@@ -334,6 +334,10 @@ class ActiveRun(RunContext):
         """The tool ``name`` among ``tool_names()``, or None."""
         return self._engine.get_tool(name)
 
+    async def list_tools(self) -> list[Tool]:
+        """Every tool this run can call (see ``RunContext.list_tools``)."""
+        return await self._engine.list_tools()
+
     async def think(self, text: str, *, reasoning: bool = False) -> None:
         """Report progress: emits ``agent_thinking`` (``reasoning=True`` marks a model's
         reasoning rather than text it says)."""
@@ -606,6 +610,7 @@ class UserExecutionEngine:
         "_run_timeout",
         "_services",
         "_tool_chain",
+        "_tool_listers",
         "_tool_resolvers",
         "_tool_timeout",
         "_tools",
@@ -630,6 +635,7 @@ class UserExecutionEngine:
     _run_timeout: float
     _tool_chain: ToolChain
     _tool_resolvers: tuple[Callable[[str], Awaitable[Tool | None]], ...]
+    _tool_listers: tuple[Callable[[], Awaitable[Iterable[Tool]]], ...]
     _tool_timeout: float
     _tools: ToolRegistry | _LayeredTools
     _get_agent: Callable[[str], Agent | None]
@@ -673,6 +679,7 @@ class UserExecutionEngine:
         self._deadlines = services.deadlines
         self._publish = services.publish
         self._tool_resolvers = ()
+        self._tool_listers = ()
         self._extension_stack = _NO_EXTENSIONS
         self._extensions = ()
         self._observers = ()
@@ -698,6 +705,7 @@ class UserExecutionEngine:
         self._tool_chain = chains.tool
         self._observers = chains.observers
         self._tool_resolvers = chains.resolvers
+        self._tool_listers = chains.listers
         if chains.tools:
             self._tools = _LayeredTools(chains.tools, self._services.tools)
             self._get_tool = self._tools.get
@@ -762,6 +770,16 @@ class UserExecutionEngine:
     def get_tool(self, name: str) -> Tool | None:
         """The tool ``name`` as this engine sees it, or None."""
         return self._tools.get(name)
+
+    async def list_tools(self) -> list[Tool]:
+        """Every tool this engine's runs can call, by name: the registered ones, the engine's
+        own, and those the extensions resolve at call time and can list (the user's MCP tools,
+        opening their sessions). Sorted by name; a name found twice is the one a call gets."""
+        found = {name: tool for name in self._tools.names() if (tool := self._tools.get(name))}
+        for list_tools in self._tool_listers:
+            for tool in await list_tools():
+                found.setdefault(tool.name, tool)
+        return [found[name] for name in sorted(found)]
 
     # -- events -----------------------------------------------------------------------------
 
@@ -1143,6 +1161,7 @@ class UserExecutionEngine:
         self._run_chain = _call_agent
         self._tool_chain = _invoke_tool
         self._tool_resolvers = ()
+        self._tool_listers = ()
         self._services.release(self)
 
     async def shutdown(self) -> None:

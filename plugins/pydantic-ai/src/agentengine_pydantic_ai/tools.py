@@ -61,21 +61,17 @@ class UnknownToolsError(AgentEngineError, LookupError):
 
 
 async def _per_user_tools(run: RunContext) -> dict[str, Tool]:
-    """The tools of this user's MCP sessions, when the MCP plugin is installed and active
-    (opens the sessions not open yet)."""
-    try:
-        from agentengine_mcp import list_tools
-    except ImportError:
-        return {}
-    return {t.name: t for t in await list_tools(run)}
+    """Every tool the run can call, those extensions resolve per user included (the user's MCP
+    tools: this opens the user's MCP sessions not open yet)."""
+    return {t.name: t for t in await run.list_tools() if isinstance(t, Tool)}
 
 
 async def resolve_tools(run: RunContext, patterns: tuple[str, ...]) -> dict[str, Tool]:
     """The agentengine tools ``patterns`` name for this run, by name.
 
     Registered tools first; patterns that may name per-user tools (dotted, MCP) and match no
-    registered tool are looked up among this user's MCP tools. Raises ``UnknownToolsError``
-    naming every pattern that matches nothing.
+    registered tool are looked up in ``run.list_tools()`` (this user's MCP tools). Raises
+    ``UnknownToolsError`` naming every pattern that matches nothing.
     """
     if not patterns:
         return {}
