@@ -150,11 +150,14 @@ class AgentStartedEvent(BaseEvent):
 
 
 class AgentThinkingEvent(BaseEvent):
-    """The agent reported progress (``run.think(text)``)."""
+    """The agent reported progress (``run.think(text)``). ``reasoning`` is true for a model's
+    reasoning (``run.think(text, reasoning=True)``: thinking parts of a model-driven agent), as
+    opposed to text it says; false by default."""
 
     type: Literal["agent_thinking"] = "agent_thinking"
     text: str
     step: int = Field(ge=1)
+    reasoning: bool = False
 
 
 class ToolExecutingEvent(BaseEvent):

@@ -23,7 +23,7 @@ def event_line(event: BaseEvent) -> str:
     if kind == "agent_started":
         detail = _json(data["input"])
     elif kind == "agent_thinking":
-        detail = data["text"]
+        detail = ("(reasoning) " if data.get("reasoning") else "") + data["text"]
     elif kind == "tool_executing":
         detail = f"{data['tool']}({_json(data['args'])})"
     elif kind == "tool_completed":

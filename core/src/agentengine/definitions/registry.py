@@ -46,6 +46,11 @@ class NamedRegistry(Generic[_T]):
         self._owners[name] = self.current_plugin
         return entry
 
+    def remove(self, name: str) -> None:
+        """Forget ``name`` (nothing happens if it is not there)."""
+        self._entries.pop(name, None)
+        self._owners.pop(name, None)
+
     def owner(self, name: str) -> str | None:
         """The name of the plugin that contributed ``name``."""
         return self._owners.get(name)

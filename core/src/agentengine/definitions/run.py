@@ -7,7 +7,7 @@ the engine makes runs: an agent receives its ``RunContext`` as its first argumen
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from agentengine.context import UserExecutionContext
     from agentengine.events import BaseEvent
 
-__all__ = ["RunAgent", "RunContext"]
+__all__ = ["RunAgent", "RunContext", "RunTool"]
 
 
 class RunAgent(Protocol):
@@ -40,6 +40,29 @@ class RunAgent(Protocol):
 
     def describe(self) -> dict[str, Any]:
         """Name, description and input schema."""
+        ...
+
+
+class RunTool(Protocol):
+    """What a run knows of a tool (a ``Tool``; typed structurally here because tools are
+    defined in terms of runs, not the other way round)."""
+
+    @property
+    def name(self) -> str:
+        """The tool's name."""
+        ...
+
+    @property
+    def timeout(self) -> float | None:
+        """Its own timeout in seconds, or None for the engine's ``tool_timeout``."""
+        ...
+
+    def validate_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Check ``args``; return them as ``invoke`` will receive them."""
+        ...
+
+    async def invoke(self, run: RunContext, args: dict[str, Any]) -> Any:
+        """Run the tool with validated ``args``."""
         ...
 
 
@@ -88,14 +111,38 @@ class RunContext:
         """The run's events so far (a copy)."""
         raise NotImplementedError
 
-    async def think(self, text: str) -> None:
-        """Report progress: emits ``agent_thinking``."""
+    def tool_names(self) -> list[str]:
+        """Names of the tools this run can call by name: the registered tools and the user's
+        engine's own (tools that extensions resolve at call time, such as MCP tools, are not
+        listed)."""
         raise NotImplementedError
 
-    async def call_tool(self, name: str, args: Mapping[str, Any] | None = None) -> Any:
+    def get_tool(self, name: str) -> RunTool | None:
+        """The tool ``name`` among ``tool_names()``, or None."""
+        raise NotImplementedError
+
+    async def list_tools(self) -> Sequence[RunTool]:
+        """Every tool this run can call, sorted by name: ``tool_names()``'s and those that
+        extensions resolve at call time and can list (``Extension.list_tools``: the user's MCP
+        tools, opening the user's sessions as needed). For agents that offer tools to a model."""
+        raise NotImplementedError
+
+    async def think(self, text: str, *, reasoning: bool = False) -> None:
+        """Report progress: emits ``agent_thinking`` (``reasoning=True`` marks a model's
+        reasoning rather than text it says)."""
+        raise NotImplementedError
+
+    async def call_tool(
+        self, name: str, args: Mapping[str, Any] | None = None, *, tool: RunTool | None = None
+    ) -> Any:
         """Call a tool: emits ``tool_executing`` then ``tool_completed`` and returns the result.
 
         Raises ``ToolError`` (after ``tool_completed`` reported the failure) when the tool is
         unknown, the arguments are invalid, the tool raised or it timed out.
+
+        ``tool``: call this ``Tool`` under ``name`` instead of looking one up (for tools an agent
+        brings along, such as a framework agent's own): the call gets the same events, argument
+        validation (its ``validate_args``), ``around_tool`` middleware and timeout as a
+        registered tool.
         """
         raise NotImplementedError

@@ -18,6 +18,9 @@ methods (duck-typed; ``Extension`` is a convenience base with no-op defaults):
     tools only this user's engine has (e.g. an MCP server's, with this user's session);
 ``async resolve_tool(name)``
     a tool looked up by name at call time, or None;
+``async list_tools()``
+    the tools ``resolve_tool`` can find, listed (``run.list_tools()``: for agents that offer
+    tools to a model; may open connections, as an MCP session does);
 ``on_event(event)``
     an observer of every event of the engine's runs. One that raises (anything, a
     ``CancelledError`` included) is logged with its plugin's name and skipped: observers never
@@ -122,6 +125,10 @@ class Extension:
         """A tool looked up at call time."""
         return None
 
+    async def list_tools(self) -> Iterable[Tool]:
+        """The tools ``resolve_tool`` can find, listed."""
+        return ()
+
     def on_event(self, event: BaseEvent) -> None:
         """Observe an event."""
 
@@ -178,6 +185,8 @@ class Chains:
     resolvers: tuple[Callable[[str], Awaitable[Tool | None]], ...]
     #: The tools the extensions provide for this engine only, by name (later ones win).
     tools: dict[str, Tool]
+    #: ``list_tools`` of each extension that lists the tools it resolves, in order.
+    listers: tuple[Callable[[], Awaitable[Iterable[Tool]]], ...] = ()
 
 
 class ExtensionStack:
@@ -293,6 +302,7 @@ class ExtensionStack:
         tool_chain = tool_base
         observers: list[tuple[str, Callable[[BaseEvent], None]]] = []
         resolvers: list[Callable[[str], Awaitable[Tool | None]]] = []
+        listers: list[Callable[[], Awaitable[Iterable[Tool]]]] = []
         local_tools: dict[str, Tool] = {}
         for _, ext in reversed(self.entries):
             if implements(ext, "around_run"):
@@ -314,7 +324,11 @@ class ExtensionStack:
                     local_tools[t.name] = t
             if implements(ext, "resolve_tool"):
                 resolvers.append(ext.resolve_tool)
-        return Chains(run_chain, tool_chain, tuple(observers), tuple(resolvers), local_tools)
+            if implements(ext, "list_tools"):
+                listers.append(ext.list_tools)
+        return Chains(
+            run_chain, tool_chain, tuple(observers), tuple(resolvers), local_tools, tuple(listers)
+        )
 
     async def close(self) -> None:
         """Close the started extensions in reverse order, each ``close()`` given

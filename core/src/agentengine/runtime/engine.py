@@ -326,8 +326,21 @@ class ActiveRun(RunContext):
         if engine._observers:
             engine._observe(event)
 
-    async def think(self, text: str) -> None:
-        """Report progress: emits ``agent_thinking``."""
+    def tool_names(self) -> list[str]:
+        """Names of the tools this run can call by name (see ``RunContext.tool_names``)."""
+        return self._engine.tool_names()
+
+    def get_tool(self, name: str) -> Tool | None:
+        """The tool ``name`` among ``tool_names()``, or None."""
+        return self._engine.get_tool(name)
+
+    async def list_tools(self) -> list[Tool]:
+        """Every tool this run can call (see ``RunContext.list_tools``)."""
+        return await self._engine.list_tools()
+
+    async def think(self, text: str, *, reasoning: bool = False) -> None:
+        """Report progress: emits ``agent_thinking`` (``reasoning=True`` marks a model's
+        reasoning rather than text it says)."""
         if self._finished:
             raise EngineClosedError(f"run {self.run_id} has already ended; think() is too late")
         self._think_steps += 1
@@ -338,13 +351,17 @@ class ActiveRun(RunContext):
             text, size = wire_text(text, self._wire_limit)
         fields["text"] = text
         fields["step"] = self._think_steps
+        fields["reasoning"] = reasoning is True
         self._emit(_THINKING, fields, size)
 
-    async def call_tool(self, name: str, args: Mapping[str, Any] | None = None) -> Any:
+    async def call_tool(
+        self, name: str, args: Mapping[str, Any] | None = None, *, tool: Any = None
+    ) -> Any:
         """Call a tool: emits ``tool_executing`` then ``tool_completed`` and returns the result.
 
         Raises ``ToolError`` (after ``tool_completed`` reported the failure) when the tool is
-        unknown, the arguments are invalid, the tool raised or it timed out.
+        unknown, the arguments are invalid, the tool raised or it timed out. ``tool``: call this
+        ``Tool`` under ``name`` instead of looking one up (see ``RunContext.call_tool``).
         """
         if self._finished:
             raise EngineClosedError(f"run {self.run_id} has already ended; call_tool() is too late")
@@ -370,7 +387,8 @@ class ActiveRun(RunContext):
             fields["args"] = raw_args
         self._emit(_EXECUTING, fields, size)
         started = _perf()
-        tool = engine._get_tool(name)
+        if tool is None:
+            tool = engine._get_tool(name)
         if tool is None:
             try:
                 tool = await engine._resolve_tool(name)
@@ -592,6 +610,7 @@ class UserExecutionEngine:
         "_run_timeout",
         "_services",
         "_tool_chain",
+        "_tool_listers",
         "_tool_resolvers",
         "_tool_timeout",
         "_tools",
@@ -616,6 +635,7 @@ class UserExecutionEngine:
     _run_timeout: float
     _tool_chain: ToolChain
     _tool_resolvers: tuple[Callable[[str], Awaitable[Tool | None]], ...]
+    _tool_listers: tuple[Callable[[], Awaitable[Iterable[Tool]]], ...]
     _tool_timeout: float
     _tools: ToolRegistry | _LayeredTools
     _get_agent: Callable[[str], Agent | None]
@@ -659,6 +679,7 @@ class UserExecutionEngine:
         self._deadlines = services.deadlines
         self._publish = services.publish
         self._tool_resolvers = ()
+        self._tool_listers = ()
         self._extension_stack = _NO_EXTENSIONS
         self._extensions = ()
         self._observers = ()
@@ -684,6 +705,7 @@ class UserExecutionEngine:
         self._tool_chain = chains.tool
         self._observers = chains.observers
         self._tool_resolvers = chains.resolvers
+        self._tool_listers = chains.listers
         if chains.tools:
             self._tools = _LayeredTools(chains.tools, self._services.tools)
             self._get_tool = self._tools.get
@@ -748,6 +770,16 @@ class UserExecutionEngine:
     def get_tool(self, name: str) -> Tool | None:
         """The tool ``name`` as this engine sees it, or None."""
         return self._tools.get(name)
+
+    async def list_tools(self) -> list[Tool]:
+        """Every tool this engine's runs can call, by name: the registered ones, the engine's
+        own, and those the extensions resolve at call time and can list (the user's MCP tools,
+        opening their sessions). Sorted by name; a name found twice is the one a call gets."""
+        found = {name: tool for name in self._tools.names() if (tool := self._tools.get(name))}
+        for list_tools in self._tool_listers:
+            for tool in await list_tools():
+                found.setdefault(tool.name, tool)
+        return [found[name] for name in sorted(found)]
 
     # -- events -----------------------------------------------------------------------------
 
@@ -1129,6 +1161,7 @@ class UserExecutionEngine:
         self._run_chain = _call_agent
         self._tool_chain = _invoke_tool
         self._tool_resolvers = ()
+        self._tool_listers = ()
         self._services.release(self)
 
     async def shutdown(self) -> None:

@@ -31,6 +31,7 @@ from agentengine.errors import (
     EngineClosedError,
     EngineLimitError,
     InvalidContextError,
+    RegistrationError,
     UnknownAgentError,
     describe_error,
 )
@@ -280,6 +281,7 @@ class ExecutionEngineFactory:
         )
         self.resources.current_plugin = None
         self.agents.current_plugin = self.tools.current_plugin = None
+        self._check_agent_tools()
         for name in self.agents.names():
             info = ps.info(self.agents.owner(name) or "")
             if info is not None and name not in before_agents:
@@ -296,6 +298,25 @@ class ExecutionEngineFactory:
                 distribution=info.distribution,
                 error=info.error,
             )
+
+    def _check_agent_tools(self) -> None:
+        """Agents that name tools (a framework agent's ``tools=``) check the names now that
+        every plugin registered its tools (``agent.check_tools(registry)``). One naming a tool
+        that does not exist is dropped and the error recorded against the plugin that added it,
+        as if its registration hook had raised; added by no plugin, the error is raised."""
+        for agent in list(self.agents):
+            check = getattr(agent, "check_tools", None)
+            if check is None:
+                continue
+            try:
+                check(self.tools)
+            except RegistrationError as exc:
+                owner = self.agents.owner(agent.name)
+                plugin = self.plugins.manager.get_plugin(owner) if owner else None
+                if plugin is None:
+                    raise
+                self.agents.remove(agent.name)
+                self.plugins.record_failure(plugin, f"agentengine_register_agents: {exc}", exc)
 
     def _choose_sink(self) -> EventSink:
         # The first plugin (in registration order) returning a sink wins; one that raises is

@@ -46,6 +46,7 @@ EXTENSION_METHODS: dict[str, tuple[tuple[str, ...], bool]] = {
     "around_tool": (("run", "call", "call_next"), True),
     "tools": ((), False),
     "resolve_tool": (("name",), True),
+    "list_tools": ((), True),
     "on_event": (("event",), False),
 }
 

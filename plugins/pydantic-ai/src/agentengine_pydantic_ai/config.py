@@ -1,0 +1,117 @@
+"""The ``[pydantic_ai]`` configuration table: agents declared without Python.
+
+```toml
+[[pydantic_ai.agents]]
+name = "assistant"                       # the agentengine agent's name
+model = "openai:gpt-5.2"                 # any model string pydantic-ai accepts
+instructions = "Answer in one sentence."
+tools = ["forecast", "time.*"]           # agentengine tools, by name or glob
+request_limit = 10                       # limits of each run (pydantic-ai's UsageLimits)
+```
+
+API keys come from the environment, as pydantic-ai reads them (``OPENAI_API_KEY`` ...); the
+model is resolved when a run starts, so a missing key fails that run, not the factory.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+if TYPE_CHECKING:
+    from agentengine import Settings
+
+    from agentengine_pydantic_ai.adapter import PydanticAIAgent
+
+__all__ = ["DeclaredAgent", "PydanticAISettings", "load_settings"]
+
+#: The table this plugin owns.
+TABLE = "pydantic_ai"
+
+
+class DeclaredAgent(BaseModel):
+    """One ``[[pydantic_ai.agents]]`` entry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    instructions: str | None = None
+    description: str | None = None
+    tools: list[str] = Field(default_factory=list)
+    retries: int = Field(default=1, ge=0)
+    request_limit: int | None = Field(default=50, ge=1)
+    tool_calls_limit: int | None = Field(default=None, ge=0)
+    input_tokens_limit: int | None = Field(default=None, ge=1)
+    output_tokens_limit: int | None = Field(default=None, ge=1)
+    total_tokens_limit: int | None = Field(default=None, ge=1)
+    thinking_window: float = Field(default=0.25, ge=0)
+
+    @field_validator("name", "model")
+    @classmethod
+    def _no_outer_spaces(cls, value: str) -> str:
+        if value != value.strip():
+            raise ValueError("must not start or end with whitespace")
+        return value
+
+    @field_validator("tools")
+    @classmethod
+    def _tool_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not name.strip():
+                raise ValueError("tool names must not be empty")
+        return value
+
+    def build(self) -> PydanticAIAgent:
+        """The agentengine agent this entry declares."""
+        from pydantic_ai import Agent
+        from pydantic_ai.usage import UsageLimits
+
+        from agentengine_pydantic_ai.adapter import from_pydantic_ai
+
+        framework: Agent[Any, Any] = Agent(
+            self.model,
+            instructions=self.instructions,
+            name=self.name,
+            retries=self.retries,
+            defer_model_check=True,
+        )
+        limits = UsageLimits(
+            request_limit=self.request_limit,
+            tool_calls_limit=self.tool_calls_limit,
+            input_tokens_limit=self.input_tokens_limit,
+            output_tokens_limit=self.output_tokens_limit,
+            total_tokens_limit=self.total_tokens_limit,
+        )
+        return from_pydantic_ai(
+            framework,
+            name=self.name,
+            tools=self.tools,
+            description=self.description,
+            usage_limits=limits,
+            thinking_window=self.thinking_window,
+        )
+
+
+class PydanticAISettings(BaseModel):
+    """The ``[pydantic_ai]`` table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agents: list[DeclaredAgent] = Field(default_factory=list)
+
+    @field_validator("agents")
+    @classmethod
+    def _unique_names(cls, value: list[DeclaredAgent]) -> list[DeclaredAgent]:
+        seen: set[str] = set()
+        for entry in value:
+            if entry.name in seen:
+                raise ValueError(f"two agents are called {entry.name!r}")
+            seen.add(entry.name)
+        return value
+
+
+def load_settings(settings: Settings) -> PydanticAISettings:
+    """Read and validate ``[pydantic_ai]`` (``ConfigError`` naming file, table and key)."""
+    return settings.model(TABLE, PydanticAISettings)
