@@ -232,7 +232,7 @@ class ExecutionEngineFactory:
         )
         self._engines: dict[str, set[UserExecutionEngine]] = {}
         #: Submitted runs (``submit_run``): find, list and cancel a user's runs by id.
-        self.runs = RunRegistry(es)
+        self.runs = self._choose_run_registry()
         # The engines made by submit_run, one per run (not counted in max_engines_per_user).
         self._run_engines: set[UserExecutionEngine] = set()
         # (user id, run id) of contexts whose run id an engine already used; bounded.
@@ -311,6 +311,25 @@ class ExecutionEngineFactory:
             retention_bytes=es.event_retention_bytes,
             total_bytes=es.event_total_bytes,
         )
+
+    def _choose_run_registry(self) -> RunRegistry:
+        # As for the sink: the first plugin returning a registry wins.
+        for name, value in self.plugins.call_each(
+            "agentengine_run_registry",
+            {
+                "settings": self.settings,
+                "engine_settings": self.engine_settings,
+                "events": self.events,
+            },
+            first=True,
+        ):
+            if not isinstance(value, RunRegistry):
+                raise AgentEngineError(
+                    f"the agentengine_run_registry hook of plugin {name!r} returned "
+                    f"{type(value).__name__}; it must return a RunRegistry (or None)"
+                )
+            return value
+        return RunRegistry(self.engine_settings)
 
     @property
     def plugin_infos(self) -> list[PluginInfo]:
@@ -480,6 +499,7 @@ class ExecutionEngineFactory:
             self.runs.unreserve(user_id)
             raise
         self.runs.track(record, handle, engine)
+        await self.runs.store(record)
         return handle
 
     def _unadmit(self, engine: UserExecutionEngine) -> None:

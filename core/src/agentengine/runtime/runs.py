@@ -243,6 +243,10 @@ class RunRegistry:
             self._ended(record)
             record.handle = None
             try:
+                await self.store(record)
+            except Exception:
+                _log.exception("storing a finished run's record failed", run_id=record.run_id)
+            try:
                 await engine.cleanup()
             except Exception:
                 _log.exception("cleaning up a run's engine failed", run_id=record.run_id)
@@ -250,6 +254,11 @@ class RunRegistry:
                 self._finished(record)
             except Exception:
                 _log.exception("recording a finished run failed", run_id=record.run_id)
+
+    async def store(self, record: RunRecord) -> None:
+        """Called with a run's record once it was submitted and once it ended: a registry
+        shared by several processes writes it where they all read it. This one keeps records
+        in memory, where they already are."""
 
     # -- the run table ------------------------------------------------------------------------
 
@@ -408,6 +417,7 @@ class RunRegistry:
             # Record the end now, so the answer already shows the final status.
             _apply(record, await handle.result())
             self._ended(record)
+            await self.store(record)
         return record
 
     async def wait_finished(self, timeout: float | None = None) -> bool:

@@ -41,6 +41,10 @@ class RedisSettings(BaseModel):
     max_connections: int = Field(default=32, ge=2)
     #: Seconds between health checks (``PING``) while the server runs.
     health_interval: float = Field(default=1.0, gt=0)
+    #: Runs shared by every process on this Redis: their records (``factory.runs``: any
+    #: instance answers ``GET /v1/runs/{id}`` for any run of the caller). See
+    #: docs/scale-out.md, "Runs on Redis".
+    queue: bool = False
 
     @field_validator("key_prefix")
     @classmethod

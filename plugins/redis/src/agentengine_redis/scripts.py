@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["APPEND", "OPEN", "Script"]
+__all__ = ["APPEND", "OPEN", "STORE_RUN", "Script"]
 
 
 class Script:
@@ -75,5 +75,38 @@ if not epoch then
   return {ARGV[1], 0}
 end
 return {epoch, tonumber(redis.call('HGET', meta, 'last'))}
+"""
+)
+
+# Store one run record. KEYS: the record's hash, the user's runs index, the user's finished
+# index. ARGV: run id, record JSON, created at, finished at ('' while in flight), records kept
+# finished per user, expiry (ms), the prefix of record keys. A record that already ended is
+# never overwritten (its first end is its end: a late in-flight write of another process, or
+# a second end, changes nothing). Beyond the bound the oldest finished records are dropped.
+# Returns 1 if stored, 0 if refused.
+STORE_RUN = Script(
+    """
+local rec, runs, done = KEYS[1], KEYS[2], KEYS[3]
+if redis.call('HGET', rec, 'done') == '1' then
+  return 0
+end
+local finished = ARGV[4] ~= ''
+redis.call('HSET', rec, 'r', ARGV[2], 'done', finished and '1' or '0')
+redis.call('ZADD', runs, ARGV[3], ARGV[1])
+if finished then
+  redis.call('ZADD', done, ARGV[4], ARGV[1])
+  local extra = redis.call('ZCARD', done) - tonumber(ARGV[5])
+  if extra > 0 then
+    local old = redis.call('ZPOPMIN', done, extra)
+    for i = 1, #old, 2 do
+      redis.call('ZREM', runs, old[i])
+      redis.call('DEL', ARGV[7] .. old[i])
+    end
+  end
+end
+redis.call('PEXPIRE', rec, ARGV[6])
+redis.call('PEXPIRE', runs, ARGV[6])
+redis.call('PEXPIRE', done, ARGV[6])
+return 1
 """
 )
