@@ -104,11 +104,16 @@ async def test_any_process_answers_for_any_run_of_the_caller(redis_process: Redi
     async with factory(redis_process.url, prefix) as a, factory(redis_process.url, prefix) as b:
         assert isinstance(a.runs, RedisRunRegistry) and isinstance(b.runs, RedisRunRegistry)
         ctx = UserExecutionContext.for_user("ann")
-        handle = await a.submit_run(ctx, "napper", {"seconds": 0.3, "answer": "hi"})
-        # Seen from the other process at once, in flight.
+        handle = await a.submit_run(ctx, "napper", {"seconds": 1.5, "answer": "hi"})
+        # Seen from the other process at once, in flight, then executing.
         seen = await b.runs.get("ann", handle.run_id)
         assert seen is not None and not seen.done
         assert (seen.agent, seen.user_id, seen.thread_id) == ("napper", "ann", ctx.thread_id)
+        async with asyncio.timeout(10):
+            while seen is not None and seen.status == "queued":
+                await asyncio.sleep(0.01)
+                seen = await b.runs.get("ann", handle.run_id)
+        assert seen is not None and seen.status == "running" and seen.started_at is not None
         # Another user's run id is not found, from either process.
         assert await b.runs.get("bob", handle.run_id) is None
         assert await a.runs.get("bob", handle.run_id) is None
@@ -241,3 +246,32 @@ def test_queue_off_serve_keeps_runs_local(tmp_path: Path, redis_process: RedisPr
                 assert r.status_code == 404, r.text
 
         asyncio.run(scenario())
+
+
+async def test_a_run_accepted_while_redis_is_down_still_runs(tmp_path: Path) -> None:
+    """Writing the record of a run being accepted must not fail its submission (the run
+    executes here and its events are buffered): the record is written when the run ends."""
+    server = RedisProcess(tmp_path / "redis").start()
+    prefix = unique_prefix()
+    plugin = RedisPlugin(
+        {
+            "url": server.url,
+            "key_prefix": prefix,
+            "queue": True,
+            "connect_timeout": 0.3,
+            "socket_timeout": 0.3,
+        }
+    )
+    try:
+        async with ExecutionEngineFactory(
+            plugins=[plugin, NapPlugin()], load_entrypoints=False
+        ) as f:
+            await f.runs.list("ann")  # connected
+            server.kill()
+            handle = await f.submit_run(UserExecutionContext.for_user("ann"), "napper", {})
+            assert (await handle.result()).status.value == "succeeded"
+            assert await f.runs.wait_finished(20)
+            local = await f.runs.get("ann", handle.run_id)
+            assert local is not None and local.status == "succeeded"
+    finally:
+        server.stop()

@@ -484,7 +484,7 @@ class ExecutionEngineFactory:
             engine = self._admit(context, counted=False)
             self._run_engines.add(engine)
             try:
-                stack = self._collect_extensions(engine, (RunTracker(record),))
+                stack = self._collect_extensions(engine, (RunTracker(record, self.runs),))
                 await stack.start(functools.partial(engine.install_extensions, stack))
             except BaseException:
                 self._unadmit(engine)

@@ -112,10 +112,11 @@ class RunTracker:
     """The extension a submitted run's engine gets: marks the record ``running`` when the run
     got its slot and counts its events (the engine holds this one run only)."""
 
-    __slots__ = ("record",)
+    __slots__ = ("record", "registry")
 
-    def __init__(self, record: RunRecord) -> None:
+    def __init__(self, record: RunRecord, registry: RunRegistry | None = None) -> None:
         self.record = record
+        self.registry = registry
 
     async def around_run(self, run: RunContext, call_next: Callable[[], Awaitable[Any]]) -> Any:
         """Called once the run holds its concurrency slot and its input is valid."""
@@ -123,6 +124,8 @@ class RunTracker:
         if record.finished_at is None:
             record.status = RUNNING
             record.started_at = time.time()
+            if self.registry is not None:
+                self.registry.started(record)
         return await call_next()
 
     def on_event(self, event: BaseEvent) -> None:
@@ -254,6 +257,11 @@ class RunRegistry:
                 self._finished(record)
             except Exception:
                 _log.exception("recording a finished run failed", run_id=record.run_id)
+
+    def started(self, record: RunRecord) -> None:
+        """Called when a submitted run starts executing (its record says ``running``): a
+        shared registry writes it in the background (``store`` of the end may overtake it, and
+        must win). Must not raise or block; nothing to do in memory."""
 
     async def store(self, record: RunRecord) -> None:
         """Called with a run's record once it was submitted and once it ended: a registry

@@ -15,6 +15,7 @@ seconds (``[redis] retention_seconds`` when that is None) after the user's last 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,29 @@ class RedisRunRegistry(RunRegistry):
         super().__init__(settings)
         self.sink = sink
         self.prefix = sink.prefix
+        # Background writes of started runs (held so they are not garbage collected).
+        self._writes: set[asyncio.Task[None]] = set()
+
+    def started(self, record: RunRecord) -> None:
+        """Write the record of a run that started executing, in the background (the script
+        refuses it if the run's end was written first)."""
+        task = asyncio.get_running_loop().create_task(
+            self._store_in_flight(record), name=f"agentengine-redis-run-{record.run_id}"
+        )
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _store_in_flight(self, record: RunRecord) -> None:
+        try:
+            await self._store(record)
+        except Exception as exc:
+            # The end is written again when the run ends; until then other processes see the
+            # record as it was last stored.
+            _log.warning(
+                "storing a run's record in redis failed",
+                run_id=record.run_id,
+                error=f"{type(exc).__name__}: {exc}",
+            )
 
     def _redis(self) -> Any:
         self.sink._start()  # idempotent: the sink's connections, made in the running loop
@@ -65,7 +89,15 @@ class RedisRunRegistry(RunRegistry):
         return self.sink._redis
 
     async def store(self, record: RunRecord) -> None:
-        """Write the record (refused by Redis once the run's end was written)."""
+        """Write the record (refused by Redis once the run's end was written). Failing to
+        write a run in flight is logged, not raised: the run goes on here, and its end is
+        written when it ends. Failing to write an end raises."""
+        if record.done:
+            await self._store(record)
+        else:
+            await self._store_in_flight(record)
+
+    async def _store(self, record: RunRecord) -> None:
         self._redis()
         user = record.user_id
         data = json.dumps(record.to_dict(), separators=(",", ":"), default=str)
@@ -86,6 +118,7 @@ class RedisRunRegistry(RunRegistry):
                 self.finished_runs_kept,
                 int(ttl * 1000),
                 run_key_prefix(self.prefix, user),
+                2 if record.done else 0 if record.status == "queued" else 1,
             ],
         )
 
@@ -107,7 +140,12 @@ class RedisRunRegistry(RunRegistry):
         local = self.lookup(user_id, run_id)
         if local is not None and not local.done:
             return local
-        raw = await self._redis().hget(run_key_prefix(self.prefix, user_id) + run_id, "r")
+        try:
+            raw = await self._redis().hget(run_key_prefix(self.prefix, user_id) + run_id, "r")
+        except Exception:
+            if local is None:
+                raise
+            return local  # Redis unreachable: this process's own record is the answer
         return self._decode(raw) or local
 
     async def list(self, user_id: str) -> list[RunRecord]:

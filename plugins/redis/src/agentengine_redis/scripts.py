@@ -80,18 +80,21 @@ return {epoch, tonumber(redis.call('HGET', meta, 'last'))}
 
 # Store one run record. KEYS: the record's hash, the user's runs index, the user's finished
 # index. ARGV: run id, record JSON, created at, finished at ('' while in flight), records kept
-# finished per user, expiry (ms), the prefix of record keys. A record that already ended is
-# never overwritten (its first end is its end: a late in-flight write of another process, or
-# a second end, changes nothing). Beyond the bound the oldest finished records are dropped.
-# Returns 1 if stored, 0 if refused.
+# finished per user, expiry (ms), the prefix of record keys, the record's stage (0 queued,
+# 1 running, 2 ended). A record never goes back a stage and an ended one is never overwritten
+# (its first end is its end): writes of one run from several connections or processes may
+# arrive in any order. Beyond the bound the oldest finished records are dropped. Returns 1 if
+# stored, 0 if refused.
 STORE_RUN = Script(
     """
 local rec, runs, done = KEYS[1], KEYS[2], KEYS[3]
-if redis.call('HGET', rec, 'done') == '1' then
+local stage = tonumber(ARGV[8])
+local stored = tonumber(redis.call('HGET', rec, 'k') or '-1')
+if stored == 2 or stage < stored then
   return 0
 end
 local finished = ARGV[4] ~= ''
-redis.call('HSET', rec, 'r', ARGV[2], 'done', finished and '1' or '0')
+redis.call('HSET', rec, 'r', ARGV[2], 'k', stage)
 redis.call('ZADD', runs, ARGV[3], ARGV[1])
 if finished then
   redis.call('ZADD', done, ARGV[4], ARGV[1])
