@@ -4,7 +4,11 @@ any run of the caller, bounded and with a TTL, never for another user's run."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +22,19 @@ from agentengine import (
     hookimpl,
 )
 from agentengine_redis import RedisPlugin, RedisRunRegistry
-from agentengine_redis.layout import run_key_prefix, runs_done_key, runs_key
+from agentengine_redis.layout import dead_key, run_key_prefix, runs_done_key, runs_key
+from agentengine_redis.runs import QueuedRun
+from agentengine_redis.worker import Worker
 from redis_server import RedisProcess, unique_prefix
-from server_helpers import SECRET, make_token, serve_process
+from server_helpers import (
+    AGENTENGINE,
+    SECRET,
+    check_runs_end_once,
+    make_token,
+    serve_env,
+    serve_process,
+    sse_items,
+)
 
 CHATTER = textwrap.dedent(
     """
@@ -85,9 +99,17 @@ class NapPlugin:
         registry.add(napper)
 
 
-def factory(url: str, prefix: str, **engine: Any) -> ExecutionEngineFactory:
+def factory(
+    url: str, prefix: str, *, executes: bool = True, agents: bool = True, **engine: Any
+) -> ExecutionEngineFactory:
+    """A factory with the run queue on Redis; ``executes``: it executes what it submits (as a
+    worker's factory does) instead of queueing it."""
     plugin = RedisPlugin({"url": url, "key_prefix": prefix, "queue": True})
-    return ExecutionEngineFactory(plugins=[plugin, NapPlugin()], load_entrypoints=False, **engine)
+    plugins: list[Any] = [plugin, NapPlugin()] if agents else [plugin]
+    f = ExecutionEngineFactory(plugins=plugins, load_entrypoints=False, **engine)
+    if executes:
+        f.runs.queues = False
+    return f
 
 
 async def until_done(f: ExecutionEngineFactory, user: str, run_id: str) -> RunRecord:
@@ -183,49 +205,110 @@ async def test_queue_off_keeps_the_in_memory_registry(redis_process: RedisProces
         assert type(f.runs).__name__ == "RunRegistry"
 
 
-def test_two_serve_instances_answer_for_each_others_runs(
+@contextmanager
+def worker_process(path: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """``agentengine worker --concurrency 4`` with the chatter agent, once it is ready."""
+    (path / "chatplug.py").write_text(CHATTER)
+    proc = subprocess.Popen(
+        [AGENTENGINE, "worker", "--concurrency", "4", "--plugin", "chatplug:plugin"],
+        env=serve_env(path, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "agentengine worker ready" in line:
+                break
+        else:
+            raise AssertionError(f"the worker did not start: {proc.wait(10)}")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+async def run_events(port: int, user: str, run_ids: set[str]) -> list[dict[str, Any]]:
+    """The user's events (SSE, from the start), until every run of ``run_ids`` ended."""
+    items: list[dict[str, Any]] = []
+    async with (
+        httpx.AsyncClient(timeout=60) as client,
+        client.stream("GET", f"http://127.0.0.1:{port}/v1/events?after=0", headers=auth(user)) as r,
+    ):
+        assert r.status_code == 200
+        async for item in sse_items(r):
+            assert item.get("event") != "error", item
+            items.append(item["data"])
+            ended = {e["run_id"] for e in items if e.get("type") == "agent_completed"}
+            if run_ids <= ended:
+                return items
+    raise AssertionError("stream ended early")
+
+
+def test_serve_queues_runs_and_workers_execute_them(
     tmp_path: Path, redis_process: RedisProcess
 ) -> None:
+    """Two serve instances queue, two ``agentengine worker`` processes execute: every run ends
+    once, its events reach its user on both instances, and either instance answers for it."""
     prefix = unique_prefix()
     env = serve_env_for(redis_process.url, prefix, queue=True)
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
+    for name in ("a", "b", "w1", "w2"):
+        (tmp_path / name).mkdir()
     with (
         serve_process(tmp_path / "a", plugins={"chatplug": CHATTER}, env=env) as (_, a),
         serve_process(tmp_path / "b", plugins={"chatplug": CHATTER}, env=env) as (_, b),
+        worker_process(tmp_path / "w1", env) as w1,
+        worker_process(tmp_path / "w2", env) as w2,
     ):
 
         async def scenario() -> None:
-            quick = await start_run(a, "ann", count=2)
-            slow = await start_run(a, "ann", count=200, delay=0.1)
+            users = [f"u{i}" for i in range(6)]
+            runs: dict[str, set[str]] = {u: set() for u in users}
+            for i, user in enumerate(users):
+                for port in (a, b):
+                    runs[user].add(await start_run(port, user, count=3, delay=0.01 * i))
+            streams = await asyncio.wait_for(
+                asyncio.gather(*(run_events(port, u, runs[u]) for u in users for port in (a, b))),
+                60,
+            )
+            for (user, _port), items in zip(
+                [(u, p) for u in users for p in (a, b)], streams, strict=True
+            ):
+                assert {e["user_id"] for e in items} == {user}
+                assert set(check_runs_end_once(items)) == runs[user]
             async with httpx.AsyncClient(timeout=30) as client:
-                # The slow run, started on a, seen and cancelled through b.
-                r = await client.get(f"http://127.0.0.1:{b}/v1/runs/{slow}", headers=auth("ann"))
-                assert r.status_code == 200 and r.json()["status"] == "running", r.text
-                r = await client.get(f"http://127.0.0.1:{b}/v1/runs/{slow}", headers=auth("bob"))
-                assert r.status_code == 404, r.text
-                async with asyncio.timeout(20):
-                    while True:
+                for user in users:
+                    for run_id in runs[user]:
+                        for port in (a, b):
+                            r = await client.get(
+                                f"http://127.0.0.1:{port}/v1/runs/{run_id}", headers=auth(user)
+                            )
+                            assert r.status_code == 200, r.text
+                            assert (r.json()["status"], r.json()["output"]) == ("succeeded", 3)
                         r = await client.get(
-                            f"http://127.0.0.1:{b}/v1/runs/{quick}", headers=auth("ann")
+                            f"http://127.0.0.1:{a}/v1/runs/{run_id}", headers=auth("intruder")
                         )
-                        assert r.status_code == 200, r.text
-                        if r.json()["status"] != "running":
-                            break
-                        await asyncio.sleep(0.05)
-                assert (r.json()["status"], r.json()["output"]) == ("succeeded", 2)
-                r = await client.get(f"http://127.0.0.1:{b}/v1/runs", headers=auth("ann"))
-                assert [x["run_id"] for x in r.json()["runs"]] == [quick, slow]
-                r = await client.get(f"http://127.0.0.1:{b}/v1/runs", headers=auth("bob"))
-                assert r.json()["runs"] == []
-                r = await client.post(
-                    f"http://127.0.0.1:{a}/v1/runs/{slow}/cancel", headers=auth("ann")
-                )
-                assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
-                r = await client.get(f"http://127.0.0.1:{b}/v1/runs/{slow}", headers=auth("ann"))
-                assert r.json()["status"] == "cancelled", r.text
+                        assert r.status_code == 404
+                    r = await client.get(f"http://127.0.0.1:{b}/v1/runs", headers=auth(user))
+                    assert {x["run_id"] for x in r.json()["runs"]} == runs[user]
 
         asyncio.run(scenario())
+        # Every run was executed by a worker, once (the workers count the runs they started).
+        for proc in (w1, w2):
+            proc.send_signal(signal.SIGTERM)
+        worker_logs = [proc.communicate(timeout=30)[0] for proc in (w1, w2)]
+        assert all(proc.returncode == 0 for proc in (w1, w2)), worker_logs
+        started = [_runs_started(log) for log in worker_logs]
+        assert sum(started) == 12, worker_logs
+
+
+def _runs_started(log: str) -> int:
+    for line in log.splitlines():
+        if "agentengine worker stopped" in line:
+            return int(line.rsplit("runs=", 1)[1].split()[0])
+    raise AssertionError(log)
 
 
 def test_queue_off_serve_keeps_runs_local(tmp_path: Path, redis_process: RedisProcess) -> None:
@@ -266,6 +349,7 @@ async def test_a_run_accepted_while_redis_is_down_still_runs(tmp_path: Path) -> 
         async with ExecutionEngineFactory(
             plugins=[plugin, NapPlugin()], load_entrypoints=False
         ) as f:
+            f.runs.queues = False  # it executes what it submits, as a worker does
             await f.runs.list("ann")  # connected
             server.kill()
             handle = await f.submit_run(UserExecutionContext.for_user("ann"), "napper", {})
@@ -275,3 +359,62 @@ async def test_a_run_accepted_while_redis_is_down_still_runs(tmp_path: Path) -> 
             assert local is not None and local.status == "succeeded"
     finally:
         server.stop()
+
+
+async def test_submit_queues_and_a_worker_executes(redis_process: RedisProcess) -> None:
+    """With the queue on, ``submit_run`` only queues (the record says ``queued`` while no
+    worker runs); a ``Worker`` executes it with its own factory, events on the user's log."""
+    prefix = unique_prefix()
+    async with (
+        factory(redis_process.url, prefix, executes=False) as api,
+        factory(redis_process.url, prefix, executes=False) as executor,
+    ):
+        handle = await api.submit_run(
+            UserExecutionContext.for_user("ann"), "napper", {"answer": "q"}
+        )
+        assert isinstance(handle, QueuedRun)
+        await asyncio.sleep(0.2)
+        record = await api.runs.get("ann", handle.run_id)
+        assert record is not None and record.status == "queued"
+        worker = Worker(executor, 2)
+        assert executor.runs.queues is False
+        task = asyncio.create_task(worker.run())
+        try:
+            result = await asyncio.wait_for(handle.result(), 20)
+            assert (result.status.value, result.output) == ("succeeded", "q")
+            events = [e async for e in handle]
+            assert events[0].type == "agent_started"
+            assert [e.type for e in events].count("agent_completed") == 1
+            assert handle.done
+        finally:
+            worker.stop()
+            await task
+            await worker.drain()
+        assert worker.started_runs == 1
+
+
+async def test_a_run_a_worker_cannot_start_is_dead_lettered(redis_process: RedisProcess) -> None:
+    """An agent the worker does not have: the entry goes to the dead-letter stream with the
+    reason, and the run's record ends ``failed`` saying so."""
+    prefix = unique_prefix()
+    client = redis_process.client()
+    try:
+        async with (
+            factory(redis_process.url, prefix, executes=False) as api,
+            factory(redis_process.url, prefix, executes=False, agents=False) as executor,
+        ):
+            handle = await api.submit_run(UserExecutionContext.for_user("ann"), "napper", {})
+            worker = Worker(executor, 1)
+            task = asyncio.create_task(worker.run())
+            try:
+                result = await asyncio.wait_for(handle.result(), 20)
+            finally:
+                worker.stop()
+                await task
+                await worker.drain()
+            assert result.status.value == "failed" and result.error_type == "WorkerStartError"
+            assert "napper" in (result.error or "")
+            dead = client.xrange(dead_key(prefix))
+            assert len(dead) == 1 and b"UnknownAgentError" in dead[0][1][b"reason"]
+    finally:
+        client.close()

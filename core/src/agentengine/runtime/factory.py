@@ -473,6 +473,14 @@ class ExecutionEngineFactory:
             raise UnknownAgentError(str(agent), self.agents.names())
         found.validate_input(check_run_input(input, f"input for agent {found.name!r}"))
         user_id = context.user_id
+        if self.runs.queues:  # a worker executes it (e.g. agentengine-redis, queue = true)
+            run_id = (
+                context.run_id if self._claim_run_id(user_id, context.run_id) else new_id("run")
+            )
+            queued = RunRecord(
+                run_id=run_id, user_id=user_id, agent=found.name, thread_id=context.thread_id
+            )
+            return await self.runs.enqueue(queued, dict(input or {}), timeout)
         self.runs.reserve(user_id)
         try:
             run_id = (

@@ -258,6 +258,17 @@ class RunRegistry:
             except Exception:
                 _log.exception("recording a finished run failed", run_id=record.run_id)
 
+    #: True when ``submit_run`` queues runs for other processes (``enqueue``) instead of
+    #: executing them in this one.
+    queues = False
+
+    async def enqueue(
+        self, record: RunRecord, run_input: dict[str, Any], timeout: float | None
+    ) -> RunHandle:
+        """Queue a validated run for another process to execute (when ``queues``) and return
+        its handle. This registry executes runs in this process."""
+        raise NotImplementedError("this RunRegistry executes runs in this process")
+
     def started(self, record: RunRecord) -> None:
         """Called when a submitted run starts executing (its record says ``running``): a
         shared registry writes it in the background (``store`` of the end may overtake it, and

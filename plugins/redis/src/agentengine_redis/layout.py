@@ -25,6 +25,8 @@ __all__ = [
     "runs_done_key",
     "runs_key",
     "stream_key",
+    "work_key",
+    "dead_key",
 ]
 
 _CURSOR = re.compile(r"([0-9a-f]{8})-([0-9]{1,18})")
@@ -63,6 +65,17 @@ def runs_done_key(prefix: str, user_id: str) -> str:
     """The sorted set of ``user_id``'s finished run ids, scored by end time (the oldest is
     dropped first beyond ``finished_runs_kept``)."""
     return f"{prefix}{{{_tag(user_id)}}}:runs:done"
+
+
+def work_key(prefix: str) -> str:
+    """The stream of queued runs (one entry per run, field ``w``: the run as JSON), read by
+    every worker through one consumer group. Not per user: workers read one stream."""
+    return f"{prefix}queue:work"
+
+
+def dead_key(prefix: str) -> str:
+    """The stream of queued entries no worker could execute (fields ``w`` and ``reason``)."""
+    return f"{prefix}queue:dead"
 
 
 def cursor_text(epoch: str, n: int) -> str:

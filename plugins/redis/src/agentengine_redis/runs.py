@@ -1,10 +1,12 @@
-"""``RedisRunRegistry``: the records of submitted runs on Redis, read by every process.
+"""``RedisRunRegistry``: submitted runs queued on Redis for workers, their records read by
+every process.
 
 With ``[redis] queue = true`` the plugin gives the factory this registry as ``factory.runs``.
-A run still executes in the process that accepted it (the core's ``RunRegistry`` holds its
-handle there); its record is written to Redis when it is submitted and when it ends, so that
-``get`` and ``list`` answer for any run of the caller from any process, and ``cancel`` ends a
-run of this process (a run of another process is answered with its record as it stands).
+``submit_run`` then queues the run (``enqueue``: its record, ``queued``, and an entry on the
+work stream, in one transaction) and returns a ``QueuedRun``; an ``agentengine worker``
+executes it (see ``worker``), writing the record when the run starts and when it ends. ``get``
+and ``list`` answer for any run of the caller from any process; ``cancel`` ends a run
+executing in this process (a run elsewhere is answered with its record as it stands).
 
 Keys, all of one user in one hash slot (see ``layout``): a hash per run (the record as JSON),
 a sorted set of the user's runs by creation time and one of their finished runs by end time.
@@ -20,17 +22,30 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from agentengine import RunRecord, RunRegistry
+from agentengine import (
+    BaseEvent,
+    RunHandle,
+    RunRecord,
+    RunRegistry,
+    RunResult,
+    RunStatus,
+    ToolArgumentError,
+)
 
-from agentengine_redis.layout import run_key_prefix, runs_done_key, runs_key
+from agentengine_redis.layout import run_key_prefix, runs_done_key, runs_key, work_key
 from agentengine_redis.scripts import STORE_RUN
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from agentengine import EngineSettings
 
     from agentengine_redis.sink import RedisEventSink
 
-__all__ = ["RedisRunRegistry"]
+__all__ = ["QueuedRun", "RedisRunRegistry"]
+
+#: Seconds between looks at a queued run's record while waiting for its end.
+_POLL = 0.05
 
 _log = structlog.get_logger("agentengine_redis")
 
@@ -53,14 +68,18 @@ _FIELDS = (
 
 class RedisRunRegistry(RunRegistry):
     """``factory.runs`` on Redis (see the module docstring). Uses the connections of the
-    plugin's ``RedisEventSink`` (``sink``)."""
+    plugin's ``RedisEventSink`` (``sink``). ``submit_run`` queues runs for workers
+    (``queues``); ``agentengine worker`` turns that off in its own process, which executes
+    them."""
+
+    queues = True
 
     def __init__(self, settings: EngineSettings, sink: RedisEventSink) -> None:
         super().__init__(settings)
         self.sink = sink
         self.prefix = sink.prefix
         # Background writes of started runs (held so they are not garbage collected).
-        self._writes: set[asyncio.Task[None]] = set()
+        self._writes: set[asyncio.Task[Any]] = set()
 
     def started(self, record: RunRecord) -> None:
         """Write the record of a run that started executing, in the background (the script
@@ -99,12 +118,15 @@ class RedisRunRegistry(RunRegistry):
 
     async def _store(self, record: RunRecord) -> None:
         self._redis()
+        keys, args = self._store_call(record)
+        await self.sink._eval(STORE_RUN, keys, args)
+
+    def _store_call(self, record: RunRecord) -> tuple[list[str], list[Any]]:
         user = record.user_id
         data = json.dumps(record.to_dict(), separators=(",", ":"), default=str)
         # The TTL as configured now (``configure`` may change it).
         ttl = self.ttl if self.ttl is not None else self.sink.settings.retention_seconds
-        await self.sink._eval(
-            STORE_RUN,
+        return (
             [
                 run_key_prefix(self.prefix, user) + record.run_id,
                 runs_key(self.prefix, user),
@@ -121,6 +143,38 @@ class RedisRunRegistry(RunRegistry):
                 2 if record.done else 0 if record.status == "queued" else 1,
             ],
         )
+
+    async def enqueue(
+        self, record: RunRecord, run_input: dict[str, Any], timeout: float | None
+    ) -> RunHandle:
+        """Write the run's record (``queued``) and its entry on the work stream, in one
+        transaction, and return a ``QueuedRun``: a worker executes it."""
+        try:
+            work = json.dumps(
+                {
+                    "user_id": record.user_id,
+                    "run_id": record.run_id,
+                    "thread_id": record.thread_id,
+                    "agent": record.agent,
+                    "input": run_input,
+                    "timeout": timeout,
+                },
+                separators=(",", ":"),
+                allow_nan=False,
+            )
+        except (TypeError, ValueError) as exc:
+            raise ToolArgumentError(
+                f"input for agent {record.agent!r} must be JSON data to be queued for a "
+                f"worker ([redis] queue = true): {exc}"
+            ) from None
+        keys, args = self._store_call(record)
+        pipe = self._redis().pipeline(transaction=True)
+        # EVAL, not EVALSHA: a script missing from Redis's cache must not fail half of the
+        # transaction (Redis does not roll the rest back).
+        pipe.eval(STORE_RUN.source, len(keys), *keys, *args)
+        pipe.xadd(work_key(self.prefix), {"w": work})
+        await pipe.execute()
+        return QueuedRun(self, record)
 
     @staticmethod
     def _decode(raw: Any) -> RunRecord | None:
@@ -178,3 +232,83 @@ class RedisRunRegistry(RunRegistry):
         if self.lookup(user_id, run_id) is not None:
             return await super().cancel(user_id, run_id)
         return await self.get(user_id, run_id)
+
+
+class QueuedRun(RunHandle):
+    """The handle ``submit_run`` returns for a run it queued: the run executes on a worker.
+
+    ``run_id``/``agent`` as for any handle; ``result()`` and ``wait()`` follow the run's record
+    on Redis; iterating yields the run's events from the user's event log (from the oldest
+    retained, so it may miss the first ones of a run older than the retention); ``done`` is
+    the end as last seen by ``wait``/``result``.
+    """
+
+    __slots__ = ("_record", "_registry")
+
+    def __init__(self, registry: RedisRunRegistry, record: RunRecord) -> None:
+        super().__init__(None)  # type: ignore[arg-type]  # no run executes in this process
+        self._registry = registry
+        self._record = record
+
+    @property
+    def run_id(self) -> str:
+        """The run's id."""
+        return self._record.run_id
+
+    @property
+    def agent(self) -> str:
+        """The agent's name."""
+        return self._record.agent
+
+    @property
+    def done(self) -> bool:
+        """True once ``wait`` or ``result`` saw the run's end."""
+        return self._record.done
+
+    async def __aiter__(self) -> AsyncIterator[BaseEvent]:
+        """The run's events, live; ends after its ``agent_completed``."""
+        record = self._record
+        async for item in self._registry.sink.subscribe(record.user_id):
+            if isinstance(item, BaseEvent) and item.run_id == record.run_id:
+                yield item
+                if item.terminal:
+                    return
+
+    async def cancel(self) -> None:
+        """Cancel the run (see ``RedisRunRegistry.cancel``) and wait until it has ended."""
+        await self._registry.cancel(self._record.user_id, self._record.run_id)
+        await self.wait()
+
+    def cancel_nowait(self) -> None:
+        """Request cancellation without waiting."""
+        task = asyncio.get_running_loop().create_task(
+            self._registry.cancel(self._record.user_id, self._record.run_id)
+        )
+        self._registry._writes.add(task)
+        task.add_done_callback(self._registry._writes.discard)
+
+    async def wait(self) -> None:
+        """Wait until the run's record says it ended."""
+        record = self._record
+        while not record.done:
+            await asyncio.sleep(_POLL)
+            found = await self._registry.get(record.user_id, record.run_id)
+            if found is not None:
+                record = self._record = found
+
+    async def result(self) -> RunResult:
+        """Wait for the run to end; its ``RunResult`` from its record (no events: read them
+        from the event log)."""
+        await self.wait()
+        r = self._record
+        duration = ((r.finished_at or 0.0) - (r.started_at or r.created_at)) * 1000
+        return RunResult(
+            run_id=r.run_id,
+            agent=r.agent,
+            user_id=r.user_id,
+            status=RunStatus(r.status),
+            output=r.output,
+            error=r.error,
+            error_type=r.error_type,
+            duration_ms=max(0.0, duration),
+        )
