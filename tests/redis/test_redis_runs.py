@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from agentengine import (
+    EngineLimitError,
     ExecutionEngineFactory,
     RunContext,
     RunRecord,
@@ -22,7 +24,13 @@ from agentengine import (
     hookimpl,
 )
 from agentengine_redis import RedisPlugin, RedisRunRegistry
-from agentengine_redis.layout import dead_key, run_key_prefix, runs_done_key, runs_key
+from agentengine_redis.layout import (
+    dead_key,
+    run_key_prefix,
+    runs_done_key,
+    runs_key,
+    slots_key,
+)
 from agentengine_redis.runs import QueuedRun
 from agentengine_redis.worker import Worker
 from redis_server import RedisProcess, unique_prefix
@@ -100,11 +108,17 @@ class NapPlugin:
 
 
 def factory(
-    url: str, prefix: str, *, executes: bool = True, agents: bool = True, **engine: Any
+    url: str,
+    prefix: str,
+    *,
+    executes: bool = True,
+    agents: bool = True,
+    redis: dict[str, Any] | None = None,
+    **engine: Any,
 ) -> ExecutionEngineFactory:
     """A factory with the run queue on Redis; ``executes``: it executes what it submits (as a
     worker's factory does) instead of queueing it."""
-    plugin = RedisPlugin({"url": url, "key_prefix": prefix, "queue": True})
+    plugin = RedisPlugin({"url": url, "key_prefix": prefix, "queue": True, **(redis or {})})
     plugins: list[Any] = [plugin, NapPlugin()] if agents else [plugin]
     f = ExecutionEngineFactory(plugins=plugins, load_entrypoints=False, **engine)
     if executes:
@@ -418,3 +432,114 @@ async def test_a_run_a_worker_cannot_start_is_dead_lettered(redis_process: Redis
             assert len(dead) == 1 and b"UnknownAgentError" in dead[0][1][b"reason"]
     finally:
         client.close()
+
+
+async def user_events(f: ExecutionEngineFactory, user: str, runs: int) -> list[Any]:
+    """The user's events on the log, from the oldest, until ``runs`` runs ended."""
+    events: list[Any] = []
+    async with asyncio.timeout(60):
+        async for item in f.events.subscribe(user, after=None):
+            events.append(item)
+            if sum(getattr(e, "type", None) == "agent_completed" for e in events) == runs:
+                return events
+    raise AssertionError("stream ended")
+
+
+async def test_the_per_user_limit_holds_across_api_processes_and_workers(
+    redis_process: RedisProcess,
+) -> None:
+    """Three API processes submit for one user at once, two workers of 4 execute, with
+    ``max_concurrent_per_user = 2``: never more than 2 of the user's runs execute (from the
+    order of the user's events, and from Redis), every run ends once; another user is not
+    held up by them."""
+    prefix = unique_prefix()
+    url = redis_process.url
+    limit = {"max_concurrent_per_user": 2}
+    async with (
+        factory(url, prefix, executes=False, **limit) as api1,
+        factory(url, prefix, executes=False, **limit) as api2,
+        factory(url, prefix, executes=False, **limit) as api3,
+        factory(url, prefix, executes=False, **limit) as exec1,
+        factory(url, prefix, executes=False, **limit) as exec2,
+    ):
+        workers = [Worker(exec1, 4), Worker(exec2, 4)]
+        tasks = [asyncio.create_task(w.run()) for w in workers]
+        client = redis_process.client()
+        held: list[int] = []
+        sampling = True
+
+        async def sample() -> None:
+            while sampling:
+                held.append(client.zcard(slots_key(prefix, "ann")))
+                await asyncio.sleep(0.005)
+
+        sampler = asyncio.create_task(sample())
+        try:
+            apis = [api1, api2, api3]
+            handles = await asyncio.gather(
+                *(
+                    apis[i % 3].submit_run(
+                        UserExecutionContext.for_user("ann"), "napper", {"seconds": 0.1}
+                    )
+                    for i in range(9)
+                )
+            )
+            other = await api1.submit_run(UserExecutionContext.for_user("bob"), "napper", {})
+            results = await asyncio.wait_for(
+                asyncio.gather(*(h.result() for h in [*handles, other])), 60
+            )
+            assert all(r.status.value == "succeeded" for r in results)
+            events = await user_events(api2, "ann", 9)
+        finally:
+            sampling = False
+            await sampler
+            client.close()
+            for w in workers:
+                w.stop()
+            await asyncio.gather(*tasks)
+            for w in workers:
+                await w.drain()
+        executing = peak = 0
+        for event in events:
+            if event.type == "agent_started":
+                executing += 1
+            elif event.type == "agent_completed":
+                executing -= 1
+            peak = max(peak, executing)
+        assert peak <= 2, peak
+        assert max(held) <= 2 and held[-1] == 0, held
+        assert sorted(e.run_id for e in events if e.type == "agent_completed") == sorted(
+            h.run_id for h in handles
+        )
+        assert sum(w.started_runs for w in workers) == 10
+
+
+async def test_runs_over_the_limit_wait_in_order_up_to_a_bound(
+    redis_process: RedisProcess,
+) -> None:
+    """With one slot, a user's queued runs start in the order they were submitted; beyond
+    ``max_queued_per_user`` waiting, a submission is refused (``EngineLimitError``: 429)."""
+    prefix = unique_prefix()
+    url = redis_process.url
+    opts: dict[str, Any] = {"max_concurrent_per_user": 1, "redis": {"max_queued_per_user": 4}}
+    async with (
+        factory(url, prefix, executes=False, **opts) as api,
+        factory(url, prefix, executes=False, **opts) as executor,
+    ):
+        ctx = UserExecutionContext.for_user
+        handles = [await api.submit_run(ctx("ann"), "napper", {"answer": str(i)}) for i in range(4)]
+        with pytest.raises(EngineLimitError, match="max_queued_per_user = 4"):
+            await api.submit_run(ctx("ann"), "napper", {})
+        # Another user has a queue of their own.
+        bob = await api.submit_run(ctx("bob"), "napper", {})
+        worker = Worker(executor, 3)
+        task = asyncio.create_task(worker.run())
+        try:
+            await asyncio.wait_for(asyncio.gather(*(h.result() for h in [*handles, bob])), 60)
+            events = await user_events(api, "ann", 4)
+        finally:
+            worker.stop()
+            await task
+            await worker.drain()
+        started = [e.run_id for e in events if e.type == "agent_started"]
+        assert started == [h.run_id for h in handles]

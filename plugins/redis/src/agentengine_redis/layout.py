@@ -27,6 +27,8 @@ __all__ = [
     "stream_key",
     "work_key",
     "dead_key",
+    "slots_key",
+    "wait_key",
 ]
 
 _CURSOR = re.compile(r"([0-9a-f]{8})-([0-9]{1,18})")
@@ -67,9 +69,20 @@ def runs_done_key(prefix: str, user_id: str) -> str:
     return f"{prefix}{{{_tag(user_id)}}}:runs:done"
 
 
+def slots_key(prefix: str, user_id: str) -> str:
+    """The user's concurrency slots: a sorted set of the run ids executing, scored by the
+    expiry (ms, Redis ``TIME``) of their worker's lease. At most ``max_concurrent_per_user``."""
+    return f"{prefix}{{{_tag(user_id)}}}:slots"
+
+
+def wait_key(prefix: str, user_id: str) -> str:
+    """The user's queued runs waiting for a slot, oldest first (a list of run ids)."""
+    return f"{prefix}{{{_tag(user_id)}}}:wait"
+
+
 def work_key(prefix: str) -> str:
-    """The stream of queued runs (one entry per run, field ``w``: the run as JSON), read by
-    every worker through one consumer group. Not per user: workers read one stream."""
+    """The stream of wake-ups (field ``u``: a user with queued runs), read by every worker
+    through one consumer group. Not per user: workers read one stream."""
     return f"{prefix}queue:work"
 
 

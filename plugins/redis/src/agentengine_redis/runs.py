@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from agentengine import (
     BaseEvent,
+    EngineLimitError,
     RunHandle,
     RunRecord,
     RunRegistry,
@@ -32,8 +33,15 @@ from agentengine import (
     ToolArgumentError,
 )
 
-from agentengine_redis.layout import run_key_prefix, runs_done_key, runs_key, work_key
-from agentengine_redis.scripts import STORE_RUN
+from agentengine_redis.layout import (
+    run_key_prefix,
+    runs_done_key,
+    runs_key,
+    slots_key,
+    wait_key,
+    work_key,
+)
+from agentengine_redis.scripts import ACQUIRE, RELEASE, RENEW, STORE_RUN, SUBMIT
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -144,6 +152,40 @@ class RedisRunRegistry(RunRegistry):
             ],
         )
 
+    # -- the per-user limit across processes (used by the workers) --------------------------
+
+    async def acquire(self, user_id: str) -> tuple[str, bytes] | None:
+        """Take a slot and the user's oldest waiting run: (run id, its work JSON), or None."""
+        lease_ms = int(self.sink.settings.lease * 1000)
+        self._redis()
+        got = await self.sink._eval(
+            ACQUIRE,
+            [slots_key(self.prefix, user_id), wait_key(self.prefix, user_id)],
+            [self.per_user_limit, lease_ms, run_key_prefix(self.prefix, user_id)],
+        )
+        if not got:
+            return None
+        run_id = got[0].decode() if isinstance(got[0], bytes) else str(got[0])
+        return run_id, got[1]
+
+    async def renew(self, user_id: str, run_ids: list[str]) -> int:
+        """Extend the leases of the user's runs executing here; how many were still held."""
+        self._redis()
+        lease_ms = int(self.sink.settings.lease * 1000)
+        return int(
+            await self.sink._eval(RENEW, [slots_key(self.prefix, user_id)], [lease_ms, *run_ids])
+        )
+
+    async def release(self, user_id: str, run_id: str) -> int:
+        """Free the run's slot; how many runs of the user wait for one."""
+        self._redis()
+        keys = [slots_key(self.prefix, user_id), wait_key(self.prefix, user_id)]
+        return int(await self.sink._eval(RELEASE, keys, [run_id]))
+
+    async def wake(self, user_id: str) -> None:
+        """Wake a worker for the user's waiting runs."""
+        await self._redis().xadd(work_key(self.prefix), {"u": user_id})
+
     async def enqueue(
         self, record: RunRecord, run_input: dict[str, Any], timeout: float | None
     ) -> RunHandle:
@@ -168,12 +210,29 @@ class RedisRunRegistry(RunRegistry):
                 f"worker ([redis] queue = true): {exc}"
             ) from None
         keys, args = self._store_call(record)
+        user = record.user_id
+        bound = self.sink.settings.max_queued_per_user
         pipe = self._redis().pipeline(transaction=True)
         # EVAL, not EVALSHA: a script missing from Redis's cache must not fail half of the
-        # transaction (Redis does not roll the rest back).
-        pipe.eval(STORE_RUN.source, len(keys), *keys, *args)
-        pipe.xadd(work_key(self.prefix), {"w": work})
-        await pipe.execute()
+        # transaction (Redis does not roll the rest back). A refused run's wake-up is harmless.
+        pipe.eval(
+            SUBMIT.source,
+            4,
+            *keys,
+            wait_key(self.prefix, user),
+            *args[:7],
+            0,
+            work,
+            bound,
+        )
+        pipe.xadd(work_key(self.prefix), {"u": user})
+        waiting, _ = await pipe.execute()
+        if int(waiting) < 0:
+            raise EngineLimitError(
+                f"user {user!r} already has {bound} runs waiting for a slot (the limit is "
+                f"[redis] max_queued_per_user = {bound}, with max_concurrent_per_user = "
+                f"{self.per_user_limit} executing); wait for one to end (or cancel one) and retry"
+            )
         return QueuedRun(self, record)
 
     @staticmethod

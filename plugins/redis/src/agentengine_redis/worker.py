@@ -1,12 +1,15 @@
 """``agentengine worker``: executes the runs queued on Redis (``[redis] queue = true``).
 
-The API instances (``agentengine serve``) put each accepted run on the work stream
-(``<prefix>queue:work``) with its record; every worker reads it through one consumer group
-(``XREADGROUP``), so each run goes to one worker. A worker executes a run exactly as serve
+The API instances (``agentengine serve``) queue each accepted run on its user's wait list with
+its record and put a wake-up for that user on the work stream (``<prefix>queue:work``); every
+worker reads the stream through one consumer group (``XREADGROUP``). A wake-up admits the
+user's oldest waiting run if the user has a free slot (``[engine] max_concurrent_per_user``,
+held across all workers as a sorted set of leases in Redis); the end of a run frees its slot
+and wakes a worker for the user's next waiting run. A worker executes a run exactly as serve
 would in-process (``factory.submit_run`` with the run's id and thread, the factory's plugins,
 tools and configuration); its events go to the Redis event log, its record to Redis.
 
-A run is acknowledged (``XACK``) as soon as it started: it is never executed twice. An entry
+A run is taken off its wait list atomically by one worker: it is never executed twice. An entry
 that cannot be executed here (an agent this worker does not have, an input that does not fit
 it, an entry that is not one) is dead-lettered to ``<prefix>queue:dead`` with the reason, and
 its record ends ``failed`` saying so.
@@ -72,6 +75,9 @@ class Worker:
         self.consumer = f"worker-{registry.sink.publisher}"
         self._stopping = asyncio.Event()
         self._starting: set[asyncio.Task[None]] = set()
+        self._enders: set[asyncio.Task[None]] = set()
+        # The runs executing here whose slot this worker holds: run id -> user id.
+        self._held: dict[str, str] = {}
         self.started_runs = 0
 
     def stop(self) -> None:
@@ -84,6 +90,13 @@ class Worker:
         key = work_key(self.registry.prefix)
         with contextlib.suppress(Exception):  # BUSYGROUP: another worker created it
             await redis.xgroup_create(key, GROUP, id="0", mkstream=True)
+        renewer = asyncio.get_running_loop().create_task(self._renew_forever())
+        try:
+            await self._take(redis, key)
+        finally:
+            renewer.cancel()
+
+    async def _take(self, redis: Any, key: str) -> None:
         while not self._stopping.is_set():
             free = self.concurrency - self._busy()
             if free <= 0:
@@ -104,7 +117,7 @@ class Worker:
             for _stream, entries in reply or ():
                 for entry_id, fields in entries:
                     task = asyncio.get_running_loop().create_task(
-                        self._start(entry_id, fields), name="agentengine-worker-start"
+                        self._wake(entry_id, fields), name="agentengine-worker-wake"
                     )
                     self._starting.add(task)
                     task.add_done_callback(self._starting.discard)
@@ -117,43 +130,91 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), 0.05)
 
-    async def _start(self, entry_id: Any, fields: dict[Any, Any]) -> None:
+    async def _wake(self, entry_id: Any, fields: dict[Any, Any]) -> None:
+        """A wake-up for a user with queued runs: admit their oldest waiting run if they have
+        a free slot (else the end of one of their runs wakes a worker again)."""
         redis = self.registry._redis()
-        key = work_key(self.registry.prefix)
-        raw = fields.get(b"w") or fields.get("w")
+        await redis.xack(work_key(self.registry.prefix), GROUP, entry_id)
+        await redis.xdel(work_key(self.registry.prefix), entry_id)
+        raw_user = fields.get(b"u") or fields.get("u")
+        if raw_user is None:
+            await self._dead(fields, "not a wake-up (no field u)", None)
+            return
+        user_id = raw_user.decode() if isinstance(raw_user, bytes) else str(raw_user)
+        acquired = await self.registry.acquire(user_id)
+        if acquired is None:
+            return
+        run_id, raw = acquired
         try:
             work = json.loads(raw or b"")
-            user_id, run_id = work["user_id"], work["run_id"]
             agent, thread_id = work["agent"], work["thread_id"]
             run_input, timeout = work["input"], work["timeout"]
         except (TypeError, ValueError, KeyError) as exc:
-            await self._dead(entry_id, raw, f"not a queued run: {exc!r}", None)
+            record = RunRecord(run_id=run_id, user_id=user_id, agent="?", thread_id="?")
+            await self._dead({"w": raw}, f"not a queued run: {exc!r}", record)
+            await self._release(user_id, run_id)
             return
         context = UserExecutionContext(user_id=user_id, run_id=run_id, thread_id=thread_id)
         while True:
             try:
-                await self.factory.submit_run(context, agent, run_input, timeout=timeout)
+                handle = await self.factory.submit_run(context, agent, run_input, timeout=timeout)
             except EngineLimitError:
-                # The user's limit in this process: wait for one of their runs to end here.
-                await asyncio.sleep(0.05)
+                # This process has not yet counted the end of a run of the user whose slot
+                # was freed: wait for that.
+                await asyncio.sleep(0.02)
                 continue
             except Exception as exc:
                 record = RunRecord(run_id=run_id, user_id=user_id, agent=agent, thread_id=thread_id)
-                await self._dead(entry_id, raw, f"{type(exc).__name__}: {exc}", record)
+                await self._dead({"w": raw}, f"{type(exc).__name__}: {exc}", record)
+                await self._release(user_id, run_id)
                 return
             break
         self.started_runs += 1
-        # Started: acknowledged at once, so that no other worker ever executes it again.
-        await redis.xack(key, GROUP, entry_id)
-        await redis.xdel(key, entry_id)
+        self._held[run_id] = user_id
+        ender = asyncio.get_running_loop().create_task(
+            self._ended(user_id, run_id, handle), name=f"agentengine-worker-end-{run_id}"
+        )
+        self._enders.add(ender)
+        ender.add_done_callback(self._enders.discard)
 
-    async def _dead(self, entry_id: Any, raw: Any, reason: str, record: RunRecord | None) -> None:
+    async def _ended(self, user_id: str, run_id: str, handle: Any) -> None:
+        try:
+            await handle.result()
+            # The terminal event is stored before the slot is free: a user's event log never
+            # shows more runs executing at once than the limit.
+            await self.registry.sink.flush()
+        finally:
+            self._held.pop(run_id, None)
+            await self._release(user_id, run_id)
+
+    async def _release(self, user_id: str, run_id: str) -> None:
+        try:
+            waiting = await self.registry.release(user_id, run_id)
+        except Exception as exc:  # the lease expires on its own
+            _log.warning("freeing a run's slot failed", run_id=run_id, error=str(exc))
+            return
+        if waiting:
+            await self.registry.wake(user_id)
+
+    async def _renew_forever(self) -> None:
+        lease = self.registry.sink.settings.lease
+        while True:
+            await asyncio.sleep(lease / 3)
+            by_user: dict[str, list[str]] = {}
+            for run_id, user_id in list(self._held.items()):
+                by_user.setdefault(user_id, []).append(run_id)
+            for user_id, run_ids in by_user.items():
+                try:
+                    await self.registry.renew(user_id, run_ids)
+                except Exception as exc:
+                    _log.warning("renewing leases failed", user_id=user_id, error=str(exc))
+
+    async def _dead(self, fields: dict[Any, Any], reason: str, record: RunRecord | None) -> None:
         _log.error("queued run cannot be executed; dead-lettered", reason=reason)
         redis = self.registry._redis()
-        key = work_key(self.registry.prefix)
         await redis.xadd(
             dead_key(self.registry.prefix),
-            {"w": raw if raw is not None else b"", "reason": reason},
+            {**{k: v for k, v in fields.items() if v is not None}, "reason": reason},
             maxlen=_DEAD_KEPT,
             approximate=True,
         )
@@ -163,8 +224,6 @@ class Worker:
             record.error_type = "WorkerStartError"
             record.finished_at = time.time()
             await self.registry.store(record)
-        await redis.xack(key, GROUP, entry_id)
-        await redis.xdel(key, entry_id)
 
     async def drain(self) -> None:
         """After ``stop()``: let the runs being started start, then shut the factory down
@@ -172,6 +231,8 @@ class Worker:
         if self._starting:
             await asyncio.wait(list(self._starting))
         await self.factory.shutdown()
+        if self._enders:  # the slots of the runs that ended are freed
+            await asyncio.wait(list(self._enders), timeout=10)
 
 
 async def serve_worker(factory: ExecutionEngineFactory, concurrency: int) -> None:
