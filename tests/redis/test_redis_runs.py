@@ -543,3 +543,39 @@ async def test_runs_over_the_limit_wait_in_order_up_to_a_bound(
             await worker.drain()
         started = [e.run_id for e in events if e.type == "agent_started"]
         assert started == [h.run_id for h in handles]
+
+
+async def test_a_drained_worker_ends_its_runs_and_frees_their_slots(
+    redis_process: RedisProcess,
+) -> None:
+    """A worker stopped with a run in flight past ``drain_timeout``: the run ends
+    ``cancelled`` with its terminal event, and its slot is free at once (the user's next run
+    does not wait for the lease to expire)."""
+    prefix = unique_prefix()
+    url = redis_process.url
+    client = redis_process.client()
+    try:
+        async with (
+            factory(url, prefix, executes=False) as api,
+            factory(url, prefix, executes=False, drain_timeout=0.2) as executor,
+        ):
+            handle = await api.submit_run(
+                UserExecutionContext.for_user("ann"), "napper", {"seconds": 60}
+            )
+            worker = Worker(executor, 1)
+            task = asyncio.create_task(worker.run())
+            async with asyncio.timeout(20):
+                while True:  # until the worker took the run's slot
+                    if client.zcard(slots_key(prefix, "ann")):
+                        break
+                    await asyncio.sleep(0.01)
+            worker.stop()
+            await task
+            await worker.drain()
+            result = await asyncio.wait_for(handle.result(), 20)
+            assert result.status.value == "cancelled"
+            assert client.zcard(slots_key(prefix, "ann")) == 0
+            events = await user_events(api, "ann", 1)
+            assert [e.type for e in events].count("agent_completed") == 1
+    finally:
+        client.close()

@@ -115,6 +115,20 @@ class RedisRunRegistry(RunRegistry):
         assert self.sink._redis is not None
         return self.sink._redis
 
+    async def wait_finished(self, timeout: float | None = None) -> bool:
+        """As ``RunRegistry.wait_finished``, and wait for the background writes to Redis too
+        (records of started runs, a worker's freeing of slots): the factory's shutdown calls
+        this before it closes the sink whose connections they use."""
+        finished = await super().wait_finished(timeout)
+        if self._writes:
+            await asyncio.wait(list(self._writes), timeout=timeout)
+        return finished and not self._writes
+
+    def track_write(self, task: asyncio.Task[Any]) -> None:
+        """Hold a background write to Redis until it is done (see ``wait_finished``)."""
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
     async def store(self, record: RunRecord) -> None:
         """Write the record (refused by Redis once the run's end was written). Failing to
         write a run in flight is logged, not raised: the run goes on here, and its end is

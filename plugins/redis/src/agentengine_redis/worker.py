@@ -174,6 +174,9 @@ class Worker:
         ender = asyncio.get_running_loop().create_task(
             self._ended(user_id, run_id, handle), name=f"agentengine-worker-end-{run_id}"
         )
+        # Held by the registry too: the factory's shutdown waits for it before closing the
+        # sink, so a drained run's slot is freed at once, not when its lease expires.
+        self.registry.track_write(ender)
         self._enders.add(ender)
         ender.add_done_callback(self._enders.discard)
 
