@@ -336,3 +336,42 @@ async def test_shutdown_drains_submitted_runs_and_records_their_end() -> None:
     assert sorted(plugin.closed) == ["al", "al"]
     assert factory.get_factory_metrics()["engines_active"] == 0
     assert {r.status for r in await factory.runs.list("al")} <= TERMINAL
+
+
+async def test_a_plugin_provides_the_run_registry() -> None:
+    """``agentengine_run_registry``: the first plugin returning a ``RunRegistry`` gives
+    ``factory.runs``, which ``submit_run`` stores each record through; anything else is refused
+    naming the plugin."""
+    from agentengine import AgentEngineError, RunRegistry
+
+    stored: list[tuple[str, str]] = []
+
+    class Recording(RunRegistry):
+        async def store(self, record: RunRecord) -> None:
+            stored.append((record.run_id, record.status))
+
+    class Provider:
+        name = "provider"
+
+        @hookimpl
+        def agentengine_run_registry(self, engine_settings: Any) -> RunRegistry:
+            return Recording(engine_settings)
+
+    class Wrong:
+        name = "wrong"
+
+        @hookimpl
+        def agentengine_run_registry(self) -> object:
+            return object()
+
+    async with ExecutionEngineFactory(
+        plugins=[Provider(), OutcomesPlugin()], load_entrypoints=False, max_concurrent_per_user=3
+    ) as f:
+        assert isinstance(f.runs, Recording) and f.runs.per_user_limit == 3
+        handle = await f.submit_run(UserExecutionContext.for_user("ann"), "quick", {"n": 1})
+        await handle.result()
+        await f.runs.wait_finished(10)
+        assert [run_id for run_id, _ in stored] == [handle.run_id, handle.run_id]
+        assert stored[-1][1] == "succeeded"
+    with pytest.raises(AgentEngineError, match=r"plugin 'wrong'.*must return a RunRegistry"):
+        ExecutionEngineFactory(plugins=[Wrong()], load_entrypoints=False)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from agentengine.config import Settings
+    from agentengine.config import EngineSettings, Settings
     from agentengine.context import UserExecutionContext
     from agentengine.definitions.agents import AgentRegistry
     from agentengine.definitions.resources import ResourceRegistry
@@ -96,6 +96,20 @@ class AgentEngineHookSpecs:
 
         Not declared ``firstresult``: pluggy's own first-result call would ask the last
         registered plugin first and let one raising plugin fail the whole factory.
+        """
+
+    @hookspec
+    def agentengine_run_registry(
+        self, settings: Settings, engine_settings: EngineSettings, events: EventSink
+    ) -> Any:  # a RunRegistry or None: the runtime sits above this layer
+        """Return the registry of submitted runs (``factory.runs``), or None to leave it to
+        others: a ``RunRegistry`` (a subclass, e.g. one keeping the records where every process
+        reads them). ``engine_settings`` are the factory's effective ``[engine]`` settings
+        (its bounds); ``events`` is the sink the factory chose.
+
+        Asked like ``agentengine_event_sink``: in registration order, the first one returning a
+        registry wins, a raising one is recorded as failed and skipped. With none, the
+        in-memory ``RunRegistry`` is used.
         """
 
     @hookspec

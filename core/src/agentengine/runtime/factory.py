@@ -233,7 +233,7 @@ class ExecutionEngineFactory:
         )
         self._engines: dict[str, set[UserExecutionEngine]] = {}
         #: Submitted runs (``submit_run``): find, list and cancel a user's runs by id.
-        self.runs = RunRegistry(es)
+        self.runs = self._choose_run_registry()
         # The engines made by submit_run, one per run (not counted in max_engines_per_user).
         self._run_engines: set[UserExecutionEngine] = set()
         # (user id, run id) of contexts whose run id an engine already used; bounded.
@@ -332,6 +332,25 @@ class ExecutionEngineFactory:
             retention_bytes=es.event_retention_bytes,
             total_bytes=es.event_total_bytes,
         )
+
+    def _choose_run_registry(self) -> RunRegistry:
+        # As for the sink: the first plugin returning a registry wins.
+        for name, value in self.plugins.call_each(
+            "agentengine_run_registry",
+            {
+                "settings": self.settings,
+                "engine_settings": self.engine_settings,
+                "events": self.events,
+            },
+            first=True,
+        ):
+            if not isinstance(value, RunRegistry):
+                raise AgentEngineError(
+                    f"the agentengine_run_registry hook of plugin {name!r} returned "
+                    f"{type(value).__name__}; it must return a RunRegistry (or None)"
+                )
+            return value
+        return RunRegistry(self.engine_settings)
 
     @property
     def plugin_infos(self) -> list[PluginInfo]:
@@ -475,6 +494,14 @@ class ExecutionEngineFactory:
             raise UnknownAgentError(str(agent), self.agents.names())
         found.validate_input(check_run_input(input, f"input for agent {found.name!r}"))
         user_id = context.user_id
+        if self.runs.queues:  # a worker executes it (e.g. agentengine-redis, queue = true)
+            run_id = (
+                context.run_id if self._claim_run_id(user_id, context.run_id) else new_id("run")
+            )
+            queued = RunRecord(
+                run_id=run_id, user_id=user_id, agent=found.name, thread_id=context.thread_id
+            )
+            return await self.runs.enqueue(queued, dict(input or {}), timeout)
         self.runs.reserve(user_id)
         try:
             run_id = (
@@ -486,7 +513,7 @@ class ExecutionEngineFactory:
             engine = self._admit(context, counted=False)
             self._run_engines.add(engine)
             try:
-                stack = self._collect_extensions(engine, (RunTracker(record),))
+                stack = self._collect_extensions(engine, (RunTracker(record, self.runs),))
                 await stack.start(functools.partial(engine.install_extensions, stack))
             except BaseException:
                 self._unadmit(engine)
@@ -501,6 +528,7 @@ class ExecutionEngineFactory:
             self.runs.unreserve(user_id)
             raise
         self.runs.track(record, handle, engine)
+        await self.runs.store(record)
         return handle
 
     def _unadmit(self, engine: UserExecutionEngine) -> None:

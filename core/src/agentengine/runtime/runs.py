@@ -112,10 +112,11 @@ class RunTracker:
     """The extension a submitted run's engine gets: marks the record ``running`` when the run
     got its slot and counts its events (the engine holds this one run only)."""
 
-    __slots__ = ("record",)
+    __slots__ = ("record", "registry")
 
-    def __init__(self, record: RunRecord) -> None:
+    def __init__(self, record: RunRecord, registry: RunRegistry | None = None) -> None:
         self.record = record
+        self.registry = registry
 
     async def around_run(self, run: RunContext, call_next: Callable[[], Awaitable[Any]]) -> Any:
         """Called once the run holds its concurrency slot and its input is valid."""
@@ -123,6 +124,8 @@ class RunTracker:
         if record.finished_at is None:
             record.status = RUNNING
             record.started_at = time.time()
+            if self.registry is not None:
+                self.registry.started(record)
         return await call_next()
 
     def on_event(self, event: BaseEvent) -> None:
@@ -243,6 +246,10 @@ class RunRegistry:
             self._ended(record)
             record.handle = None
             try:
+                await self.store(record)
+            except Exception:
+                _log.exception("storing a finished run's record failed", run_id=record.run_id)
+            try:
                 await engine.cleanup()
             except Exception:
                 _log.exception("cleaning up a run's engine failed", run_id=record.run_id)
@@ -250,6 +257,27 @@ class RunRegistry:
                 self._finished(record)
             except Exception:
                 _log.exception("recording a finished run failed", run_id=record.run_id)
+
+    #: True when ``submit_run`` queues runs for other processes (``enqueue``) instead of
+    #: executing them in this one.
+    queues = False
+
+    async def enqueue(
+        self, record: RunRecord, run_input: dict[str, Any], timeout: float | None
+    ) -> RunHandle:
+        """Queue a validated run for another process to execute (when ``queues``) and return
+        its handle. This registry executes runs in this process."""
+        raise NotImplementedError("this RunRegistry executes runs in this process")
+
+    def started(self, record: RunRecord) -> None:
+        """Called when a submitted run starts executing (its record says ``running``): a
+        shared registry writes it in the background (``store`` of the end may overtake it, and
+        must win). Must not raise or block; nothing to do in memory."""
+
+    async def store(self, record: RunRecord) -> None:
+        """Called with a run's record once it was submitted and once it ended: a registry
+        shared by several processes writes it where they all read it. This one keeps records
+        in memory, where they already are."""
 
     # -- the run table ------------------------------------------------------------------------
 
@@ -408,6 +436,7 @@ class RunRegistry:
             # Record the end now, so the answer already shows the final status.
             _apply(record, await handle.result())
             self._ended(record)
+            await self.store(record)
         return record
 
     async def wait_finished(self, timeout: float | None = None) -> bool:

@@ -19,6 +19,7 @@ from agentengine.lazy import lazy_exports
 if TYPE_CHECKING:
     from agentengine_redis.config import RedisSettings
     from agentengine_redis.plugin import RedisPlugin
+    from agentengine_redis.runs import RedisRunRegistry
     from agentengine_redis.sink import RedisEventSink
 
 # Imported on first use: every `agentengine` command loads the entry point
@@ -26,9 +27,10 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "RedisEventSink": "agentengine_redis.sink",
     "RedisPlugin": "agentengine_redis.plugin",
+    "RedisRunRegistry": "agentengine_redis.runs",
     "RedisSettings": "agentengine_redis.config",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = ["RedisEventSink", "RedisPlugin", "RedisSettings"]
+__all__ = ["RedisEventSink", "RedisPlugin", "RedisRunRegistry", "RedisSettings"]

@@ -41,6 +41,16 @@ class RedisSettings(BaseModel):
     max_connections: int = Field(default=32, ge=2)
     #: Seconds between health checks (``PING``) while the server runs.
     health_interval: float = Field(default=1.0, gt=0)
+    #: Runs shared by every process on this Redis: their records (``factory.runs``: any
+    #: instance answers ``GET /v1/runs/{id}`` for any run of the caller). See
+    #: docs/scale-out.md, "Runs on Redis".
+    queue: bool = False
+    #: Seconds a worker may go silent before the slots of its runs are taken as free (it
+    #: renews them every third of this).
+    lease: float = Field(default=30.0, gt=0)
+    #: Runs of one user waiting for a slot (``[engine] max_concurrent_per_user``) across all
+    #: instances; beyond it a new run is refused (429).
+    max_queued_per_user: int = Field(default=100, ge=1)
 
     @field_validator("key_prefix")
     @classmethod

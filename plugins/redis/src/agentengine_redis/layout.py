@@ -15,7 +15,21 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["Cursor", "cursor_text", "invalid_cursor", "meta_key", "parse_cursor", "stream_key"]
+__all__ = [
+    "Cursor",
+    "cursor_text",
+    "invalid_cursor",
+    "meta_key",
+    "parse_cursor",
+    "run_key_prefix",
+    "runs_done_key",
+    "runs_key",
+    "stream_key",
+    "work_key",
+    "dead_key",
+    "slots_key",
+    "wait_key",
+]
 
 _CURSOR = re.compile(r"([0-9a-f]{8})-([0-9]{1,18})")
 
@@ -36,6 +50,45 @@ def stream_key(prefix: str, user_id: str) -> str:
 def meta_key(prefix: str, user_id: str) -> str:
     """The hash describing ``user_id``'s log (epoch, last number, publishers' batches)."""
     return f"{prefix}{{{_tag(user_id)}}}:meta"
+
+
+def run_key_prefix(prefix: str, user_id: str) -> str:
+    """What a run record's key starts with: ``<prefix>{<user>}:run:`` then the run id (a hash
+    holding the record as JSON, field ``r``)."""
+    return f"{prefix}{{{_tag(user_id)}}}:run:"
+
+
+def runs_key(prefix: str, user_id: str) -> str:
+    """The sorted set of ``user_id``'s run ids, scored by creation time (what ``list`` reads)."""
+    return f"{prefix}{{{_tag(user_id)}}}:runs"
+
+
+def runs_done_key(prefix: str, user_id: str) -> str:
+    """The sorted set of ``user_id``'s finished run ids, scored by end time (the oldest is
+    dropped first beyond ``finished_runs_kept``)."""
+    return f"{prefix}{{{_tag(user_id)}}}:runs:done"
+
+
+def slots_key(prefix: str, user_id: str) -> str:
+    """The user's concurrency slots: a sorted set of the run ids executing, scored by the
+    expiry (ms, Redis ``TIME``) of their worker's lease. At most ``max_concurrent_per_user``."""
+    return f"{prefix}{{{_tag(user_id)}}}:slots"
+
+
+def wait_key(prefix: str, user_id: str) -> str:
+    """The user's queued runs waiting for a slot, oldest first (a list of run ids)."""
+    return f"{prefix}{{{_tag(user_id)}}}:wait"
+
+
+def work_key(prefix: str) -> str:
+    """The stream of wake-ups (field ``u``: a user with queued runs), read by every worker
+    through one consumer group. Not per user: workers read one stream."""
+    return f"{prefix}queue:work"
+
+
+def dead_key(prefix: str) -> str:
+    """The stream of queued entries no worker could execute (fields ``w`` and ``reason``)."""
+    return f"{prefix}queue:dead"
 
 
 def cursor_text(epoch: str, n: int) -> str:

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 from agentengine import hookimpl
 
 if TYPE_CHECKING:
-    from agentengine import Settings
+    from agentengine import EngineSettings, EventSink, Settings
 
     from agentengine_redis.config import RedisSettings
+    from agentengine_redis.runs import RedisRunRegistry
     from agentengine_redis.sink import RedisEventSink
 
 # The entry point loads this module for every `agentengine` command: redis-py, pydantic and
@@ -58,6 +59,33 @@ class RedisPlugin:
 
         self.sink = RedisEventSink(self.settings)
         return self.sink
+
+    @hookimpl
+    def agentengine_run_registry(
+        self, settings: Settings, engine_settings: EngineSettings, events: EventSink
+    ) -> RedisRunRegistry | None:
+        """With ``[redis] queue = true``: the run records on Redis, read by every process
+        (None, the in-memory registry, otherwise). Needs this plugin's sink."""
+        if self.settings is None or self.settings.url is None or not self.settings.queue:
+            return None
+        from agentengine import ConfigError
+
+        from agentengine_redis.runs import RedisRunRegistry
+        from agentengine_redis.sink import RedisEventSink
+
+        if not isinstance(events, RedisEventSink) or events is not self.sink:
+            raise ConfigError(
+                "[redis] queue = true needs the Redis event sink, but another plugin's sink "
+                f"({type(events).__name__}) was chosen: disable that plugin or set queue = false"
+            )
+        return RedisRunRegistry(engine_settings, events)
+
+    @hookimpl
+    def agentengine_cli_commands(self) -> list[Any]:
+        """``agentengine worker``: executes the runs queued on Redis."""
+        from agentengine_redis.worker import worker_command
+
+        return [worker_command()]
 
     @hookimpl
     def agentengine_status(self) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["APPEND", "OPEN", "Script"]
+__all__ = ["ACQUIRE", "APPEND", "OPEN", "RELEASE", "RENEW", "STORE_RUN", "SUBMIT", "Script"]
 
 
 class Script:
@@ -75,5 +75,114 @@ if not epoch then
   return {ARGV[1], 0}
 end
 return {epoch, tonumber(redis.call('HGET', meta, 'last'))}
+"""
+)
+
+# Store one run record. KEYS: the record's hash, the user's runs index, the user's finished
+# index. ARGV: run id, record JSON, created at, finished at ('' while in flight), records kept
+# finished per user, expiry (ms), the prefix of record keys, the record's stage (0 queued,
+# 1 running, 2 ended). A record never goes back a stage and an ended one is never overwritten
+# (its first end is its end): writes of one run from several connections or processes may
+# arrive in any order. Beyond the bound the oldest finished records are dropped. Returns 1 if
+# stored, 0 if refused.
+STORE_RUN = Script(
+    """
+local rec, runs, done = KEYS[1], KEYS[2], KEYS[3]
+local stage = tonumber(ARGV[8])
+local stored = tonumber(redis.call('HGET', rec, 'k') or '-1')
+if stored == 2 or stage < stored then
+  return 0
+end
+local finished = ARGV[4] ~= ''
+redis.call('HSET', rec, 'r', ARGV[2], 'k', stage)
+redis.call('ZADD', runs, 'NX', ARGV[3], ARGV[1])
+if finished then
+  redis.call('ZADD', done, ARGV[4], ARGV[1])
+  local extra = redis.call('ZCARD', done) - tonumber(ARGV[5])
+  if extra > 0 then
+    local old = redis.call('ZPOPMIN', done, extra)
+    for i = 1, #old, 2 do
+      redis.call('ZREM', runs, old[i])
+      redis.call('DEL', ARGV[7] .. old[i])
+    end
+  end
+end
+redis.call('PEXPIRE', rec, ARGV[6])
+redis.call('PEXPIRE', runs, ARGV[6])
+redis.call('PEXPIRE', done, ARGV[6])
+return 1
+"""
+)
+
+# Queue a run. KEYS: as STORE_RUN, then the user's wait list. ARGV: as STORE_RUN (the record
+# queued), then the run's work (JSON: agent, input, thread, timeout), the most runs the user
+# may have waiting. Returns the number waiting before it, or -1 when that bound is reached
+# (nothing written).
+SUBMIT = Script(
+    """
+local rec, runs, done, wait = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local waiting = redis.call('LLEN', wait)
+if waiting >= tonumber(ARGV[10]) then
+  return -1
+end
+redis.call('HSET', rec, 'r', ARGV[2], 'k', 0, 'w', ARGV[9])
+redis.call('ZADD', runs, ARGV[3], ARGV[1])
+redis.call('RPUSH', wait, ARGV[1])
+redis.call('PEXPIRE', rec, ARGV[6])
+redis.call('PEXPIRE', runs, ARGV[6])
+redis.call('PEXPIRE', wait, ARGV[6])
+return waiting
+"""
+)
+
+# Admit the user's oldest waiting run under the limit. KEYS: the user's slots, wait list.
+# ARGV: the limit, the lease (ms), the prefix of record keys. Slots whose lease expired (their
+# worker went silent) are freed first. Runs that ended while waiting are skipped. Returns
+# {run id, work JSON} or nil (no free slot, or nothing waiting).
+ACQUIRE = Script(
+    """
+local slots, wait = KEYS[1], KEYS[2]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
+if redis.call('ZCARD', slots) >= tonumber(ARGV[1]) then
+  return false
+end
+while true do
+  local run = redis.call('LPOP', wait)
+  if not run then
+    return false
+  end
+  local rec = ARGV[3] .. run
+  if redis.call('HGET', rec, 'k') == '0' then
+    redis.call('ZADD', slots, now + tonumber(ARGV[2]), run)
+    redis.call('PEXPIRE', slots, tonumber(ARGV[2]) * 2 + 60000)
+    return {run, redis.call('HGET', rec, 'w')}
+  end
+end
+"""
+)
+
+# Renew a worker's leases. KEYS: the user's slots. ARGV: the lease (ms), then run ids.
+# Returns how many were still held.
+RENEW = Script(
+    """
+local t = redis.call('TIME')
+local expiry = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+local held = 0
+for i = 2, #ARGV do
+  held = held + redis.call('ZADD', KEYS[1], 'XX', 'CH', expiry, ARGV[i])
+end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) * 2 + 60000)
+return held
+"""
+)
+
+# Free a run's slot. KEYS: the user's slots, wait list. ARGV: run id. Returns how many runs of
+# the user wait (the caller wakes a worker for them).
+RELEASE = Script(
+    """
+redis.call('ZREM', KEYS[1], ARGV[1])
+return redis.call('LLEN', KEYS[2])
 """
 )

@@ -107,7 +107,9 @@ async def cancel_run(request: Request) -> Response:
             f"run {run_id!r} already ended with status {record.status!r}",
             status=record.status,
         )
-    await state.runs.cancel(user, run_id)
+    # The answer is the record cancel returns: with run records shared by several processes
+    # (Redis) the one looked up above is a copy.
+    record = await state.runs.cancel(user, run_id) or record
     return JSONResponse(run_wire(record))
 
 

@@ -104,8 +104,9 @@ class RunManager:
             ctx_args["thread_id"] = thread_id
         ctx = UserExecutionContext(**ctx_args)
         handle = await self.factory.submit_run(ctx, agent, dict(run_input or {}))
-        record = self.registry.lookup(user_id, handle.run_id)
-        assert record is not None  # submit_run recorded it, and nothing awaited since
+        # get, not lookup: with runs queued for workers the record is not in this process.
+        record = await self.registry.get(user_id, handle.run_id)
+        assert record is not None  # submit_run recorded it
         return record
 
     async def get(self, user_id: str, run_id: str) -> RunRecord | None:
