@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
-from agentengine import BaseEvent
+from agentengine import AgentThinkingEvent, BaseEvent
 from agentengine.testing import assert_isolated, assert_run_invariants
 
 
@@ -39,3 +40,17 @@ def check_stream(user_id: str, events: Iterable[BaseEvent]) -> dict[str, list[Ba
     for event in delivered:
         by_run[event.run_id].append(event)
     return by_run
+
+
+def thinking(user: str, seq: int) -> AgentThinkingEvent:
+    """An ``agent_thinking`` event of ``user`` with text ``"<user>-<seq>"``, for sink tests."""
+    return AgentThinkingEvent(
+        run_id="r",
+        user_id=user,
+        thread_id="t",
+        agent="a",
+        seq=seq,
+        ts=datetime.now(UTC),
+        text=f"{user}-{seq}",
+        step=seq,
+    )

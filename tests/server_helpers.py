@@ -343,3 +343,29 @@ def dev_token(port: int, user: str) -> str:
     r = httpx.post(f"http://127.0.0.1:{port}/v1/dev/token", json={"user": user}, timeout=10)
     assert r.status_code == 200, r.text
     return str(r.json()["token"])
+
+
+#: A plugin module (``chatter:plugin``) whose agent ``chatter`` thinks ``count`` times, with
+#: ``delay`` seconds between steps: what the multi-process Redis tests run.
+CHATTER = textwrap.dedent(
+    """
+    import asyncio
+    from agentengine import RunContext, agent, hookimpl
+
+    @agent(name="chatter")
+    async def chatter(run: RunContext, count: int = 5, delay: float = 0.0) -> int:
+        for i in range(count):
+            await run.think(f"step {i}")
+            await asyncio.sleep(delay)
+        return count
+
+    class ChatPlugin:
+        name = "chatplug"
+
+        @hookimpl
+        def agentengine_register_agents(self, registry):
+            registry.add(chatter)
+
+    plugin = ChatPlugin()
+    """
+)

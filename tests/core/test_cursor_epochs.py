@@ -12,7 +12,6 @@ import contextlib
 import subprocess
 import sys
 import textwrap
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +27,7 @@ from agentengine import (
     hookimpl,
 )
 from agentengine.sinks.protocol import check_event_sink
-
-
-def thinking(user: str, seq: int) -> AgentThinkingEvent:
-    return AgentThinkingEvent(
-        run_id="r",
-        user_id=user,
-        thread_id="t",
-        agent="a",
-        seq=seq,
-        ts=datetime.now(UTC),
-        text=f"{user}-{seq}",
-        step=seq,
-    )
+from invariants import thinking
 
 
 async def take(sink: EventSink, user: str, after: str | None, count: int) -> list[StreamItem]:

@@ -12,27 +12,13 @@ from datetime import UTC, datetime
 import pytest
 from agentengine import (
     AgentStartedEvent,
-    AgentThinkingEvent,
     EventGap,
     InMemoryEventSink,
     ToolCompletedEvent,
     ToolStatus,
     parse_event,
 )
-from invariants import cursor_at, cursor_number
-
-
-def thinking(user: str, seq: int) -> AgentThinkingEvent:
-    return AgentThinkingEvent(
-        run_id="r",
-        user_id=user,
-        thread_id="t",
-        agent="a",
-        seq=seq,
-        ts=datetime.now(UTC),
-        text=f"{user}-{seq}",
-        step=seq,
-    )
+from invariants import cursor_at, cursor_number, thinking
 
 
 def at(sink: InMemoryEventSink, n: int) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,35 +35,13 @@ from agentengine_redis.worker import Worker
 from redis_server import RedisProcess, unique_prefix
 from server_helpers import (
     AGENTENGINE,
+    CHATTER,
     SECRET,
     check_runs_end_once,
     make_token,
     serve_env,
     serve_process,
     sse_items,
-)
-
-CHATTER = textwrap.dedent(
-    """
-    import asyncio
-    from agentengine import RunContext, agent, hookimpl
-
-    @agent(name="chatter")
-    async def chatter(run: RunContext, count: int = 5, delay: float = 0.0) -> int:
-        for i in range(count):
-            await run.think(f"step {i}")
-            await asyncio.sleep(delay)
-        return count
-
-    class ChatPlugin:
-        name = "chatplug"
-
-        @hookimpl
-        def agentengine_register_agents(self, registry):
-            registry.add(chatter)
-
-    plugin = ChatPlugin()
-    """
 )
 
 

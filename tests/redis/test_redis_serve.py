@@ -9,7 +9,6 @@ import contextlib
 import json
 import signal
 import subprocess
-import textwrap
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from redis_server import RedisProcess, unique_prefix
 from server_helpers import (
     AGENTENGINE,
+    CHATTER,
     SECRET,
     check_runs_end_once,
     make_token,
@@ -28,29 +28,6 @@ from server_helpers import (
     sse_items,
 )
 from websockets.asyncio.client import connect
-
-CHATTER = textwrap.dedent(
-    """
-    import asyncio
-    from agentengine import RunContext, agent, hookimpl
-
-    @agent(name="chatter")
-    async def chatter(run: RunContext, count: int = 5, delay: float = 0.0) -> int:
-        for i in range(count):
-            await run.think(f"step {i}")
-            await asyncio.sleep(delay)
-        return count
-
-    class ChatPlugin:
-        name = "chatplug"
-
-        @hookimpl
-        def agentengine_register_agents(self, registry):
-            registry.add(chatter)
-
-    plugin = ChatPlugin()
-    """
-)
 
 EVENT_TYPES = {
     "agent_started",

@@ -4,29 +4,16 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from agentengine import AgentThinkingEvent, BaseEvent, EventGap, ExecutionEngineFactory
+from agentengine import BaseEvent, EventGap, ExecutionEngineFactory
 from agentengine_redis import RedisEventSink, RedisPlugin, RedisSettings
 from agentengine_redis.layout import meta_key, stream_key
 from agentengine_redis.scripts import APPEND
+from invariants import thinking
 from redis_server import RedisProcess, unique_prefix
-
-
-def thinking(user: str, seq: int) -> AgentThinkingEvent:
-    return AgentThinkingEvent(
-        run_id=f"run-{user}",
-        user_id=user,
-        thread_id="t",
-        agent="a",
-        seq=seq,
-        ts=datetime.now(UTC),
-        text=f"{user}-{seq}",
-        step=seq,
-    )
 
 
 def make_sink(server: RedisProcess, **options: Any) -> RedisEventSink:

@@ -12,13 +12,11 @@ import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from agentengine import (
     LIVE,
-    AgentThinkingEvent,
     BaseEvent,
     EventGap,
     ExecutionEngineFactory,
@@ -26,21 +24,9 @@ from agentengine import (
     UserExecutionContext,
 )
 from hypothesis import HealthCheck, given, settings, strategies as st
+from invariants import thinking
 from outcome_agents import OutcomesPlugin
 from redis_server import RedisProcess, unique_prefix
-
-
-def thinking(user: str, seq: int) -> AgentThinkingEvent:
-    return AgentThinkingEvent(
-        run_id="r",
-        user_id=user,
-        thread_id="t",
-        agent="a",
-        seq=seq,
-        ts=datetime.now(UTC),
-        text=f"{user}-{seq}",
-        step=seq,
-    )
 
 
 @dataclass

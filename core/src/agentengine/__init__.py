@@ -62,7 +62,10 @@ if TYPE_CHECKING:
     )
     from agentengine.plugins.extensions import Extension as Extension, ToolCall as ToolCall
     from agentengine.plugins.hooks import hookimpl as hookimpl, hookspec as hookspec
-    from agentengine.plugins.loading import PluginInfo as PluginInfo
+    from agentengine.plugins.loading import (
+        PluginInfo as PluginInfo,
+        load_plugin as load_plugin,
+    )
     from agentengine.request_scope import RequestScope as RequestScope
     from agentengine.runtime.drain import (
         DrainingErrorMiddleware as DrainingErrorMiddleware,
@@ -153,6 +156,7 @@ _EXPORTS: dict[str, str] = {
     "get_execution_engine_factory": "agentengine.runtime.factory",
     "hookimpl": "agentengine.plugins.hooks",
     "hookspec": "agentengine.plugins.hooks",
+    "load_plugin": "agentengine.plugins.loading",
     "load_settings": "agentengine.config",
     "parse_event": "agentengine.events",
     "wire_size": "agentengine.events",

@@ -99,6 +99,26 @@ class PluginInfo:
         }
 
 
+def load_plugin(spec: str) -> Any:
+    """The plugin object named by ``spec``, ``MODULE`` or ``MODULE:ATTRIBUTE`` as in an entry
+    point (``agentengine_weather:plugin``); a class is instantiated. Raises ``PluginLoadError``
+    naming the spec and the cause when it cannot be imported. ``agentengine serve --plugin``
+    and ``agentengine worker --plugin`` take such specs."""
+    import importlib
+
+    module_name, _, attr = spec.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in filter(None, attr.split(".")):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise PluginLoadError(
+            f"cannot load {spec!r}: {exc}; pass MODULE or MODULE:ATTRIBUTE of a plugin object "
+            "importable from the current environment"
+        ) from None
+    return obj() if isinstance(obj, type) else obj
+
+
 def plugin_name_of(plugin: Any) -> str:
     """A readable name for a plugin object: its ``name`` attribute, module or class name."""
     explicit = getattr(plugin, "name", None)

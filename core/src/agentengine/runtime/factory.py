@@ -38,7 +38,13 @@ from agentengine.errors import (
 from agentengine.events import RunStatus
 from agentengine.ids import new_id
 from agentengine.plugins.extensions import ExtensionStack, contained
-from agentengine.plugins.loading import PluginInfo, PluginSelection, PluginSet, load_plugins
+from agentengine.plugins.loading import (
+    PluginInfo,
+    PluginSelection,
+    PluginSet,
+    load_plugin,
+    load_plugins,
+)
 from agentengine.runtime.deadlines import DeadlineScheduler
 from agentengine.runtime.engine import FACTORY_ONLY, RunHandle, UserExecutionEngine, wait_runs
 from agentengine.runtime.limits import ConcurrencyLimiter
@@ -97,16 +103,7 @@ def _log_configuration(settings: Settings, *, given: bool) -> None:
 
 
 def _builtin_objects() -> list[tuple[str, Any]]:
-    import importlib
-
-    result = []
-    for name, target in BUILTIN_PLUGINS:
-        module_name, _, attr = target.partition(":")
-        obj: Any = importlib.import_module(module_name)
-        if attr:
-            obj = getattr(obj, attr)
-        result.append((name, obj))
-    return result
+    return [(name, load_plugin(target)) for name, target in BUILTIN_PLUGINS]
 
 
 class ExecutionEngineFactory:

@@ -254,22 +254,13 @@ async def serve_worker(factory: ExecutionEngineFactory, concurrency: int) -> Non
 
 
 def _load_plugin(spec: str) -> Any:
-    import importlib
-
     import click
+    from agentengine import PluginLoadError, load_plugin
 
-    module_name, _, attr = spec.partition(":")
     try:
-        obj: Any = importlib.import_module(module_name)
-        for part in filter(None, attr.split(".")):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise click.BadParameter(
-            f"cannot load {spec!r}: {exc}; pass MODULE or MODULE:ATTRIBUTE of a plugin object "
-            "importable from the current environment",
-            param_hint="--plugin",
-        ) from None
-    return obj() if isinstance(obj, type) else obj
+        return load_plugin(spec)
+    except PluginLoadError as exc:
+        raise click.BadParameter(str(exc), param_hint="--plugin") from None
 
 
 def worker_command() -> Any:

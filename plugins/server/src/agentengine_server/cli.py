@@ -8,7 +8,6 @@ in a shell).
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Any
 
@@ -32,18 +31,13 @@ def is_loopback(host: str) -> bool:
 
 
 def _load_plugin(spec: str) -> Any:
-    module_name, _, attr = spec.partition(":")
+    import click
+    from agentengine import PluginLoadError, load_plugin
+
     try:
-        obj: Any = importlib.import_module(module_name)
-        for part in filter(None, attr.split(".")):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise click.BadParameter(
-            f"cannot load {spec!r}: {exc}; pass MODULE or MODULE:ATTRIBUTE of a plugin object "
-            "importable from the current environment",
-            param_hint="--plugin",
-        ) from None
-    return obj() if isinstance(obj, type) else obj
+        return load_plugin(spec)
+    except PluginLoadError as exc:
+        raise click.BadParameter(str(exc), param_hint="--plugin") from None
 
 
 @click.command("serve")
