@@ -746,7 +746,7 @@ def test_worker_processes_find_the_same(tmp_path: Path) -> None:
     assert serial.findings == parallel.findings
 
 
-def test_commands_are_contributed_through_the_plugin_hook(cli: Cli) -> None:
+def test_commands_are_declared_by_the_migrate_plugin(cli: Cli, tmp_path: Path) -> None:
     listed = cli("--help")
     assert listed.returncode == 0
     assert "check" in listed.stdout
@@ -755,7 +755,12 @@ def test_commands_are_contributed_through_the_plugin_hook(cli: Cli) -> None:
     (migrate,) = [p for p in plugins if p["name"] == "migrate"]
     assert migrate["error"] is None
     assert migrate["distribution"] == "agentengine-migrate"
-    assert "agentengine_cli_commands" in migrate["hooks"]
+    # Declared in entry-point group agentengine.commands, so they follow the plugin:
+    (tmp_path / "off").mkdir()
+    (tmp_path / "off" / "agentengine.toml").write_text('[plugins]\ndisable = ["migrate"]\n')
+    disabled = cli("check", "--help", cwd=tmp_path / "off")
+    assert disabled.returncode == 2
+    assert "No such command 'check'" in disabled.stderr
 
 
 def test_readme_example_runs(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import os
 import shutil
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from agentengine import hookimpl
@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from agentengine_mcp.extension import MCPExtension
     from agentengine_mcp.session import MCPSession
 
-# This module is what the entry point loads for every `agentengine` command (`agentengine
-# check` runs in pre-commit hooks), so it imports nothing heavy: the MCP SDK (most of a second),
+# This module is what the entry point loads for every factory and for `agentengine --help`
+# and `agentengine plugins`, so it imports nothing heavy: the MCP SDK (most of a second),
 # the pydantic configuration models and structlog wait until a factory or engine needs them.
 
 __all__ = ["MCPPlugin", "static_problem"]
@@ -118,13 +118,6 @@ class MCPPlugin:
         )
         self._extensions.add(extension)
         return extension
-
-    @hookimpl
-    def agentengine_cli_commands(self) -> Sequence[Any]:
-        """``agentengine mcp ...``."""
-        from agentengine_mcp.cli import mcp_group
-
-        return [mcp_group]
 
     @hookimpl
     def agentengine_status(self) -> list[dict[str, Any]]:

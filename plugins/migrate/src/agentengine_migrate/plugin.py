@@ -1,22 +1,17 @@
-"""The plugin object registered under entry-point group ``agentengine``: it adds two commands."""
+"""The plugin object registered under entry-point group ``agentengine``.
+
+Its two commands are declared in entry-point group ``agentengine.commands`` (see
+``pyproject.toml``), so that ``agentengine check`` imports them and nothing of this plugin or
+the others; this object is what ``agentengine plugins`` lists and ``[plugins] disable``
+names (disabling ``migrate`` removes both commands).
+"""
 
 from __future__ import annotations
-
-from typing import Any
-
-from agentengine import hookimpl
 
 __all__ = ["MigratePlugin"]
 
 
 class MigratePlugin:
-    """Contributes ``agentengine check`` and ``agentengine migrate``."""
+    """The ``agentengine check`` and ``agentengine migrate`` distribution, as a plugin."""
 
     name = "migrate"
-
-    @hookimpl
-    def agentengine_cli_commands(self) -> list[Any]:
-        """The two commands (imported here so loading the plugin stays cheap)."""
-        from agentengine_migrate.cli import commands
-
-        return list(commands())
