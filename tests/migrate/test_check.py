@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -12,7 +15,7 @@ from pathlib import Path
 from agentengine_migrate.file_scan import scan_source
 from agentengine_migrate.findings import RULES
 from agentengine_migrate.spec import build_spec, load_spec
-from migrate_helpers import Cli, write
+from migrate_helpers import AGENTENGINE, Cli, write
 
 LEGACY = build_spec({})
 NETRA = build_spec({}, presets=["netra"])
@@ -428,6 +431,33 @@ def test_cli_explicit_files_and_force_exclude(cli: Cli, tmp_path: Path) -> None:
     no_gitignore = cli("check", "--no-respect-gitignore", "--format", "json", ".")
     paths = {f["path"] for f in json.loads(no_gitignore.stdout)["findings"]}
     assert paths == {"ignored_dir/x.py", "keep.tmp.py", "scratch.tmp.py", "src/app/main.py"}
+
+
+def test_the_documented_pre_commit_hook_checks_what_pre_commit_passes(tmp_path: Path) -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "migration.md").read_text()
+    hook = doc.split("# .pre-commit-config.yaml\n", 1)[1].split("```", 1)[0]
+    entry = re.search(r"entry: (.+)", hook)
+    types = re.search(r"types_or: \[(.+)\]", hook)
+    assert entry is not None and types is not None
+    assert {t.strip() for t in types.group(1).split(",")} == {"python", "pyi", "markdown"}
+    _project(tmp_path)
+    write(tmp_path, {"docs/notes.md": "Was `agentengine.legacy.ExecutionEngine`.\n"})
+    # As pre-commit runs a `language: system` hook: the entry from PATH, then the file names.
+    staged = ["src/app/main.py", "generated/gen.py", "docs/notes.md", "src/app/clean.py"]
+    env = {**os.environ, "PATH": f"{AGENTENGINE.parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(
+        [*shlex.split(entry.group(1)), *staged],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == ""
+    reported = {line.split(":", 1)[0] for line in proc.stdout.splitlines() if ": AEM" in line}
+    assert reported == {"src/app/main.py", "docs/notes.md"}  # generated/ is excluded
 
 
 def test_cli_json_output(cli: Cli, tmp_path: Path) -> None:
