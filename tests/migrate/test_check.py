@@ -785,6 +785,7 @@ def test_commands_are_declared_by_the_migrate_plugin(cli: Cli, tmp_path: Path) -
     (migrate,) = [p for p in plugins if p["name"] == "migrate"]
     assert migrate["error"] is None
     assert migrate["distribution"] == "agentengine-migrate"
+    assert "agentengine_cli_commands" in migrate["hooks"]  # the same objects, for --help
     # Declared in entry-point group agentengine.commands, so they follow the plugin:
     (tmp_path / "off").mkdir()
     (tmp_path / "off" / "agentengine.toml").write_text('[plugins]\ndisable = ["migrate"]\n')

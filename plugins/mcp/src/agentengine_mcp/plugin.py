@@ -6,7 +6,7 @@ import os
 import shutil
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from agentengine import hookimpl
@@ -118,6 +118,14 @@ class MCPPlugin:
         )
         self._extensions.add(extension)
         return extension
+
+    @hookimpl
+    def agentengine_cli_commands(self) -> Sequence[Any]:
+        """``agentengine mcp ...`` (also declared in entry-point group ``agentengine.commands``,
+        how ``agentengine mcp`` finds it without loading any plugin: the same object)."""
+        from agentengine_mcp.cli import mcp_group
+
+        return [mcp_group]
 
     @hookimpl
     def agentengine_status(self) -> list[dict[str, Any]]:

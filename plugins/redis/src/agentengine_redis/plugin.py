@@ -81,6 +81,14 @@ class RedisPlugin:
         return RedisRunRegistry(engine_settings, events)
 
     @hookimpl
+    def agentengine_cli_commands(self) -> list[Any]:
+        """``agentengine worker``: executes the runs queued on Redis (also declared in
+        entry-point group ``agentengine.commands``: ``worker_command`` makes one object)."""
+        from agentengine_redis.worker import worker_command
+
+        return [worker_command()]
+
+    @hookimpl
     def agentengine_status(self) -> list[dict[str, Any]]:
         """Reachable or not, server version, persistence; ``ready`` is False while Redis is
         unreachable (``/healthz`` then answers 503 ``degraded``)."""
