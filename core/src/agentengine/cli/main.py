@@ -27,10 +27,11 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 
-class PluginCommandError(click.ClickException):
+def _command_error(message: str) -> click.ClickException:
     """A plugin's command cannot be loaded: exit status 2, as for ``check-plugin``."""
-
-    exit_code = 2
+    error = click.ClickException(message)
+    error.exit_code = 2
+    return error
 
 
 class _PluginCommands(click.Group):
@@ -78,7 +79,8 @@ class _PluginCommands(click.Group):
 
     def _add_declared(self, name: str) -> click.Command | None:
         """Import the declared command ``name`` and add it; None when none is declared.
-        Raises ``PluginCommandError`` naming the entry point when it cannot be loaded."""
+        Raises a ``click.ClickException`` (exit status 2) naming the entry point when it
+        cannot be loaded."""
         declared = self._declared_commands().get(name)
         if declared is None:
             return None
@@ -89,11 +91,11 @@ class _PluginCommands(click.Group):
         try:
             command = declared.load()
         except PluginLoadError as exc:
-            raise PluginCommandError(str(exc)) from None
+            raise _command_error(str(exc)) from None
         if not isinstance(command, click.Command) and callable(command):
             command = command()  # a function returning the command (imports on demand)
         if not isinstance(command, click.Command):
-            raise PluginCommandError(
+            raise _command_error(
                 f"command {name!r} of {declared.distribution} ({name} = {declared.value} in "
                 f"entry-point group agentengine.commands) is {command!r}, not a click command "
                 "(or a function returning one)"
@@ -126,7 +128,7 @@ class _PluginCommands(click.Group):
                     continue
                 try:  # a declared command of that name wins over the hook's
                     existing = self._add_declared(command.name) or self.commands.get(command.name)
-                except PluginCommandError:
+                except click.ClickException:
                     existing = None  # reported when that command is listed or run
                 if existing is command:  # declared and returned by the hook: one command
                     continue
@@ -143,7 +145,7 @@ class _PluginCommands(click.Group):
         for name in list(self._declared_commands()):
             try:
                 self._add_declared(name)
-            except PluginCommandError as exc:  # the listing goes on without it
+            except click.ClickException as exc:  # the listing goes on without it
                 click.echo(f"warning: {exc.message}", err=True)
         self._load_hook_commands()
         return super().list_commands(ctx)
