@@ -27,11 +27,10 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 
-def _command_error(message: str) -> click.ClickException:
-    """A plugin's command cannot be loaded: exit status 2, as for ``check-plugin``."""
-    error = click.ClickException(message)
-    error.exit_code = 2
-    return error
+def _command_error(message: str) -> click.UsageError:
+    """A plugin's command cannot be loaded: a usage error (exit status 2) like an unknown
+    command's, naming the entry point and the cause."""
+    return click.UsageError(message)
 
 
 class _PluginCommands(click.Group):

@@ -80,11 +80,15 @@ class DeclaredCommand:
         except Exception as exc:
             text = str(exc).strip()
             cause = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+            fix = (
+                f"reinstall {self.distribution}, or disable its plugin "
+                f"({', '.join(self.plugins)}) in [plugins] disable"
+                if self.plugins
+                else f"reinstall or uninstall {self.distribution}"
+            )
             raise PluginLoadError(
                 f"command {self.name!r} of {self.distribution} ({self.name} = {self.value} in "
-                f"entry-point group {COMMAND_GROUP}) could not be loaded: {cause}; reinstall "
-                f"{self.distribution}, or disable its plugin "
-                f"({', '.join(self.plugins) or 'none declared'}) in [plugins] disable"
+                f"entry-point group {COMMAND_GROUP}) could not be loaded: {cause}; {fix}"
             ) from exc
         return obj
 
