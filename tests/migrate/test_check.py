@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -12,7 +15,7 @@ from pathlib import Path
 from agentengine_migrate.file_scan import scan_source
 from agentengine_migrate.findings import RULES
 from agentengine_migrate.spec import build_spec, load_spec
-from migrate_helpers import Cli, write
+from migrate_helpers import AGENTENGINE, Cli, write
 
 LEGACY = build_spec({})
 NETRA = build_spec({}, presets=["netra"])
@@ -430,6 +433,33 @@ def test_cli_explicit_files_and_force_exclude(cli: Cli, tmp_path: Path) -> None:
     assert paths == {"ignored_dir/x.py", "keep.tmp.py", "scratch.tmp.py", "src/app/main.py"}
 
 
+def test_the_documented_pre_commit_hook_checks_what_pre_commit_passes(tmp_path: Path) -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "migration.md").read_text()
+    hook = doc.split("# .pre-commit-config.yaml\n", 1)[1].split("```", 1)[0]
+    entry = re.search(r"entry: (.+)", hook)
+    types = re.search(r"types_or: \[(.+)\]", hook)
+    assert entry is not None and types is not None
+    assert {t.strip() for t in types.group(1).split(",")} == {"python", "pyi", "markdown"}
+    _project(tmp_path)
+    write(tmp_path, {"docs/notes.md": "Was `agentengine.legacy.ExecutionEngine`.\n"})
+    # As pre-commit runs a `language: system` hook: the entry from PATH, then the file names.
+    staged = ["src/app/main.py", "generated/gen.py", "docs/notes.md", "src/app/clean.py"]
+    env = {**os.environ, "PATH": f"{AGENTENGINE.parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(
+        [*shlex.split(entry.group(1)), *staged],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == ""
+    reported = {line.split(":", 1)[0] for line in proc.stdout.splitlines() if ": AEM" in line}
+    assert reported == {"src/app/main.py", "docs/notes.md"}  # generated/ is excluded
+
+
 def test_cli_json_output(cli: Cli, tmp_path: Path) -> None:
     write(tmp_path, {"a.py": CONFLICTED, "b.py": "x = 1  # nothing here\n"})
     result = cli("check", "--format", "json", ".")
@@ -746,7 +776,7 @@ def test_worker_processes_find_the_same(tmp_path: Path) -> None:
     assert serial.findings == parallel.findings
 
 
-def test_commands_are_contributed_through_the_plugin_hook(cli: Cli) -> None:
+def test_commands_are_declared_by_the_migrate_plugin(cli: Cli, tmp_path: Path) -> None:
     listed = cli("--help")
     assert listed.returncode == 0
     assert "check" in listed.stdout
@@ -755,7 +785,13 @@ def test_commands_are_contributed_through_the_plugin_hook(cli: Cli) -> None:
     (migrate,) = [p for p in plugins if p["name"] == "migrate"]
     assert migrate["error"] is None
     assert migrate["distribution"] == "agentengine-migrate"
-    assert "agentengine_cli_commands" in migrate["hooks"]
+    assert "agentengine_cli_commands" in migrate["hooks"]  # the same objects, for --help
+    # Declared in entry-point group agentengine.commands, so they follow the plugin:
+    (tmp_path / "off").mkdir()
+    (tmp_path / "off" / "agentengine.toml").write_text('[plugins]\ndisable = ["migrate"]\n')
+    disabled = cli("check", "--help", cwd=tmp_path / "off")
+    assert disabled.returncode == 2
+    assert "No such command 'check'" in disabled.stderr
 
 
 def test_readme_example_runs(tmp_path: Path) -> None:

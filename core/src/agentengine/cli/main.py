@@ -1,8 +1,12 @@
 """The ``agentengine`` command line.
 
 Kept light: only click is imported up front; the engine and plugins are imported when a
-command runs (``agentengine --help`` lists plugin commands, which loads the plugins' entry
-points but builds no factory). Exit status: 0 success, 1 a failed run or check, 2 usage errors.
+command runs. A command a plugin declares in entry-point group ``agentengine.commands`` is
+found from the installed distributions' metadata and only its own module is imported, so that
+``agentengine check`` in a pre-commit hook costs what the check costs; commands plugins add
+through the ``agentengine_cli_commands`` hook need every plugin loaded, which happens only for
+``agentengine --help`` and for a name no declared command has. Exit status: 0 success, 1 a
+failed run or check, 2 usage errors (and a plugin command that cannot be loaded).
 """
 
 from __future__ import annotations
@@ -16,25 +20,99 @@ import click
 from agentengine.cli.render import event_line
 
 if TYPE_CHECKING:
-    from agentengine.plugins.loading import PluginSelection
+    from agentengine.plugins.commands import DeclaredCommand
+    from agentengine.plugins.selection import PluginSelection
     from agentengine.runtime.factory import ExecutionEngineFactory
 
 __all__ = ["main"]
 
 
+def _command_error(message: str) -> click.UsageError:
+    """A plugin's command cannot be loaded: a usage error (exit status 2) like an unknown
+    command's, naming the entry point and the cause."""
+    return click.UsageError(message)
+
+
 class _PluginCommands(click.Group):
-    """A group that adds the commands plugins contribute (``agentengine_cli_commands``)."""
+    """A group that adds the commands plugins contribute: those declared in entry-point group
+    ``agentengine.commands`` one at a time, when asked for by name; those of the
+    ``agentengine_cli_commands`` hook all at once, when listing or for an unknown name."""
 
-    _loaded = False
+    _selection: PluginSelection | None = None
+    _declared: dict[str, DeclaredCommand] | None = None
+    _hooks_loaded = False
 
-    def _load_plugin_commands(self) -> None:
-        if self._loaded:
+    def _plugin_selection(self) -> PluginSelection | None:
+        """The ``[plugins]`` selection; None (after one warning) when it cannot be read."""
+        if self._selection is None:
+            try:
+                self._selection = _plugin_selection()
+            except Exception as exc:  # never let a plugin break the command line itself
+                click.echo(f"warning: could not load plugins: {exc}", err=True)
+                self._declared, self._hooks_loaded = {}, True
+        return self._selection
+
+    def _declared_commands(self) -> dict[str, DeclaredCommand]:
+        """The declared commands available under the selection, by name (nothing imported)."""
+        if self._declared is None:
+            from agentengine.plugins.commands import declared_commands
+
+            selection = self._plugin_selection()
+            found: dict[str, DeclaredCommand] = {}
+            for declared in declared_commands() if selection is not None else ():
+                if selection is None or declared.skip_reason(selection) is not None:
+                    continue
+                taken = found.get(declared.name)
+                if declared.name in self.commands or taken is not None:
+                    owner = taken.distribution if taken else "agentengine"
+                    click.echo(
+                        f"warning: {declared.distribution} declares command {declared.name!r} "
+                        f"({declared.value}), which {owner} already has; ignored",
+                        err=True,
+                    )
+                    continue
+                found[declared.name] = declared
+            if self._declared is None:  # not reset by a selection that failed to read
+                self._declared = found
+        return self._declared
+
+    def _add_declared(self, name: str) -> click.Command | None:
+        """Import the declared command ``name`` and add it; None when none is declared.
+        Raises a ``click.ClickException`` (exit status 2) naming the entry point when it
+        cannot be loaded."""
+        declared = self._declared_commands().get(name)
+        if declared is None:
+            return None
+        if name in self.commands:
+            return self.commands[name]
+        from agentengine.errors import PluginLoadError
+
+        try:
+            command = declared.load()
+        except PluginLoadError as exc:
+            raise _command_error(str(exc)) from None
+        if not isinstance(command, click.Command) and callable(command):
+            command = command()  # a function returning the command (imports on demand)
+        if not isinstance(command, click.Command):
+            raise _command_error(
+                f"command {name!r} of {declared.distribution} ({name} = {declared.value} in "
+                f"entry-point group agentengine.commands) is {command!r}, not a click command "
+                "(or a function returning one)"
+            )
+        self.add_command(command, name)
+        return command
+
+    def _load_hook_commands(self) -> None:
+        if self._hooks_loaded:
             return
-        self._loaded = True
+        self._hooks_loaded = True
+        selection = self._plugin_selection()
+        if selection is None:
+            return
         from agentengine.plugins.loading import load_plugins
 
         try:
-            plugins = load_plugins(strict=False, selection=_plugin_selection())
+            plugins = load_plugins(strict=False, selection=selection)
         except Exception as exc:  # never let a plugin break the command line itself
             click.echo(f"warning: could not load plugins: {exc}", err=True)
             return
@@ -47,7 +125,13 @@ class _PluginCommands(click.Group):
                         err=True,
                     )
                     continue
-                if command.name in self.commands:
+                try:  # a declared command of that name wins over the hook's
+                    existing = self._add_declared(command.name) or self.commands.get(command.name)
+                except click.ClickException:
+                    existing = None  # reported when that command is listed or run
+                if existing is command:  # declared and returned by the hook: one command
+                    continue
+                if existing is not None or command.name in self._declared_commands():
                     click.echo(
                         f"warning: plugin {plugin_name!r} adds command {command.name!r}, which "
                         "already exists; ignored",
@@ -57,13 +141,18 @@ class _PluginCommands(click.Group):
                 self.add_command(command)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        self._load_plugin_commands()
+        for name in list(self._declared_commands()):
+            try:
+                self._add_declared(name)
+            except click.ClickException as exc:  # the listing goes on without it
+                click.echo(f"warning: {exc.message}", err=True)
+        self._load_hook_commands()
         return super().list_commands(ctx)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        found = super().get_command(ctx, cmd_name)
-        if found is None:
-            self._load_plugin_commands()
+        found = super().get_command(ctx, cmd_name) or self._add_declared(cmd_name)
+        if found is None and cmd_name not in self._declared_commands():
+            self._load_hook_commands()
             found = super().get_command(ctx, cmd_name)
         return found
 
@@ -81,7 +170,7 @@ def _plugin_selection() -> PluginSelection:
     from pathlib import Path
 
     from agentengine.config_files import find_config
-    from agentengine.plugins.loading import PluginSelection
+    from agentengine.plugins.selection import PluginSelection
 
     found = find_config(cwd=Path.cwd(), environ=os.environ)
     if found is None:

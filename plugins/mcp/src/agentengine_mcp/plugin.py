@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from agentengine_mcp.extension import MCPExtension
     from agentengine_mcp.session import MCPSession
 
-# This module is what the entry point loads for every `agentengine` command (`agentengine
-# check` runs in pre-commit hooks), so it imports nothing heavy: the MCP SDK (most of a second),
+# This module is what the entry point loads for every factory and for `agentengine --help`
+# and `agentengine plugins`, so it imports nothing heavy: the MCP SDK (most of a second),
 # the pydantic configuration models and structlog wait until a factory or engine needs them.
 
 __all__ = ["MCPPlugin", "static_problem"]
@@ -121,7 +121,8 @@ class MCPPlugin:
 
     @hookimpl
     def agentengine_cli_commands(self) -> Sequence[Any]:
-        """``agentengine mcp ...``."""
+        """``agentengine mcp ...`` (also declared in entry-point group ``agentengine.commands``,
+        how ``agentengine mcp`` finds it without loading any plugin: the same object)."""
         from agentengine_mcp.cli import mcp_group
 
         return [mcp_group]

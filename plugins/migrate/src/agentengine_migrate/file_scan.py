@@ -391,7 +391,7 @@ class _FileScanner:
                     if dotted_name(node.value) == "sys.modules":
                         key = node.slice
                         if isinstance(key, ast.Constant) and isinstance(key.value, str):
-                            self.module_string(key, "AEM103", "sys.modules key", ctx, handled)
+                            self.reference(key, "AEM103", "sys.modules key", ctx, handled)
                 elif isinstance(node, ast.Compare) and (
                     isinstance(node.left, ast.Constant)
                     and isinstance(node.left.value, str)
@@ -399,7 +399,7 @@ class _FileScanner:
                     and isinstance(node.ops[0], ast.In | ast.NotIn)
                     and dotted_name(node.comparators[0]) == "sys.modules"
                 ):
-                    self.module_string(node.left, "AEM103", "sys.modules key", ctx, handled)
+                    self.reference(node.left, "AEM103", "sys.modules key", ctx, handled)
                 elif (
                     isinstance(node, ast.Constant)
                     and isinstance(node.value, str)
@@ -423,101 +423,60 @@ class _FileScanner:
                 return
             arg = _str_arg(node, "target")
             if arg is not None:
-                self.patch_target(arg, name, ctx, handled)
+                self.reference(arg, "AEM101", f"{name}() target", ctx, handled)
         elif is_import_call(name):
             arg = _str_arg(node, "name")
             if arg is not None:
-                self.import_target(arg, f"{name}()", ctx, handled)
+                self.reference(arg, "AEM102", f"{name}()", ctx, handled)
         elif name in _LOGGER_CALLS:
             arg = _str_arg(node, "name")
             if arg is not None:
-                self.module_string(arg, "AEM104", "logger name", ctx, handled)
+                self.reference(arg, "AEM104", "logger name", ctx, handled)
         elif name.startswith("sys.modules.") and last in _SYS_MODULES_METHODS:
             arg = _str_arg(node)
             if arg is not None:
-                self.module_string(arg, "AEM103", "sys.modules key", ctx, handled)
+                self.reference(arg, "AEM103", "sys.modules key", ctx, handled)
 
     def patched_modules(self, node: ast.Call, ctx: tuple[str, ...], handled: set[int]) -> None:
         for arg in node.args[1:2]:
             if isinstance(arg, ast.Dict):
                 for key in arg.keys:
                     if isinstance(key, ast.Constant) and isinstance(key.value, str):
-                        self.module_string(key, "AEM103", "sys.modules key", ctx, handled)
+                        self.reference(key, "AEM103", "sys.modules key", ctx, handled)
 
-    def patch_target(
-        self, arg: ast.Constant, call: str, ctx: tuple[str, ...], handled: set[int]
+    def reference(
+        self,
+        node: ast.Constant,
+        code: str,
+        form: str,
+        ctx: tuple[str, ...],
+        handled: set[int] | None = None,
+        *,
+        value: str | None = None,
+        at: tuple[int, int, int, int] | None = None,
     ) -> None:
-        target = str(arg.value)
-        split = self.spec.split_dotted(target)
-        if split is None:
+        """Report the string ``node`` (or ``value``, written inside it ``at``) as a reference
+        of kind ``code`` (see ``_REFERENCES``) when it names a deprecated path."""
+        text = str(node.value) if value is None else value
+        kind = _REFERENCES[code]
+        resolved = kind.resolve(self.spec, text)
+        if resolved is None:
             return
-        handled.add(id(arg))
-        rule, _ = split
-        new = self.spec.replace_dotted(target)
-        advice = f"patch `{new}`" if new else f"its names moved to {rule.describe_replacement()}"
+        if handled is not None:  # reported: not a bare path or a mention too
+            handled.add(id(node))
+        new, advice = resolved
         self._add(
-            arg,
+            node,
             None,
-            noqa=arg.end_lineno,
-            code="AEM101",
-            message=f"{call}() target `{target}` names a deprecated path; {advice}",
-            form=f"{call}() target",
-            context=ctx or ("module",),
-            deprecated=target,
-            replacement=new,
-            fixable=new is not None,
-        )
-
-    def import_target(
-        self, arg: ast.Constant, form: str, ctx: tuple[str, ...], handled: set[int]
-    ) -> None:
-        value = str(arg.value)
-        rule = self.spec.rule_for(value)
-        if rule is None:
-            return
-        handled.add(id(arg))
-        exact = self.spec.modules.get(value)
-        new = exact.replacement if exact is not None else None
-        advice = (
-            f"import `{new}`"
-            if new
-            else f"its names moved to {rule.describe_replacement()} (needs a person: no "
-            "module replaces it as a whole)"
-        )
-        self._add(
-            arg,
-            None,
-            noqa=arg.end_lineno,
-            code="AEM102",
-            message=f"{form} `{value}` imports a deprecated module; {advice}",
-            form=form,
-            context=ctx or ("module",),
-            deprecated=value,
-            replacement=new,
-            fixable=new is not None,
-        )
-
-    def module_string(
-        self, arg: ast.Constant, code: str, form: str, ctx: tuple[str, ...], handled: set[int]
-    ) -> None:
-        value = str(arg.value)
-        rule = self.spec.rule_for(value)
-        if rule is None:
-            return
-        handled.add(id(arg))
-        self._add(
-            arg,
-            None,
-            noqa=arg.end_lineno,
+            noqa=node.end_lineno,
+            at=at,
             code=code,
-            message=(
-                f"{form} `{value}` names a deprecated module; its names moved to "
-                f"{rule.describe_replacement()} (needs a person: dynamic use)"
-            ),
+            message=kind.message.format(form=form, value=text, advice=advice),
             form=form,
             context=ctx or ("module",),
-            deprecated=value,
-            replacement=rule.replacement if value == rule.module else None,
+            deprecated=text,
+            replacement=new,
+            fixable=kind.fixable and new is not None,
         )
 
     def text_string(self, node: ast.Constant, ctx: tuple[str, ...]) -> None:
@@ -525,38 +484,12 @@ class _FileScanner:
         value = str(node.value)
         pattern = self.spec.mention_pattern
         if pattern.fullmatch(value):
-            new = replace_reference(self.spec, value)
-            advice = f"the new path is `{new}`" if new else "no known replacement"
-            self._add(
-                node,
-                None,
-                noqa=node.end_lineno,
-                code="AEM105",
-                message=f"string `{value}` is a deprecated path; {advice}",
-                form="bare path",
-                context=ctx or ("module",),
-                deprecated=value,
-                replacement=new,
-            )
+            self.reference(node, "AEM105", "bare path", ctx)
             return
         cursor = (node.lineno, node.col_offset)
         for match in pattern.finditer(value):
-            text = match.group()
-            at, cursor = self._locate(node, text, cursor)
-            new = replace_reference(self.spec, text)
-            advice = f"the new path is `{new}`" if new else "no known replacement"
-            self._add(
-                node,
-                None,
-                noqa=node.end_lineno,
-                at=at,
-                code="AEM106",
-                message=f"text mentions the deprecated path `{text}`; {advice}",
-                form="mention in a string",
-                context=ctx or ("module",),
-                deprecated=text,
-                replacement=new,
-            )
+            at, cursor = self._locate(node, match.group(), cursor)
+            self.reference(node, "AEM106", "mention in a string", ctx, value=match.group(), at=at)
 
     def _locate(
         self, node: ast.Constant, text: str, cursor: tuple[int, int]
@@ -593,6 +526,65 @@ def replace_reference(spec: MigrationSpec, reference: str) -> str | None:
     if target.name is None:
         return f"{target.module}:{rest}"
     return f"{target.module}:{target.name}" + (f".{tail}" if tail else "")
+
+
+def _patch_target(spec: MigrationSpec, value: str) -> tuple[str | None, str] | None:
+    split = spec.split_dotted(value)
+    if split is None:
+        return None
+    new = spec.replace_dotted(value)
+    return new, f"patch `{new}`" if new else f"its names moved to {split[0].describe_replacement()}"
+
+
+def _import_target(spec: MigrationSpec, value: str) -> tuple[str | None, str] | None:
+    rule = spec.rule_for(value)
+    if rule is None:
+        return None
+    exact = spec.modules.get(value)
+    new = exact.replacement if exact is not None else None
+    if new:
+        return new, f"import `{new}`"
+    moved = rule.describe_replacement()
+    return None, f"its names moved to {moved} (needs a person: no module replaces it as a whole)"
+
+
+def _dynamic_use(spec: MigrationSpec, value: str) -> tuple[str | None, str] | None:
+    rule = spec.rule_for(value)
+    if rule is None:
+        return None
+    new = rule.replacement if value == rule.module else None
+    return new, f"its names moved to {rule.describe_replacement()} (needs a person: dynamic use)"
+
+
+def _mention(spec: MigrationSpec, value: str) -> tuple[str | None, str]:
+    new = replace_reference(spec, value)
+    return new, f"the new path is `{new}`" if new else "no known replacement"
+
+
+@dataclass(frozen=True, slots=True)
+class _Reference:
+    """How one kind of string reference is reported: ``resolve`` gives the replacement (None:
+    unknown) and the advice, or None when the string names no deprecated path; ``message`` is
+    formatted with ``form``, ``value`` and ``advice``; only patch and import targets with a
+    known replacement are ``fixable`` (what ``migrate`` rewrites)."""
+
+    resolve: Callable[[MigrationSpec, str], tuple[str | None, str] | None]
+    message: str
+    fixable: bool = False
+
+
+_DYNAMIC = _Reference(_dynamic_use, "{form} `{value}` names a deprecated module; {advice}")
+_REFERENCES = {
+    "AEM101": _Reference(_patch_target, "{form} `{value}` names a deprecated path; {advice}", True),
+    "AEM102": _Reference(
+        _import_target, "{form} `{value}` imports a deprecated module; {advice}", True
+    ),
+    "AEM103": _DYNAMIC,
+    "AEM104": _DYNAMIC,
+    "AEM105": _Reference(_mention, "string `{value}` is a deprecated path; {advice}"),
+    "AEM106": _Reference(_mention, "text mentions the deprecated path `{value}`; {advice}"),
+    "AEM107": _Reference(_mention, "Markdown mentions the deprecated path `{value}`; {advice}"),
+}
 
 
 # -- files that do not parse ---------------------------------------------------------------
@@ -705,8 +697,7 @@ def _markdown_scan(spec: MigrationSpec, display: str, data: bytes) -> list[_Foun
     for number, line in enumerate(text.splitlines(), 1):
         for match in spec.mention_pattern.finditer(line):
             mention = match.group()
-            new = replace_reference(spec, mention)
-            advice = f"the new path is `{new}`" if new else "no known replacement"
+            new, advice = _mention(spec, mention)
             finding = Finding(
                 path=display,
                 line=number,
@@ -714,7 +705,7 @@ def _markdown_scan(spec: MigrationSpec, display: str, data: bytes) -> list[_Foun
                 end_line=number,
                 end_col=match.end() + 1,
                 code="AEM107",
-                message=f"Markdown mentions the deprecated path `{mention}`; {advice}",
+                message=_REFERENCES["AEM107"].message.format(value=mention, advice=advice),
                 form="mention in Markdown",
                 context=("markdown",),
                 deprecated=mention,

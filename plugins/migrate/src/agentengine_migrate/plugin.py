@@ -1,4 +1,10 @@
-"""The plugin object registered under entry-point group ``agentengine``: it adds two commands."""
+"""The plugin object registered under entry-point group ``agentengine``: it adds two commands.
+
+The commands are also declared in entry-point group ``agentengine.commands`` (see
+``pyproject.toml``), which is how ``agentengine check`` finds them without loading this or
+any other plugin; the hook returns the same objects, for ``agentengine --help`` and the
+conformance check. Disabling ``migrate`` in ``[plugins]`` removes both commands.
+"""
 
 from __future__ import annotations
 

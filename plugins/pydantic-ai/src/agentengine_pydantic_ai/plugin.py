@@ -1,7 +1,7 @@
 """``PydanticAIPlugin``: the agents declared in ``[[pydantic_ai.agents]]``.
 
-This module is what the entry point loads for every ``agentengine`` command, so it imports
-neither pydantic-ai nor the configuration models until a factory asks for them.
+This module is what the entry point loads for every factory and ``agentengine --help``, so
+it imports neither pydantic-ai nor the configuration models until a factory asks for them.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     from agentengine_redis.runs import RedisRunRegistry
     from agentengine_redis.sink import RedisEventSink
 
-# The entry point loads this module for every `agentengine` command: redis-py, pydantic and
-# the sink are imported only when a factory is configured with a URL.
+# The entry point loads this module for every factory and `agentengine --help`: redis-py,
+# pydantic and the sink are imported only when a factory is configured with a URL.
 
 __all__ = ["RedisPlugin"]
 
@@ -82,7 +82,8 @@ class RedisPlugin:
 
     @hookimpl
     def agentengine_cli_commands(self) -> list[Any]:
-        """``agentengine worker``: executes the runs queued on Redis."""
+        """``agentengine worker``: executes the runs queued on Redis (also declared in
+        entry-point group ``agentengine.commands``: ``worker_command`` makes one object)."""
         from agentengine_redis.worker import worker_command
 
         return [worker_command()]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import signal
 import time
@@ -263,6 +264,7 @@ def _load_plugin(spec: str) -> Any:
         raise click.BadParameter(str(exc), param_hint="--plugin") from None
 
 
+@functools.cache  # one command, whether the hook or the declared entry point asks for it
 def worker_command() -> Any:
     """The ``agentengine worker`` click command."""
     import click

@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from agentengine_server.uvicorn_runner import AgentServer, run_server, uvicorn_config
 
 # Imported on first use: the entry point loads ``agentengine_server.plugin`` (and so this
-# package) for every ``agentengine`` command, which must not pay for Starlette and uvicorn.
+# package) for every factory and ``agentengine --help``, which must not pay for Starlette
+# and uvicorn.
 _EXPORTS = {
     "ApiError": "agentengine_server.errors",
     "ServerState": "agentengine_server.state",

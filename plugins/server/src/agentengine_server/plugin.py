@@ -1,5 +1,9 @@
 """The plugin object registered under the ``agentengine`` entry-point group: it adds the
-``agentengine serve`` command."""
+``agentengine serve`` command.
+
+The command is also declared in entry-point group ``agentengine.commands`` (see
+``pyproject.toml``), which is how ``agentengine serve`` finds it without loading any plugin;
+the hook returns the same object, for ``agentengine --help`` and the conformance check."""
 
 from __future__ import annotations
 
