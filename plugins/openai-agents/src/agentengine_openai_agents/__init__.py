@@ -1,0 +1,1 @@
+"""agentengine-openai-agents (placeholder)."""
