@@ -70,7 +70,7 @@ def test_registered_patterns_must_match_but_dotted_ones_may_wait_for_the_user() 
     message = str(info.value)
     assert "'forcast', 'x*' match no registered tool" in message
     assert "registered: add, forecast" in message
-    assert "time" not in message.split("(")[0]
+    assert "time" not in message.split("(", maxsplit=1)[0]
 
 
 class Answer(BaseModel):
@@ -87,10 +87,9 @@ def test_output_is_json_data_and_history_is_checked() -> None:
 
 
 def test_the_plugin_modules_keep_the_shared_names() -> None:
+    from agentengine.frameworks import UnknownToolsError
     from agentengine_pydantic_ai import model_tool_name as plugin_name
     from agentengine_pydantic_ai.tools import UnknownToolsError as plugin_error
-
-    from agentengine.frameworks import UnknownToolsError
 
     assert plugin_name is model_tool_name
     assert plugin_error is UnknownToolsError
