@@ -12,7 +12,9 @@ live here, so that every adapter behaves the same:
   called through the engine), ``refuse_call``;
 * ``batching``: ``ThinkingBatcher``, streamed text as ``agent_thinking`` events;
 * ``history``: the input (``ChatMessage``) and ``json_output``;
-* ``agents``: ``FrameworkAgent``, the base class of the adapted agents.
+* ``agents``: ``FrameworkAgent``, the base class of the adapted agents;
+* ``declared`` and ``plugin``: agents declared in ``agentengine.toml`` (``DeclaredAgentBase``,
+  ``DeclaredAgentsPlugin``).
 
 See docs/agent-frameworks.md, "The shared helpers".
 """
@@ -30,6 +32,10 @@ if TYPE_CHECKING:
         ThinkingBatcher as ThinkingBatcher,
         check_window as check_window,
     )
+    from agentengine.frameworks.declared import (
+        DeclaredAgentBase as DeclaredAgentBase,
+        unique_agent_names as unique_agent_names,
+    )
     from agentengine.frameworks.history import (
         ChatMessage as ChatMessage,
         json_output as json_output,
@@ -40,6 +46,7 @@ if TYPE_CHECKING:
         match_patterns as match_patterns,
         model_tool_name as model_tool_name,
     )
+    from agentengine.frameworks.plugin import DeclaredAgentsPlugin as DeclaredAgentsPlugin
     from agentengine.frameworks.tools import (
         FrameworkTool as FrameworkTool,
         RelayedError as RelayedError,
@@ -54,6 +61,8 @@ if TYPE_CHECKING:
 _EXPORTS: dict[str, str] = {
     "DEFAULT_THINKING_WINDOW": "agentengine.frameworks.batching",
     "ChatMessage": "agentengine.frameworks.history",
+    "DeclaredAgentBase": "agentengine.frameworks.declared",
+    "DeclaredAgentsPlugin": "agentengine.frameworks.plugin",
     "FrameworkAgent": "agentengine.frameworks.agents",
     "FrameworkTool": "agentengine.frameworks.tools",
     "RelayedError": "agentengine.frameworks.tools",
@@ -70,6 +79,7 @@ _EXPORTS: dict[str, str] = {
     "refuse_call": "agentengine.frameworks.tools",
     "relayed": "agentengine.frameworks.tools",
     "resolve_tools": "agentengine.frameworks.tools",
+    "unique_agent_names": "agentengine.frameworks.declared",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
