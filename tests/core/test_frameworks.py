@@ -93,3 +93,13 @@ def test_the_plugin_modules_keep_the_shared_names() -> None:
 
     assert plugin_name is model_tool_name
     assert plugin_error is UnknownToolsError
+
+
+def test_a_relayed_error_is_described_as_the_framework_tool_failed() -> None:
+    from agentengine.errors import describe_error
+    from agentengine.frameworks import RelayedError
+
+    original = ValueError("cannot handle 3")
+    relayed = RelayedError(describe_error(original), original)
+    assert describe_error(relayed) == "ValueError: cannot handle 3"
+    assert relayed.original is original

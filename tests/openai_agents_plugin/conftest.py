@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from agents import set_tracing_disabled
 
-
-@pytest.fixture(autouse=True)
-def _no_trace_export() -> Iterator[None]:
-    # The SDK exports traces to OpenAI by default; the tests send nothing anywhere.
-    set_tracing_disabled(True)
-    yield
+# The SDK exports traces to OpenAI by default; the tests send nothing anywhere.
+set_tracing_disabled(True)

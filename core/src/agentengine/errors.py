@@ -163,7 +163,12 @@ class UnknownResourceError(AgentEngineError, KeyError):
 
 def describe_error(exc: BaseException) -> str:
     """``"Type: text"`` of an exception (just the type without text); safe when ``str(exc)``
-    itself raises, since it is used on the way to a run's terminal event."""
+    itself raises, since it is used on the way to a run's terminal event. An exception that
+    only carries another one through the engine (``agentengine.frameworks.RelayedError``)
+    gives its own ``_agentengine_description`` instead."""
+    described = getattr(exc, "_agentengine_description", None)
+    if isinstance(described, str):
+        return described
     name = type(exc).__name__
     try:
         text = str(exc)

@@ -137,11 +137,15 @@ async def refuse_call(run: RunContext, name: str, args: dict[str, Any], reason: 
 
 
 class RelayedError(Exception):
-    """What a framework tool raised, carried through the engine's call to be raised again."""
+    """What a framework tool raised, carried through the engine's call to be raised again.
+
+    The call's ``tool_completed`` shows ``message`` as it is (``describe_error`` reads
+    ``_agentengine_description``), not as an error of this class."""
 
     def __init__(self, message: str, original: BaseException) -> None:
         super().__init__(message)
         self.original = original
+        self._agentengine_description = message
 
 
 def relayed(exc: ToolError) -> BaseException | None:
