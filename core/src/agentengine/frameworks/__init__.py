@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     )
     from agentengine.frameworks.declared import (
         DeclaredAgentBase as DeclaredAgentBase,
+        DeclaredAgents as DeclaredAgents,
         unique_agent_names as unique_agent_names,
     )
     from agentengine.frameworks.history import (
@@ -62,6 +63,7 @@ _EXPORTS: dict[str, str] = {
     "DEFAULT_THINKING_WINDOW": "agentengine.frameworks.batching",
     "ChatMessage": "agentengine.frameworks.history",
     "DeclaredAgentBase": "agentengine.frameworks.declared",
+    "DeclaredAgents": "agentengine.frameworks.declared",
     "DeclaredAgentsPlugin": "agentengine.frameworks.plugin",
     "FrameworkAgent": "agentengine.frameworks.agents",
     "FrameworkTool": "agentengine.frameworks.tools",

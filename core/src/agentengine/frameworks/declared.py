@@ -10,14 +10,14 @@ framework) only then. A bad table is a ``ConfigError`` naming the file, the tabl
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 if TYPE_CHECKING:
     from agentengine.definitions.agents import Agent
 
-__all__ = ["DeclaredAgentBase", "unique_agent_names"]
+__all__ = ["DeclaredAgentBase", "DeclaredAgents", "unique_agent_names"]
 
 _Declared = TypeVar("_Declared", bound="DeclaredAgentBase")
 
@@ -62,3 +62,17 @@ def unique_agent_names(agents: list[_Declared]) -> list[_Declared]:
             raise ValueError(f"two agents are called {entry.name!r}")
         seen.add(entry.name)
     return agents
+
+
+class DeclaredAgents(BaseModel, Generic[_Declared]):
+    """An adapter's table: ``agents``, a list of its ``[[<table>.agents]]`` entries with
+    distinct names (subclass it with the adapter's entry model)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agents: list[_Declared] = Field(default_factory=list)
+
+    @field_validator("agents")
+    @classmethod
+    def _unique_names(cls, value: list[_Declared]) -> list[_Declared]:
+        return unique_agent_names(value)

@@ -155,14 +155,13 @@ def from_openai_agents(
         await thinking.flush()
         return json_output(result.final_output)
 
-    adapted = OpenAIAgentsAgent(
+    return OpenAIAgentsAgent.adapt(
         run_openai_agents,
         name=name,
         description=description if description is not None else (agent.handoff_description or ""),
+        framework_agent=agent,
+        tool_patterns=patterns,
     )
-    adapted.framework_agent = agent
-    adapted.tool_patterns = patterns
-    return adapted
 
 
 async def _stop(result: Any) -> None:

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from agentengine.frameworks.declared import DeclaredAgentBase, unique_agent_names
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from agentengine.frameworks.declared import DeclaredAgentBase, DeclaredAgents
+from pydantic import Field
 
 if TYPE_CHECKING:
     from agentengine import Settings
@@ -62,17 +62,8 @@ class DeclaredAgent(DeclaredAgentBase):
         )
 
 
-class OpenAIAgentsSettings(BaseModel):
+class OpenAIAgentsSettings(DeclaredAgents[DeclaredAgent]):
     """The ``[openai_agents]`` table."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    agents: list[DeclaredAgent] = Field(default_factory=list)
-
-    @field_validator("agents")
-    @classmethod
-    def _unique_names(cls, value: list[DeclaredAgent]) -> list[DeclaredAgent]:
-        return unique_agent_names(value)
 
 
 def load_settings(settings: Settings) -> OpenAIAgentsSettings:

@@ -147,14 +147,13 @@ def from_pydantic_ai(
         await thinking.flush()
         return json_output(mapper.output)
 
-    adapted = PydanticAIAgent(
+    return PydanticAIAgent.adapt(
         run_pydantic_ai,
         name=name,
         description=description if description is not None else (agent.description or ""),
+        framework_agent=agent,
+        tool_patterns=patterns,
     )
-    adapted.framework_agent = agent
-    adapted.tool_patterns = patterns
-    return adapted
 
 
 class _StreamMapper:
