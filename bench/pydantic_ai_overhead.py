@@ -19,17 +19,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from agentengine import (
-    ExecutionEngineFactory,
-    Settings,
-    UserExecutionContext,
-    hookimpl,
-    tool,
-)
+from _framework_bench import Plugin, double_impl, forecast_impl, timed
+from agentengine import ExecutionEngineFactory, Settings, UserExecutionContext
 from agentengine_pydantic_ai import from_pydantic_ai
 from pydantic_ai import Agent
 from pydantic_ai.messages import ModelMessage, ToolReturnPart
@@ -46,53 +40,12 @@ async def script(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator
     yield "and 21 doubled is 42."
 
 
-async def forecast_impl(city: str) -> str:
-    """The weather forecast for a city."""
-    return f"sunny in {city}"
-
-
-async def double_impl(x: int) -> int:
-    """Double a number."""
-    return x * 2
-
-
 def framework(own_tools: bool) -> Agent[None, str]:
     agent: Agent[None, str] = Agent(FunctionModel(stream_function=script))
     if own_tools:
         agent.tool_plain(forecast_impl, name="forecast")
         agent.tool_plain(double_impl, name="double")
     return agent
-
-
-class Plugin:
-    def __init__(self, agents: list[Any]) -> None:
-        self.agents = agents
-
-    @hookimpl
-    def agentengine_register_tools(self, registry: Any) -> None:
-        registry.add(tool(name="forecast")(forecast_impl))
-        registry.add(tool(name="double")(double_impl))
-
-    @hookimpl
-    def agentengine_register_agents(self, registry: Any) -> None:
-        for a in self.agents:
-            registry.add(a)
-
-
-async def timed(runs: int, variants: dict[str, Callable[[], Awaitable[Any]]]) -> dict[str, float]:
-    """Microseconds per run of each variant: rounds of ``runs`` runs alternate between the
-    variants (so a burst of load on the machine hits all of them), best of five rounds."""
-    for once in variants.values():  # warm up
-        for _ in range(max(runs // 10, 20)):
-            await once()
-    best = dict.fromkeys(variants, float("inf"))
-    for _ in range(5):
-        for name, once in variants.items():
-            start = time.perf_counter()
-            for _ in range(runs):
-                await once()
-            best[name] = min(best[name], (time.perf_counter() - start) / runs * 1e6)
-    return best
 
 
 async def main(runs: int) -> dict[str, float]:
