@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import json
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
 from agentengine import (
     Agent,
+    ConfigError,
     ExecutionEngineFactory,
+    Extension,
     RunContext,
     RunResult,
+    RunStatus,
     Settings,
     Tool,
     UserExecutionContext,
     hookimpl,
+    load_settings,
+    parse_event,
     tool,
 )
-from agentengine.testing import assert_run_invariants
+from agentengine.testing import EventRecorder, assert_isolated, assert_run_invariants
+from server_helpers import AGENTENGINE, serve_env, serve_process
 
 
 @tool
@@ -117,3 +130,125 @@ def pairs_keyed_by_call_id(result: RunResult) -> None:
     assert sorted(e.tool_call_id for e in ended) == sorted(started)
     for e in ended:
         assert started[e.tool_call_id] == e.tool
+
+
+class Recorder(Extension):
+    """``around_tool`` middleware: sees every call, refuses ``double``."""
+
+    def __init__(self, seen: list[str]) -> None:
+        self.seen = seen
+
+    async def around_tool(self, run: Any, call: Any, call_next: Any) -> Any:
+        self.seen.append(call.name)
+        if call.name == "double":
+            raise PermissionError("double is not allowed for this user")
+        return await call_next(call)
+
+
+class MiddlewarePlugin:
+    """Adds a ``Recorder`` to every engine."""
+
+    name = "recorder"
+
+    def __init__(self, seen: list[str]) -> None:
+        self.seen = seen
+
+    @hookimpl
+    def agentengine_engine_extensions(self, context: Any, engine: Any) -> Any:
+        return Recorder(self.seen)
+
+
+async def twenty_users_whoami(agent: Agent) -> None:
+    """20 users run ``agent`` (which calls ``whoami`` once and answers "you are <result>") at
+    once: each run's events and tool call belong to its user only."""
+    recorder = EventRecorder()
+    users = [f"user-{i:02d}" for i in range(20)]
+    async with factory(Plugin(agent), recorder, max_concurrent_runs=100) as f:
+
+        async def one(user: str) -> Any:
+            async with f.user_execution_engine(UserExecutionContext.for_user(user)) as engine:
+                return await engine.execute_agent(agent.name, {"message": "who am I?"})
+
+        results = await asyncio.wait_for(asyncio.gather(*(one(u) for u in users)), 60)
+    for user, result in zip(users, results, strict=True):
+        assert result.status is RunStatus.SUCCEEDED, result.error
+        assert result.output == f"you are {user}"
+        assert_run_invariants(result.events)
+        assert {e.user_id for e in result.events} == {user}
+        completed = next(e for e in result.events if e.type == "tool_completed")
+        assert completed.result == user
+    assert_isolated(recorder)
+
+
+def assert_bad_table(
+    tmp_path: Path, text: str, table: str, key: str, load: Callable[[Settings], Any]
+) -> None:
+    """Loading ``text`` as agentengine.toml raises a ``ConfigError`` naming the file, the
+    table and the key."""
+    path = tmp_path / "agentengine.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load(load_settings(path))
+    message = str(info.value)
+    assert str(path) in message
+    assert f"[{table}]" in message
+    assert key in message
+
+
+def installed(fixture: Path, tmp_path: Path) -> Path:
+    """A fixture distribution, as installed, in a folder of its own for PYTHONPATH."""
+    site = tmp_path / "site"
+    shutil.copytree(fixture, site)
+    return site
+
+
+def agentengine_run(site: Path, cwd: Path, agent: str, message: str) -> list[Any]:
+    """The events of ``agentengine run AGENT --json`` in a subprocess (keeping every invariant)."""
+    proc = subprocess.run(
+        [AGENTENGINE, "run", agent, "--input", json.dumps({"message": message}), "--json"],
+        env=serve_env(site),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    events = [parse_event(json.loads(line)) for line in proc.stdout.splitlines() if line.strip()]
+    assert_run_invariants(events)
+    return events
+
+
+def serve_one_run(
+    site: Path, agent: str, message: str, secret: str
+) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """One run of ``agent`` by user ``ann`` over HTTP on ``agentengine serve --dev``: the
+    agent as ``GET /v1/agents`` lists it (what the web page's form shows), the run's record,
+    and its events from the SSE stream."""
+    with serve_process(site, "--dev", env={"AGENTENGINE_JWT_SECRET": secret}) as (_proc, port):
+        base = f"http://127.0.0.1:{port}"
+        token = httpx.post(f"{base}/v1/dev/token", json={"user": "ann"}, timeout=10).json()["token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        agents = httpx.get(f"{base}/v1/agents", headers=headers, timeout=10).json()["agents"]
+        listed = next(a for a in agents if a["name"] == agent)
+        r = httpx.post(
+            f"{base}/v1/runs",
+            json={"agent": agent, "input": {"message": message}},
+            headers=headers,
+            timeout=10,
+        )
+        assert r.status_code == 202, r.text
+        run_id = r.json()["run_id"]
+        events: list[dict[str, Any]] = []
+        with httpx.stream(
+            "GET", f"{base}/v1/events?after=0", headers=headers, timeout=httpx.Timeout(30)
+        ) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data:"):
+                    event = json.loads(line.removeprefix("data:").strip())
+                    if event.get("run_id") == run_id:
+                        events.append(event)
+                        if event["type"] == "agent_completed":
+                            break
+        record = httpx.get(f"{base}/v1/runs/{run_id}", headers=headers, timeout=10).json()
+    return listed, record, events

@@ -11,7 +11,7 @@ from agentengine.testing import assert_run_invariants
 from agentengine_openai_agents import OpenAIAgentsPlugin
 from agentengine_openai_agents.config import load_settings as load_table
 from agents.models.multi_provider import MultiProvider
-from framework_helpers import Plugin, factory
+from framework_helpers import Plugin, assert_bad_table, factory
 
 from .scripted import call, scripted, text
 
@@ -137,13 +137,7 @@ async def test_a_missing_api_key_fails_the_run_not_the_factory(
 def test_a_bad_table_names_the_file_the_table_and_the_key(
     tmp_path: Path, table: str, key: str
 ) -> None:
-    path = write(tmp_path, table)
-    with pytest.raises(ConfigError) as info:
-        load_table(load_settings(path))
-    message = str(info.value)
-    assert str(path) in message
-    assert "[openai_agents]" in message
-    assert key in message
+    assert_bad_table(tmp_path, table, "openai_agents", key, load_table)
 
 
 async def test_a_bad_table_is_reported_against_the_plugin_and_strict_raises(

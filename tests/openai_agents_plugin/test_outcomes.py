@@ -6,11 +6,18 @@ import asyncio
 from typing import Any
 
 import pytest
-from agentengine import Extension, RunStatus, ToolStatus, UserExecutionContext, hookimpl
+from agentengine import RunStatus, ToolStatus, UserExecutionContext
 from agentengine.testing import assert_run_invariants
 from agentengine_openai_agents import from_openai_agents
 from agents import Agent, ModelBehaviorError, function_tool
-from framework_helpers import Plugin, factory, pairs_keyed_by_call_id, run_once, shape
+from framework_helpers import (
+    MiddlewarePlugin,
+    Plugin,
+    factory,
+    pairs_keyed_by_call_id,
+    run_once,
+    shape,
+)
 from pydantic import BaseModel
 
 from .scripted import Pieces, call, scripted, sent_text, text, think, tool_names
@@ -342,30 +349,6 @@ async def test_the_tool_timeout_applies_to_own_tools_and_the_model_is_told() -> 
     completed = next(e for e in result.events if e.type == "tool_completed")
     assert completed.status is ToolStatus.TIMEOUT
     assert "timed out" in sent_text(model, 1)
-
-
-class Recorder(Extension):
-    """``around_tool`` middleware: sees every call, may refuse one."""
-
-    def __init__(self, seen: list[str]) -> None:
-        self.seen = seen
-
-    async def around_tool(self, run: Any, call: Any, call_next: Any) -> Any:
-        self.seen.append(call.name)
-        if call.name == "double":
-            raise PermissionError("double is not allowed for this user")
-        return await call_next(call)
-
-
-class MiddlewarePlugin:
-    name = "recorder"
-
-    def __init__(self, seen: list[str]) -> None:
-        self.seen = seen
-
-    @hookimpl
-    def agentengine_engine_extensions(self, context: Any, engine: Any) -> Any:
-        return Recorder(self.seen)
 
 
 async def test_around_tool_middleware_sees_engine_and_own_tools() -> None:

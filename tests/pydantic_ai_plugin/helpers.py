@@ -2,7 +2,10 @@
 
 from framework_helpers import (
     TOOLS,
+    MiddlewarePlugin,
     Plugin,
+    Recorder,
+    assert_bad_table,
     broken,
     dotted_add,
     factory,
@@ -10,12 +13,16 @@ from framework_helpers import (
     pairs_keyed_by_call_id,
     run_once,
     shape,
+    twenty_users_whoami,
     whoami,
 )
 
 __all__ = [
     "TOOLS",
+    "assert_bad_table",
+    "MiddlewarePlugin",
     "Plugin",
+    "Recorder",
     "broken",
     "dotted_add",
     "factory",
@@ -23,5 +30,6 @@ __all__ = [
     "pairs_keyed_by_call_id",
     "run_once",
     "shape",
+    "twenty_users_whoami",
     "whoami",
 ]

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from agentengine import Extension, RunStatus, ToolStatus, UserExecutionContext, hookimpl
+from agentengine import RunStatus, ToolStatus, UserExecutionContext
 from agentengine.testing import assert_run_invariants
 from agentengine_pydantic_ai import from_pydantic_ai
 from pydantic import BaseModel
@@ -14,7 +14,7 @@ from pydantic_ai import Agent, ModelRetry
 from pydantic_ai.exceptions import ModelHTTPError
 from pydantic_ai.usage import UsageLimits
 
-from .helpers import Plugin, factory, pairs_keyed_by_call_id, run_once, shape
+from .helpers import MiddlewarePlugin, Plugin, factory, pairs_keyed_by_call_id, run_once, shape
 from .scripted import Call, Raise, Think, Wait, scripted
 
 
@@ -312,30 +312,6 @@ async def test_the_tool_timeout_applies_to_own_tools() -> None:
     completed = next(e for e in result.events if e.type == "tool_completed")
     assert completed.status is ToolStatus.TIMEOUT
     assert "timed out" in script.sent_text(1)
-
-
-class Recorder(Extension):
-    """``around_tool`` middleware: sees every call, may refuse one."""
-
-    def __init__(self, seen: list[str]) -> None:
-        self.seen = seen
-
-    async def around_tool(self, run: Any, call: Any, call_next: Any) -> Any:
-        self.seen.append(call.name)
-        if call.name == "double":
-            raise PermissionError("double is not allowed for this user")
-        return await call_next(call)
-
-
-class MiddlewarePlugin:
-    name = "recorder"
-
-    def __init__(self, seen: list[str]) -> None:
-        self.seen = seen
-
-    @hookimpl
-    def agentengine_engine_extensions(self, context: Any, engine: Any) -> Any:
-        return Recorder(self.seen)
 
 
 async def test_around_tool_middleware_sees_engine_and_own_tools() -> None:
