@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agentengine import hookimpl, tool
+from agentengine import (
+    ExecutionEngineFactory,
+    Settings,
+    UserExecutionContext,
+    hookimpl,
+    tool,
+)
 
 
 async def forecast_impl(city: str) -> str:
@@ -50,3 +57,61 @@ async def timed(runs: int, variants: dict[str, Callable[[], Awaitable[Any]]]) ->
                 await once()
             best[name] = min(best[name], (time.perf_counter() - start) / runs * 1e6)
     return best
+
+
+async def measure(
+    runs: int, direct: Callable[[], Awaitable[Any]], own: Any, engine_tools: Any
+) -> dict[str, float]:
+    """Time ``direct`` against ``engine.execute_agent`` of the adapted agents ``own`` (the
+    tools are the framework agent's own) and ``engine_tools`` (``tools=["forecast",
+    "double"]``); each must make two tool calls. Microseconds per run and the ratios."""
+    factory = ExecutionEngineFactory(
+        plugins=[Plugin([own, engine_tools])],
+        load_entrypoints=False,
+        config=Settings({}),
+        environ={},
+    )
+    async with (
+        factory,
+        factory.user_execution_engine(UserExecutionContext.for_user("bench")) as engine,
+    ):
+        for name in (own.name, engine_tools.name):
+            check = await engine.execute_agent(name, {"message": "weather?"})
+            assert check.succeeded, check.error
+            assert [e.type for e in check.events].count("tool_completed") == 2
+
+        def through(name: str) -> Callable[[], Awaitable[Any]]:
+            async def once() -> Any:
+                return await engine.execute_agent(name, {"message": "weather?"})
+
+            return once
+
+        figures = await timed(
+            runs,
+            {
+                "direct_stream_us": direct,
+                "agentengine_own_tools_us": through(own.name),
+                "agentengine_engine_tools_us": through(engine_tools.name),
+            },
+        )
+    base = figures["direct_stream_us"]
+    figures["ratio_own_tools"] = figures["agentengine_own_tools_us"] / base
+    figures["ratio_engine_tools"] = figures["agentengine_engine_tools_us"] / base
+    return figures
+
+
+def report(figures: dict[str, float], direct_label: str, as_json: bool) -> None:
+    """Print the figures (as JSON, or one line each)."""
+    f = figures
+    if as_json:
+        print(json.dumps(f))
+        return
+    print(f"{direct_label:<32}{f['direct_stream_us']:8.1f} us/run")
+    print(
+        f"agentengine, the agent's tools: {f['agentengine_own_tools_us']:8.1f} us/run, "
+        f"ratio {f['ratio_own_tools']:.2f}x (target <= 1.2x)"
+    )
+    print(
+        f"agentengine, agentengine tools: {f['agentengine_engine_tools_us']:8.1f} us/run, "
+        f"ratio {f['ratio_engine_tools']:.2f}x (target <= 1.2x)"
+    )

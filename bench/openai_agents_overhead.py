@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-from _framework_bench import Plugin, double_impl, forecast_impl, timed
-from agentengine import ExecutionEngineFactory, Settings, UserExecutionContext
+from _framework_bench import double_impl, forecast_impl, measure, report
 from agentengine_openai_agents import from_openai_agents
 from agents import Agent, ModelResponse, RunConfig, Runner, function_tool
 from agents.models.interface import Model
@@ -94,39 +92,7 @@ async def main(runs: int) -> dict[str, float]:
         tools=["forecast", "double"],
         run_config=RUN_CONFIG,
     )
-    factory = ExecutionEngineFactory(
-        plugins=[Plugin([own, engine_tools])],
-        load_entrypoints=False,
-        config=Settings({}),
-        environ={},
-    )
-    async with (
-        factory,
-        factory.user_execution_engine(UserExecutionContext.for_user("bench")) as engine,
-    ):
-        for name in ("own", "engine_tools"):
-            check = await engine.execute_agent(name, {"message": "weather?"})
-            assert check.succeeded, check.error
-            assert [e.type for e in check.events].count("tool_completed") == 2
-
-        def through(name: str) -> Callable[[], Awaitable[Any]]:
-            async def once() -> Any:
-                return await engine.execute_agent(name, {"message": "weather?"})
-
-            return once
-
-        figures = await timed(
-            runs,
-            {
-                "direct_stream_us": direct_stream,
-                "agentengine_own_tools_us": through("own"),
-                "agentengine_engine_tools_us": through("engine_tools"),
-            },
-        )
-    base = figures["direct_stream_us"]
-    figures["ratio_own_tools"] = figures["agentengine_own_tools_us"] / base
-    figures["ratio_engine_tools"] = figures["agentengine_engine_tools_us"] / base
-    return figures
+    return await measure(runs, direct_stream, own, engine_tools)
 
 
 if __name__ == "__main__":
@@ -134,16 +100,4 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    f = asyncio.run(main(args.runs))
-    if args.json:
-        print(json.dumps(f))
-    else:
-        print(f"direct Runner.run_streamed():   {f['direct_stream_us']:8.1f} us/run")
-        print(
-            f"agentengine, the agent's tools: {f['agentengine_own_tools_us']:8.1f} us/run, "
-            f"ratio {f['ratio_own_tools']:.2f}x (target <= 1.2x)"
-        )
-        print(
-            f"agentengine, agentengine tools: {f['agentengine_engine_tools_us']:8.1f} us/run, "
-            f"ratio {f['ratio_engine_tools']:.2f}x (target <= 1.2x)"
-        )
+    report(asyncio.run(main(args.runs)), "direct Runner.run_streamed():", args.json)

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-from _framework_bench import Plugin, double_impl, forecast_impl, timed
-from agentengine import ExecutionEngineFactory, Settings, UserExecutionContext
+from _framework_bench import double_impl, forecast_impl, measure, report
 from agentengine_pydantic_ai import from_pydantic_ai
 from pydantic_ai import Agent
 from pydantic_ai.messages import ModelMessage, ToolReturnPart
@@ -61,41 +59,7 @@ async def main(runs: int) -> dict[str, float]:
     engine_tools = from_pydantic_ai(
         framework(own_tools=False), name="engine_tools", tools=["forecast", "double"]
     )
-    factory = ExecutionEngineFactory(
-        plugins=[Plugin([own, engine_tools])],
-        load_entrypoints=False,
-        config=Settings({}),
-        environ={},
-    )
-    async with (
-        factory,
-        factory.user_execution_engine(UserExecutionContext.for_user("bench")) as engine,
-    ):
-        check = await engine.execute_agent("own", {"message": "weather?"})
-        assert check.succeeded
-        assert [e.type for e in check.events].count("tool_completed") == 2
-        check = await engine.execute_agent("engine_tools", {"message": "weather?"})
-        assert check.succeeded
-        assert [e.type for e in check.events].count("tool_completed") == 2
-
-        async def through(name: str) -> Callable[[], Awaitable[Any]]:
-            async def once() -> Any:
-                return await engine.execute_agent(name, {"message": "weather?"})
-
-            return once
-
-        figures = await timed(
-            runs,
-            {
-                "direct_stream_us": direct_stream,
-                "agentengine_own_tools_us": await through("own"),
-                "agentengine_engine_tools_us": await through("engine_tools"),
-            },
-        )
-    base = figures["direct_stream_us"]
-    figures["ratio_own_tools"] = figures["agentengine_own_tools_us"] / base
-    figures["ratio_engine_tools"] = figures["agentengine_engine_tools_us"] / base
-    return figures
+    return await measure(runs, direct_stream, own, engine_tools)
 
 
 if __name__ == "__main__":
@@ -103,16 +67,4 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    f = asyncio.run(main(args.runs))
-    if args.json:
-        print(json.dumps(f))
-    else:
-        print(f"direct run_stream_events():     {f['direct_stream_us']:8.1f} us/run")
-        print(
-            f"agentengine, the agent's tools: {f['agentengine_own_tools_us']:8.1f} us/run, "
-            f"ratio {f['ratio_own_tools']:.2f}x (target <= 1.2x)"
-        )
-        print(
-            f"agentengine, agentengine tools: {f['agentengine_engine_tools_us']:8.1f} us/run, "
-            f"ratio {f['ratio_engine_tools']:.2f}x (target <= 1.2x)"
-        )
+    report(asyncio.run(main(args.runs)), "direct run_stream_events():", args.json)

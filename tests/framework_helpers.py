@@ -252,3 +252,19 @@ def serve_one_run(
                             break
         record = httpx.get(f"{base}/v1/runs/{run_id}", headers=headers, timeout=10).json()
     return listed, record, events
+
+
+async def cancelled_when(agent: Agent, reached: asyncio.Event) -> RunResult:
+    """Start a run of ``agent``, cancel it once ``reached`` is set; the cancelled run's result
+    (its events keep every invariant)."""
+    async with (
+        factory(Plugin(agent)) as f,
+        f.user_execution_engine(UserExecutionContext.for_user("alice")) as engine,
+    ):
+        handle = await engine.start_run(agent.name, {"message": "go"})
+        await asyncio.wait_for(reached.wait(), 10)
+        await handle.cancel()
+        result = await handle.result()
+    assert result.status is RunStatus.CANCELLED
+    assert_run_invariants(result.events)
+    return result

@@ -13,6 +13,7 @@ from agents import Agent, ModelBehaviorError, function_tool
 from framework_helpers import (
     MiddlewarePlugin,
     Plugin,
+    cancelled_when,
     factory,
     pairs_keyed_by_call_id,
     run_once,
@@ -274,16 +275,7 @@ async def test_cancel_mid_stream_ends_the_run_cancelled() -> None:
     pieces = Pieces(("Working on it", " never"), gate=asyncio.Event())
     model = scripted(pieces)
     agent = from_openai_agents(framework_agent(model), name="assistant", thinking_window=0)
-    async with (
-        factory(Plugin(agent)) as f,
-        f.user_execution_engine(UserExecutionContext.for_user("alice")) as engine,
-    ):
-        handle = await engine.start_run("assistant", {"message": "go"})
-        await asyncio.wait_for(pieces.reached.wait(), 10)
-        await handle.cancel()
-        result = await handle.result()
-    assert result.status is RunStatus.CANCELLED
-    assert_run_invariants(result.events)
+    result = await cancelled_when(agent, pieces.reached)
     assert shape(result) == [
         ("agent_started",),
         ("agent_thinking", "Working on it", False),
@@ -307,16 +299,7 @@ async def test_cancel_during_a_tool_call_cancels_the_call_and_the_sdk_run() -> N
 
     model = scripted([call("slow", {}, "c1")], [text("never")])
     agent = from_openai_agents(framework_agent(model, slow), name="assistant")
-    async with (
-        factory(Plugin(agent)) as f,
-        f.user_execution_engine(UserExecutionContext.for_user("alice")) as engine,
-    ):
-        handle = await engine.start_run("assistant", {"message": "go"})
-        await asyncio.wait_for(entered.wait(), 10)
-        await handle.cancel()
-        result = await handle.result()
-    assert result.status is RunStatus.CANCELLED
-    assert_run_invariants(result.events)
+    result = await cancelled_when(agent, entered)
     assert shape(result) == [
         ("agent_started",),
         ("tool_executing", "slow", {}),

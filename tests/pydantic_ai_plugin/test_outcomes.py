@@ -7,14 +7,21 @@ from typing import Any
 
 import pytest
 from agentengine import RunStatus, ToolStatus, UserExecutionContext
-from agentengine.testing import assert_run_invariants
 from agentengine_pydantic_ai import from_pydantic_ai
 from pydantic import BaseModel
 from pydantic_ai import Agent, ModelRetry
 from pydantic_ai.exceptions import ModelHTTPError
 from pydantic_ai.usage import UsageLimits
 
-from .helpers import MiddlewarePlugin, Plugin, factory, pairs_keyed_by_call_id, run_once, shape
+from .helpers import (
+    MiddlewarePlugin,
+    Plugin,
+    cancelled_when,
+    factory,
+    pairs_keyed_by_call_id,
+    run_once,
+    shape,
+)
 from .scripted import Call, Raise, Think, Wait, scripted
 
 
@@ -239,16 +246,7 @@ async def test_cancel_mid_stream_ends_the_run_cancelled() -> None:
     wait = Wait(gate)
     script = scripted(["Working on it", wait, "never"])
     agent = from_pydantic_ai(framework_agent(script), name="assistant", thinking_window=0)
-    async with (
-        factory(Plugin(agent)) as f,
-        f.user_execution_engine(UserExecutionContext.for_user("alice")) as engine,
-    ):
-        handle = await engine.start_run("assistant", {"message": "go"})
-        await asyncio.wait_for(wait.reached.wait(), 10)
-        await handle.cancel()
-        result = await handle.result()
-    assert result.status is RunStatus.CANCELLED
-    assert_run_invariants(result.events)
+    result = await cancelled_when(agent, wait.reached)
     assert shape(result) == [
         ("agent_started",),
         ("agent_thinking", "Working on it", False),
@@ -270,16 +268,7 @@ async def test_cancel_during_a_tool_call_cancels_the_call_and_the_run() -> None:
         return "late"
 
     agent = from_pydantic_ai(fa, name="assistant")
-    async with (
-        factory(Plugin(agent)) as f,
-        f.user_execution_engine(UserExecutionContext.for_user("alice")) as engine,
-    ):
-        handle = await engine.start_run("assistant", {"message": "go"})
-        await asyncio.wait_for(entered.wait(), 10)
-        await handle.cancel()
-        result = await handle.result()
-    assert result.status is RunStatus.CANCELLED
-    assert_run_invariants(result.events)
+    result = await cancelled_when(agent, entered)
     assert shape(result) == [
         ("agent_started",),
         ("tool_executing", "slow", {}),
