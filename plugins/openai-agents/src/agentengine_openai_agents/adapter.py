@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -36,9 +37,12 @@ from agentengine.frameworks.tools import check_patterns, resolve_tools
 from agents import Runner
 from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent
 
-from agentengine_openai_agents.tools import ObservedCalls, engine_tools, own_tools
+from agentengine_openai_agents.tools import CURRENT_RUN, ObservedCalls, engine_tools, own_tools
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from agentengine import Tool
     from agents import Agent as SDKAgent, RunConfig
 
 __all__ = ["ChatMessage", "OpenAIAgentsAgent", "from_openai_agents"]
@@ -114,16 +118,15 @@ def from_openai_agents(
     if max_turns is not None and (isinstance(max_turns, bool) or max_turns < 1):
         raise ValueError(f"agent {name!r}: max_turns must be >= 1, got {max_turns}")
     framework = agent
+    agents_for_runs = _RunAgents()
     limits: dict[str, Any] = {"max_turns": max_turns} if max_turns is not None else {}
 
     async def run_openai_agents(
         run: RunContext, message: str, history: list[ChatMessage] | None = None
     ) -> Any:
         available = await resolve_tools(run, patterns)
-        names = ToolNames(available)
-        sdk_agent = framework.clone(
-            tools=[*own_tools(run, framework.tools), *engine_tools(run, available, names)]
-        )
+        sdk_agent = agents_for_runs.get(framework, available)
+        CURRENT_RUN.set(run)  # the SDK's tasks, started below, inherit it
         thinking = ThinkingBatcher(run, thinking_window)
         observed = ObservedCalls(run)
         result = Runner.run_streamed(
@@ -162,6 +165,41 @@ def from_openai_agents(
         framework_agent=agent,
         tool_patterns=patterns,
     )
+
+
+class _RunAgents:
+    """The copies of the framework agent given to the SDK, one per set of tools, reused by the
+    runs that have that set (copying an SDK agent and its tools costs about as much as the
+    rest of the adapter's work in a run). The copies' tools hold no run: they read
+    ``CURRENT_RUN``. At most ``LIMIT`` sets are kept (MCP tools can differ per user)."""
+
+    LIMIT = 64
+
+    __slots__ = ("_made",)
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[Any, ...], SDKAgent[Any]] = {}
+
+    def get(self, framework: SDKAgent[Any], available: Mapping[str, Tool]) -> SDKAgent[Any]:
+        """The copy of ``framework`` with its own tools and the agentengine tools
+        ``available``, made if needed."""
+        key = (
+            tuple(id(t) for t in framework.tools),
+            *(
+                (name, tool.description, json.dumps(tool.input_schema, sort_keys=True))
+                for name, tool in available.items()
+            ),
+        )
+        made = self._made.get(key)
+        if made is None:
+            names = ToolNames(available)
+            made = framework.clone(
+                tools=[*own_tools(framework.tools), *engine_tools(available, names)]
+            )
+            if len(self._made) >= self.LIMIT:
+                self._made.clear()
+            self._made[key] = made
+        return made
 
 
 async def _stop(result: Any) -> None:

@@ -1,6 +1,8 @@
 """Every tool call of an OpenAI Agents SDK agent, through the engine.
 
-Each run gives the SDK a copy of the framework agent (``Agent.clone``) whose tools are:
+Each run gives the SDK a copy of the framework agent (``Agent.clone``, made once per set of
+tools and reused: the tools find the run they belong to in ``CURRENT_RUN``, a context variable
+the SDK's tasks inherit from the run's own) whose tools are:
 
 * the agentengine tools named in ``tools=``, as SDK ``FunctionTool`` objects (``engine_tool``)
   under the names ``agentengine.frameworks.names`` makes, whose invocation is
@@ -30,6 +32,7 @@ import contextlib
 import copy
 import json
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from agentengine import Tool, ToolError
@@ -42,7 +45,19 @@ if TYPE_CHECKING:
     from agentengine.frameworks.names import ToolNames
     from agents.tool_context import ToolContext
 
-__all__ = ["ObservedCalls", "engine_tool", "is_routed", "own_tool", "parse_args"]
+__all__ = [
+    "CURRENT_RUN",
+    "ObservedCalls",
+    "engine_tool",
+    "engine_tools",
+    "is_routed",
+    "own_tool",
+    "own_tools",
+    "parse_args",
+]
+
+#: The agentengine run the SDK is running a tool for (set by the adapter for each run).
+CURRENT_RUN: ContextVar[RunContext] = ContextVar("agentengine_openai_agents_run")
 
 #: Attribute set on the FunctionTools whose calls go through the engine (kept by ``copy``).
 _ROUTED = "_agentengine_routed"
@@ -72,10 +87,12 @@ def _model_output(value: Any) -> str:
         return str(value)
 
 
-def engine_tool(run: RunContext, name: str, tool: Tool, names: ToolNames) -> FunctionTool:
-    """The agentengine tool ``name`` as an SDK ``FunctionTool`` calling it through the engine."""
+def engine_tool(name: str, tool: Tool, model_name: str) -> FunctionTool:
+    """The agentengine tool ``name`` as an SDK ``FunctionTool`` calling it through the engine
+    (for the run in ``CURRENT_RUN``)."""
 
     async def invoke(ctx: ToolContext[Any], text: str) -> str:
+        run = CURRENT_RUN.get()
         args = parse_args(text)
         if args is None:
             reason = f"the arguments of tool {name!r} are not a JSON object: {text[:200]!r}"
@@ -87,7 +104,7 @@ def engine_tool(run: RunContext, name: str, tool: Tool, names: ToolNames) -> Fun
             return exc.message
 
     function = FunctionTool(
-        name=names.to_model[name],
+        name=model_name,
         description=tool.description or "",
         params_json_schema=dict(tool.input_schema),
         on_invoke_tool=invoke,
@@ -104,11 +121,13 @@ def _sdk_invoker(tool: FunctionTool) -> Any:
     return getattr(invoker, "_invoke_tool_impl", invoker)
 
 
-def own_tool(run: RunContext, tool: FunctionTool) -> FunctionTool:
-    """A copy of the framework agent's ``tool`` whose execution goes through the engine."""
+def own_tool(tool: FunctionTool) -> FunctionTool:
+    """A copy of the framework agent's ``tool`` whose execution goes through the engine (of
+    the run in ``CURRENT_RUN``)."""
     execute = _sdk_invoker(tool)
 
     async def invoke(ctx: ToolContext[Any], text: str) -> Any:
+        run = CURRENT_RUN.get()
         args = parse_args(text)
         shown = args if args is not None else {"_raw": text}
         framework = FrameworkTool(tool.name, tool.description, lambda: execute(ctx, text))
@@ -195,11 +214,11 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def own_tools(run: RunContext, tools: list[Any]) -> list[Any]:
+def own_tools(tools: list[Any]) -> list[Any]:
     """The framework agent's tools with each ``FunctionTool`` going through the engine."""
-    return [own_tool(run, t) if isinstance(t, FunctionTool) else t for t in tools]
+    return [own_tool(t) if isinstance(t, FunctionTool) else t for t in tools]
 
 
-def engine_tools(run: RunContext, tools: Mapping[str, Tool], names: ToolNames) -> list[Any]:
+def engine_tools(tools: Mapping[str, Tool], names: ToolNames) -> list[Any]:
     """The agentengine tools of ``tools=`` as SDK tools."""
-    return [engine_tool(run, name, tool, names) for name, tool in tools.items()]
+    return [engine_tool(name, tool, names.to_model[name]) for name, tool in tools.items()]
