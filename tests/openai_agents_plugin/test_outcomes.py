@@ -371,3 +371,31 @@ def test_bad_options_are_refused_naming_the_agent() -> None:
         from_openai_agents(agent, name="a", tools=[""])
     with pytest.raises(ValueError, match="agent 'a': max_turns must be >= 1"):
         from_openai_agents(agent, name="a", max_turns=0)
+
+
+async def test_tools_of_an_agent_handed_off_to_are_reported_from_the_run_hooks() -> None:
+    @function_tool
+    def triple(x: int) -> int:
+        """Triple a number."""
+        return x * 3
+
+    model = scripted(
+        [text("Passing you on. "), call("transfer_to_expert", {}, "h1")],
+        [call("triple", {"x": 5}, "c1")],
+        [text("15.")],
+    )
+    expert: Agent[Any] = Agent(name="expert", model=model, tools=[triple])
+    agent = from_openai_agents(framework_agent(model, handoffs=[expert]), name="assistant")
+    result = await run_once(agent)
+    assert result.status is RunStatus.SUCCEEDED, result.error
+    assert result.output == "15."
+    assert shape(result) == [
+        ("agent_started",),
+        ("agent_thinking", "Passing you on. ", False),
+        ("tool_executing", "triple", {"x": 5}),
+        ("tool_completed", "triple", "ok"),
+        ("agent_thinking", "15.", False),
+        ("agent_completed", "succeeded"),
+    ]
+    completed = next(e for e in result.events if e.type == "tool_completed")
+    assert completed.result == 15
