@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
+import re
 import shutil
 import subprocess
+from ast import PyCF_ALLOW_TOP_LEVEL_AWAIT
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -268,3 +271,27 @@ async def cancelled_when(agent: Agent, reached: asyncio.Event) -> RunResult:
     assert result.status is RunStatus.CANCELLED
     assert_run_invariants(result.events)
     return result
+
+
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "agent-frameworks.md"
+_BLOCK = re.compile(r"^```(\w+)[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def doc_blocks(section: str, language: str) -> list[str]:
+    """The ``language`` blocks of the ``## section`` of docs/agent-frameworks.md, in order."""
+    text = PAGE.read_text(encoding="utf-8")
+    start = text.index(f"\n## {section}\n")
+    end = text.find("\n## ", start + 1)
+    part = text[start : end if end != -1 else len(text)]
+    return [body for lang, body in _BLOCK.findall(part) if lang == language]
+
+
+async def run_doc_python(section: str, namespace: dict[str, Any]) -> None:
+    """Every ```python block of the section, in order, in ``namespace`` (top-level await)."""
+    for i, code in enumerate(doc_blocks(section, "python")):
+        compiled = compile(
+            code, f"agent-frameworks.md[{section}][{i}]", "exec", flags=PyCF_ALLOW_TOP_LEVEL_AWAIT
+        )
+        result = eval(compiled, namespace)
+        if inspect.iscoroutine(result):
+            await result
