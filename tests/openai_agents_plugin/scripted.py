@@ -61,7 +61,11 @@ class Pieces:
 def scripted(*turns: Any) -> ScriptedModel:
     return ScriptedModel(
         [
-            t.step() if isinstance(t, Pieces) else t if isinstance(t, Exception) else list(t)
+            t.step()
+            if isinstance(t, Pieces)
+            else t
+            if isinstance(t, Exception | ModelStep)
+            else list(t)
             for t in turns
         ]
     )

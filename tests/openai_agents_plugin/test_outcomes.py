@@ -9,7 +9,9 @@ import pytest
 from agentengine import RunStatus, ToolStatus, UserExecutionContext
 from agentengine.testing import assert_run_invariants
 from agentengine_openai_agents import from_openai_agents
-from agents import Agent, ModelBehaviorError, function_tool
+from agents import Agent, ModelBehaviorError, WebSearchTool, function_tool
+from agents.testing import ModelStep
+from agents.testing.model import _stream_events_for_step
 from framework_helpers import (
     MiddlewarePlugin,
     Plugin,
@@ -19,6 +21,8 @@ from framework_helpers import (
     run_once,
     shape,
 )
+from openai.types.responses import ResponseFunctionWebSearch
+from openai.types.responses.response_function_web_search import ActionSearch
 from pydantic import BaseModel
 
 from .scripted import Pieces, call, scripted, sent_text, text, think, tool_names
@@ -399,3 +403,58 @@ async def test_tools_of_an_agent_handed_off_to_are_reported_from_the_run_hooks()
     ]
     completed = next(e for e in result.events if e.type == "tool_completed")
     assert completed.result == 15
+
+
+async def test_a_call_the_provider_ran_itself_gets_its_pair_of_events() -> None:
+    search = ResponseFunctionWebSearch(
+        id="ws1",
+        type="web_search_call",
+        status="completed",
+        action=ActionSearch(type="search", query="paris weather"),
+    )
+    answer = text("Sunny, says the web.")
+    events = _stream_events_for_step(ModelStep(output=[answer]), preserve_raw_usage=False)
+    done = events[-1]  # response.completed: what the turn produced, the search included
+    events[-1] = done.model_copy(
+        update={"response": done.response.model_copy(update={"output": [search, answer]})}
+    )
+    model = scripted(ModelStep.stream(events, output=[search, answer]))
+    agent = from_openai_agents(framework_agent(model, WebSearchTool()), name="assistant")
+    result = await run_once(agent)
+    assert result.status is RunStatus.SUCCEEDED, result.error
+    assert shape(result) == [
+        ("agent_started",),
+        ("agent_thinking", "Sunny, says the web.", False),
+        ("tool_executing", "web_search", {"type": "search", "query": "paris weather"}),
+        ("tool_completed", "web_search", "ok"),
+        ("agent_completed", "succeeded"),
+    ]
+    completed = next(e for e in result.events if e.type == "tool_completed")
+    assert completed.result["id"] == "ws1"
+
+
+async def test_the_run_deadline_stops_the_sdk_run_and_the_tool_in_it() -> None:
+    stopped = asyncio.Event()
+
+    @function_tool
+    async def slow() -> str:
+        """Take forever."""
+        try:
+            await asyncio.sleep(60)
+        finally:
+            stopped.set()
+        return "late"
+
+    model = scripted([call("slow", {}, "c1")], [text("never")])
+    agent = from_openai_agents(framework_agent(model, slow), name="assistant")
+    result = await run_once(agent, run_timeout=0.5)
+    assert result.status is RunStatus.TIMED_OUT
+    assert shape(result) == [
+        ("agent_started",),
+        ("tool_executing", "slow", {}),
+        ("tool_completed", "slow", "cancelled"),
+        ("agent_error", "TimeoutError"),
+        ("agent_completed", "timed_out"),
+    ]
+    assert stopped.is_set()
+    assert len(model.calls) == 1

@@ -11,6 +11,7 @@ OpenAI Agents SDK                              agentengine
 ``response.reasoning_text.delta``
 ``tool_called`` item, then ``on_tool_end``     ``tool_executing`` then ``tool_completed``, from
                                                the engine's own call (``run.call_tool``)
+a provider-run call's ``tool_called`` item      its pair, the item as result (``report_hosted``)
 ``response.completed``                         nothing: one per model turn, not the end
 the run's ``final_output``                     the run's output (``agent_completed``)
 an exception (model error, max turns ...)      ``agent_error`` then ``agent_completed`` failed
@@ -37,7 +38,13 @@ from agentengine.frameworks.tools import check_patterns, resolve_tools
 from agents import Runner
 from agents.stream_events import RawResponsesStreamEvent, RunItemStreamEvent
 
-from agentengine_openai_agents.tools import CURRENT_RUN, ObservedCalls, engine_tools, own_tools
+from agentengine_openai_agents.tools import (
+    CURRENT_RUN,
+    ObservedCalls,
+    engine_tools,
+    own_tools,
+    report_hosted,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -150,6 +157,8 @@ def from_openai_agents(
                     # A tool call's events come from the engine's call: what the model said
                     # before it goes out first.
                     await thinking.flush()
+                    if event.name == "tool_called":
+                        await report_hosted(run, event.item.raw_item)
         except asyncio.CancelledError:
             await _stop(result)
             raise

@@ -23,6 +23,9 @@ own convention. What a framework tool raised goes through the SDK's failure poli
 Tools the adapter cannot wrap before the run (those of agents handed off to, of the SDK's own
 ``mcp_servers``, computer and shell tools) are reported from the run hooks (``ObservedCalls``):
 ``on_tool_start`` opens the call's pair, ``on_tool_end`` closes it with the tool's result.
+Tools the model provider runs itself (web search, file search, code interpreter, image
+generation, hosted MCP) arrive as finished ``tool_called`` items: ``report_hosted`` gives each
+its pair, with the item as the result.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ __all__ = [
     "own_tool",
     "own_tools",
     "parse_args",
+    "report_hosted",
 ]
 
 #: The agentengine run the SDK is running a tool for (set by the adapter for each run).
@@ -222,3 +226,39 @@ def own_tools(tools: list[Any]) -> list[Any]:
 def engine_tools(tools: Mapping[str, Tool], names: ToolNames) -> list[Any]:
     """The agentengine tools of ``tools=`` as SDK tools."""
     return [engine_tool(name, tool, names.to_model[name]) for name, tool in tools.items()]
+
+
+#: The items of calls the model provider ran itself, and the tool name shown for each.
+_HOSTED = {
+    "web_search_call": "web_search",
+    "file_search_call": "file_search",
+    "code_interpreter_call": "code_interpreter",
+    "image_generation_call": "image_generation",
+    "mcp_call": "mcp",
+}
+
+
+async def report_hosted(run: RunContext, raw: Any) -> None:
+    """The pair of events of a call the model provider ran (``raw``: its output item), if it is
+    one; other items are left alone."""
+    data = raw.model_dump(mode="json", exclude_none=True) if hasattr(raw, "model_dump") else raw
+    if not isinstance(data, dict) or data.get("type") not in _HOSTED:
+        return
+    name = _HOSTED[data["type"]]
+    args: dict[str, Any] = {}
+    if data["type"] == "mcp_call":  # hosted MCP: <server label>.<tool>, the model's arguments
+        name = f"{data.get('server_label', 'mcp')}.{data.get('name', 'tool')}"
+        args = parse_args(data.get("arguments") or "") or {}
+    elif isinstance(data.get("action"), dict):
+        args = data["action"]
+    elif "queries" in data:
+        args = {"queries": data["queries"]}
+
+    async def finished() -> Any:
+        if data.get("status") in {"failed", "incomplete"} or data.get("error"):
+            raise RuntimeError(str(data.get("error") or f"the call ended {data['status']}"))
+        return data
+
+    call = FrameworkTool(name, "run by the model provider", finished)
+    with contextlib.suppress(ToolError):  # reported in the events; the SDK goes on
+        await run.call_tool(name, args, tool=call)
