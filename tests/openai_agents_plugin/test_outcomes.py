@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from agentengine import RunStatus, ToolStatus, UserExecutionContext
+from agentengine import RegistrationError, RunStatus, ToolStatus, UserExecutionContext
 from agentengine.testing import assert_run_invariants
 from agentengine_openai_agents import from_openai_agents
 from agents import Agent, ModelBehaviorError, WebSearchTool, function_tool
@@ -373,7 +373,7 @@ def test_bad_options_are_refused_naming_the_agent() -> None:
         from_openai_agents(agent, name="a", thinking_window=-1)
     with pytest.raises(Exception, match="agent 'a': tools= holds ''"):
         from_openai_agents(agent, name="a", tools=[""])
-    with pytest.raises(ValueError, match="agent 'a': max_turns must be >= 1"):
+    with pytest.raises(RegistrationError, match="agent 'a': max_turns must be >= 1"):
         from_openai_agents(agent, name="a", max_turns=0)
 
 

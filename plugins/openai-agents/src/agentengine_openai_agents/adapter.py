@@ -29,7 +29,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from agentengine import RunContext
+from agentengine import RegistrationError, RunContext
 from agentengine.frameworks.agents import FrameworkAgent
 from agentengine.frameworks.batching import DEFAULT_THINKING_WINDOW, ThinkingBatcher, check_window
 from agentengine.frameworks.history import ChatMessage, json_output
@@ -123,7 +123,7 @@ def from_openai_agents(
     check_window(name, thinking_window)
     patterns = check_patterns(name, tools or ())
     if max_turns is not None and (isinstance(max_turns, bool) or max_turns < 1):
-        raise ValueError(f"agent {name!r}: max_turns must be >= 1, got {max_turns}")
+        raise RegistrationError(f"agent {name!r}: max_turns must be >= 1, got {max_turns}")
     framework = agent
     agents_for_runs = _RunAgents()
     limits: dict[str, Any] = {"max_turns": max_turns} if max_turns is not None else {}
@@ -133,17 +133,20 @@ def from_openai_agents(
     ) -> Any:
         available = await resolve_tools(run, patterns)
         sdk_agent = agents_for_runs.get(framework, available)
-        CURRENT_RUN.set(run)  # the SDK's tasks, started below, inherit it
         thinking = ThinkingBatcher(run, thinking_window)
         observed = ObservedCalls(run)
-        result = Runner.run_streamed(
-            sdk_agent,
-            _input(message, history),
-            context=context,
-            hooks=observed,
-            run_config=run_config,
-            **limits,
-        )
+        token = CURRENT_RUN.set(run)
+        try:  # run_streamed starts the SDK's task, which keeps a copy of CURRENT_RUN
+            result = Runner.run_streamed(
+                sdk_agent,
+                _input(message, history),
+                context=context,
+                hooks=observed,
+                run_config=run_config,
+                **limits,
+            )
+        finally:
+            CURRENT_RUN.reset(token)
         try:
             async for event in result.stream_events():
                 if isinstance(event, RawResponsesStreamEvent):
