@@ -103,3 +103,12 @@ def test_a_relayed_error_is_described_as_the_framework_tool_failed() -> None:
     relayed = RelayedError(describe_error(original), original)
     assert describe_error(relayed) == "ValueError: cannot handle 3"
     assert relayed.original is original
+
+
+def test_every_public_name_resolves() -> None:
+    import agentengine.frameworks as frameworks
+    import agentengine_openai_agents
+
+    for module in (frameworks, agentengine_openai_agents):
+        for name in module.__all__:
+            assert getattr(module, name) is not None, name

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from agentengine.definitions.tools import Tool
 from agentengine.errors import (
-    AgentEngineError,
     RegistrationError,
+    RelayedError,
     ToolArgumentError,
     ToolError,
+    UnknownToolsError,
     describe_error,
 )
 from agentengine.frameworks.names import is_per_user_pattern, match_patterns
@@ -42,10 +43,6 @@ __all__ = [
     "relayed",
     "resolve_tools",
 ]
-
-
-class UnknownToolsError(AgentEngineError, LookupError):
-    """Names or globs in ``tools=`` that match no tool this run's user can call."""
 
 
 def check_patterns(agent: str, patterns: Iterable[Any]) -> tuple[str, ...]:
@@ -134,18 +131,6 @@ async def refuse_call(run: RunContext, name: str, args: dict[str, Any], reason: 
     shown = name.strip() or "(unnamed tool)"
     with contextlib.suppress(ToolError):  # reported in the events; the framework tells the model
         await run.call_tool(shown, args, tool=_Refused(shown, reason))
-
-
-class RelayedError(Exception):
-    """What a framework tool raised, carried through the engine's call to be raised again.
-
-    The call's ``tool_completed`` shows ``message`` as it is (``describe_error`` reads
-    ``_agentengine_description``), not as an error of this class."""
-
-    def __init__(self, message: str, original: BaseException) -> None:
-        super().__init__(message)
-        self.original = original
-        self._agentengine_description = message
 
 
 def relayed(exc: ToolError) -> BaseException | None:
