@@ -295,3 +295,26 @@ async def run_doc_python(section: str, namespace: dict[str, Any]) -> None:
         result = eval(compiled, namespace)
         if inspect.iscoroutine(result):
             await result
+
+
+async def run_with_history(agent: Agent, message: str) -> RunResult:
+    """A run of ``agent`` given ``message`` after two earlier messages ("I am Ann.", "Hello
+    Ann."); a run given a malformed ``history`` fails naming the field."""
+    async with (
+        factory(Plugin(agent)) as f,
+        f.user_execution_engine(UserExecutionContext.for_user("ann")) as engine,
+    ):
+        result = await engine.execute_agent(
+            agent.name,
+            {
+                "message": message,
+                "history": [
+                    {"role": "user", "content": "I am Ann."},
+                    {"role": "assistant", "content": "Hello Ann."},
+                ],
+            },
+        )
+        bad = await engine.execute_agent(agent.name, {"message": "x", "history": [{"role": "bot"}]})
+    assert bad.status is RunStatus.FAILED and "history" in (bad.error or "")
+    assert_run_invariants(result.events)
+    return result
