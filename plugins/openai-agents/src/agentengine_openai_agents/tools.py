@@ -120,7 +120,9 @@ def engine_tool(name: str, tool: Tool, model_name: str) -> FunctionTool:
 
 def _sdk_invoker(tool: FunctionTool) -> Any:
     """The SDK's execution of ``tool`` without its failure handling (applied after the engine's
-    call instead, so the engine sees what the tool raised)."""
+    call instead, so the engine sees what the tool raised). ``@function_tool`` tools of
+    openai-agents 0.24 wrap it in an invoker keeping it as ``_invoke_tool_impl`` (the
+    dependency pins 0.24.x); any other ``FunctionTool`` is called as it is."""
     invoker = tool.on_invoke_tool
     return getattr(invoker, "_invoke_tool_impl", invoker)
 
