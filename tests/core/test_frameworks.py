@@ -112,3 +112,28 @@ def test_every_public_name_resolves() -> None:
     for module in (frameworks, agentengine_openai_agents):
         for name in module.__all__:
             assert getattr(module, name) is not None, name
+
+
+@pytest.mark.parametrize(
+    ("package", "plugin", "framework"),
+    [
+        ("agentengine_openai_agents", "OpenAIAgentsPlugin", "agents"),
+        ("agentengine_pydantic_ai", "PydanticAIPlugin", "pydantic_ai"),
+    ],
+)
+def test_loading_an_adapters_entry_point_imports_no_framework(
+    package: str, plugin: str, framework: str
+) -> None:
+    # Every agentengine command loads every entry point: the framework (and pydantic) are
+    # imported only once a configuration has the adapter's table or an agent is adapted.
+    import subprocess
+    import sys
+
+    code = (
+        f"import sys, {package}; {package}.{plugin}().agentengine_configure"
+        f"; print({framework!r} in sys.modules, 'pydantic' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.split() == ["False", "False"]
