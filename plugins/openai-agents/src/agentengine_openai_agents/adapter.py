@@ -162,7 +162,7 @@ def from_openai_agents(
                     await thinking.flush()
                     if event.name == "tool_called":
                         await report_hosted(run, event.item.raw_item)
-        except asyncio.CancelledError:
+        except BaseException:  # cancelled, timed out, or failed: the SDK's run ends with it
             await _stop(result)
             raise
         finally:
