@@ -18,18 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-from agentengine import (
-    ExecutionEngineFactory,
-    Settings,
-    UserExecutionContext,
-    hookimpl,
-    tool,
-)
+from _framework_bench import double_impl, forecast_impl, measure, report
 from agentengine_pydantic_ai import from_pydantic_ai
 from pydantic_ai import Agent
 from pydantic_ai.messages import ModelMessage, ToolReturnPart
@@ -46,53 +38,12 @@ async def script(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator
     yield "and 21 doubled is 42."
 
 
-async def forecast_impl(city: str) -> str:
-    """The weather forecast for a city."""
-    return f"sunny in {city}"
-
-
-async def double_impl(x: int) -> int:
-    """Double a number."""
-    return x * 2
-
-
 def framework(own_tools: bool) -> Agent[None, str]:
     agent: Agent[None, str] = Agent(FunctionModel(stream_function=script))
     if own_tools:
         agent.tool_plain(forecast_impl, name="forecast")
         agent.tool_plain(double_impl, name="double")
     return agent
-
-
-class Plugin:
-    def __init__(self, agents: list[Any]) -> None:
-        self.agents = agents
-
-    @hookimpl
-    def agentengine_register_tools(self, registry: Any) -> None:
-        registry.add(tool(name="forecast")(forecast_impl))
-        registry.add(tool(name="double")(double_impl))
-
-    @hookimpl
-    def agentengine_register_agents(self, registry: Any) -> None:
-        for a in self.agents:
-            registry.add(a)
-
-
-async def timed(runs: int, variants: dict[str, Callable[[], Awaitable[Any]]]) -> dict[str, float]:
-    """Microseconds per run of each variant: rounds of ``runs`` runs alternate between the
-    variants (so a burst of load on the machine hits all of them), best of five rounds."""
-    for once in variants.values():  # warm up
-        for _ in range(max(runs // 10, 20)):
-            await once()
-    best = dict.fromkeys(variants, float("inf"))
-    for _ in range(5):
-        for name, once in variants.items():
-            start = time.perf_counter()
-            for _ in range(runs):
-                await once()
-            best[name] = min(best[name], (time.perf_counter() - start) / runs * 1e6)
-    return best
 
 
 async def main(runs: int) -> dict[str, float]:
@@ -108,41 +59,7 @@ async def main(runs: int) -> dict[str, float]:
     engine_tools = from_pydantic_ai(
         framework(own_tools=False), name="engine_tools", tools=["forecast", "double"]
     )
-    factory = ExecutionEngineFactory(
-        plugins=[Plugin([own, engine_tools])],
-        load_entrypoints=False,
-        config=Settings({}),
-        environ={},
-    )
-    async with (
-        factory,
-        factory.user_execution_engine(UserExecutionContext.for_user("bench")) as engine,
-    ):
-        check = await engine.execute_agent("own", {"message": "weather?"})
-        assert check.succeeded
-        assert [e.type for e in check.events].count("tool_completed") == 2
-        check = await engine.execute_agent("engine_tools", {"message": "weather?"})
-        assert check.succeeded
-        assert [e.type for e in check.events].count("tool_completed") == 2
-
-        async def through(name: str) -> Callable[[], Awaitable[Any]]:
-            async def once() -> Any:
-                return await engine.execute_agent(name, {"message": "weather?"})
-
-            return once
-
-        figures = await timed(
-            runs,
-            {
-                "direct_stream_us": direct_stream,
-                "agentengine_own_tools_us": await through("own"),
-                "agentengine_engine_tools_us": await through("engine_tools"),
-            },
-        )
-    base = figures["direct_stream_us"]
-    figures["ratio_own_tools"] = figures["agentengine_own_tools_us"] / base
-    figures["ratio_engine_tools"] = figures["agentengine_engine_tools_us"] / base
-    return figures
+    return await measure(runs, direct_stream, own, engine_tools)
 
 
 if __name__ == "__main__":
@@ -150,16 +67,4 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    f = asyncio.run(main(args.runs))
-    if args.json:
-        print(json.dumps(f))
-    else:
-        print(f"direct run_stream_events():     {f['direct_stream_us']:8.1f} us/run")
-        print(
-            f"agentengine, the agent's tools: {f['agentengine_own_tools_us']:8.1f} us/run, "
-            f"ratio {f['ratio_own_tools']:.2f}x (target <= 1.2x)"
-        )
-        print(
-            f"agentengine, agentengine tools: {f['agentengine_engine_tools_us']:8.1f} us/run, "
-            f"ratio {f['ratio_engine_tools']:.2f}x (target <= 1.2x)"
-        )
+    report(asyncio.run(main(args.runs)), "direct run_stream_events():", args.json)

@@ -10,7 +10,7 @@ from agentengine.testing import assert_run_invariants
 from agentengine_pydantic_ai import PydanticAIPlugin
 from agentengine_pydantic_ai.config import load_settings as load_table
 
-from .helpers import Plugin, factory
+from .helpers import Plugin, assert_bad_table, factory
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -90,13 +90,7 @@ request_limit = 1
 def test_a_bad_table_names_the_file_the_table_and_the_key(
     tmp_path: Path, table: str, key: str
 ) -> None:
-    path = write(tmp_path, table)
-    with pytest.raises(ConfigError) as info:
-        load_table(load_settings(path))
-    message = str(info.value)
-    assert str(path) in message
-    assert "[pydantic_ai]" in message
-    assert key in message
+    assert_bad_table(tmp_path, table, "pydantic_ai", key, load_table)
 
 
 async def test_a_bad_table_is_reported_against_the_plugin_and_strict_raises(

@@ -1,11 +1,8 @@
-"""The pydantic-ai examples of docs/agent-frameworks.md run as written (every ```python block,
-in order, in one namespace; the ```toml block as a configuration file)."""
+"""The pydantic-ai examples of docs/agent-frameworks.md run as written (every ```python block
+of its section, in order, in one namespace; the ```toml block as a configuration file)."""
 
 from __future__ import annotations
 
-import ast
-import inspect
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,28 +15,12 @@ from agentengine import (
 from agentengine.testing import assert_run_invariants
 from agentengine_pydantic_ai import PydanticAIPlugin
 
-PAGE = Path(__file__).resolve().parents[2] / "docs" / "agent-frameworks.md"
-_BLOCK = re.compile(r"^```(\w+)[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
-
-
-def blocks(language: str) -> list[str]:
-    text = PAGE.read_text(encoding="utf-8")
-    return [body for lang, body in _BLOCK.findall(text) if lang == language]
-
-
-async def run_python(namespace: dict[str, Any]) -> None:
-    for i, code in enumerate(blocks("python")):
-        compiled = compile(
-            code, f"agent-frameworks.md[{i}]", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
-        )
-        result = eval(compiled, namespace)
-        if inspect.iscoroutine(result):
-            await result
+from .helpers import doc_blocks, run_doc_python
 
 
 async def test_the_python_example_runs() -> None:
     namespace: dict[str, Any] = {"__name__": "agent_frameworks_doc"}
-    await run_python(namespace)
+    await run_doc_python("pydantic-ai", namespace)
     result = namespace["result"]
     assert result.status is RunStatus.SUCCEEDED
     assert_run_invariants(result.events)
@@ -47,8 +28,8 @@ async def test_the_python_example_runs() -> None:
 
 async def test_the_toml_example_declares_a_working_agent(tmp_path: Path) -> None:
     namespace: dict[str, Any] = {"__name__": "agent_frameworks_doc"}
-    await run_python(namespace)  # for the forecast tool its plugin registers
-    (toml,) = blocks("toml")
+    await run_doc_python("pydantic-ai", namespace)  # for the forecast tool its plugin registers
+    (toml,) = doc_blocks("pydantic-ai", "toml")
     path = tmp_path / "agentengine.toml"
     path.write_text(toml)
     factory = ExecutionEngineFactory(

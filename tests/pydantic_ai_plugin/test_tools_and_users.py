@@ -6,15 +6,21 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from agentengine import RunStatus, UserExecutionContext
-from agentengine.testing import EventRecorder, assert_isolated, assert_run_invariants
+from agentengine import RunStatus
 from agentengine_mcp import MCPPlugin
 from agentengine_pydantic_ai import from_pydantic_ai
 from pydantic_ai import Agent
 from pydantic_ai.messages import ModelMessage, ToolReturnPart
 from pydantic_ai.models.function import AgentInfo, DeltaToolCall, FunctionModel
 
-from .helpers import Plugin, factory, pairs_keyed_by_call_id, run_once, shape
+from .helpers import (
+    Plugin,
+    factory,
+    pairs_keyed_by_call_id,
+    run_once,
+    shape,
+    twenty_users_whoami,
+)
 from .scripted import Call, scripted
 
 TIME_SERVER = {"name": "time", "command": "mcp-server-time", "args": ["--local-timezone", "UTC"]}
@@ -90,20 +96,4 @@ async def test_twenty_users_at_once_each_see_only_their_own_calls() -> None:
     agent = from_pydantic_ai(
         Agent(FunctionModel(stream_function=stream)), name="me", tools=["whoami"]
     )
-    recorder = EventRecorder()
-    users = [f"user-{i:02d}" for i in range(20)]
-    async with factory(Plugin(agent), recorder, max_concurrent_runs=100) as f:
-
-        async def one(user: str) -> Any:
-            async with f.user_execution_engine(UserExecutionContext.for_user(user)) as engine:
-                return await engine.execute_agent("me", {"message": "who am I?"})
-
-        results = await asyncio.wait_for(asyncio.gather(*(one(u) for u in users)), 60)
-    for user, result in zip(users, results, strict=True):
-        assert result.status is RunStatus.SUCCEEDED, result.error
-        assert result.output == f"you are {user}"
-        assert_run_invariants(result.events)
-        assert {e.user_id for e in result.events} == {user}
-        completed = next(e for e in result.events if e.type == "tool_completed")
-        assert completed.result == user
-    assert_isolated(recorder)
+    await twenty_users_whoami(agent)

@@ -18,7 +18,10 @@ standard kind::
     ├── RegistrationError        (also a ValueError)  a duplicate agent/tool name, a bad tool
     ├── ConfigError              (also a ValueError)  a bad configuration file or variable
     ├── ScopedResourceError                           a request-scoped resource failed to open
-    └── UnknownResourceError     (also a KeyError)    ``run.scope[name]`` of an undeclared name
+    ├── UnknownResourceError     (also a KeyError)    ``run.scope[name]`` of an undeclared name
+    ├── UnknownToolsError        (also a LookupError) a framework agent's ``tools=`` matches nothing
+    └── RelayedError                                  what a framework's own tool raised, carried
+                                                      through the engine (a ``ToolError``'s cause)
 
 Plugins derive their own errors from these (``agentengine_mcp`` raises ``ToolError``
 subclasses). The modules that raise an error re-export it where it was first documented
@@ -50,6 +53,8 @@ __all__ = [
     "ToolError",
     "UnknownAgentError",
     "UnknownResourceError",
+    "UnknownToolsError",
+    "RelayedError",
     "describe_error",
 ]
 
@@ -161,9 +166,28 @@ class UnknownResourceError(AgentEngineError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class UnknownToolsError(AgentEngineError, LookupError):
+    """Names or globs in a framework agent's ``tools=`` that match no tool this run's user can
+    call (``agentengine.frameworks.resolve_tools``)."""
+
+
+class RelayedError(AgentEngineError):
+    """What a framework's own tool raised (``original``), carried through the engine's call to
+    be raised again (``agentengine.frameworks.FrameworkTool``); ``message`` describes it, and
+    is what the call's ``tool_completed`` shows."""
+
+    def __init__(self, message: str, original: BaseException) -> None:
+        super().__init__(message)
+        self.message = message
+        self.original = original
+
+
 def describe_error(exc: BaseException) -> str:
     """``"Type: text"`` of an exception (just the type without text); safe when ``str(exc)``
-    itself raises, since it is used on the way to a run's terminal event."""
+    itself raises, since it is used on the way to a run's terminal event. A ``RelayedError``
+    is shown as the error it carries (its message, made by the adapter)."""
+    if isinstance(exc, RelayedError):
+        return exc.message
     name = type(exc).__name__
     try:
         text = str(exc)

@@ -23,12 +23,14 @@ after the final result), so that each call has exactly one pair.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from agentengine import Agent, RegistrationError, RunContext
-from pydantic import BaseModel
+from agentengine import RunContext
+from agentengine.frameworks.agents import FrameworkAgent
+from agentengine.frameworks.batching import DEFAULT_THINKING_WINDOW, ThinkingBatcher, check_window
+from agentengine.frameworks.history import ChatMessage, json_output
+from agentengine.frameworks.tools import check_patterns
 from pydantic_ai.messages import (
     FunctionToolCallEvent,
     FunctionToolResultEvent,
@@ -44,9 +46,8 @@ from pydantic_ai.messages import (
     UserPromptPart,
 )
 from pydantic_ai.run import AgentRunResultEvent
-from pydantic_core import to_jsonable_python
 
-from agentengine_pydantic_ai.names import ToolNames, is_per_user_pattern, match_patterns
+from agentengine_pydantic_ai.names import ToolNames
 from agentengine_pydantic_ai.tools import (
     EngineCapability,
     EngineToolset,
@@ -56,22 +57,11 @@ from agentengine_pydantic_ai.tools import (
 )
 
 if TYPE_CHECKING:
-    from agentengine import ToolRegistry
     from pydantic_ai import Agent as PydanticAgent
     from pydantic_ai.messages import ModelMessage
     from pydantic_ai.usage import UsageLimits
 
 __all__ = ["ChatMessage", "PydanticAIAgent", "from_pydantic_ai"]
-
-#: Default batching window of streamed text, in seconds.
-DEFAULT_THINKING_WINDOW = 0.25
-
-
-class ChatMessage(BaseModel):
-    """One earlier message of the conversation (the ``history`` input field)."""
-
-    role: Literal["user", "assistant"]
-    content: str
 
 
 def _history(messages: Sequence[ChatMessage]) -> list[ModelMessage]:
@@ -84,46 +74,7 @@ def _history(messages: Sequence[ChatMessage]) -> list[ModelMessage]:
     return out
 
 
-def json_output(value: Any) -> Any:
-    """The framework's output as JSON data (pydantic models dumped in JSON mode)."""
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    return to_jsonable_python(value, fallback=repr)
-
-
-class _Thinking:
-    """Streamed text batched into ``agent_thinking`` events: one per ``window`` seconds of a
-    part at most, and at the end of each part (0: one event per streamed piece)."""
-
-    __slots__ = ("_first", "_parts", "_reasoning", "_run", "_window")
-
-    def __init__(self, run: RunContext, window: float) -> None:
-        self._run = run
-        self._window = window
-        self._parts: list[str] = []
-        self._reasoning = False
-        self._first = 0.0
-
-    async def add(self, text: str | None, reasoning: bool) -> None:
-        if not text:
-            return
-        if self._parts and reasoning != self._reasoning:
-            await self.flush()
-        if not self._parts:
-            self._first = time.monotonic()
-            self._reasoning = reasoning
-        self._parts.append(text)
-        if time.monotonic() - self._first >= self._window:
-            await self.flush()
-
-    async def flush(self) -> None:
-        if self._parts:
-            text = "".join(self._parts)
-            self._parts.clear()
-            await self._run.think(text, reasoning=self._reasoning)
-
-
-class PydanticAIAgent(Agent):
+class PydanticAIAgent(FrameworkAgent):
     """The agentengine agent made by ``from_pydantic_ai``.
 
     ``framework_agent`` is the pydantic-ai agent, ``tool_patterns`` the ``tools=`` given.
@@ -132,20 +83,6 @@ class PydanticAIAgent(Agent):
     """
 
     framework_agent: PydanticAgent[Any, Any]
-    tool_patterns: tuple[str, ...]
-
-    def check_tools(self, tools: ToolRegistry) -> None:
-        """Raise ``RegistrationError`` naming every pattern of ``tools=`` that matches no
-        registered tool and cannot name a per-user (MCP, dotted) tool."""
-        matched = match_patterns(self.tool_patterns, tools.names())
-        missing = [p for p, names in matched.items() if not names and not is_per_user_pattern(p)]
-        if missing:
-            raise RegistrationError(
-                f"agent {self.name!r}: tools= {', '.join(repr(m) for m in missing)} "
-                f"{'matches' if len(missing) == 1 else 'match'} no registered tool "
-                f"(registered: {', '.join(tools.names()) or 'none'}); register the tool, fix "
-                "the name, or name a per-user MCP tool as <server>.<tool>"
-            )
 
 
 def from_pydantic_ai(
@@ -178,14 +115,8 @@ def from_pydantic_ai(
     ``thinking_window``: seconds of streamed text batched into one ``agent_thinking`` event
     (0: one event per streamed piece).
     """
-    if thinking_window < 0:
-        raise RegistrationError(
-            f"agent {name!r}: thinking_window must be >= 0, got {thinking_window}"
-        )
-    patterns = tuple(tools or ())
-    for pattern in patterns:
-        if not isinstance(pattern, str) or not pattern.strip():
-            raise RegistrationError(f"agent {name!r}: tools= holds {pattern!r}, not a tool name")
+    check_window(name, thinking_window)
+    patterns = check_patterns(name, tools or ())
     settings = dict(model_settings) if model_settings is not None else None
     framework = agent
 
@@ -196,7 +127,7 @@ def from_pydantic_ai(
         names = ToolNames(engine_tools)
         capability = EngineCapability(run, names)
         toolsets = [EngineToolset(run, engine_tools, names)] if engine_tools else None
-        thinking = _Thinking(run, thinking_window)
+        thinking = ThinkingBatcher(run, thinking_window)
         mapper = _StreamMapper(run, thinking, capability)
         async with framework.run_stream_events(
             message,
@@ -216,14 +147,13 @@ def from_pydantic_ai(
         await thinking.flush()
         return json_output(mapper.output)
 
-    adapted = PydanticAIAgent(
+    return PydanticAIAgent.adapt(
         run_pydantic_ai,
         name=name,
         description=description if description is not None else (agent.description or ""),
+        framework_agent=agent,
+        tool_patterns=patterns,
     )
-    adapted.framework_agent = agent
-    adapted.tool_patterns = patterns
-    return adapted
 
 
 class _StreamMapper:
@@ -231,7 +161,9 @@ class _StreamMapper:
 
     __slots__ = ("_calls", "_capability", "_run", "output", "thinking")
 
-    def __init__(self, run: RunContext, thinking: _Thinking, capability: EngineCapability) -> None:
+    def __init__(
+        self, run: RunContext, thinking: ThinkingBatcher, capability: EngineCapability
+    ) -> None:
         self._run = run
         self.thinking = thinking
         self._capability = capability

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from agentengine.frameworks.declared import DeclaredAgentBase, DeclaredAgents
+from pydantic import Field
 
 if TYPE_CHECKING:
     from agentengine import Settings
@@ -30,38 +31,15 @@ __all__ = ["DeclaredAgent", "PydanticAISettings", "load_settings"]
 TABLE = "pydantic_ai"
 
 
-class DeclaredAgent(BaseModel):
+class DeclaredAgent(DeclaredAgentBase):
     """One ``[[pydantic_ai.agents]]`` entry."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1)
-    model: str = Field(min_length=1)
-    instructions: str | None = None
-    description: str | None = None
-    tools: list[str] = Field(default_factory=list)
     retries: int = Field(default=1, ge=0)
     request_limit: int | None = Field(default=50, ge=1)
     tool_calls_limit: int | None = Field(default=None, ge=0)
     input_tokens_limit: int | None = Field(default=None, ge=1)
     output_tokens_limit: int | None = Field(default=None, ge=1)
     total_tokens_limit: int | None = Field(default=None, ge=1)
-    thinking_window: float = Field(default=0.25, ge=0)
-
-    @field_validator("name", "model")
-    @classmethod
-    def _no_outer_spaces(cls, value: str) -> str:
-        if value != value.strip():
-            raise ValueError("must not start or end with whitespace")
-        return value
-
-    @field_validator("tools")
-    @classmethod
-    def _tool_names(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if not name.strip():
-                raise ValueError("tool names must not be empty")
-        return value
 
     def build(self) -> PydanticAIAgent:
         """The agentengine agent this entry declares."""
@@ -94,22 +72,8 @@ class DeclaredAgent(BaseModel):
         )
 
 
-class PydanticAISettings(BaseModel):
+class PydanticAISettings(DeclaredAgents[DeclaredAgent]):
     """The ``[pydantic_ai]`` table."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    agents: list[DeclaredAgent] = Field(default_factory=list)
-
-    @field_validator("agents")
-    @classmethod
-    def _unique_names(cls, value: list[DeclaredAgent]) -> list[DeclaredAgent]:
-        seen: set[str] = set()
-        for entry in value:
-            if entry.name in seen:
-                raise ValueError(f"two agents are called {entry.name!r}")
-            seen.add(entry.name)
-        return value
 
 
 def load_settings(settings: Settings) -> PydanticAISettings:

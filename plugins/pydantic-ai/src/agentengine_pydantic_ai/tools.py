@@ -22,11 +22,17 @@ framework's own tools keep pydantic-ai's semantics: what they raise reaches pyda
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from agentengine import AgentEngineError, Tool, ToolArgumentError, ToolError
+from agentengine import Tool, ToolError
+from agentengine.frameworks.tools import (
+    FrameworkTool as CoreFrameworkTool,
+    UnknownToolsError,
+    refuse_call,
+    relayed,
+    resolve_tools,
+)
 from pydantic import ValidationError
 from pydantic_ai.capabilities import AbstractCapability
 from pydantic_ai.exceptions import ModelRetry, ToolFailed
@@ -34,7 +40,7 @@ from pydantic_ai.tools import ToolDefinition
 from pydantic_ai.toolsets import AbstractToolset, ToolsetTool
 from pydantic_core import SchemaValidator, core_schema
 
-from agentengine_pydantic_ai.names import ToolNames, is_per_user_pattern, match_patterns
+from agentengine_pydantic_ai.names import ToolNames
 
 if TYPE_CHECKING:
     from agentengine import RunContext
@@ -56,61 +62,12 @@ _ANY_OBJECT = SchemaValidator(
 )
 
 
-class UnknownToolsError(AgentEngineError, LookupError):
-    """Names or globs in ``tools=`` that match no tool this run's user can call."""
-
-
-async def _per_user_tools(run: RunContext) -> dict[str, Tool]:
-    """Every tool the run can call, those extensions resolve per user included (the user's MCP
-    tools: this opens the user's MCP sessions not open yet)."""
-    return {t.name: t for t in await run.list_tools() if isinstance(t, Tool)}
-
-
-async def resolve_tools(run: RunContext, patterns: tuple[str, ...]) -> dict[str, Tool]:
-    """The agentengine tools ``patterns`` name for this run, by name.
-
-    Registered tools first; patterns that may name per-user tools (dotted, MCP) and match no
-    registered tool are looked up in ``run.list_tools()`` (this user's MCP tools). Raises
-    ``UnknownToolsError`` naming every pattern that matches nothing.
-    """
-    if not patterns:
-        return {}
-    found: dict[str, Tool] = {}
-    registered = run.tool_names()
-    matched = match_patterns(patterns, registered)
-    missing: list[str] = []
-    per_user: dict[str, Tool] | None = None
-    for pattern, names in matched.items():
-        if names:
-            for name in names:
-                tool = run.get_tool(name)
-                if isinstance(tool, Tool):
-                    found[name] = tool
-            continue
-        if is_per_user_pattern(pattern):
-            if per_user is None:
-                per_user = await _per_user_tools(run)
-            user_names = match_patterns([pattern], per_user)[pattern]
-            if user_names:
-                found.update((n, per_user[n]) for n in user_names)
-                continue
-        missing.append(pattern)
-    if missing:
-        available = sorted({*registered, *(per_user or {})})
-        raise UnknownToolsError(
-            f"tools= of agent {run.agent.name!r}: {', '.join(repr(m) for m in missing)} "
-            f"{'matches' if len(missing) == 1 else 'match'} no tool user {run.user_id!r} can call "
-            f"(available: {', '.join(available) or 'none'}; MCP tools appear once their server "
-            "is configured in [mcp] and reachable)"
-        )
-    return found
-
-
 def framework_error(exc: ToolError) -> BaseException:
     """What pydantic-ai gets for an engine call that failed (see the module docs)."""
+    original = relayed(exc)
+    if original is not None:
+        return original
     cause = exc.__cause__
-    if isinstance(cause, _RelayedError):
-        return cause.original
     if isinstance(cause, ModelRetry | ToolFailed):
         return cause
     if exc.status == "error" and cause is None:  # unknown tool, invalid arguments
@@ -127,32 +84,6 @@ def call_args(call: ToolCallPart) -> dict[str, Any]:
     return args if isinstance(args, dict) else {"_raw": args}
 
 
-class _Refused(Tool):
-    """A call refused before it ran: its arguments are "invalid" with pydantic-ai's reason."""
-
-    def __init__(self, name: str, reason: str) -> None:
-        super().__init__(name)
-        self.reason = reason
-
-    def validate_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
-        raise ToolArgumentError(self.reason)
-
-
-async def refuse_call(run: RunContext, name: str, args: dict[str, Any], reason: str) -> None:
-    """Emit the pair of events of a call that never ran (status ``error``, ``reason``)."""
-    shown = name.strip() or "(unnamed tool)"
-    with contextlib.suppress(ToolError):  # reported in the events; pydantic-ai answers the model
-        await run.call_tool(shown, args, tool=_Refused(shown, reason))
-
-
-class _RelayedError(Exception):
-    """What a framework tool raised, carried through the engine's call to be raised again."""
-
-    def __init__(self, message: str, original: BaseException) -> None:
-        super().__init__(message)
-        self.original = original
-
-
 def _relay_message(exc: BaseException) -> str:
     retry = getattr(exc, "tool_retry", None)  # pydantic-ai's ToolRetryError: a ModelRetry
     if retry is not None:
@@ -160,7 +91,7 @@ def _relay_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-class FrameworkTool(Tool):
+class FrameworkTool(CoreFrameworkTool):
     """One call of a tool of the pydantic-ai agent itself, as an agentengine tool.
 
     pydantic-ai validated the arguments already; ``invoke`` runs its execution lifecycle
@@ -174,15 +105,7 @@ class FrameworkTool(Tool):
         handler: Callable[[dict[str, Any]], Any],
         validated: dict[str, Any],
     ) -> None:
-        super().__init__(name, description)
-        self._handler = handler
-        self._validated = validated
-
-    async def invoke(self, run: RunContext, args: dict[str, Any]) -> Any:
-        try:
-            return await self._handler(self._validated)
-        except Exception as exc:
-            raise _RelayedError(_relay_message(exc), exc) from exc
+        super().__init__(name, description, lambda: handler(validated), _relay_message)
 
 
 class EngineToolset(AbstractToolset[Any]):
