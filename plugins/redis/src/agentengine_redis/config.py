@@ -51,6 +51,11 @@ class RedisSettings(BaseModel):
     #: Runs of one user waiting for a slot (``[engine] max_concurrent_per_user``) across all
     #: instances; beyond it a new run is refused (429).
     max_queued_per_user: int = Field(default=100, ge=1)
+    #: Agents whose runs are executed again when their worker is lost, by agent name: the
+    #: most attempts in all (e.g. ``{ summarize = 3 }``). Off for every other agent: a run's
+    #: tools may have had side effects, so by default a lost run ends ``failed``
+    #: (``WorkerLostError``). Decided when the run is queued.
+    retry_on_worker_loss: dict[str, int] = Field(default_factory=dict)
 
     @field_validator("key_prefix")
     @classmethod
@@ -60,6 +65,17 @@ class RedisSettings(BaseModel):
                 "must not contain '{' or '}': keys are hash-tagged by user ({user}), and a "
                 "tag in the prefix would put every user in one Redis Cluster slot"
             )
+        return value
+
+    @field_validator("retry_on_worker_loss")
+    @classmethod
+    def _attempts(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, attempts in value.items():
+            if not 1 <= attempts <= 100:
+                raise ValueError(
+                    f"agent {name!r}: the most attempts must be 1 to 100 (1: never retried), "
+                    f"got {attempts}"
+                )
         return value
 
     @field_validator("url")
