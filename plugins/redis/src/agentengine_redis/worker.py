@@ -311,17 +311,15 @@ class Worker:
         if held is None or held.stopped:
             return
         held.stopped = True
-        if held.handle is not None and held.handle.done:
-            return
         _log.warning(
             "a run executing here was taken as lost (this worker was silent past its lease); "
-            "stopping it",
+            "stopping it, its writes are refused",
             run_id=run_id,
             user_id=held.user_id,
             attempt=held.attempt,
             why=why,
         )
-        if held.handle is not None:
+        if held.handle is not None and not held.handle.done:
             held.handle.cancel_nowait()
 
     def _cancel(self, run_id: str) -> None:
