@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import signal
 import subprocess
@@ -21,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
 from agentengine import (
     ExecutionEngineFactory,
     UserExecutionContext,
@@ -28,12 +31,18 @@ from agentengine import (
 )
 from agentengine_redis import RedisPlugin
 from agentengine_redis.layout import lost_key, run_key_prefix, slots_key, stream_key
+from agentengine_redis.runs import RedisRunRegistry
+from agentengine_redis.sink import Fence
+from agentengine_redis.worker import Worker
+from invariants import thinking
 from redis_server import RedisProcess, unique_prefix
 from server_helpers import (
     AGENTENGINE,
     SECRET,
     check_runs_end_once,
+    make_token,
     serve_env,
+    serve_process,
 )
 
 #: The agents every process of these tests has: ``slow`` thinks, naps in a tool, thinks.
@@ -208,10 +217,14 @@ async def submit(f: Any, user: str, seconds: float, **kwargs: Any) -> str:
     return str(handle.run_id)
 
 
+def plain(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in e.items() if k != "_attempt"} for e in events]
+
+
 def check_lost(events: list[dict[str, Any]], error_type: str = "WorkerLostError") -> None:
     """One run's events: whole (1..n, started first, one terminal last) and ending with the
     reaper's agent_error then agent_completed."""
-    check_runs_end_once([{k: v for k, v in e.items() if k != "_attempt"} for e in events])
+    check_runs_end_once(plain(events))
     assert [e["type"] for e in events[-2:]] == ["agent_error", "agent_completed"], events
     assert events[-2]["error_type"] == error_type
 
@@ -252,12 +265,7 @@ async def test_a_killed_worker_s_run_ends_once_and_the_user_s_next_run_starts(
                 assert nxt["status"] == "succeeded"
                 other = await until(ended(client, prefix, "bob", bob), "bob's run")
                 assert other["status"] == "succeeded"
-                check_runs_end_once(
-                    [
-                        {k: v for k, v in e.items() if k != "_attempt"}
-                        for e in stored(client, prefix, "bob", bob)
-                    ]
-                )
+                check_runs_end_once(plain(stored(client, prefix, "bob", bob)))
                 assert client.zcard(slots_key(prefix, "ann")) == 0
                 assert survivor.proc.poll() is None
                 # Handed back by the API too.
@@ -328,9 +336,7 @@ async def test_an_agent_that_opts_in_is_retried_on_worker_loss_up_to_its_bound(
                 end = await until(ended(client, prefix, "ann", run_id), "the retried run")
                 assert end["status"] == "succeeded", end
                 events = stored(client, prefix, "ann", run_id)
-                check_runs_end_once(
-                    [{k: v for k, v in e.items() if k != "_attempt"} for e in events]
-                )
+                check_runs_end_once(plain(events))
                 retried = [e for e in events if "retrying" in e.get("text", "")]
                 assert len(retried) == 1 and "attempt 2 of 2" in retried[0]["text"]
                 assert {e["_attempt"] for e in events} == {"1", "2"}
@@ -360,3 +366,248 @@ async def test_an_agent_that_opts_in_is_retried_on_worker_loss_up_to_its_bound(
                 assert client.get(lost_key(prefix)) == b"3"
     finally:
         client.close()
+
+
+async def test_a_run_whose_worker_died_after_its_deadline_ends_timed_out(
+    tmp_path: Path, redis_process: RedisProcess
+) -> None:
+    """The deadline lives in the run's hash: a run whose worker died and that is found by the
+    reaper after its deadline ends ``timed_out`` (TimeoutError), not failed."""
+    prefix = unique_prefix()
+    client = redis_process.client()
+    env = redis_env(redis_process.url, prefix)
+    try:
+        async with api(redis_process.url, prefix) as f:
+            with workers(tmp_path, env) as start:
+                doomed = start("a")
+                run_id = await submit(f, "ann", 60, timeout=1.5)
+                await until(reached(client, prefix, "ann", run_id, "tool_executing"), "mid-tool")
+                doomed.signal(signal.SIGKILL)
+                doomed.proc.wait(10)
+                deadline = int(client.hget(run_key_prefix(prefix, "ann") + run_id, "d"))
+
+                def past() -> bool:
+                    seconds, micros = client.time()
+                    return bool(seconds * 1000 + micros // 1000 > deadline)
+
+                await until(past, "the deadline")  # no reaper ran yet: a was the only worker
+                start("b")
+                end = await until(ended(client, prefix, "ann", run_id), "the reaper's end")
+                assert end["status"] == "timed_out" and end["error_type"] == "TimeoutError"
+                events = stored(client, prefix, "ann", run_id)
+                check_lost(events, "TimeoutError")
+                assert events[-1]["status"] == "timed_out"
+                assert "deadline of 1.5s" in events[-1]["error"]
+    finally:
+        client.close()
+
+
+def auth(user: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {make_token(user)}"}
+
+
+async def test_a_cancel_from_any_instance_reaches_the_run_on_its_worker(
+    tmp_path: Path, redis_process: RedisProcess
+) -> None:
+    """A run submitted on one instance and executing on a worker is cancelled through
+    another instance (``POST /v1/runs/{id}/cancel`` on a real serve) and through
+    ``factory.runs.cancel``: the answer already says ``cancelled``, the run's events end
+    once with ``agent_completed`` cancelled, the record agrees, the worker goes on."""
+    prefix = unique_prefix()
+    client = redis_process.client()
+    env = redis_env(redis_process.url, prefix)
+    try:
+        async with api(redis_process.url, prefix) as f:
+            with (
+                workers(tmp_path, env) as start,
+                serve_process(tmp_path, plugins={"slowplug": SLOW}, env=env) as (_, port),
+            ):
+                worker = start("a", concurrency=2)
+                over_http = await submit(f, "ann", 60)
+                direct = await submit(f, "ann", 60)
+                for run_id in (over_http, direct):
+                    await until(reached(client, prefix, "ann", run_id, "tool_executing"), "mid")
+                async with httpx.AsyncClient(timeout=30) as http:
+                    r = await http.post(
+                        f"http://127.0.0.1:{port}/v1/runs/{over_http}/cancel", headers=auth("ann")
+                    )
+                    assert r.status_code == 200, r.text
+                    assert r.json()["status"] == "cancelled"
+                    other = await http.post(
+                        f"http://127.0.0.1:{port}/v1/runs/{direct}/cancel", headers=auth("bob")
+                    )
+                    assert other.status_code == 404
+                got = await f.runs.cancel("ann", direct)
+                assert got is not None and got.status == "cancelled"
+                for run_id in (over_http, direct):
+                    events = stored(client, prefix, "ann", run_id)
+                    check_runs_end_once(plain(events))
+                    assert events[-1]["status"] == "cancelled"
+                    end = record(client, prefix, "ann", run_id)
+                    assert end is not None and end["status"] == "cancelled"
+                assert client.zcard(slots_key(prefix, "ann")) == 0
+                again = await submit(f, "ann", 0)
+                done = await until(ended(client, prefix, "ann", again), "a new run")
+                assert done["status"] == "succeeded"
+                assert worker.proc.poll() is None
+    finally:
+        client.close()
+
+
+async def test_a_queued_run_cancelled_ends_at_once_and_its_agent_never_runs(
+    redis_process: RedisProcess,
+) -> None:
+    """Cancelled while queued (from another instance): it ends at once, through the finish
+    path, with its agent_started and agent_completed cancelled; the worker that later takes
+    its queue entry skips it, and the user's next run executes."""
+    prefix = unique_prefix()
+    client = redis_process.client()
+    url = redis_process.url
+    try:
+        async with api(url, prefix) as a, api(url, prefix) as b, api(url, prefix) as executor:
+            run_id = await submit(a, "ann", 0)
+            got = await b.runs.cancel("ann", run_id)
+            assert got is not None and got.status == "cancelled" and got.done
+            assert got.error_type == "CancelledError" and got.event_count == 2
+            events = stored(client, prefix, "ann", run_id)
+            assert [(e["type"], e["seq"]) for e in events] == [
+                ("agent_started", 1),
+                ("agent_completed", 2),
+            ]
+            assert events[0]["input"] == {"seconds": 0}
+            assert events[1]["status"] == "cancelled"
+            assert await b.runs.cancel("ann", run_id) == got  # ended: answered as it is
+            worker = Worker(executor, 2)
+            task = asyncio.create_task(worker.run())
+            try:
+                nxt = await submit(a, "ann", 0)
+                done = await until(ended(client, prefix, "ann", nxt), "the next run")
+                assert done["status"] == "succeeded"
+            finally:
+                worker.stop()
+                await task
+                await worker.drain()
+            assert worker.started_runs == 1
+            assert stored(client, prefix, "ann", run_id) == events
+    finally:
+        client.close()
+
+
+async def test_the_append_refuses_a_stale_attempt_and_tells_its_run(
+    redis_process: RedisProcess,
+) -> None:
+    """Fencing in the append script: an event of an attempt that is not the run's current
+    one (or of a run that ended) is not stored, the sink says so once (the worker stops the
+    run); the current attempt's events are stored."""
+    prefix = unique_prefix()
+    client = redis_process.client()
+    f = ExecutionEngineFactory(
+        plugins=[RedisPlugin({"url": redis_process.url, "key_prefix": prefix, "queue": True})],
+        load_entrypoints=False,
+    )
+    try:
+        async with f:
+            registry = f.runs
+            assert isinstance(registry, RedisRunRegistry)
+            sink = registry.sink
+            rec = run_key_prefix(prefix, "ann") + "r"
+            client.hset(rec, mapping={"a": 2, "k": 1})
+            told: list[str] = []
+
+            def final(event: Any, error_type: str | None) -> bytes:
+                return b"{}"
+
+            sink.fence("r", Fence(rec, 1, final, lambda: told.append("stale")))
+            for seq in (1, 2):
+                sink.publish(thinking("ann", seq))
+            await sink.flush()
+            assert told == ["stale"]
+            assert client.xlen(stream_key(prefix, "ann")) == 0
+            assert sink.metrics["events_refused"] == 2
+            sink.fence("r", Fence(rec, 2, final, lambda: told.append("current")))
+            sink.publish(thinking("ann", 3))
+            await sink.flush()
+            assert told == ["stale"] and client.xlen(stream_key(prefix, "ann")) == 1
+            assert client.hget(rec, "n") == b"3"
+            client.hset(rec, "k", 2)  # ended (by another writer): refused too
+            sink.publish(thinking("ann", 4))
+            await sink.flush()
+            assert told == ["stale", "current"] and client.xlen(stream_key(prefix, "ann")) == 1
+    finally:
+        client.close()
+
+
+async def test_a_thousand_races_between_cancel_and_completion_end_each_run_once(
+    redis_process: RedisProcess,
+) -> None:
+    """1,000 runs of 20 users, each cancelled from another instance at a random moment of
+    its short life (queued, starting, executing, ending): every run ends exactly once, its
+    terminal event's status is its record's status, and each user's stream is whole."""
+    prefix = unique_prefix()
+    client = redis_process.client()
+    url = redis_process.url
+    rng = random.Random(13)
+    limits = {"max_concurrent_per_user": 10, "redis": {"max_queued_per_user": 100}}
+    users = [f"u{i}" for i in range(20)]
+    try:
+        async with (
+            api(url, prefix, **limits) as a,
+            api(url, prefix, **limits) as b,
+            api(url, prefix, **limits) as executor,
+        ):
+            worker = Worker(executor, 200)
+            task = asyncio.create_task(worker.run())
+
+            async def race(user: str) -> str:
+                run_id = await submit(a, user, rng.uniform(0, 0.03))
+                await asyncio.sleep(rng.uniform(0, 0.06))
+                await b.runs.cancel(user, run_id)
+                return run_id
+
+            try:
+                runs: dict[str, list[str]] = {u: [] for u in users}
+                for _ in range(10):  # 100 at a time
+                    batch = [u for u in users for _ in range(5)]
+                    for user, run_id in zip(
+                        batch, await asyncio.gather(*(race(u) for u in batch)), strict=True
+                    ):
+                        runs[user].append(run_id)
+                for user, ids in runs.items():
+                    for run_id in ids:
+                        await until(ended(client, prefix, user, run_id), "every end", 120)
+            finally:
+                worker.stop()
+                await task
+                await worker.drain()
+        statuses: dict[str, int] = {}
+        for user, ids in runs.items():
+            events = []
+            for _, fields in client.xrange(stream_key(prefix, user)):
+                events.append(parse_event(fields[b"e"]).to_wire())
+            by_run = check_runs_end_once(events)
+            assert sorted(by_run) == sorted(ids)
+            for run_id in ids:
+                end = record(client, prefix, user, run_id)
+                assert end is not None
+                assert by_run[run_id][-1]["status"] == end["status"], (run_id, end)
+                statuses[end["status"]] = statuses.get(end["status"], 0) + 1
+        assert sum(statuses.values()) == 1000
+        assert set(statuses) <= {"succeeded", "cancelled"}, statuses
+        assert statuses.get("cancelled", 0) > 0
+    finally:
+        client.close()
+
+
+def test_retry_on_worker_loss_is_read_from_text_or_refused_clearly() -> None:
+    from agentengine_redis import RedisSettings
+    from pydantic import ValidationError
+
+    assert RedisSettings(retry_on_worker_loss="a=2, b=3").retry_on_worker_loss == {  # type: ignore[arg-type]
+        "a": 2,
+        "b": 3,
+    }
+    assert RedisSettings(retry_on_worker_loss='{"a": 2}').retry_on_worker_loss == {"a": 2}  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="agent=attempts"):
+        RedisSettings(retry_on_worker_loss="a")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="1 to 100"):
+        RedisSettings(retry_on_worker_loss={"a": 0})

@@ -500,7 +500,7 @@ class RedisEventSink:
             run_id=event.run_id,
             user_id=event.user_id,
             attempt=fence.attempt.decode(),
-            event=event.type,
+            event_type=event.type,
         )
         try:
             fence.refused()
