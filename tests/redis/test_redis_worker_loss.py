@@ -611,3 +611,40 @@ def test_retry_on_worker_loss_is_read_from_text_or_refused_clearly() -> None:
         RedisSettings(retry_on_worker_loss="a")  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="1 to 100"):
         RedisSettings(retry_on_worker_loss={"a": 0})
+
+
+async def test_a_sigterm_drains_the_runs_in_flight_and_leaves_no_entry_behind(
+    tmp_path: Path, redis_process: RedisProcess
+) -> None:
+    """SIGTERM a worker with two runs mid-tool and ``drain_timeout = 1``: the short one
+    finishes within the drain, the long one ends ``cancelled``, each with one terminal event;
+    the worker exits 0, its slots are free, no work-stream entry is left pending (nothing for
+    a reaper to take as lost) and no run is counted lost."""
+    prefix = unique_prefix()
+    client = redis_process.client()
+    env = redis_env(redis_process.url, prefix, AGENTENGINE_ENGINE__DRAIN_TIMEOUT="1")
+    try:
+        async with api(redis_process.url, prefix) as f:
+            with workers(tmp_path, env) as start:
+                worker = start("a", concurrency=2)
+                short = await submit(f, "ann", 0.5)
+                long = await submit(f, "ann", 60)
+                for run_id in (short, long):
+                    await until(reached(client, prefix, "ann", run_id, "tool_executing"), "mid")
+                worker.signal(signal.SIGTERM)
+                assert worker.proc.wait(30) == 0, worker.log()
+                ends = {
+                    run_id: await until(ended(client, prefix, "ann", run_id), "its end")
+                    for run_id in (short, long)
+                }
+                assert ends[short]["status"] == "succeeded"
+                assert ends[long]["status"] == "cancelled"
+                for run_id in (short, long):
+                    events = stored(client, prefix, "ann", run_id)
+                    check_runs_end_once(plain(events))
+                    assert events[-1]["status"] == ends[run_id]["status"]
+                assert client.zcard(slots_key(prefix, "ann")) == 0
+                assert client.xpending(f"{prefix}queue:work", "workers")["pending"] == 0
+                assert client.get(lost_key(prefix)) is None
+    finally:
+        client.close()
