@@ -5,8 +5,8 @@ With ``[redis] queue = true`` the plugin gives the factory this registry as ``fa
 ``submit_run`` then queues the run (``enqueue``: its record, ``queued``, and an entry on the
 work stream, in one transaction) and returns a ``QueuedRun``; an ``agentengine worker``
 executes it (see ``worker``), writing the record when the run starts and when it ends. ``get``
-and ``list`` answer for any run of the caller from any process; ``cancel`` ends a run
-executing in this process (a run elsewhere is answered with its record as it stands).
+and ``list`` answer for any run of the caller from any process; ``cancel`` reaches a run
+wherever it is (queued: ended at once; on a worker: flagged and announced to it).
 
 Keys, all of one user in one hash slot (see ``layout``): a hash per run (the record as JSON),
 a sorted set of the user's runs by creation time and one of their finished runs by end time.

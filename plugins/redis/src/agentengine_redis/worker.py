@@ -9,10 +9,14 @@ and wakes a worker for the user's next waiting run. A worker executes a run exac
 would in-process (``factory.submit_run`` with the run's id and thread, the factory's plugins,
 tools and configuration); its events go to the Redis event log, its record to Redis.
 
-A run is taken off its wait list atomically by one worker: it is never executed twice. An entry
+A run is taken off its wait list atomically by one worker, under a new attempt number: it is
+executed once (again only after its worker was lost, and only for an agent that opts in with
+``[redis] retry_on_worker_loss``). The work-stream entry that admitted it stays pending to its
+worker until it ended; workers renew their leases and those entries' idle time, and every
+worker's reaper ends the runs of a worker gone silent past the lease (``XAUTOCLAIM``). An entry
 that cannot be executed here (an agent this worker does not have, an input that does not fit
 it, an entry that is not one) is dead-lettered to ``<prefix>queue:dead`` with the reason, and
-its record ends ``failed`` saying so.
+its run ends ``failed`` saying so. See docs/scale-out.md.
 """
 
 from __future__ import annotations
@@ -352,7 +356,8 @@ class Worker:
         entries = []
         for (run_id, held), state in zip(runs, states, strict=True):
             if state == 0:
-                self._lost(run_id, "redis refused to renew its lease")
+                if held.handle is None or not held.handle.done:  # else: it ended, stored
+                    self._lost(run_id, "redis refused to renew its lease")
                 continue
             entries.append(held.entry_id)
             if state == 2:
