@@ -299,7 +299,7 @@ async def test_a_paused_worker_that_comes_back_cannot_write_for_its_run(
                 paused.signal(signal.SIGCONT)
                 await until(lambda: "taken as lost" in paused.log(), "the worker stopping it")
                 # Its tool's end and what follows would have come by now; refused.
-                await asyncio.sleep(2.5)
+                await asyncio.sleep(1.0)
                 after = stored(client, prefix, "ann", run_id)
                 assert after == before
                 check_lost(after)
@@ -314,6 +314,7 @@ async def test_a_paused_worker_that_comes_back_cannot_write_for_its_run(
         client.close()
 
 
+@pytest.mark.slow  # four worker processes, two of them killed
 async def test_an_agent_that_opts_in_is_retried_on_worker_loss_up_to_its_bound(
     tmp_path: Path, redis_process: RedisProcess
 ) -> None:
