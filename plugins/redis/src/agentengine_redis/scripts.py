@@ -47,12 +47,15 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Returns the log's last number and its epoch (created if the log is new).
 local function open_log(stream, meta, epoch)
-  if not redis.call('HGET', meta, 'epoch') then
+  local h = redis.call('HMGET', meta, 'epoch', 'last')
+  if not h[1] then
     redis.call('DEL', stream)
     redis.call('HSET', meta, 'epoch', epoch, 'last', 0)
+    return 0, epoch
   end
-  return tonumber(redis.call('HGET', meta, 'last'))
+  return tonumber(h[2]), h[1]
 end
 
 local function close_log(stream, meta, last, retention, ttl)
@@ -82,6 +85,10 @@ local function finish_run(rec, run, record, B)
   redis.call('PEXPIRE', B.done, B.ttl)
 end
 
+"""
+
+# What the scripts that write an end no engine wrote add to _LIB.
+_LIB_ENDS = """
 local function event_head(kind, r, seq, ts)
   return '{"type":"' .. kind .. '","run_id":' .. cjson.encode(r.run_id) .. ',"user_id":'
     .. cjson.encode(r.user_id) .. ',"thread_id":' .. cjson.encode(r.thread_id)
@@ -164,8 +171,7 @@ APPEND = Script(
 local stream, meta = KEYS[1], KEYS[2]
 local B = {runs = KEYS[3], done = KEYS[4], slots = KEYS[5], kept = tonumber(ARGV[6]),
            ttl = tonumber(ARGV[7]), prefix = ARGV[8]}
-local last = open_log(stream, meta, ARGV[3])
-local epoch = redis.call('HGET', meta, 'epoch')
+local last, epoch = open_log(stream, meta, ARGV[3])
 local pkey = 'p:' .. ARGV[1]
 local done = redis.call('HGET', meta, pkey)
 if done then
@@ -375,6 +381,7 @@ return redis.call('LLEN', KEYS[2])
 # its worker. Returns 0 (no such run), 1 (had ended), 2 (ended here), 3 (flagged).
 CANCEL = Script(
     _LIB
+    + _LIB_ENDS
     + _ENDING
     + """
 local rec, run = KEYS[7], ARGV[8]
@@ -401,6 +408,7 @@ return 3
 # or another attempt owns it.
 FINISH = Script(
     _LIB
+    + _LIB_ENDS
     + _ENDING
     + """
 local rec, run = KEYS[7], ARGV[8]
@@ -424,6 +432,7 @@ return 1
 # entry), cancelled, timed_out, retried, lost, or none (no run holds this entry: a wake-up).
 REAP = Script(
     _LIB
+    + _LIB_ENDS
     + _ENDING
     + """
 local entry, now = ARGV[8], now_ms()
