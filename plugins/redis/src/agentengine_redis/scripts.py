@@ -150,15 +150,16 @@ local function close()
 end
 """
 
-# Append a batch of one user's items. KEYS: stream, meta, runs index, finished index, slots,
-# then the hashes of the runs the batch's fenced items belong to. ARGV: publisher id, batch
-# number, epoch to use if the log is new, retention (events), expiry (ms), records kept
-# finished per user, record expiry (ms), the prefix of record keys, then 6 values per item:
-# lost, payload, attempt, run key (index into KEYS, 0: not fenced), seq, final record ('' but
-# for a fenced run's terminal event). An item with lost = k > 0 stands for k events dropped
-# before they were stored: it takes numbers n+1..n+k and is written as one marker entry at
-# n+k, so that readers learn of the loss at once. Returns {epoch, first number, 1 if already
-# applied, then the indexes (0-based) of the items refused}.
+# Append a batch of one user's items. KEYS: stream, meta, and when the batch holds events of
+# runs executed by a worker (fenced): runs index, finished index, slots, then those runs'
+# hashes. ARGV: publisher id, batch number, epoch to use if the log is new, retention (events),
+# expiry (ms), records kept finished per user, record expiry (ms), the prefix of record keys,
+# then the items, each led by a number: 0, then the payload (an event, not fenced); -k, k
+# events dropped before they were stored (they take numbers n+1..n+k and are written as one
+# marker entry at n+k, so that readers learn of the loss at once); k > 0, a fenced event: its
+# run's hash is KEYS[k], followed by payload, attempt, seq and final record ('' but for the
+# terminal event). Returns {epoch, first number, 1 if already applied, then the indexes
+# (0-based) of the items refused}.
 #
 # Idempotent: a publisher retries a batch with the same number after a failure whose outcome
 # it does not know, and the script answers a batch it already applied with its first number
@@ -182,32 +183,33 @@ if done then
 end
 local first = last + 1
 local out = {epoch, first, 0}
-for i = 9, #ARGV, 6 do
-  local lost = tonumber(ARGV[i])
-  if lost > 0 then
-    last = last + lost
-    redis.call('XADD', stream, last .. '-0', 'l', lost)
+local i, item = 9, 0
+while i <= #ARGV do
+  local k = tonumber(ARGV[i])
+  if k == 0 then
+    last = last + 1
+    redis.call('XADD', stream, last .. '-0', 'e', ARGV[i + 1], 'a', '0')
+    i = i + 2
+  elseif k < 0 then
+    last = last - k
+    redis.call('XADD', stream, last .. '-0', 'l', -k)
+    i = i + 1
   else
-    local k = tonumber(ARGV[i + 3])
     local rec = KEYS[k]
-    local ok = true
-    if k > 0 then
-      local h = redis.call('HMGET', rec, 'a', 'k')
-      ok = h[1] == ARGV[i + 2] and h[2] == '1'
-    end
-    if ok then
+    local h = redis.call('HMGET', rec, 'a', 'k')
+    if h[1] == ARGV[i + 2] and h[2] == '1' then
       last = last + 1
       redis.call('XADD', stream, last .. '-0', 'e', ARGV[i + 1], 'a', ARGV[i + 2])
-      if k > 0 then
-        redis.call('HSET', rec, 'n', ARGV[i + 4])
-        if ARGV[i + 5] ~= '' then
-          finish_run(rec, string.sub(rec, #ARGV[8] + 1), ARGV[i + 5], B)
-        end
+      redis.call('HSET', rec, 'n', ARGV[i + 3])
+      if ARGV[i + 4] ~= '' then
+        finish_run(rec, string.sub(rec, #ARGV[8] + 1), ARGV[i + 4], B)
       end
     else
-      out[#out + 1] = (i - 9) / 6
+      out[#out + 1] = item
     end
+    i = i + 5
   end
+  item = item + 1
 end
 redis.call('HSET', meta, pkey, ARGV[2] .. ':' .. first)
 close_log(stream, meta, last, ARGV[4], ARGV[5])

@@ -62,8 +62,6 @@ _WINDOW = 1024
 _TAILS_BYTES = 64 * 1024 * 1024
 #: What an entry's decoded event costs besides its JSON text (as ``EVENT_OVERHEAD``).
 _ENTRY_OVERHEAD = 768
-#: The attempt an event of a run not executed by a worker carries (it is not fenced).
-_ATTEMPT = b"0"
 
 
 class Fence:
@@ -362,13 +360,7 @@ class RedisEventSink:
         kept, record_ttl = self.run_bounds
         fences = self._fences
         for user_id, items in batch.items():
-            keys = [
-                stream_key(prefix, user_id),
-                meta_key(prefix, user_id),
-                runs_key(prefix, user_id),
-                runs_done_key(prefix, user_id),
-                slots_key(prefix, user_id),
-            ]
+            keys = [stream_key(prefix, user_id), meta_key(prefix, user_id)]
             args: list[Any] = [
                 self.publisher,
                 number,
@@ -381,12 +373,18 @@ class RedisEventSink:
             ]
             for item in items:
                 if isinstance(item, _Lost):
-                    args += (item.count, b"", b"", 0, 0, b"")
+                    args.append(-item.count)
                     continue
                 fence = fences.get(item.__dict__["run_id"]) if fences else None
                 if fence is None:
-                    args += (0, self._payload(item), _ATTEMPT, 0, 0, b"")
+                    args += (0, self._payload(item))
                     continue
+                if len(keys) == 2:
+                    keys += (
+                        runs_key(prefix, user_id),
+                        runs_done_key(prefix, user_id),
+                        slots_key(prefix, user_id),
+                    )
                 if fence.run_key in keys:
                     index = keys.index(fence.run_key) + 1
                 else:
@@ -397,7 +395,7 @@ class RedisEventSink:
                     fence.error_type = item.error_type
                 elif item.terminal:
                     final = fence.final(item, fence.error_type)
-                args += (0, self._payload(item), fence.attempt, index, item.seq, final)
+                args += (index, self._payload(item), fence.attempt, item.seq, final)
             calls[user_id] = [keys, args]
         return calls
 
