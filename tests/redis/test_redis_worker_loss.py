@@ -649,3 +649,34 @@ async def test_a_sigterm_drains_the_runs_in_flight_and_leaves_no_entry_behind(
                 assert client.get(lost_key(prefix)) is None
     finally:
         client.close()
+
+
+async def test_a_wake_up_whose_worker_died_before_taking_a_run_is_handed_back(
+    redis_process: RedisProcess,
+) -> None:
+    """A worker that read a wake-up and died before it admitted a run leaves the entry
+    pending: a reaper claims it once idle past the lease, finds no run holding it, and wakes a
+    worker for the user's waiting run, which executes."""
+    prefix = unique_prefix()
+    client = redis_process.client()
+    url = redis_process.url
+    work = f"{prefix}queue:work"
+    try:
+        async with api(url, prefix) as a, api(url, prefix) as executor:
+            client.xgroup_create(work, "workers", id="0", mkstream=True)
+            run_id = await submit(a, "ann", 0)
+            taken = client.xreadgroup("workers", "ghost", {work: ">"}, count=10)
+            assert taken and len(taken[0][1]) == 1  # the wake-up, read and never acked
+            worker = Worker(executor, 1)
+            task = asyncio.create_task(worker.run())
+            try:
+                done = await until(ended(client, prefix, "ann", run_id), "the run")
+                assert done["status"] == "succeeded"
+            finally:
+                worker.stop()
+                await task
+                await worker.drain()
+            assert client.xpending(work, "workers")["pending"] == 0
+            assert client.get(lost_key(prefix)) is None  # no run was lost
+    finally:
+        client.close()
