@@ -60,7 +60,7 @@ from agentengine_redis.scripts import (
 from agentengine_redis.sink import Fence
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from agentengine import EngineSettings
 
@@ -107,7 +107,6 @@ class RedisRunRegistry(RunRegistry):
         #: True in a worker: its runs end through the sink's append (their fence), never
         #: through ``store`` (see ``fence``).
         self.fencing = False
-        self._fences: dict[str, Fence] = {}
         self._bounds()
 
     def _bounds(self) -> None:
@@ -304,7 +303,7 @@ class RedisRunRegistry(RunRegistry):
         run_id: str,
         attempt: int,
         events_so_far: int,
-        refused: Any,
+        refused: Callable[[], None],
     ) -> None:
         """Write run ``run_id``'s events under ``attempt`` (see ``sink.Fence``): a later
         attempt continues the run's events after ``events_so_far``, without a second
@@ -317,12 +316,10 @@ class RedisRunRegistry(RunRegistry):
             seq_base=max(0, events_so_far - 1),
             drop_started=events_so_far > 0,
         )
-        self._fences[run_id] = fence
         self.sink.fence(run_id, fence)
 
     def unfence(self, run_id: str) -> None:
         """Forget the fence of a run whose events were flushed."""
-        self._fences.pop(run_id, None)
         self.sink.unfence(run_id)
 
     def _final(self, event: BaseEvent, error_type: str | None) -> bytes:

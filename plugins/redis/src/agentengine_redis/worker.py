@@ -166,7 +166,8 @@ class Worker:
             for _stream, entries in reply or ():
                 for entry_id, fields in entries:
                     task = asyncio.get_running_loop().create_task(
-                        self._wake(_text(entry_id), fields), name="agentengine-worker-wake"
+                        self._wake_logged(_text(entry_id), fields),
+                        name="agentengine-worker-wake",
                     )
                     self._starting.add(task)
                     task.add_done_callback(self._starting.discard)
@@ -187,6 +188,14 @@ class Worker:
         pipe.xack(key, GROUP, entry_id)
         pipe.xdel(key, entry_id)
         await pipe.execute()
+
+    async def _wake_logged(self, entry_id: str, fields: dict[Any, Any]) -> None:
+        try:
+            await self._wake(entry_id, fields)
+        except Exception as exc:
+            # The entry is still pending (or its run holds it): a reaper takes it over once
+            # it is idle past the lease.
+            _log.error("taking a queued run failed", entry=entry_id, error=repr(exc))
 
     async def _wake(self, entry_id: str, fields: dict[Any, Any]) -> None:
         """A wake-up for a user with queued runs: admit their oldest waiting run if they have
