@@ -471,7 +471,8 @@ for j = 1, #held, 2 do
           .. ',"text":' .. cjson.encode('the worker executing attempt ' .. attempt .. ' of '
           .. attempts .. ' was lost; retrying (attempt ' .. (attempt + 1) .. ' of ' .. attempts
           .. ')') .. ',"step":1,"reasoning":false}', 'a', h[3])
-        redis.call('HSET', rec, 'n', n, 'k', 0)
+        r.status = 'queued'
+        redis.call('HSET', rec, 'n', n, 'k', 0, 'r', cjson.encode(r))
         redis.call('HDEL', rec, 'e')
         redis.call('ZREM', KEYS[5], run)
         redis.call('LPUSH', KEYS[6], run)
