@@ -38,8 +38,10 @@ async def test_a_retried_batch_is_appended_once(redis_process: RedisProcess) -> 
     sink = make_sink(redis_process)
     client = redis_process.client()
     try:
-        keys = [stream_key(sink.prefix, "alice"), meta_key(sink.prefix, "alice")]
-        args = ["pub1", 1, "0badc0de", 100, 60_000, 0, b'{"x":1}', b"1", 0, b'{"x":2}', b"1"]
+        p = sink.prefix
+        keys = [stream_key(p, "alice"), meta_key(p, "alice")]
+        head: list[Any] = ["pub1", 1, "0badc0de", 100, 60_000, 10, 60_000, f"{p}{{alice}}:run:"]
+        args = [*head, 0, b'{"x":1}', 0, b'{"x":2}']
         first = client.evalsha(APPEND.sha, 2, *keys, *args) if _loaded(client) else None
         if first is None:
             client.script_load(APPEND.source)
@@ -51,8 +53,9 @@ async def test_a_retried_batch_is_appended_once(redis_process: RedisProcess) -> 
         args[1] = 2  # the next batch of the same publisher is appended
         assert client.evalsha(APPEND.sha, 2, *keys, *args)[1] == 3
         assert client.xlen(keys[0]) == 4
-        # Every entry carries the run attempt it was written by (fencing by attempt: part 2).
-        assert all(fields[b"a"] == b"1" for _, fields in client.xrange(keys[0]))
+        # Every entry carries the run attempt it was written by (fencing by attempt; 0: a
+        # run not executed by a worker).
+        assert all(fields[b"a"] == b"0" for _, fields in client.xrange(keys[0]))
     finally:
         client.close()
         await sink.aclose()

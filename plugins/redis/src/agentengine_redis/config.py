@@ -51,6 +51,12 @@ class RedisSettings(BaseModel):
     #: Runs of one user waiting for a slot (``[engine] max_concurrent_per_user``) across all
     #: instances; beyond it a new run is refused (429).
     max_queued_per_user: int = Field(default=100, ge=1)
+    #: Agents whose runs are executed again when their worker is lost, by agent name: the
+    #: most attempts in all (e.g. ``{ summarize = 3 }``). Off for every other agent: a run's
+    #: tools may have had side effects, so by default a lost run ends ``failed``
+    #: (``WorkerLostError``). Decided when the run is queued. From the environment:
+    #: ``AGENTENGINE_REDIS__RETRY_ON_WORKER_LOSS="summarize=3,translate=2"`` (or JSON).
+    retry_on_worker_loss: dict[str, int] = Field(default_factory=dict)
 
     @field_validator("key_prefix")
     @classmethod
@@ -60,6 +66,41 @@ class RedisSettings(BaseModel):
                 "must not contain '{' or '}': keys are hash-tagged by user ({user}), and a "
                 "tag in the prefix would put every user in one Redis Cluster slot"
             )
+        return value
+
+    @field_validator("retry_on_worker_loss", mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("{"):
+            import json
+
+            try:
+                return json.loads(text)
+            except ValueError as exc:
+                raise ValueError(f"not a JSON object of agent names to attempts: {exc}") from None
+        pairs: dict[str, Any] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            name, sep, attempts = part.partition("=")
+            if not sep or not name.strip():
+                raise ValueError(
+                    f"expected agent=attempts pairs separated by commas (e.g. "
+                    f"'summarize=3,translate=2'), got {value!r}"
+                )
+            pairs[name.strip()] = attempts.strip()
+        return pairs
+
+    @field_validator("retry_on_worker_loss")
+    @classmethod
+    def _attempts(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, attempts in value.items():
+            if not 1 <= attempts <= 100:
+                raise ValueError(
+                    f"agent {name!r}: the most attempts must be 1 to 100 (1: never retried), "
+                    f"got {attempts}"
+                )
         return value
 
     @field_validator("url")

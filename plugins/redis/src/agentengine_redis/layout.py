@@ -17,7 +17,9 @@ import re
 
 __all__ = [
     "Cursor",
+    "cancel_channel",
     "cursor_text",
+    "lost_key",
     "invalid_cursor",
     "meta_key",
     "parse_cursor",
@@ -84,6 +86,17 @@ def work_key(prefix: str) -> str:
     """The stream of wake-ups (field ``u``: a user with queued runs), read by every worker
     through one consumer group. Not per user: workers read one stream."""
     return f"{prefix}queue:work"
+
+
+def cancel_channel(prefix: str) -> str:
+    """The pub/sub channel a cancel of a running run is announced on (JSON ``[user, run]``):
+    the worker executing it stops it at once (it also sees the run's flag when it renews)."""
+    return f"{prefix}queue:cancel"
+
+
+def lost_key(prefix: str) -> str:
+    """A counter of the runs whose worker was taken as lost (``INCR`` by the reaper)."""
+    return f"{prefix}queue:lost"
 
 
 def dead_key(prefix: str) -> str:

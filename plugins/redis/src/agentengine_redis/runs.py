@@ -5,8 +5,8 @@ With ``[redis] queue = true`` the plugin gives the factory this registry as ``fa
 ``submit_run`` then queues the run (``enqueue``: its record, ``queued``, and an entry on the
 work stream, in one transaction) and returns a ``QueuedRun``; an ``agentengine worker``
 executes it (see ``worker``), writing the record when the run starts and when it ends. ``get``
-and ``list`` answer for any run of the caller from any process; ``cancel`` ends a run
-executing in this process (a run elsewhere is answered with its record as it stands).
+and ``list`` answer for any run of the caller from any process; ``cancel`` reaches a run
+wherever it is (queued: ended at once; on a worker: flagged and announced to it).
 
 Keys, all of one user in one hash slot (see ``layout``): a hash per run (the record as JSON),
 a sorted set of the user's runs by creation time and one of their finished runs by end time.
@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
+import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -34,17 +37,30 @@ from agentengine import (
 )
 
 from agentengine_redis.layout import (
+    cancel_channel,
+    meta_key,
     run_key_prefix,
     runs_done_key,
     runs_key,
     slots_key,
+    stream_key,
     wait_key,
     work_key,
 )
-from agentengine_redis.scripts import ACQUIRE, RELEASE, RENEW, STORE_RUN, SUBMIT
+from agentengine_redis.scripts import (
+    ACQUIRE,
+    CANCEL,
+    FINISH,
+    REAP,
+    RELEASE,
+    RENEW,
+    STORE_RUN,
+    SUBMIT,
+)
+from agentengine_redis.sink import Fence
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from agentengine import EngineSettings
 
@@ -88,6 +104,19 @@ class RedisRunRegistry(RunRegistry):
         self.prefix = sink.prefix
         # Background writes of started runs (held so they are not garbage collected).
         self._writes: set[asyncio.Task[Any]] = set()
+        #: True in a worker: its runs end through the sink's append (their fence), never
+        #: through ``store`` (see ``fence``).
+        self.fencing = False
+        self._bounds()
+
+    def _bounds(self) -> None:
+        ttl = self.ttl if self.ttl is not None else self.sink.settings.retention_seconds
+        self.sink.run_bounds = (self.finished_runs_kept, int(ttl * 1000))
+
+    def configure(self, **changes: Any) -> None:
+        """As ``RunRegistry.configure``; the bounds apply to the ends written in Redis too."""
+        super().configure(**changes)
+        self._bounds()
 
     def started(self, record: RunRecord) -> None:
         """Write the record of a run that started executing, in the background (the script
@@ -132,7 +161,10 @@ class RedisRunRegistry(RunRegistry):
     async def store(self, record: RunRecord) -> None:
         """Write the record (refused by Redis once the run's end was written). Failing to
         write a run in flight is logged, not raised: the run goes on here, and its end is
-        written when it ends. Failing to write an end raises."""
+        written when it ends. Failing to write an end raises. In a worker the end is written
+        with the run's terminal event (see ``fence``), not here."""
+        if record.done and self.fencing:
+            return
         if record.done:
             await self._store(record)
         else:
@@ -168,33 +200,158 @@ class RedisRunRegistry(RunRegistry):
 
     # -- the per-user limit across processes (used by the workers) --------------------------
 
-    async def acquire(self, user_id: str) -> tuple[str, bytes] | None:
-        """Take a slot and the user's oldest waiting run: (run id, its work JSON), or None."""
+    async def acquire(
+        self, user_id: str, entry_id: str, default_timeout: float
+    ) -> tuple[str, bytes, int, float, int] | None:
+        """Take a slot and the user's oldest waiting run for the work-stream entry
+        ``entry_id``: (run id, its work JSON, its attempt, seconds left before its deadline,
+        its events so far), or None."""
         lease_ms = int(self.sink.settings.lease * 1000)
         self._redis()
         got = await self.sink._eval(
             ACQUIRE,
             [slots_key(self.prefix, user_id), wait_key(self.prefix, user_id)],
-            [self.per_user_limit, lease_ms, run_key_prefix(self.prefix, user_id)],
+            [
+                self.per_user_limit,
+                lease_ms,
+                run_key_prefix(self.prefix, user_id),
+                entry_id,
+                repr(float(default_timeout)),
+            ],
         )
         if not got:
             return None
         run_id = got[0].decode() if isinstance(got[0], bytes) else str(got[0])
-        return run_id, got[1]
+        return run_id, got[1], int(got[2]), int(got[3]) / 1000, int(got[4])
 
-    async def renew(self, user_id: str, run_ids: list[str]) -> int:
-        """Extend the leases of the user's runs executing here; how many were still held."""
+    async def renew(self, user_id: str, runs: list[tuple[str, int]]) -> list[int]:
+        """Extend the leases of the user's runs executing here, (run id, attempt) each: per
+        run 1 (held), 2 (held, and a cancel was asked) or 0 (lost to this attempt: stop it)."""
         self._redis()
         lease_ms = int(self.sink.settings.lease * 1000)
-        return int(
-            await self.sink._eval(RENEW, [slots_key(self.prefix, user_id)], [lease_ms, *run_ids])
-        )
+        args: list[Any] = [lease_ms, run_key_prefix(self.prefix, user_id)]
+        for run_id, attempt in runs:
+            args += (run_id, attempt)
+        got = await self.sink._eval(RENEW, [slots_key(self.prefix, user_id)], args)
+        return [int(state) for state in got]
 
-    async def release(self, user_id: str, run_id: str) -> int:
-        """Free the run's slot; how many runs of the user wait for one."""
+    async def release(self, user_id: str, run_id: str, attempt: int) -> int:
+        """After the run's attempt ended here: how many runs of the user wait for a slot, or
+        -1 when its end never reached Redis (the reaper ends it)."""
         self._redis()
         keys = [slots_key(self.prefix, user_id), wait_key(self.prefix, user_id)]
-        return int(await self.sink._eval(RELEASE, keys, [run_id]))
+        args = [run_id, run_key_prefix(self.prefix, user_id), attempt]
+        return int(await self.sink._eval(RELEASE, keys, args))
+
+    # -- ends written without an engine (cancel of a queued run, dead letter, reaper) ----------
+
+    def _ending(self, user_id: str) -> tuple[list[str], list[Any]]:
+        """The keys and first arguments of CANCEL, FINISH and REAP (see ``scripts``)."""
+        s = self.sink.settings
+        ttl = self.ttl if self.ttl is not None else s.retention_seconds
+        p = self.prefix
+        return (
+            [
+                stream_key(p, user_id),
+                meta_key(p, user_id),
+                runs_key(p, user_id),
+                runs_done_key(p, user_id),
+                slots_key(p, user_id),
+                wait_key(p, user_id),
+            ],
+            [
+                secrets.token_hex(4),
+                s.retention,
+                int(s.retention_seconds * 1000),
+                self.finished_runs_kept,
+                int(ttl * 1000),
+                run_key_prefix(p, user_id),
+                datetime.now(UTC).isoformat(),
+            ],
+        )
+
+    async def finish_failed(
+        self, user_id: str, run_id: str, attempt: int, error: str, error_type: str
+    ) -> bool:
+        """End a run this worker admitted (``attempt``) but cannot execute: its events
+        (agent_started, agent_error, agent_completed failed) and record. False if it had
+        ended or another attempt owns it."""
+        self._redis()
+        keys, args = self._ending(user_id)
+        keys.append(run_key_prefix(self.prefix, user_id) + run_id)
+        args += (run_id, attempt, error, error_type)
+        return bool(await self.sink._eval(FINISH, keys, args))
+
+    async def reap(self, user_id: str, entry_id: str) -> tuple[str, str, int]:
+        """Look at a work-stream entry idle past the lease (see ``scripts.REAP``): (what was
+        done, the run id or '', runs of the user waiting)."""
+        self._redis()
+        keys, args = self._ending(user_id)
+        args += (entry_id, f"{self.sink.settings.lease:g}")
+        what, run_id, waiting = await self.sink._eval(REAP, keys, args)
+        return (
+            what.decode() if isinstance(what, bytes) else str(what),
+            run_id.decode() if isinstance(run_id, bytes) else str(run_id),
+            int(waiting),
+        )
+
+    # -- fencing (in a worker) ------------------------------------------------------------------
+
+    def fence(
+        self,
+        user_id: str,
+        run_id: str,
+        attempt: int,
+        events_so_far: int,
+        refused: Callable[[], None],
+    ) -> None:
+        """Write run ``run_id``'s events under ``attempt`` (see ``sink.Fence``): a later
+        attempt continues the run's events after ``events_so_far``, without a second
+        ``agent_started``. ``refused()`` is called when Redis refuses a write of it."""
+        fence = Fence(
+            run_key_prefix(self.prefix, user_id) + run_id,
+            attempt,
+            self._final,
+            refused,
+            seq_base=max(0, events_so_far - 1),
+            drop_started=events_so_far > 0,
+        )
+        self.sink.fence(run_id, fence)
+
+    def unfence(self, run_id: str) -> None:
+        """Forget the fence of a run whose events were flushed."""
+        self.sink.unfence(run_id)
+
+    def _final(self, event: BaseEvent, error_type: str | None) -> bytes:
+        """A fenced run's final record, from its terminal event (written with it)."""
+        wire = event.to_wire()
+        record = self.lookup(event.user_id, event.run_id)
+        data = (
+            record.to_dict()
+            if record is not None
+            else dict.fromkeys(_FIELDS)
+            | {
+                "run_id": event.run_id,
+                "user_id": event.user_id,
+                "agent": event.agent,
+                "thread_id": event.thread_id,
+                "created_at": time.time(),
+            }
+        )
+        status = wire["status"]
+        data.update(
+            status=status,
+            output=wire.get("output"),
+            error=wire.get("error"),
+            error_type="CancelledError" if status == "cancelled" else error_type,
+            finished_at=time.time(),
+            event_count=event.seq,
+        )
+        if status == "succeeded":
+            data["error_type"] = None
+        if data.get("started_at") is None:
+            data["started_at"] = data["created_at"]
+        return json.dumps(data, separators=(",", ":"), default=str).encode()
 
     async def wake(self, user_id: str) -> None:
         """Wake a worker for the user's waiting runs."""
@@ -214,6 +371,7 @@ class RedisRunRegistry(RunRegistry):
                     "agent": record.agent,
                     "input": run_input,
                     "timeout": timeout,
+                    "attempts": self.sink.settings.retry_on_worker_loss.get(record.agent, 1),
                 },
                 separators=(",", ":"),
                 allow_nan=False,
@@ -238,6 +396,7 @@ class RedisRunRegistry(RunRegistry):
             0,
             work,
             bound,
+            json.dumps(run_input, separators=(",", ":")),
         )
         pipe.xadd(work_key(self.prefix), {"u": user})
         waiting, _ = await pipe.execute()
@@ -299,11 +458,32 @@ class RedisRunRegistry(RunRegistry):
         return sorted(found.values(), key=lambda r: r.created_at)
 
     async def cancel(self, user_id: str, run_id: str) -> RunRecord | None:
-        """Cancel the user's run if it executes in this process and wait until it ended;
-        a run of another process is answered with its record as it stands. None when the user
-        has no such run."""
+        """Cancel the user's run wherever it is and wait (bounded) until it ended; None when
+        the user has no such run. Executing in this process: cancelled here. Queued: ended at
+        once (``cancelled``; its agent never runs). Executing on a worker: flagged in its
+        hash and announced on the cancel channel; its worker ends it (a worker that is gone:
+        the reaper ends it ``cancelled``). Answers the record as it stands if the end takes
+        longer than a few seconds."""
         if self.lookup(user_id, run_id) is not None:
             return await super().cancel(user_id, run_id)
+        redis = self._redis()
+        keys, args = self._ending(user_id)
+        keys.append(run_key_prefix(self.prefix, user_id) + run_id)
+        args.append(run_id)
+        state = int(await self.sink._eval(CANCEL, keys, args))
+        if state == 0:
+            return await self.get(user_id, run_id)
+        if state == 3:
+            await redis.publish(
+                cancel_channel(self.prefix), json.dumps([user_id, run_id], separators=(",", ":"))
+            )
+            # The worker ends it within a moment; a lost worker's run waits for the reaper.
+            deadline = time.monotonic() + min(10.0, 2.0 + self.sink.settings.lease * 1.5)
+            while time.monotonic() < deadline:
+                record = await self.get(user_id, run_id)
+                if record is None or record.done:
+                    return record
+                await asyncio.sleep(_POLL)
         return await self.get(user_id, run_id)
 
 

@@ -24,7 +24,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from agentengine import LIVE, BaseEvent, parse_event, wire_size
+from agentengine import LIVE, AgentErrorEvent, BaseEvent, parse_event, wire_size
 
 from agentengine_redis.config import RedisSettings, _safe_url
 from agentengine_redis.health import config_async, config_sync, describe_server
@@ -32,16 +32,22 @@ from agentengine_redis.layout import (
     cursor_text,
     meta_key,
     parse_cursor,
+    run_key_prefix,
+    runs_done_key,
+    runs_key,
+    slots_key,
     stream_key,
 )
 from agentengine_redis.reading import Entry, Reading, Tail
 from agentengine_redis.scripts import APPEND, OPEN, Script
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from agentengine import StreamItem
     from redis.asyncio import Redis
 
-__all__ = ["RedisEventSink"]
+__all__ = ["Fence", "RedisEventSink"]
 
 _log = structlog.get_logger("agentengine_redis")
 
@@ -56,8 +62,50 @@ _WINDOW = 1024
 _TAILS_BYTES = 64 * 1024 * 1024
 #: What an entry's decoded event costs besides its JSON text (as ``EVENT_OVERHEAD``).
 _ENTRY_OVERHEAD = 768
-#: The attempt every append carries until runs have attempts (fencing by attempt: part 2).
-_ATTEMPT = b"1"
+
+
+class Fence:
+    """A run executed here by a worker under ``attempt`` (see ``RedisEventSink.fence``).
+
+    The append script refuses its events unless the run's hash in Redis names this attempt
+    and the run has not ended, and its terminal event ends the run there (final record
+    ``final(event, error_type)``) in the same atomic call. ``seq_base`` is added to its
+    events' ``seq`` and, with ``drop_started``, its engine's ``agent_started`` is not written:
+    a later attempt of a run continues its events (one ``agent_started``, seq without gaps).
+    ``refused()`` is called once, when a write was refused (a newer attempt owns the run, or
+    it ended elsewhere: the worker stops it).
+    """
+
+    __slots__ = (
+        "attempt",
+        "drop_started",
+        "error_type",
+        "final",
+        "refused",
+        "run_key",
+        "seq_base",
+        "told",
+    )
+
+    def __init__(
+        self,
+        run_key: str,
+        attempt: int,
+        final: Callable[[BaseEvent, str | None], bytes],
+        refused: Callable[[], None],
+        *,
+        seq_base: int = 0,
+        drop_started: bool = False,
+    ) -> None:
+        self.run_key = run_key
+        self.attempt = str(attempt).encode()
+        self.final = final
+        self.refused = refused
+        self.seq_base = seq_base
+        self.drop_started = drop_started
+        #: The ``error_type`` of the run's ``agent_error``, for its final record.
+        self.error_type: str | None = None
+        self.told = False
 
 
 class _Lost:
@@ -106,6 +154,11 @@ class RedisEventSink:
         self._wake_key = f"{self.prefix}wake:{self.publisher}"
         self._wake_id = b"0-0"
         self._tasks: list[asyncio.Task[None]] = []
+        #: Runs executed here by a worker, by run id (see ``Fence``).
+        self._fences: dict[str, Fence] = {}
+        #: Finished run records kept per user, and their expiry (ms): the bounds a fenced
+        #: run's end applies (set by the run registry).
+        self.run_bounds: tuple[int, int] = (1000, self._ttl_ms)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._redis: Redis | None = None
         self._reader_redis: Redis | None = None
@@ -124,6 +177,7 @@ class RedisEventSink:
             "batches": 0,
             "batch_retries": 0,
             "read_errors": 0,
+            "events_refused": 0,
         }
 
     # -- connections and tasks ----------------------------------------------------------------
@@ -198,14 +252,31 @@ class RedisEventSink:
             await self._redis.script_load(script.source)
             return await self._redis.evalsha(script.sha, len(keys), *keys, *args)
 
+    # -- fencing ------------------------------------------------------------------------------
+
+    def fence(self, run_id: str, fence: Fence) -> None:
+        """Write the events of run ``run_id`` (published from now on) under ``fence``."""
+        self._fences[run_id] = fence
+
+    def unfence(self, run_id: str) -> None:
+        """Forget run ``run_id``'s fence (after its events were flushed)."""
+        self._fences.pop(run_id, None)
+
     # -- publishing ---------------------------------------------------------------------------
 
     def publish(self, event: BaseEvent) -> None:
         """Buffer ``event`` for the flusher; never waits. Its ``cursor`` is set once stored."""
         if self._loop is None:
             self._start()
+        data = event.__dict__
+        if self._fences:
+            fence = self._fences.get(data["run_id"])
+            if fence is not None:
+                if fence.drop_started and data["type"] == "agent_started":
+                    return  # a later attempt: the run's agent_started was written already
+                data["seq"] += fence.seq_base
         self._published += 1
-        user_id = event.__dict__["user_id"]
+        user_id = data["user_id"]
         size = wire_size(event)
         queue = self._pending.get(user_id)
         if queue is None:
@@ -285,24 +356,47 @@ class RedisEventSink:
         # the script only compares a batch's number with the last one it applied).
         self._batch_no += 1
         number = self._batch_no
+        prefix = self.prefix
+        kept, record_ttl = self.run_bounds
+        fences = self._fences
         for user_id, items in batch.items():
+            keys = [stream_key(prefix, user_id), meta_key(prefix, user_id)]
             args: list[Any] = [
                 self.publisher,
                 number,
                 secrets.token_hex(4),
                 self.settings.retention,
                 self._ttl_ms,
+                kept,
+                record_ttl,
+                run_key_prefix(prefix, user_id),
             ]
             for item in items:
                 if isinstance(item, _Lost):
-                    args += (item.count, b"", b"")
+                    args.append(-item.count)
+                    continue
+                fence = fences.get(item.__dict__["run_id"]) if fences else None
+                if fence is None:
+                    args += (0, self._payload(item))
+                    continue
+                if len(keys) == 2:
+                    keys += (
+                        runs_key(prefix, user_id),
+                        runs_done_key(prefix, user_id),
+                        slots_key(prefix, user_id),
+                    )
+                if fence.run_key in keys:
+                    index = keys.index(fence.run_key) + 1
                 else:
-                    args += (0, self._payload(item), _ATTEMPT)
-            calls[user_id] = [
-                stream_key(self.prefix, user_id),
-                meta_key(self.prefix, user_id),
-                args,
-            ]
+                    keys.append(fence.run_key)
+                    index = len(keys)
+                final = b""
+                if isinstance(item, AgentErrorEvent):
+                    fence.error_type = item.error_type
+                elif item.terminal:
+                    final = fence.final(item, fence.error_type)
+                args += (index, self._payload(item), fence.attempt, item.seq, final)
+            calls[user_id] = [keys, args]
         return calls
 
     async def _flush_loop(self) -> None:
@@ -341,9 +435,8 @@ class RedisEventSink:
             assert self._redis is not None
             try:
                 pipe = self._redis.pipeline(transaction=False)
-                for keys_args in calls.values():
-                    skey, mkey, args = keys_args
-                    pipe.evalsha(APPEND.sha, 2, skey, mkey, *args)
+                for keys, args in calls.values():
+                    pipe.evalsha(APPEND.sha, len(keys), *keys, *args)
                 results = await pipe.execute(raise_on_error=False)
             except Exception as exc:
                 self._down(exc)
@@ -378,15 +471,39 @@ class RedisEventSink:
     def _stored(self, user_id: str, items: list[BaseEvent | _Lost], result: Any) -> None:
         epoch = result[0].decode() if isinstance(result[0], bytes) else str(result[0])
         n = int(result[1])
+        refused = {int(i) for i in result[3:]}
         stored = 0
-        for item in items:
+        for index, item in enumerate(items):
             if isinstance(item, _Lost):
                 n += item.count
+            elif index in refused:
+                self._refused(item)
             else:
                 item.__dict__["cursor"] = cursor_text(epoch, n)
                 n += 1
                 stored += 1
         self.metrics["events_stored"] += stored
+
+    def _refused(self, event: BaseEvent) -> None:
+        """A fenced run's event refused by Redis: its attempt is not the run's any more (the
+        run was taken as lost, and ended or was given to another worker), or it ended."""
+        self.metrics["events_refused"] += 1
+        fence = self._fences.get(event.run_id)
+        if fence is None or fence.told:
+            return
+        fence.told = True
+        _log.warning(
+            "a run's event was refused by redis: this attempt no longer owns the run (its "
+            "worker was taken as lost, or the run ended elsewhere); stopping it here",
+            run_id=event.run_id,
+            user_id=event.user_id,
+            attempt=fence.attempt.decode(),
+            event_type=event.type,
+        )
+        try:
+            fence.refused()
+        except Exception:
+            _log.exception("stopping a refused run failed", run_id=event.run_id)
 
     def _give_up(
         self,

@@ -9,10 +9,14 @@ and wakes a worker for the user's next waiting run. A worker executes a run exac
 would in-process (``factory.submit_run`` with the run's id and thread, the factory's plugins,
 tools and configuration); its events go to the Redis event log, its record to Redis.
 
-A run is taken off its wait list atomically by one worker: it is never executed twice. An entry
+A run is taken off its wait list atomically by one worker, under a new attempt number: it is
+executed once (again only after its worker was lost, and only for an agent that opts in with
+``[redis] retry_on_worker_loss``). The work-stream entry that admitted it stays pending to its
+worker until it ended; workers renew their leases and those entries' idle time, and every
+worker's reaper ends the runs of a worker gone silent past the lease (``XAUTOCLAIM``). An entry
 that cannot be executed here (an agent this worker does not have, an input that does not fit
 it, an entry that is not one) is dead-lettered to ``<prefix>queue:dead`` with the reason, and
-its record ends ``failed`` saying so.
+its run ends ``failed`` saying so. See docs/scale-out.md.
 """
 
 from __future__ import annotations
@@ -22,21 +26,25 @@ import contextlib
 import functools
 import json
 import signal
-import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from agentengine import (
     ConfigError,
     EngineLimitError,
-    RunRecord,
     UserExecutionContext,
 )
 
-from agentengine_redis.layout import dead_key, work_key
+from agentengine_redis.layout import (
+    cancel_channel,
+    dead_key,
+    lost_key,
+    run_key_prefix,
+    work_key,
+)
 
 if TYPE_CHECKING:
-    from agentengine import ExecutionEngineFactory
+    from agentengine import ExecutionEngineFactory, RunHandle
 
     from agentengine_redis.runs import RedisRunRegistry
 
@@ -50,12 +58,44 @@ GROUP = "workers"
 _BLOCK_MS = 500
 #: Entries kept on the dead-letter stream.
 _DEAD_KEPT = 10_000
+#: Entries one reaper sweep claims at most (in pages of 100).
+_REAP_PAGES = 10
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class _Held:
+    """A run executing here: its user, attempt, work-stream entry (pending to this worker
+    until the run ended) and handle."""
+
+    __slots__ = ("attempt", "cancel", "entry_id", "handle", "stopped", "user_id")
+
+    def __init__(self, user_id: str, attempt: int, entry_id: str) -> None:
+        self.user_id = user_id
+        self.attempt = attempt
+        self.entry_id = entry_id
+        self.handle: RunHandle | None = None
+        self.cancel = False  # asked before the handle existed
+        self.stopped = False  # taken as lost: stopped here
 
 
 class Worker:
     """Executes queued runs with ``factory`` (whose ``runs`` must be the plugin's
     ``RedisRunRegistry``), at most ``concurrency`` at once. ``run()`` until ``stop()``; then
-    the factory's shutdown drains the runs in flight (each ends with its terminal event)."""
+    ``drain()``: the factory's shutdown drains the runs in flight (each ends with its terminal
+    event).
+
+    Besides, every worker renews the leases of its runs every ``lease / 3`` seconds (a run
+    whose lease Redis no longer grants it, or whose writes Redis refuses, is stopped here:
+    another process took it as lost), listens for cancels on the cancel channel (and sees a
+    run's cancel flag when it renews), and reaps every ``lease / 2`` seconds: it claims the
+    work-stream entries idle past the lease (``XAUTOCLAIM``: the entry of a run stays pending
+    to its worker, which resets its idle time when it renews) and ends their runs (see
+    ``scripts.REAP``). Several reapers at once are safe: an entry is claimed by one at a time,
+    and the script ends a run only if its lease expired and it has not ended.
+    """
 
     def __init__(self, factory: ExecutionEngineFactory, concurrency: int) -> None:
         from agentengine_redis.runs import RedisRunRegistry
@@ -70,16 +110,21 @@ class Worker:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self.factory = factory
         self.registry: RedisRunRegistry = registry
-        # This process executes the runs it takes: its submit_run must not queue them again.
+        # This process executes the runs it takes: its submit_run must not queue them again,
+        # and their ends are written with their terminal events (fenced by attempt).
         registry.queues = False
+        registry.fencing = True
         self.concurrency = concurrency
         self.consumer = f"worker-{registry.sink.publisher}"
         self._stopping = asyncio.Event()
         self._starting: set[asyncio.Task[None]] = set()
         self._enders: set[asyncio.Task[None]] = set()
-        # The runs executing here whose slot this worker holds: run id -> user id.
-        self._held: dict[str, str] = {}
+        self._background: list[asyncio.Task[None]] = []
+        # The runs executing here: run id -> what this worker holds of it.
+        self._held: dict[str, _Held] = {}
         self.started_runs = 0
+        #: Runs this worker's reaper ended or requeued (their worker was lost).
+        self.reaped_runs = 0
 
     def stop(self) -> None:
         """Stop taking runs (those in flight go on)."""
@@ -91,11 +136,15 @@ class Worker:
         key = work_key(self.registry.prefix)
         with contextlib.suppress(Exception):  # BUSYGROUP: another worker created it
             await redis.xgroup_create(key, GROUP, id="0", mkstream=True)
-        renewer = asyncio.get_running_loop().create_task(self._renew_forever())
-        try:
-            await self._take(redis, key)
-        finally:
-            renewer.cancel()
+        loop = asyncio.get_running_loop()
+        if not self._background:
+            for name, body in (
+                ("renew", self._renew_forever),
+                ("reap", self._reap_forever),
+                ("cancels", self._listen_for_cancels),
+            ):
+                self._background.append(loop.create_task(body(), name=f"agentengine-worker-{name}"))
+        await self._take(redis, key)
 
     async def _take(self, redis: Any, key: str) -> None:
         while not self._stopping.is_set():
@@ -118,7 +167,8 @@ class Worker:
             for _stream, entries in reply or ():
                 for entry_id, fields in entries:
                     task = asyncio.get_running_loop().create_task(
-                        self._wake(entry_id, fields), name="agentengine-worker-wake"
+                        self._wake_logged(_text(entry_id), fields),
+                        name="agentengine-worker-wake",
                     )
                     self._starting.add(task)
                     task.add_done_callback(self._starting.discard)
@@ -131,89 +181,287 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), 0.05)
 
-    async def _wake(self, entry_id: Any, fields: dict[Any, Any]) -> None:
-        """A wake-up for a user with queued runs: admit their oldest waiting run if they have
-        a free slot (else the end of one of their runs wakes a worker again)."""
+    async def _done_entry(self, entry_id: str) -> None:
+        """The entry needs no one any more (its run ended, or it was a wake-up)."""
         redis = self.registry._redis()
-        await redis.xack(work_key(self.registry.prefix), GROUP, entry_id)
-        await redis.xdel(work_key(self.registry.prefix), entry_id)
-        raw_user = fields.get(b"u") or fields.get("u")
+        key = work_key(self.registry.prefix)
+        pipe = redis.pipeline(transaction=False)
+        pipe.xack(key, GROUP, entry_id)
+        pipe.xdel(key, entry_id)
+        await pipe.execute()
+
+    async def _wake_logged(self, entry_id: str, fields: dict[Any, Any]) -> None:
+        try:
+            await self._wake(entry_id, fields)
+        except Exception as exc:
+            # The entry is still pending (or its run holds it): a reaper takes it over once
+            # it is idle past the lease.
+            _log.error("taking a queued run failed", entry=entry_id, error=repr(exc))
+
+    async def _wake(self, entry_id: str, fields: dict[Any, Any]) -> None:
+        """A wake-up for a user with queued runs: admit their oldest waiting run if they have
+        a free slot (else the end of one of their runs wakes a worker again). The entry stays
+        pending to this worker while the run executes: the reaper's handle on it."""
+        raw_user = (fields or {}).get(b"u") or (fields or {}).get("u")
         if raw_user is None:
-            await self._dead(fields, "not a wake-up (no field u)", None)
+            await self._done_entry(entry_id)
+            await self._dead(fields or {}, "not a wake-up (no field u)")
             return
-        user_id = raw_user.decode() if isinstance(raw_user, bytes) else str(raw_user)
-        acquired = await self.registry.acquire(user_id)
+        user_id = _text(raw_user)
+        registry = self.registry
+        acquired = await registry.acquire(
+            user_id, entry_id, self.factory.engine_settings.run_timeout
+        )
         if acquired is None:
+            await self._done_entry(entry_id)
             return
-        run_id, raw = acquired
+        run_id, raw, attempt, left, so_far = acquired
         try:
             work = json.loads(raw or b"")
             agent, thread_id = work["agent"], work["thread_id"]
-            run_input, timeout = work["input"], work["timeout"]
+            run_input = work["input"]
         except (TypeError, ValueError, KeyError) as exc:
-            record = RunRecord(run_id=run_id, user_id=user_id, agent="?", thread_id="?")
-            await self._dead({"w": raw}, f"not a queued run: {exc!r}", record)
-            await self._release(user_id, run_id)
+            await self._cannot_start(user_id, run_id, attempt, entry_id, raw, repr(exc), True)
             return
+        held = self._held[run_id] = _Held(user_id, attempt, entry_id)
+        registry.fence(
+            user_id,
+            run_id,
+            attempt,
+            so_far,
+            lambda: self._lost(run_id, "redis refused its writes"),
+        )
         context = UserExecutionContext(user_id=user_id, run_id=run_id, thread_id=thread_id)
         while True:
             try:
-                handle = await self.factory.submit_run(context, agent, run_input, timeout=timeout)
+                handle = await self.factory.submit_run(
+                    context, agent, run_input, timeout=max(left, 0.001)
+                )
             except EngineLimitError:
                 # This process has not yet counted the end of a run of the user whose slot
                 # was freed: wait for that.
                 await asyncio.sleep(0.02)
                 continue
             except Exception as exc:
-                record = RunRecord(run_id=run_id, user_id=user_id, agent=agent, thread_id=thread_id)
-                await self._dead({"w": raw}, f"{type(exc).__name__}: {exc}", record)
-                await self._release(user_id, run_id)
+                self._held.pop(run_id, None)
+                registry.unfence(run_id)
+                reason = f"{type(exc).__name__}: {exc}"
+                await self._cannot_start(user_id, run_id, attempt, entry_id, raw, reason, False)
                 return
             break
+        held.handle = handle
         self.started_runs += 1
-        self._held[run_id] = user_id
         ender = asyncio.get_running_loop().create_task(
-            self._ended(user_id, run_id, handle), name=f"agentengine-worker-end-{run_id}"
+            self._ended(run_id, held), name=f"agentengine-worker-end-{run_id}"
         )
         # Held by the registry too: the factory's shutdown waits for it before closing the
         # sink, so a drained run's slot is freed at once, not when its lease expires.
-        self.registry.track_write(ender)
+        registry.track_write(ender)
         self._enders.add(ender)
         ender.add_done_callback(self._enders.discard)
-
-    async def _ended(self, user_id: str, run_id: str, handle: Any) -> None:
+        # A cancel asked before this worker held the run was not heard: its flag is set.
+        rec = run_key_prefix(registry.prefix, user_id) + run_id
         try:
-            await handle.result()
-            # The terminal event is stored before the slot is free: a user's event log never
-            # shows more runs executing at once than the limit.
+            flagged = await registry._redis().hget(rec, "c")
+        except Exception:
+            flagged = None  # the renewal sees the flag
+        if held.cancel or held.stopped or flagged:
+            handle.cancel_nowait()
+
+    async def _cannot_start(
+        self,
+        user_id: str,
+        run_id: str,
+        attempt: int,
+        entry_id: str,
+        raw: Any,
+        reason: str,
+        not_a_run: bool,
+    ) -> None:
+        """Dead-letter a run this worker admitted but cannot execute, and end it."""
+        await self._dead({"w": raw}, f"not a queued run: {reason}" if not_a_run else reason)
+        error = f"the run could not be started by a worker: {reason}"
+        try:
+            await self.registry.finish_failed(user_id, run_id, attempt, error, "WorkerStartError")
+        except Exception as exc:  # its lease expires; the reaper ends it
+            _log.warning("ending a dead-lettered run failed", run_id=run_id, error=str(exc))
+            return
+        await self._release(run_id, _Held(user_id, attempt, entry_id))
+
+    async def _ended(self, run_id: str, held: _Held) -> None:
+        try:
+            assert held.handle is not None
+            await held.handle.result()
+            # The terminal event (and with it the run's end) is stored before the entry is
+            # freed: the run never looks lost to a reaper.
             await self.registry.sink.flush()
         finally:
             self._held.pop(run_id, None)
-            await self._release(user_id, run_id)
+            self.registry.unfence(run_id)
+            await self._release(run_id, held)
 
-    async def _release(self, user_id: str, run_id: str) -> None:
+    async def _release(self, run_id: str, held: _Held) -> None:
+        user_id = held.user_id
         try:
-            waiting = await self.registry.release(user_id, run_id)
+            waiting = await self.registry.release(user_id, run_id, held.attempt)
+            if waiting < 0:
+                _log.error(
+                    "a run's end did not reach redis; the reaper ends it once its lease expired",
+                    run_id=run_id,
+                    user_id=user_id,
+                )
+                return
+            await self._done_entry(held.entry_id)
         except Exception as exc:  # the lease expires on its own
             _log.warning("freeing a run's slot failed", run_id=run_id, error=str(exc))
             return
         if waiting:
             await self.registry.wake(user_id)
 
+    def _lost(self, run_id: str, why: str) -> None:
+        """Redis no longer lets this worker's attempt own the run (it was taken as lost, and
+        ended or given to another worker): stop it here; its writes are refused."""
+        held = self._held.get(run_id)
+        if held is None or held.stopped:
+            return
+        held.stopped = True
+        _log.warning(
+            "a run executing here was taken as lost (this worker was silent past its lease); "
+            "stopping it, its writes are refused",
+            run_id=run_id,
+            user_id=held.user_id,
+            attempt=held.attempt,
+            why=why,
+        )
+        if held.handle is not None and not held.handle.done:
+            held.handle.cancel_nowait()
+
+    def _cancel(self, run_id: str) -> None:
+        """A cancel of a run executing here (cancel channel, or its flag)."""
+        held = self._held.get(run_id)
+        if held is None:
+            return
+        held.cancel = True
+        if held.handle is not None and not held.handle.done:
+            held.handle.cancel_nowait()
+
+    def _closing(self) -> bool:
+        return self.registry.sink._closing
+
     async def _renew_forever(self) -> None:
         lease = self.registry.sink.settings.lease
-        while True:
+        while not self._closing():
             await asyncio.sleep(lease / 3)
-            by_user: dict[str, list[str]] = {}
-            for run_id, user_id in list(self._held.items()):
-                by_user.setdefault(user_id, []).append(run_id)
-            for user_id, run_ids in by_user.items():
+            by_user: dict[str, list[tuple[str, _Held]]] = {}
+            for run_id, held in list(self._held.items()):
+                by_user.setdefault(held.user_id, []).append((run_id, held))
+            for user_id, runs in by_user.items():
                 try:
-                    await self.registry.renew(user_id, run_ids)
+                    await self._renew(user_id, runs)
                 except Exception as exc:
                     _log.warning("renewing leases failed", user_id=user_id, error=str(exc))
 
-    async def _dead(self, fields: dict[Any, Any], reason: str, record: RunRecord | None) -> None:
+    async def _renew(self, user_id: str, runs: list[tuple[str, _Held]]) -> None:
+        states = await self.registry.renew(user_id, [(r, h.attempt) for r, h in runs])
+        entries = []
+        for (run_id, held), state in zip(runs, states, strict=True):
+            if state == 0:
+                if held.handle is None or not held.handle.done:  # else: it ended, stored
+                    self._lost(run_id, "redis refused to renew its lease")
+                continue
+            entries.append(held.entry_id)
+            if state == 2:
+                self._cancel(run_id)
+        if entries:
+            # Reset the entries' idle time: a reaper claims only those idle past the lease.
+            await self.registry._redis().xclaim(
+                work_key(self.registry.prefix), GROUP, self.consumer, 0, entries, justid=True
+            )
+
+    async def _reap_forever(self) -> None:
+        lease = self.registry.sink.settings.lease
+        while not self._closing() and not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), max(0.05, lease / 2))
+            if self._stopping.is_set() or self._closing():
+                return
+            try:
+                await self.reap()
+            except Exception as exc:
+                _log.warning("reaping lost runs failed", error=str(exc))
+
+    async def reap(self) -> int:
+        """One sweep: end (or requeue) the runs whose worker is lost; how many."""
+        redis = self.registry._redis()
+        key = work_key(self.registry.prefix)
+        lease_ms = int(self.registry.sink.settings.lease * 1000)
+        start: Any = "0-0"
+        reaped = 0
+        for _ in range(_REAP_PAGES):
+            reply = await redis.xautoclaim(
+                key, GROUP, self.consumer, lease_ms, start_id=start, count=100
+            )
+            start, claimed = reply[0], reply[1]
+            for entry_id in reply[2] if len(reply) > 2 else ():
+                await redis.xack(key, GROUP, entry_id)  # deleted from the stream meanwhile
+            for entry_id, fields in claimed:
+                reaped += await self._reap_one(_text(entry_id), fields)
+            if _text(start) == "0-0":
+                break
+        return reaped
+
+    async def _reap_one(self, entry_id: str, fields: dict[Any, Any] | None) -> int:
+        if any(h.entry_id == entry_id for h in self._held.values()):
+            return 0  # one of this worker's own (its renewal claims it back)
+        raw_user = (fields or {}).get(b"u") or (fields or {}).get("u")
+        if raw_user is None:
+            await self._done_entry(entry_id)
+            return 0
+        user_id = _text(raw_user)
+        what, run_id, waiting = await self.registry.reap(user_id, entry_id)
+        if what == "alive":
+            return 0
+        reaped = what in ("lost", "timed_out", "cancelled", "retried")
+        if reaped:
+            self.reaped_runs += 1
+            await self.registry._redis().incr(lost_key(self.registry.prefix))
+            _log.warning(
+                "a run's worker was lost (silent past its lease)",
+                run_id=run_id,
+                user_id=user_id,
+                outcome=what,
+            )
+        await self._done_entry(entry_id)
+        if waiting:
+            await self.registry.wake(user_id)
+        return int(reaped)
+
+    async def _listen_for_cancels(self) -> None:
+        redis = self.registry._redis()
+        channel = cancel_channel(self.registry.prefix)
+        while not self._closing():
+            pubsub = redis.pubsub()
+            try:
+                await pubsub.subscribe(channel)
+                while not self._closing():
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is None:
+                        continue
+                    try:
+                        _user, run_id = json.loads(message["data"])
+                    except (TypeError, ValueError):
+                        continue
+                    self._cancel(str(run_id))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # reconnect; meanwhile renewals see the cancel flags
+                _log.warning("listening for cancels failed; retrying", error=str(exc))
+                await asyncio.sleep(0.5)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    async def _dead(self, fields: dict[Any, Any], reason: str) -> None:
         _log.error("queued run cannot be executed; dead-lettered", reason=reason)
         redis = self.registry._redis()
         await redis.xadd(
@@ -222,21 +470,24 @@ class Worker:
             maxlen=_DEAD_KEPT,
             approximate=True,
         )
-        if record is not None:
-            record.status = "failed"
-            record.error = f"the run could not be started by a worker: {reason}"
-            record.error_type = "WorkerStartError"
-            record.finished_at = time.time()
-            await self.registry.store(record)
 
     async def drain(self) -> None:
         """After ``stop()``: let the runs being started start, then shut the factory down
-        (waits up to ``drain_timeout``, then cancels; each run ends with its terminal event)."""
+        (waits up to ``drain_timeout``, then cancels; each run ends with its terminal event;
+        their leases are renewed meanwhile)."""
         if self._starting:
             await asyncio.wait(list(self._starting))
-        await self.factory.shutdown()
-        if self._enders:  # the slots of the runs that ended are freed
-            await asyncio.wait(list(self._enders), timeout=10)
+        try:
+            await self.factory.shutdown()
+            if self._enders:  # the slots of the runs that ended are freed
+                await asyncio.wait(list(self._enders), timeout=10)
+        finally:
+            for task in self._background:
+                task.cancel()
+            for task in self._background:
+                with contextlib.suppress(BaseException):
+                    await task
+            self._background.clear()
 
 
 async def serve_worker(factory: ExecutionEngineFactory, concurrency: int) -> None:
