@@ -18,11 +18,14 @@ seconds (``[redis] retention_seconds`` when that is None) after the user's last 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-from typing import TYPE_CHECKING, Any
+import math
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import structlog
 from agentengine import (
+    BackendUnavailableError,
     BaseEvent,
     EngineLimitError,
     RunHandle,
@@ -33,6 +36,7 @@ from agentengine import (
     ToolArgumentError,
 )
 
+from agentengine_redis.config import _safe_url
 from agentengine_redis.layout import (
     run_key_prefix,
     runs_done_key,
@@ -44,7 +48,7 @@ from agentengine_redis.layout import (
 from agentengine_redis.scripts import ACQUIRE, RELEASE, RENEW, STORE_RUN, SUBMIT
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable, Coroutine
 
     from agentengine import EngineSettings
 
@@ -72,6 +76,44 @@ _FIELDS = (
     "finished_at",
     "event_count",
 )
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def needs_redis(
+    method: Callable[_P, Coroutine[Any, Any, _T]],
+) -> Callable[_P, Coroutine[Any, Any, _T]]:
+    """Turn Redis being unreachable (refused, timed out, loading its data, a read-only
+    replica) during ``method`` into ``BackendUnavailableError``: a server answers it 503 with
+    ``Retry-After``, not 500. The address and the cause are logged, not told to the client."""
+
+    @functools.wraps(method)
+    async def call(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        from redis import exceptions as rexc
+
+        try:
+            return await method(*args, **kwargs)
+        except (rexc.ConnectionError, rexc.TimeoutError, rexc.ReadOnlyError, OSError) as exc:
+            registry = args[0]
+            assert isinstance(registry, RedisRunRegistry)
+            settings = registry.sink.settings
+            _log.warning(
+                "redis unreachable: run queue call refused",
+                call=method.__name__,
+                url=_safe_url(settings.url or ""),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            raise BackendUnavailableError(
+                "Redis, where runs are queued and recorded, cannot be reached right now; "
+                "nothing was done: retry in a few seconds. If this lasts, the operator should "
+                "check that Redis is up and reachable (GET /healthz, agentengine plugins)",
+                dependency="redis",
+                retry_after=math.ceil(settings.health_interval),
+            ) from None
+
+    return call
 
 
 class RedisRunRegistry(RunRegistry):
@@ -200,6 +242,7 @@ class RedisRunRegistry(RunRegistry):
         """Wake a worker for the user's waiting runs."""
         await self._redis().xadd(work_key(self.prefix), {"u": user_id})
 
+    @needs_redis
     async def enqueue(
         self, record: RunRecord, run_input: dict[str, Any], timeout: float | None
     ) -> RunHandle:
@@ -260,6 +303,7 @@ class RedisRunRegistry(RunRegistry):
             _log.error("unreadable run record in redis; ignored", record=repr(raw)[:200])
             return None
 
+    @needs_redis
     async def get(self, user_id: str, run_id: str) -> RunRecord | None:
         """The user's run ``run_id`` from any process, or None (also for another user's run):
         this process's own record while the run is in flight here (the freshest), else the
@@ -275,6 +319,7 @@ class RedisRunRegistry(RunRegistry):
             return local  # Redis unreachable: this process's own record is the answer
         return self._decode(raw) or local
 
+    @needs_redis
     async def list(self, user_id: str) -> list[RunRecord]:
         """The user's runs known to any process (in flight and finished ones still kept),
         oldest first."""
@@ -298,6 +343,7 @@ class RedisRunRegistry(RunRegistry):
                 found[record.run_id] = record
         return sorted(found.values(), key=lambda r: r.created_at)
 
+    @needs_redis
     async def cancel(self, user_id: str, run_id: str) -> RunRecord | None:
         """Cancel the user's run if it executes in this process and wait until it ended;
         a run of another process is answered with its record as it stands. None when the user
