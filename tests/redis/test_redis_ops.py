@@ -6,11 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 from redis_server import RedisProcess, unique_prefix
-from server_helpers import CHATTER, SECRET, make_token, serve_process
+from server_helpers import (
+    AGENTENGINE,
+    CHATTER,
+    SECRET,
+    make_token,
+    serve_env,
+    serve_process,
+)
 from websockets.asyncio.client import connect
 
 
@@ -123,3 +135,146 @@ def test_redis_down_in_queue_mode_answers_503_not_500(tmp_path: Path) -> None:
             assert "Traceback" not in log, log
     finally:
         server.stop()
+
+
+@contextmanager
+def worker(
+    path: Path, env: dict[str, str], concurrency: int = 4
+) -> Iterator[subprocess.Popen[str]]:
+    """``agentengine worker`` with the chatter agent, once it is ready."""
+    path.mkdir(exist_ok=True)
+    (path / "chatplug.py").write_text(CHATTER)
+    proc = subprocess.Popen(
+        [
+            AGENTENGINE,
+            "worker",
+            "--concurrency",
+            str(concurrency),
+            "--plugin",
+            "chatplug:plugin",
+        ],
+        env=serve_env(path, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "agentengine worker ready" in line:
+                break
+        else:
+            raise AssertionError(f"the worker did not start: {proc.wait(10)}")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def queue_metrics(port: int) -> dict[str, float]:
+    """The queue's samples of ``GET /metrics``, by metric name and labels."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return {
+        name: float(value)
+        for name, value in (
+            line.rsplit(" ", 1)
+            for line in text.splitlines()
+            if line.startswith("agentengine_queue")
+        )
+    }
+
+
+def plugins_queue_item(path: Path, env: dict[str, str]) -> dict[str, Any]:
+    out = subprocess.run(
+        [AGENTENGINE, "plugins", "--json"],
+        env=serve_env(path, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=path,
+    )
+    (redis,) = [p for p in json.loads(out.stdout)["plugins"] if p["name"] == "redis"]
+    (item,) = [i for i in redis["status"] if i["name"] == "redis-queue"]
+    return dict(item)
+
+
+def eventually(check: Any, timeout: float = 20) -> Any:
+    """``check()``'s value once it stops raising ``AssertionError``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_queue_figures_in_metrics_and_plugins(tmp_path: Path, redis_process: RedisProcess) -> None:
+    """``GET /metrics`` and ``agentengine plugins`` show the queue: depth, runs queued and
+    running, workers alive (heartbeat, gone on a clean stop) and runs lost (the counter
+    key), with no user id anywhere in them."""
+    prefix = unique_prefix()
+    env = queue_env(
+        redis_process.url,
+        prefix,
+        AGENTENGINE_REDIS__LEASE="3",
+        AGENTENGINE_ENGINE__MAX_CONCURRENT_PER_USER="1",
+        AGENTENGINE_ENGINE__DRAIN_TIMEOUT="0.2",
+    )
+    (tmp_path / "a").mkdir()
+    with serve_process(tmp_path / "a", plugins={"chatplug": CHATTER}, env=env) as (_, port):
+        empty = queue_metrics(port)
+        assert empty == {
+            "agentengine_queue_depth": 0,
+            'agentengine_queue_runs{state="queued"}': 0,
+            'agentengine_queue_runs{state="running"}': 0,
+            "agentengine_queue_workers_alive": 0,
+            "agentengine_queue_runs_lost_total": 0,
+        }, empty
+        for user in ("ann-secret-id", "ann-secret-id", "ann-secret-id", "bob-secret-id"):
+            r = httpx.post(
+                f"http://127.0.0.1:{port}/v1/runs",
+                json={"agent": "chatter", "input": {"count": 100, "delay": 0.1}},
+                headers=auth(user),
+                timeout=10,
+            )
+            assert r.status_code == 202, r.text
+        waiting = queue_metrics(port)
+        assert waiting["agentengine_queue_depth"] == 4, waiting
+        assert waiting['agentengine_queue_runs{state="queued"}'] == 4, waiting
+        assert waiting['agentengine_queue_runs{state="running"}'] == 0, waiting
+        with worker(tmp_path / "w1", env), worker(tmp_path / "w2", env) as w2:
+
+            def two_running() -> dict[str, float]:
+                m = queue_metrics(port)
+                # One slot each: ann's other two runs wait.
+                assert m['agentengine_queue_runs{state="running"}'] == 2, m
+                assert m['agentengine_queue_runs{state="queued"}'] == 2, m
+                assert m["agentengine_queue_depth"] == 0, m
+                assert m["agentengine_queue_workers_alive"] == 2, m
+                return m
+
+            eventually(two_running)
+            redis_process.client().set(f"{prefix}queue:lost", 3)  # what the reaper counts
+            item = plugins_queue_item(tmp_path, env)
+            assert item["state"] == "ok", item
+            assert (item["workers_alive"], item["runs_running"], item["runs_lost_total"]) == (
+                2,
+                2,
+                3,
+            ), item
+            assert "workers alive 2" in item["detail"], item
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            assert "agentengine_queue_runs_lost_total 3" in text
+            assert "secret-id" not in text
+            w2.terminate()  # a clean stop: no longer counted alive, at once
+            assert w2.wait(30) == 0
+
+            def one_alive() -> None:
+                m = queue_metrics(port)
+                assert m["agentengine_queue_workers_alive"] == 1, m
+
+            eventually(one_alive, timeout=2)  # well within the 3 s lease: it left

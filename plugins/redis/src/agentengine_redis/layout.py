@@ -29,6 +29,9 @@ __all__ = [
     "dead_key",
     "slots_key",
     "wait_key",
+    "lost_key",
+    "queue_users_key",
+    "workers_key",
 ]
 
 _CURSOR = re.compile(r"([0-9a-f]{8})-([0-9]{1,18})")
@@ -89,6 +92,23 @@ def work_key(prefix: str) -> str:
 def dead_key(prefix: str) -> str:
     """The stream of queued entries no worker could execute (fields ``w`` and ``reason``)."""
     return f"{prefix}queue:dead"
+
+
+def workers_key(prefix: str) -> str:
+    """The workers' heartbeats: a sorted set of worker names scored by the expiry (ms, Redis
+    ``TIME``) of their lease; a worker is alive while its score is in the future."""
+    return f"{prefix}workers"
+
+
+def lost_key(prefix: str) -> str:
+    """How many runs ended because their worker was lost (a counter)."""
+    return f"{prefix}queue:lost"
+
+
+def queue_users_key(prefix: str) -> str:
+    """The users who queued runs (a sorted set scored by their last submission, ms): whose
+    keys the queue's figures count (see ``figures``)."""
+    return f"{prefix}queue:users"
 
 
 def cursor_text(epoch: str, n: int) -> str:

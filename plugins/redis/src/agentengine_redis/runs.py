@@ -21,6 +21,7 @@ import asyncio
 import functools
 import json
 import math
+import time
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import structlog
@@ -38,6 +39,7 @@ from agentengine import (
 
 from agentengine_redis.config import _safe_url
 from agentengine_redis.layout import (
+    queue_users_key,
     run_key_prefix,
     runs_done_key,
     runs_key,
@@ -128,6 +130,8 @@ class RedisRunRegistry(RunRegistry):
         super().__init__(settings)
         self.sink = sink
         self.prefix = sink.prefix
+        #: The queue's figures as ``figures`` last read them (None before).
+        self.last_figures: dict[str, float] | None = None
         # Background writes of started runs (held so they are not garbage collected).
         self._writes: set[asyncio.Task[Any]] = set()
 
@@ -283,7 +287,9 @@ class RedisRunRegistry(RunRegistry):
             bound,
         )
         pipe.xadd(work_key(self.prefix), {"u": user})
-        waiting, _ = await pipe.execute()
+        # Whose keys the queue's figures count (``figures``).
+        pipe.zadd(queue_users_key(self.prefix), {user: int(time.time() * 1000)})
+        waiting, *_ = await pipe.execute()
         if int(waiting) < 0:
             raise EngineLimitError(
                 f"user {user!r} already has {bound} runs waiting for a slot (the limit is "
@@ -291,6 +297,21 @@ class RedisRunRegistry(RunRegistry):
                 f"{self.per_user_limit} executing); wait for one to end (or cancel one) and retry"
             )
         return QueuedRun(self, record)
+
+    async def figures(self) -> dict[str, float]:
+        """The queue's figures (``agentengine_redis.figures``): depth, runs queued and
+        running, workers alive, runs lost; {} while Redis is unreachable. The last ones read
+        are kept for ``agentengine plugins`` (``last_figures``)."""
+        from agentengine_redis.figures import queue_figures
+        from agentengine_redis.worker import GROUP
+
+        try:
+            figures = await queue_figures(self._redis(), self.prefix, GROUP)
+        except Exception as exc:
+            _log.warning("reading the queue's figures failed", error=f"{type(exc).__name__}: {exc}")
+            return {}
+        self.last_figures = figures
+        return figures
 
     @staticmethod
     def _decode(raw: Any) -> RunRecord | None:

@@ -32,6 +32,7 @@ from agentengine import (
     UserExecutionContext,
 )
 
+from agentengine_redis.figures import heartbeat, leave
 from agentengine_redis.layout import dead_key, work_key
 
 if TYPE_CHECKING:
@@ -90,11 +91,13 @@ class Worker:
         key = work_key(self.registry.prefix)
         with contextlib.suppress(Exception):  # BUSYGROUP: another worker created it
             await redis.xgroup_create(key, GROUP, id="0", mkstream=True)
+        await self._heartbeat()
         renewer = asyncio.get_running_loop().create_task(self._renew_forever())
         try:
             await self._take(redis, key)
         finally:
             renewer.cancel()
+            await self._leave()
 
     async def _take(self, redis: Any, key: str) -> None:
         while not self._stopping.is_set():
@@ -203,6 +206,7 @@ class Worker:
         lease = self.registry.sink.settings.lease
         while True:
             await asyncio.sleep(lease / 3)
+            await self._heartbeat()
             by_user: dict[str, list[str]] = {}
             for run_id, user_id in list(self._held.items()):
                 by_user.setdefault(user_id, []).append(run_id)
@@ -211,6 +215,25 @@ class Worker:
                     await self.registry.renew(user_id, run_ids)
                 except Exception as exc:
                     _log.warning("renewing leases failed", user_id=user_id, error=str(exc))
+
+    async def _heartbeat(self) -> None:
+        """Count this worker alive for a lease (``<prefix>workers``; see ``figures``)."""
+        try:
+            await heartbeat(
+                self.registry._redis(),
+                self.registry.prefix,
+                self.consumer,
+                self.registry.sink.settings.lease,
+            )
+        except Exception as exc:  # a figure only: the leases are what matter
+            _log.warning("writing the worker's heartbeat failed", error=str(exc))
+
+    async def _leave(self) -> None:
+        """No longer counted alive: this worker takes no more runs."""
+        try:
+            await leave(self.registry._redis(), self.registry.prefix, self.consumer)
+        except Exception as exc:  # its heartbeat expires on its own
+            _log.warning("removing the worker's heartbeat failed", error=str(exc))
 
     async def _dead(self, fields: dict[Any, Any], reason: str, record: RunRecord | None) -> None:
         _log.error("queued run cannot be executed; dead-lettered", reason=reason)
