@@ -14,14 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from agentengine_redis.layout import slots_key
 from redis_server import RedisProcess, unique_prefix
 from server_helpers import (
     AGENTENGINE,
     CHATTER,
     SECRET,
+    check_runs_end_once,
     make_token,
     serve_env,
     serve_process,
+    sse_items,
 )
 from websockets.asyncio.client import connect
 
@@ -278,3 +281,92 @@ def test_queue_figures_in_metrics_and_plugins(tmp_path: Path, redis_process: Red
                 assert m["agentengine_queue_workers_alive"] == 1, m
 
             eventually(one_alive, timeout=2)  # well within the 3 s lease: it left
+
+
+async def user_log(port: int, user: str, runs: set[str], timeout: float = 60) -> list[Any]:
+    """The user's whole event log (SSE from the start) once every run of ``runs`` ended."""
+    items: list[dict[str, Any]] = []
+    async with (
+        asyncio.timeout(timeout),
+        httpx.AsyncClient(timeout=None) as client,
+        client.stream("GET", f"http://127.0.0.1:{port}/v1/events?after=0", headers=auth(user)) as r,
+    ):
+        assert r.status_code == 200
+        async for item in sse_items(r):
+            assert item.get("event") != "error", item
+            items.append(item["data"])
+            if runs <= {e["run_id"] for e in items if e.get("type") == "agent_completed"}:
+                return items
+    raise AssertionError("the stream ended early")
+
+
+def test_redis_killed_and_restarted_with_aof_loses_no_run(tmp_path: Path) -> None:
+    """Runs queued and executing on a real worker when redis-server (``appendonly yes``,
+    ``appendfsync always``) is killed with ``kill -9`` and restarted on the same port and
+    directory: no queued run is lost, and every run ends with exactly one terminal event,
+    its record saying so on the API."""
+    server = RedisProcess(tmp_path / "redis", args=["--appendfsync", "always"]).start()
+    prefix = unique_prefix()
+    env = queue_env(
+        server.url,
+        prefix,
+        AGENTENGINE_REDIS__LEASE="2",
+        AGENTENGINE_ENGINE__MAX_CONCURRENT_PER_USER="1",
+        AGENTENGINE_ENGINE__DRAIN_TIMEOUT="0.5",
+    )
+    users = ["ann", "bob", "cid"]
+    (tmp_path / "a").mkdir()
+    try:
+        with (
+            serve_process(tmp_path / "a", plugins={"chatplug": CHATTER}, env=env) as (_, port),
+            worker(tmp_path / "w", env, concurrency=2) as wproc,
+        ):
+
+            async def scenario() -> dict[str, set[str]]:
+                runs: dict[str, set[str]] = {u: set() for u in users}
+                async with httpx.AsyncClient(timeout=10) as client:
+                    for _ in range(3):
+                        for user in users:
+                            r = await client.post(
+                                f"http://127.0.0.1:{port}/v1/runs",
+                                json={"agent": "chatter", "input": {"count": 10, "delay": 0.05}},
+                                headers=auth(user),
+                            )
+                            assert r.status_code == 202, r.text
+                            runs[user].add(r.json()["run_id"])
+
+                    async def statuses() -> list[str]:
+                        found = []
+                        for user in users:
+                            r = await client.get(
+                                f"http://127.0.0.1:{port}/v1/runs", headers=auth(user)
+                            )
+                            found += [x["status"] for x in r.json()["runs"]]
+                        return found
+
+                    redis = server.client()
+                    slots = [slots_key(prefix, u) for u in users]
+                    async with asyncio.timeout(20):  # until both of the worker's slots are busy
+                        while sum(redis.zcard(k) for k in slots) < 2:  # noqa: ASYNC110
+                            await asyncio.sleep(0.01)
+                    redis.close()
+                    server.kill()
+                    # Longer than a run: the runs executing end while Redis is away.
+                    await asyncio.sleep(2.0)
+                    server.start()
+                    async with asyncio.timeout(60):
+                        while set(await statuses()) != {"succeeded"}:  # noqa: ASYNC110
+                            await asyncio.sleep(0.1)
+                return runs
+
+            runs = asyncio.run(scenario())
+            for user in users:
+                events = asyncio.run(user_log(port, user, runs[user]))
+                assert {e["user_id"] for e in events} == {user}
+                assert "events_lost" not in {e["type"] for e in events}
+                assert set(check_runs_end_once(events)) == runs[user]
+            wproc.terminate()
+            log = wproc.communicate(timeout=30)[0]
+            assert "Task exception was never retrieved" not in log, log
+    finally:
+        server.stop()

@@ -50,7 +50,7 @@ from agentengine_redis.layout import (
 from agentengine_redis.scripts import ACQUIRE, RELEASE, RENEW, STORE_RUN, SUBMIT
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Coroutine
+    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 
     from agentengine import EngineSettings
 
@@ -178,16 +178,61 @@ class RedisRunRegistry(RunRegistry):
     async def store(self, record: RunRecord) -> None:
         """Write the record (refused by Redis once the run's end was written). Failing to
         write a run in flight is logged, not raised: the run goes on here, and its end is
-        written when it ends. Failing to write an end raises."""
-        if record.done:
-            await self._store(record)
-        else:
+        written when it ends. An end that cannot be written because Redis is unreachable is
+        written again in the background until Redis is back (``retrying``; ``wait_finished``
+        waits for it), else the record would say the run is in flight for ever. Any other
+        failure to write an end raises."""
+        if not record.done:
             await self._store_in_flight(record)
+            return
+        from redis import exceptions as rexc
+
+        try:
+            await self._store(record)
+        except (rexc.ConnectionError, rexc.TimeoutError, rexc.ReadOnlyError, OSError):
+            task = asyncio.get_running_loop().create_task(
+                self._store_end_later(record), name=f"agentengine-redis-run-{record.run_id}"
+            )
+            self.track_write(task)
+
+    async def _store_end_later(self, record: RunRecord) -> None:
+        try:
+            await self.retrying("storing a run's end", lambda: self._store(record))
+        except Exception as exc:
+            _log.error(
+                "a run's end was not stored in redis: its record there stays in flight",
+                run_id=record.run_id,
+                status=record.status,
+                error=f"{type(exc).__name__}: {exc}",
+            )
 
     async def _store(self, record: RunRecord) -> None:
         self._redis()
         keys, args = self._store_call(record)
         await self.sink._eval(STORE_RUN, keys, args)
+
+    async def retrying(self, what: str, call: Callable[[], Awaitable[_T]]) -> _T:
+        """``await call()``, again (backing off up to 1 s) while Redis is unreachable, until
+        it succeeds: a write that must not be lost when Redis restarts (a run's end, freeing
+        its slot). Gives up, raising, once the sink is closing and past its give-up time (3 s
+        into shutdown), as the sink does with the events it buffers. The call must be safe to
+        repeat: its first attempt may have been applied."""
+        from redis import exceptions as rexc
+
+        delay = 0.05
+        while True:
+            self._redis()
+            try:
+                return await call()
+            except (rexc.ConnectionError, rexc.TimeoutError, rexc.ReadOnlyError, OSError) as exc:
+                if self.sink._closing and time.monotonic() >= self.sink._give_up_at:
+                    raise
+                _log.warning(
+                    f"{what} failed: Redis unreachable; retrying",
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+            await asyncio.sleep(delay)
+            delay = min(1.0, delay * 2)
 
     def _store_call(self, record: RunRecord) -> tuple[list[str], list[Any]]:
         user = record.user_id

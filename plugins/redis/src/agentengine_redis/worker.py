@@ -137,14 +137,21 @@ class Worker:
         """A wake-up for a user with queued runs: admit their oldest waiting run if they have
         a free slot (else the end of one of their runs wakes a worker again)."""
         redis = self.registry._redis()
-        await redis.xack(work_key(self.registry.prefix), GROUP, entry_id)
-        await redis.xdel(work_key(self.registry.prefix), entry_id)
+        try:
+            await redis.xack(work_key(self.registry.prefix), GROUP, entry_id)
+            await redis.xdel(work_key(self.registry.prefix), entry_id)
+        except Exception as exc:  # left pending: at worst a second look at the user's queue
+            _log.warning("acknowledging a wake-up failed", error=str(exc))
         raw_user = fields.get(b"u") or fields.get("u")
         if raw_user is None:
             await self._dead(fields, "not a wake-up (no field u)", None)
             return
         user_id = raw_user.decode() if isinstance(raw_user, bytes) else str(raw_user)
-        acquired = await self.registry.acquire(user_id)
+        # Retried while Redis is away: a wake-up dropped here would leave the user's queued
+        # runs waiting until their next submission.
+        acquired = await self.registry.retrying(
+            "taking a queued run", lambda: self.registry.acquire(user_id)
+        )
         if acquired is None:
             return
         run_id, raw = acquired
@@ -194,13 +201,14 @@ class Worker:
             await self._release(user_id, run_id)
 
     async def _release(self, user_id: str, run_id: str) -> None:
-        try:
-            waiting = await self.registry.release(user_id, run_id)
+        try:  # retried while Redis is away: the user's next run waits for this
+            waiting = await self.registry.retrying(
+                "freeing a run's slot", lambda: self.registry.release(user_id, run_id)
+            )
+            if waiting:
+                await self.registry.retrying("waking a worker", lambda: self.registry.wake(user_id))
         except Exception as exc:  # the lease expires on its own
             _log.warning("freeing a run's slot failed", run_id=run_id, error=str(exc))
-            return
-        if waiting:
-            await self.registry.wake(user_id)
 
     async def _renew_forever(self) -> None:
         lease = self.registry.sink.settings.lease
