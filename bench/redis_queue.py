@@ -15,7 +15,10 @@ user on the serve instance; times are taken in this process.
   each: runs per second from the first ``POST`` to the last ``agent_completed`` received.
   Target: 2 workers at least 1.8x the runs per second of 1.
 * **(c) Short runs.** ``--short-runs`` runs of the short agent over 20 users submitted at
-  once: runs per second through the queue (2 workers of 10) vs in-process, as a ratio.
+  once: runs per second through the queue (2 workers of 10) vs in-process, as a ratio. For
+  the queued case, what the runs cost Redis over the burst (``INFO commandstats``, ``cpu``,
+  ``memory``): commands, microseconds of the Redis server's CPU and bytes kept per run, so
+  about how many runs per second one Redis core carries.
 """
 
 from __future__ import annotations
@@ -255,6 +258,39 @@ async def burst(port: int, runs: int, agent: str, run_input: dict[str, Any]) -> 
     return runs / (ended - begun)
 
 
+def redis_cpu(client: redis.Redis) -> float:
+    """Seconds of CPU the Redis server used so far (user + system)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def redis_cost(url: str, runs: int, before: tuple[float, int]) -> dict[str, float]:
+    """Per run since ``redis_mark``: commands executed (those inside scripts included), CPU
+    of the Redis server (us) and memory kept (bytes: records, events, indexes)."""
+    client = redis.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats")
+        cpu = redis_cpu(client)
+        memory = int(client.info("memory")["used_memory"])
+    finally:
+        client.close()
+    return {
+        "commands": sum(v["calls"] for v in stats.values()) / runs,
+        "usec": (cpu - before[0]) * 1e6 / runs,
+        "bytes": (memory - before[1]) / runs,
+    }
+
+
+def redis_mark(url: str) -> tuple[float, int]:
+    """Reset ``INFO commandstats``; Redis's CPU seconds and memory now."""
+    client = redis.Redis.from_url(url)
+    try:
+        client.config_resetstat()
+        return redis_cpu(client), int(client.info("memory")["used_memory"])
+    finally:
+        client.close()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=200)
@@ -296,11 +332,16 @@ async def main() -> None:
             with deployment(base, url, "bench-c-local:", workers=0) as port:
                 in_process = await burst(port, args.short_runs, "quick", {})
             with deployment(base, url, "bench-c-queue:", workers=2) as port:
+                mark = redis_mark(url)
                 through_queue = await burst(port, args.short_runs, "quick", {})
+                cost = redis_cost(url, args.short_runs, mark)
             print(
                 f"(c) short runs, {args.short_runs} over 20 users at once: in-process "
                 f"{in_process:.0f} runs/s, queued (2 workers of 10) {through_queue:.0f} runs/s, "
-                f"ratio {through_queue / in_process:.2f}x"
+                f"ratio {through_queue / in_process:.2f}x; Redis per queued run: "
+                f"{cost['commands']:.0f} commands, {cost['usec']:.0f} us of Redis CPU "
+                f"(one Redis core: about {1e6 / cost['usec']:,.0f} runs/s), "
+                f"{cost['bytes']:,.0f} bytes kept"
             )
         finally:
             proc.kill()
