@@ -32,6 +32,7 @@ __all__ = [
     "lost_key",
     "queue_users_key",
     "workers_key",
+    "WORK_GROUP",
 ]
 
 _CURSOR = re.compile(r"([0-9a-f]{8})-([0-9]{1,18})")
@@ -81,6 +82,10 @@ def slots_key(prefix: str, user_id: str) -> str:
 def wait_key(prefix: str, user_id: str) -> str:
     """The user's queued runs waiting for a slot, oldest first (a list of run ids)."""
     return f"{prefix}{{{_tag(user_id)}}}:wait"
+
+
+#: The consumer group every worker reads the work stream through.
+WORK_GROUP = "workers"
 
 
 def work_key(prefix: str) -> str:

@@ -126,7 +126,7 @@ class RedisPlugin:
         from redis.asyncio import Redis
 
         from agentengine_redis.figures import queue_figures
-        from agentengine_redis.worker import GROUP
+        from agentengine_redis.layout import WORK_GROUP
 
         assert self.settings is not None
         assert self.settings.url is not None
@@ -135,7 +135,7 @@ class RedisPlugin:
             self.settings.url, socket_timeout=timeout, socket_connect_timeout=timeout
         )
         try:
-            return await queue_figures(redis, self.settings.key_prefix, GROUP)
+            return await queue_figures(redis, self.settings.key_prefix, WORK_GROUP)
         except Exception:
             return None  # the connection item says why
         finally:

@@ -39,6 +39,7 @@ from agentengine import (
 
 from agentengine_redis.config import _safe_url
 from agentengine_redis.layout import (
+    WORK_GROUP,
     queue_users_key,
     run_key_prefix,
     runs_done_key,
@@ -348,10 +349,9 @@ class RedisRunRegistry(RunRegistry):
         running, workers alive, runs lost; {} while Redis is unreachable. The last ones read
         are kept for ``agentengine plugins`` (``last_figures``)."""
         from agentengine_redis.figures import queue_figures
-        from agentengine_redis.worker import GROUP
 
         try:
-            figures = await queue_figures(self._redis(), self.prefix, GROUP)
+            figures = await queue_figures(self._redis(), self.prefix, WORK_GROUP)
         except Exception as exc:
             _log.warning("reading the queue's figures failed", error=f"{type(exc).__name__}: {exc}")
             return {}

@@ -33,7 +33,7 @@ from agentengine import (
 )
 
 from agentengine_redis.figures import heartbeat, leave
-from agentengine_redis.layout import dead_key, work_key
+from agentengine_redis.layout import WORK_GROUP, dead_key, work_key
 
 if TYPE_CHECKING:
     from agentengine import ExecutionEngineFactory
@@ -45,7 +45,7 @@ __all__ = ["GROUP", "Worker", "serve_worker", "worker_command"]
 _log = structlog.get_logger("agentengine_redis.worker")
 
 #: The consumer group every worker reads the work stream through.
-GROUP = "workers"
+GROUP = WORK_GROUP
 #: Milliseconds one read of the work stream waits for entries.
 _BLOCK_MS = 500
 #: Entries kept on the dead-letter stream.
