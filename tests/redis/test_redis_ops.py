@@ -370,3 +370,40 @@ def test_redis_killed_and_restarted_with_aof_loses_no_run(tmp_path: Path) -> Non
             assert "Task exception was never retrieved" not in log, log
     finally:
         server.stop()
+
+
+async def test_a_worker_stopped_while_redis_is_down_stops(tmp_path: Path) -> None:
+    """A worker that waits for Redis to take a queued run (its wake-up read before Redis went
+    away) still stops when told to: it does not wait for Redis for ever."""
+    from agentengine import ExecutionEngineFactory
+    from agentengine_redis import RedisPlugin
+    from agentengine_redis.worker import Worker
+
+    server = RedisProcess(tmp_path / "redis").start()
+    plugin = RedisPlugin(
+        {
+            "url": server.url,
+            "key_prefix": unique_prefix(),
+            "queue": True,
+            "connect_timeout": 0.3,
+            "socket_timeout": 0.3,
+        }
+    )
+    try:
+        async with ExecutionEngineFactory(
+            plugins=[plugin], load_entrypoints=False, drain_timeout=0.2
+        ) as executor:
+            worker = Worker(executor, 1)
+            task = asyncio.create_task(worker.run())
+            await asyncio.sleep(0.3)  # reading the work stream
+            server.kill()
+            wake = asyncio.create_task(worker._wake(b"1-0", {b"u": b"ann"}))
+            worker._starting.add(wake)
+            await asyncio.sleep(0.5)  # retrying, Redis away
+            assert not wake.done()
+            worker.stop()
+            await asyncio.wait_for(task, 10)
+            await asyncio.wait_for(worker.drain(), 10)
+            assert wake.done()
+    finally:
+        server.stop()

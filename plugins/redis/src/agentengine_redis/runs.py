@@ -212,12 +212,17 @@ class RedisRunRegistry(RunRegistry):
         keys, args = self._store_call(record)
         await self.sink._eval(STORE_RUN, keys, args)
 
-    async def retrying(self, what: str, call: Callable[[], Awaitable[_T]]) -> _T:
+    async def retrying(
+        self,
+        what: str,
+        call: Callable[[], Awaitable[_T]],
+        stop: asyncio.Event | None = None,
+    ) -> _T:
         """``await call()``, again (backing off up to 1 s) while Redis is unreachable, until
         it succeeds: a write that must not be lost when Redis restarts (a run's end, freeing
-        its slot). Gives up, raising, once the sink is closing and past its give-up time (3 s
-        into shutdown), as the sink does with the events it buffers. The call must be safe to
-        repeat: its first attempt may have been applied."""
+        its slot). Gives up, raising, once ``stop`` is set, or once the sink is closing and
+        past its give-up time (3 s into shutdown), as the sink does with the events it
+        buffers. The call must be safe to repeat: its first attempt may have been applied."""
         from redis import exceptions as rexc
 
         delay = 0.05
@@ -226,7 +231,8 @@ class RedisRunRegistry(RunRegistry):
             try:
                 return await call()
             except (rexc.ConnectionError, rexc.TimeoutError, rexc.ReadOnlyError, OSError) as exc:
-                if self.sink._closing and time.monotonic() >= self.sink._give_up_at:
+                giving_up = self.sink._closing and time.monotonic() >= self.sink._give_up_at
+                if giving_up or (stop is not None and stop.is_set()):
                     raise
                 _log.warning(
                     f"{what} failed: Redis unreachable; retrying",

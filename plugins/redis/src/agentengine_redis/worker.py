@@ -136,22 +136,23 @@ class Worker:
     async def _wake(self, entry_id: Any, fields: dict[Any, Any]) -> None:
         """A wake-up for a user with queued runs: admit their oldest waiting run if they have
         a free slot (else the end of one of their runs wakes a worker again)."""
-        redis = self.registry._redis()
-        try:
-            await redis.xack(work_key(self.registry.prefix), GROUP, entry_id)
-            await redis.xdel(work_key(self.registry.prefix), entry_id)
-        except Exception as exc:  # left pending: at worst a second look at the user's queue
-            _log.warning("acknowledging a wake-up failed", error=str(exc))
         raw_user = fields.get(b"u") or fields.get("u")
         if raw_user is None:
+            await self._ack(entry_id)
             await self._dead(fields, "not a wake-up (no field u)", None)
             return
         user_id = raw_user.decode() if isinstance(raw_user, bytes) else str(raw_user)
-        # Retried while Redis is away: a wake-up dropped here would leave the user's queued
-        # runs waiting until their next submission.
-        acquired = await self.registry.retrying(
-            "taking a queued run", lambda: self.registry.acquire(user_id)
-        )
+        # Retried while Redis is away (until this worker stops), and acknowledged only then:
+        # a wake-up dropped here would leave the user's queued runs waiting until their next
+        # submission; one left pending is at worst a second look at the user's queue.
+        try:
+            acquired = await self.registry.retrying(
+                "taking a queued run", lambda: self.registry.acquire(user_id), self._stopping
+            )
+        except Exception as exc:
+            _log.warning("taking a queued run failed; its wake-up stays pending", error=str(exc))
+            return
+        await self._ack(entry_id)
         if acquired is None:
             return
         run_id, raw = acquired
@@ -189,6 +190,14 @@ class Worker:
         self.registry.track_write(ender)
         self._enders.add(ender)
         ender.add_done_callback(self._enders.discard)
+
+    async def _ack(self, entry_id: Any) -> None:
+        redis = self.registry._redis()
+        try:
+            await redis.xack(work_key(self.registry.prefix), GROUP, entry_id)
+            await redis.xdel(work_key(self.registry.prefix), entry_id)
+        except Exception as exc:  # left pending: at worst a second look at the user's queue
+            _log.warning("acknowledging a wake-up failed", error=str(exc))
 
     async def _ended(self, user_id: str, run_id: str, handle: Any) -> None:
         try:
