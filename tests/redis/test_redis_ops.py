@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from agentengine import RunContext, agent, hookimpl
 from agentengine_redis.layout import slots_key
 from redis_server import RedisProcess, unique_prefix
 from server_helpers import (
@@ -405,5 +406,69 @@ async def test_a_worker_stopped_while_redis_is_down_stops(tmp_path: Path) -> Non
             await asyncio.wait_for(task, 10)
             await asyncio.wait_for(worker.drain(), 10)
             assert wake.done()
+    finally:
+        server.stop()
+
+
+@agent(name="napper")
+async def napper(run: RunContext, seconds: float = 0.0, answer: str = "ok") -> str:
+    await run.think("napping")
+    await asyncio.sleep(seconds)
+    return answer
+
+
+class NapPlugin:
+    name = "napplug"
+
+    @hookimpl
+    def agentengine_register_agents(self, registry: Any) -> None:
+        registry.add(napper)
+
+
+async def test_a_queued_runs_result_waits_through_a_redis_restart(tmp_path: Path) -> None:
+    """``await handle.result()`` of a queued run rides through Redis going away and coming
+    back (the run goes on on its worker), instead of failing with the outage."""
+    from agentengine import ExecutionEngineFactory, UserExecutionContext
+    from agentengine_redis import RedisPlugin
+    from agentengine_redis.worker import Worker
+
+    server = RedisProcess(tmp_path / "redis").start()
+    config = {
+        "url": server.url,
+        "key_prefix": unique_prefix(),
+        "queue": True,
+        "connect_timeout": 0.3,
+        "socket_timeout": 0.3,
+    }
+    try:
+        async with (
+            ExecutionEngineFactory(
+                plugins=[RedisPlugin(config), NapPlugin()], load_entrypoints=False
+            ) as api,
+            ExecutionEngineFactory(
+                plugins=[RedisPlugin(config), NapPlugin()], load_entrypoints=False
+            ) as executor,
+        ):
+            worker = Worker(executor, 1)
+            task = asyncio.create_task(worker.run())
+            handle = await api.submit_run(
+                UserExecutionContext.for_user("ann"), "napper", {"seconds": 1.0, "answer": "up"}
+            )
+            waiting = asyncio.create_task(handle.result())
+            async with asyncio.timeout(20):
+                while True:  # until the worker started it
+                    record = await api.runs.get("ann", handle.run_id)
+                    if record is not None and record.status == "running":
+                        break
+                    await asyncio.sleep(0.02)
+            server.kill()
+            await asyncio.sleep(1.5)  # the run ends while Redis is away
+            assert not waiting.done()
+            server.start()
+            result = await asyncio.wait_for(waiting, 20)
+            assert (result.status.value, result.output) == ("succeeded", "up")
+            worker.stop()
+            await task
+            await worker.drain()
     finally:
         server.stop()

@@ -479,11 +479,16 @@ class QueuedRun(RunHandle):
         task.add_done_callback(self._registry._writes.discard)
 
     async def wait(self) -> None:
-        """Wait until the run's record says it ended."""
+        """Wait until the run's record says it ended (through a Redis outage: the run goes
+        on on its worker meanwhile, and its end is written once Redis is back)."""
         record = self._record
         while not record.done:
             await asyncio.sleep(_POLL)
-            found = await self._registry.get(record.user_id, record.run_id)
+            try:
+                found = await self._registry.get(record.user_id, record.run_id)
+            except BackendUnavailableError:
+                await asyncio.sleep(1.0)  # look again once a second until Redis is back
+                continue
             if found is not None:
                 record = self._record = found
 
