@@ -36,6 +36,8 @@ class RedisProcess:
     directory: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    #: More redis-server options (``["--appendfsync", "always"]``).
+    args: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -60,6 +62,7 @@ class RedisProcess:
                 "no",
                 "--logfile",
                 str(self.directory / "redis.log"),
+                *self.args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

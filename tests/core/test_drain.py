@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from agentengine import (
+    BackendUnavailableError,
     DrainingError,
     DrainingErrorMiddleware,
     EngineClosedError,
@@ -229,6 +230,21 @@ async def test_the_middleware_answers_draining_with_503_and_retry_after() -> Non
 
     start, _ = await _call(closed, "http")
     assert start["status"] == 503 and dict(start["headers"])[b"retry-after"] == b"1"
+
+
+async def test_the_middleware_answers_an_unreachable_backend_with_503_naming_it() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise BackendUnavailableError("Redis is away; retry", dependency="redis", retry_after=2)
+
+    start, body = await _call(app, "http")
+    assert start["status"] == 503 and dict(start["headers"])[b"retry-after"] == b"2"
+    assert json.loads(body["body"]) == {
+        "error": "unavailable",
+        "dependency": "redis",
+        "message": "Redis is away; retry",
+        "retry_after": 2,
+    }
+    assert await _call(app, "websocket") == [{"type": "websocket.close", "code": 1013}]
 
 
 async def test_the_middleware_leaves_other_errors_and_started_responses_alone() -> None:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     )
     from agentengine.errors import (
         AgentEngineError as AgentEngineError,
+        BackendUnavailableError as BackendUnavailableError,
         ConfigError as ConfigError,
         DrainingError as DrainingError,
         EngineClosedError as EngineClosedError,
@@ -105,6 +106,7 @@ _EXPORTS: dict[str, str] = {
     "AgentRegistry": "agentengine.definitions.agents",
     "AgentStartedEvent": "agentengine.events",
     "AgentThinkingEvent": "agentengine.events",
+    "BackendUnavailableError": "agentengine.errors",
     "BaseEvent": "agentengine.events",
     "ConfigError": "agentengine.errors",
     "DrainingError": "agentengine.errors",

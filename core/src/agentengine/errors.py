@@ -12,6 +12,7 @@ standard kind::
     ├── EngineLimitError                              too many engines for one user
     ├── EngineClosedError                             the engine or factory was cleaned up
     │   └── DrainingError                             the factory is draining: retry elsewhere/later
+    ├── BackendUnavailableError                       a service runs depend on is unreachable
     ├── StartPending                                  (internal, never escapes) extensions to start
     ├── PluginLoadError                               a plugin failed to load (strict mode)
     ├── PluginHookError                               a plugin's per-engine hook raised
@@ -39,6 +40,7 @@ from collections.abc import Awaitable, Callable
 
 __all__ = [
     "AgentEngineError",
+    "BackendUnavailableError",
     "ConfigError",
     "DrainingError",
     "EngineClosedError",
@@ -125,6 +127,21 @@ class DrainingError(EngineClosedError):
 
     def __init__(self, message: str, *, retry_after: int = 1) -> None:
         super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
+
+
+class BackendUnavailableError(AgentEngineError):
+    """A service that runs or their records live on (``dependency``, e.g. ``"redis"``) cannot
+    be reached right now: nothing was done, and the same call may succeed later.
+
+    A server answers it "503 Service Unavailable" with ``Retry-After: retry_after`` (whole
+    seconds, at least 1); the message says what is unreachable and what to do, and never holds
+    an address or a secret.
+    """
+
+    def __init__(self, message: str, *, dependency: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.dependency = dependency
         self.retry_after = max(1, int(retry_after))
 
 

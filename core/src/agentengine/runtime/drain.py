@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from agentengine.errors import EngineClosedError, describe_error
+from agentengine.errors import BackendUnavailableError, EngineClosedError, describe_error
 
 if TYPE_CHECKING:
     from agentengine.runtime.factory import ExecutionEngineFactory
@@ -336,7 +336,10 @@ class DrainingErrorMiddleware:
     """ASGI middleware: an ``EngineClosedError`` (a ``DrainingError`` while the factory
     drains) that escapes the application before it answered becomes ``503`` with
     ``Retry-After`` and a JSON body ``{"error": "shutting_down", "message", "retry_after"}``;
-    on a WebSocket not yet accepted, a close with ``1013`` (try again later).
+    on a WebSocket not yet accepted, a close with ``1013`` (try again later). A
+    ``BackendUnavailableError`` (a service runs live on is unreachable, e.g. the Redis of a run
+    queue) is answered the same way, with ``{"error": "unavailable", "dependency", "message",
+    "retry_after"}``.
 
     For any ASGI app: ``app = DrainingErrorMiddleware(app)``; Starlette and FastAPI:
     ``middleware=[Middleware(DrainingErrorMiddleware)]`` (``app.add_middleware``). An
@@ -361,14 +364,18 @@ class DrainingErrorMiddleware:
 
         try:
             await self.app(scope, receive, watching_send)
-        except EngineClosedError as exc:
+        except (EngineClosedError, BackendUnavailableError) as exc:
             if answered:
                 raise
             retry_after = int(getattr(exc, "retry_after", 1))
             if kind == "websocket":
                 await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER})
                 return
-            await send_unavailable(send, retry_after)
+            if isinstance(exc, BackendUnavailableError):
+                body = {"error": "unavailable", "dependency": exc.dependency, "message": str(exc)}
+                await send_unavailable(send, retry_after, body)
+            else:
+                await send_unavailable(send, retry_after)
 
 
 _ANSWERS = frozenset(
@@ -376,15 +383,17 @@ _ANSWERS = frozenset(
 )
 
 
-async def send_unavailable(send: _Send, retry_after: int) -> None:
-    """Answer ``503 shutting_down`` with ``Retry-After: retry_after`` on ASGI ``send``."""
-    body = json.dumps(
-        {
+async def send_unavailable(
+    send: _Send, retry_after: int, answer: Mapping[str, Any] | None = None
+) -> None:
+    """Answer ``503`` with ``Retry-After: retry_after`` on ASGI ``send``: ``shutting_down``,
+    or the JSON ``answer`` given (``retry_after`` added to it)."""
+    if answer is None:
+        answer = {
             "error": "shutting_down",
             "message": "the server is shutting down and takes no new runs; retry later",
-            "retry_after": retry_after,
         }
-    ).encode()
+    body = json.dumps({**answer, "retry_after": retry_after}).encode()
     await send(
         {
             "type": "http.response.start",

@@ -279,6 +279,14 @@ class RunRegistry:
         shared by several processes writes it where they all read it. This one keeps records
         in memory, where they already are."""
 
+    async def figures(self) -> dict[str, float]:
+        """Figures of a shared run queue for operators (``GET /metrics``), by name: e.g.
+        ``queue_depth``, ``runs_queued``, ``runs_running``, ``workers_alive``,
+        ``runs_lost_total``. Never raises (an unreachable backend gives fewer figures, or
+        none); never keyed by user. Runs executing in this process are counted elsewhere
+        (``get_factory_metrics``), so this registry has none."""
+        return {}
+
     # -- the run table ------------------------------------------------------------------------
 
     def _touch(self, user_id: str) -> _UserRuns:

@@ -31,6 +31,9 @@ __all__ = [
     "dead_key",
     "slots_key",
     "wait_key",
+    "queue_users_key",
+    "workers_key",
+    "WORK_GROUP",
 ]
 
 _CURSOR = re.compile(r"([0-9a-f]{8})-([0-9]{1,18})")
@@ -82,6 +85,10 @@ def wait_key(prefix: str, user_id: str) -> str:
     return f"{prefix}{{{_tag(user_id)}}}:wait"
 
 
+#: The consumer group every worker reads the work stream through.
+WORK_GROUP = "workers"
+
+
 def work_key(prefix: str) -> str:
     """The stream of wake-ups (field ``u``: a user with queued runs), read by every worker
     through one consumer group. Not per user: workers read one stream."""
@@ -102,6 +109,18 @@ def lost_key(prefix: str) -> str:
 def dead_key(prefix: str) -> str:
     """The stream of queued entries no worker could execute (fields ``w`` and ``reason``)."""
     return f"{prefix}queue:dead"
+
+
+def workers_key(prefix: str) -> str:
+    """The workers' heartbeats: a sorted set of worker names scored by the expiry (ms, Redis
+    ``TIME``) of their lease; a worker is alive while its score is in the future."""
+    return f"{prefix}workers"
+
+
+def queue_users_key(prefix: str) -> str:
+    """The users who queued runs (a sorted set scored by their last submission, ms): whose
+    keys the queue's figures count (see ``figures``)."""
+    return f"{prefix}queue:users"
 
 
 def cursor_text(epoch: str, n: int) -> str:

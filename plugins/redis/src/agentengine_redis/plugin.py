@@ -41,6 +41,8 @@ class RedisPlugin:
         self.settings: RedisSettings | None = self._explicit
         #: The sink this plugin gave the factory (None while inactive).
         self.sink: RedisEventSink | None = None
+        #: The run registry this plugin gave the factory (None unless ``queue``).
+        self.runs: RedisRunRegistry | None = None
 
     @hookimpl
     def agentengine_configure(self, settings: Settings) -> None:
@@ -78,7 +80,8 @@ class RedisPlugin:
                 "[redis] queue = true needs the Redis event sink, but another plugin's sink "
                 f"({type(events).__name__}) was chosen: disable that plugin or set queue = false"
             )
-        return RedisRunRegistry(engine_settings, events)
+        self.runs = RedisRunRegistry(engine_settings, events)
+        return self.runs
 
     @hookimpl
     def agentengine_cli_commands(self) -> list[Any]:
@@ -91,7 +94,55 @@ class RedisPlugin:
     @hookimpl
     def agentengine_status(self) -> list[dict[str, Any]]:
         """Reachable or not, server version, persistence; ``ready`` is False while Redis is
-        unreachable (``/healthz`` then answers 503 ``degraded``)."""
+        unreachable (``/healthz`` then answers 503 ``degraded``). With ``queue``, a second
+        item: the queue's figures (``agentengine_redis.figures``)."""
+        items = self._connection_status()
+        if self.settings is not None and self.settings.url is not None and self.settings.queue:
+            items.append(self._queue_status())
+        return items
+
+    def _queue_status(self) -> dict[str, Any]:
+        """The queue's figures: read now on a command line; in a running server, as the last
+        ``GET /metrics`` read them (a status report must not wait for Redis)."""
+        import asyncio
+
+        from agentengine_redis.figures import describe
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            figures: dict[str, float] | None = asyncio.run(self._read_figures())
+        else:
+            figures = self.runs.last_figures if self.runs is not None else None
+        if not figures:
+            return {
+                "name": "redis-queue",
+                "state": "unknown",
+                "detail": "the queue's figures could not be read (Redis unreachable), or no "
+                "GET /metrics has read them yet",
+            }
+        return {"name": "redis-queue", "state": "ok", "detail": describe(figures), **figures}
+
+    async def _read_figures(self) -> dict[str, float] | None:
+        from redis.asyncio import Redis
+
+        from agentengine_redis.figures import queue_figures
+        from agentengine_redis.layout import WORK_GROUP
+
+        assert self.settings is not None
+        assert self.settings.url is not None
+        timeout = self.settings.connect_timeout
+        redis = Redis.from_url(
+            self.settings.url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        try:
+            return await queue_figures(redis, self.settings.key_prefix, WORK_GROUP)
+        except Exception:
+            return None  # the connection item says why
+        finally:
+            await redis.aclose()
+
+    def _connection_status(self) -> list[dict[str, Any]]:
         if self.settings is None or self.settings.url is None:
             return [
                 {

@@ -18,14 +18,17 @@ seconds (``[redis] retention_seconds`` when that is None) after the user's last 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import math
 import secrets
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import structlog
 from agentengine import (
+    BackendUnavailableError,
     BaseEvent,
     EngineLimitError,
     RunHandle,
@@ -36,9 +39,12 @@ from agentengine import (
     ToolArgumentError,
 )
 
+from agentengine_redis.config import _safe_url
 from agentengine_redis.layout import (
+    WORK_GROUP,
     cancel_channel,
     meta_key,
+    queue_users_key,
     run_key_prefix,
     runs_done_key,
     runs_key,
@@ -60,7 +66,7 @@ from agentengine_redis.scripts import (
 from agentengine_redis.sink import Fence
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 
     from agentengine import EngineSettings
 
@@ -90,6 +96,44 @@ _FIELDS = (
 )
 
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def needs_redis(
+    method: Callable[_P, Coroutine[Any, Any, _T]],
+) -> Callable[_P, Coroutine[Any, Any, _T]]:
+    """Turn Redis being unreachable (refused, timed out, loading its data, a read-only
+    replica) during ``method`` into ``BackendUnavailableError``: a server answers it 503 with
+    ``Retry-After``, not 500. The address and the cause are logged, not told to the client."""
+
+    @functools.wraps(method)
+    async def call(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        from redis import exceptions as rexc
+
+        try:
+            return await method(*args, **kwargs)
+        except (rexc.ConnectionError, rexc.TimeoutError, rexc.ReadOnlyError, OSError) as exc:
+            registry = args[0]
+            assert isinstance(registry, RedisRunRegistry)
+            settings = registry.sink.settings
+            _log.warning(
+                "redis unreachable: run queue call refused",
+                call=method.__name__,
+                url=_safe_url(settings.url or ""),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            raise BackendUnavailableError(
+                "Redis, where runs are queued and recorded, cannot be reached right now; "
+                "nothing was done: retry in a few seconds. If this lasts, the operator should "
+                "check that Redis is up and reachable (GET /healthz, agentengine plugins)",
+                dependency="redis",
+                retry_after=math.ceil(settings.health_interval),
+            ) from None
+
+    return call
+
+
 class RedisRunRegistry(RunRegistry):
     """``factory.runs`` on Redis (see the module docstring). Uses the connections of the
     plugin's ``RedisEventSink`` (``sink``). ``submit_run`` queues runs for workers
@@ -102,6 +146,8 @@ class RedisRunRegistry(RunRegistry):
         super().__init__(settings)
         self.sink = sink
         self.prefix = sink.prefix
+        #: The queue's figures as ``figures`` last read them (None before).
+        self.last_figures: dict[str, float] | None = None
         # Background writes of started runs (held so they are not garbage collected).
         self._writes: set[asyncio.Task[Any]] = set()
         #: True in a worker: its runs end through the sink's append (their fence), never
@@ -161,19 +207,70 @@ class RedisRunRegistry(RunRegistry):
     async def store(self, record: RunRecord) -> None:
         """Write the record (refused by Redis once the run's end was written). Failing to
         write a run in flight is logged, not raised: the run goes on here, and its end is
-        written when it ends. Failing to write an end raises. In a worker the end is written
-        with the run's terminal event (see ``fence``), not here."""
+        written when it ends. An end that cannot be written because Redis is unreachable is
+        written again in the background until Redis is back (``retrying``; ``wait_finished``
+        waits for it), else the record would say the run is in flight for ever. Any other
+        failure to write an end raises. In a worker the end is written with the run's terminal
+        event (see ``fence``), not here."""
         if record.done and self.fencing:
             return
-        if record.done:
-            await self._store(record)
-        else:
+        if not record.done:
             await self._store_in_flight(record)
+            return
+        from redis import exceptions as rexc
+
+        try:
+            await self._store(record)
+        except (rexc.ConnectionError, rexc.TimeoutError, rexc.ReadOnlyError, OSError):
+            task = asyncio.get_running_loop().create_task(
+                self._store_end_later(record), name=f"agentengine-redis-run-{record.run_id}"
+            )
+            self.track_write(task)
+
+    async def _store_end_later(self, record: RunRecord) -> None:
+        try:
+            await self.retrying("storing a run's end", lambda: self._store(record))
+        except Exception as exc:
+            _log.error(
+                "a run's end was not stored in redis: its record there stays in flight",
+                run_id=record.run_id,
+                status=record.status,
+                error=f"{type(exc).__name__}: {exc}",
+            )
 
     async def _store(self, record: RunRecord) -> None:
         self._redis()
         keys, args = self._store_call(record)
         await self.sink._eval(STORE_RUN, keys, args)
+
+    async def retrying(
+        self,
+        what: str,
+        call: Callable[[], Awaitable[_T]],
+        stop: asyncio.Event | None = None,
+    ) -> _T:
+        """``await call()``, again (backing off up to 1 s) while Redis is unreachable, until
+        it succeeds: a write that must not be lost when Redis restarts (a run's end, freeing
+        its slot). Gives up, raising, once ``stop`` is set, or once the sink is closing and
+        past its give-up time (3 s into shutdown), as the sink does with the events it
+        buffers. The call must be safe to repeat: its first attempt may have been applied."""
+        from redis import exceptions as rexc
+
+        delay = 0.05
+        while True:
+            self._redis()
+            try:
+                return await call()
+            except (rexc.ConnectionError, rexc.TimeoutError, rexc.ReadOnlyError, OSError) as exc:
+                giving_up = self.sink._closing and time.monotonic() >= self.sink._give_up_at
+                if giving_up or (stop is not None and stop.is_set()):
+                    raise
+                _log.warning(
+                    f"{what} failed: Redis unreachable; retrying",
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+            await asyncio.sleep(delay)
+            delay = min(1.0, delay * 2)
 
     def _store_call(self, record: RunRecord) -> tuple[list[str], list[Any]]:
         user = record.user_id
@@ -357,6 +454,7 @@ class RedisRunRegistry(RunRegistry):
         """Wake a worker for the user's waiting runs."""
         await self._redis().xadd(work_key(self.prefix), {"u": user_id})
 
+    @needs_redis
     async def enqueue(
         self, record: RunRecord, run_input: dict[str, Any], timeout: float | None
     ) -> RunHandle:
@@ -399,7 +497,9 @@ class RedisRunRegistry(RunRegistry):
             json.dumps(run_input, separators=(",", ":")),
         )
         pipe.xadd(work_key(self.prefix), {"u": user})
-        waiting, _ = await pipe.execute()
+        # Whose keys the queue's figures count (``figures``).
+        pipe.zadd(queue_users_key(self.prefix), {user: int(time.time() * 1000)})
+        waiting, *_ = await pipe.execute()
         if int(waiting) < 0:
             raise EngineLimitError(
                 f"user {user!r} already has {bound} runs waiting for a slot (the limit is "
@@ -407,6 +507,20 @@ class RedisRunRegistry(RunRegistry):
                 f"{self.per_user_limit} executing); wait for one to end (or cancel one) and retry"
             )
         return QueuedRun(self, record)
+
+    async def figures(self) -> dict[str, float]:
+        """The queue's figures (``agentengine_redis.figures``): depth, runs queued and
+        running, workers alive, runs lost; {} while Redis is unreachable. The last ones read
+        are kept for ``agentengine plugins`` (``last_figures``)."""
+        from agentengine_redis.figures import queue_figures
+
+        try:
+            figures = await queue_figures(self._redis(), self.prefix, WORK_GROUP)
+        except Exception as exc:
+            _log.warning("reading the queue's figures failed", error=f"{type(exc).__name__}: {exc}")
+            return {}
+        self.last_figures = figures
+        return figures
 
     @staticmethod
     def _decode(raw: Any) -> RunRecord | None:
@@ -419,6 +533,7 @@ class RedisRunRegistry(RunRegistry):
             _log.error("unreadable run record in redis; ignored", record=repr(raw)[:200])
             return None
 
+    @needs_redis
     async def get(self, user_id: str, run_id: str) -> RunRecord | None:
         """The user's run ``run_id`` from any process, or None (also for another user's run):
         this process's own record while the run is in flight here (the freshest), else the
@@ -434,6 +549,7 @@ class RedisRunRegistry(RunRegistry):
             return local  # Redis unreachable: this process's own record is the answer
         return self._decode(raw) or local
 
+    @needs_redis
     async def list(self, user_id: str) -> list[RunRecord]:
         """The user's runs known to any process (in flight and finished ones still kept),
         oldest first."""
@@ -457,6 +573,7 @@ class RedisRunRegistry(RunRegistry):
                 found[record.run_id] = record
         return sorted(found.values(), key=lambda r: r.created_at)
 
+    @needs_redis
     async def cancel(self, user_id: str, run_id: str) -> RunRecord | None:
         """Cancel the user's run wherever it is and wait (bounded) until it ended; None when
         the user has no such run. Executing in this process: cancelled here. Queued: ended at
@@ -541,11 +658,16 @@ class QueuedRun(RunHandle):
         task.add_done_callback(self._registry._writes.discard)
 
     async def wait(self) -> None:
-        """Wait until the run's record says it ended."""
+        """Wait until the run's record says it ended (through a Redis outage: the run goes
+        on on its worker meanwhile, and its end is written once Redis is back)."""
         record = self._record
         while not record.done:
             await asyncio.sleep(_POLL)
-            found = await self._registry.get(record.user_id, record.run_id)
+            try:
+                found = await self._registry.get(record.user_id, record.run_id)
+            except BackendUnavailableError:
+                await asyncio.sleep(1.0)  # look again once a second until Redis is back
+                continue
             if found is not None:
                 record = self._record = found
 

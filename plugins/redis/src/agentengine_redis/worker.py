@@ -35,7 +35,9 @@ from agentengine import (
     UserExecutionContext,
 )
 
+from agentengine_redis.figures import heartbeat, leave
 from agentengine_redis.layout import (
+    WORK_GROUP,
     cancel_channel,
     dead_key,
     lost_key,
@@ -53,7 +55,7 @@ __all__ = ["GROUP", "Worker", "serve_worker", "worker_command"]
 _log = structlog.get_logger("agentengine_redis.worker")
 
 #: The consumer group every worker reads the work stream through.
-GROUP = "workers"
+GROUP = WORK_GROUP
 #: Milliseconds one read of the work stream waits for entries.
 _BLOCK_MS = 500
 #: Entries kept on the dead-letter stream.
@@ -144,7 +146,11 @@ class Worker:
                 ("cancels", self._listen_for_cancels),
             ):
                 self._background.append(loop.create_task(body(), name=f"agentengine-worker-{name}"))
-        await self._take(redis, key)
+        await self._heartbeat()
+        try:
+            await self._take(redis, key)
+        finally:
+            await self._leave()
 
     async def _take(self, redis: Any, key: str) -> None:
         while not self._stopping.is_set():
@@ -209,8 +215,12 @@ class Worker:
             return
         user_id = _text(raw_user)
         registry = self.registry
-        acquired = await registry.acquire(
-            user_id, entry_id, self.factory.engine_settings.run_timeout
+        # Retried while Redis is away (until this worker stops): a wake-up dropped here would
+        # leave the user's queued runs waiting until their next submission.
+        acquired = await registry.retrying(
+            "taking a queued run",
+            lambda: registry.acquire(user_id, entry_id, self.factory.engine_settings.run_timeout),
+            self._stopping,
         )
         if acquired is None:
             await self._done_entry(entry_id)
@@ -303,7 +313,11 @@ class Worker:
     async def _release(self, run_id: str, held: _Held) -> None:
         user_id = held.user_id
         try:
-            waiting = await self.registry.release(user_id, run_id, held.attempt)
+            # Retried while Redis is away: the user's next run waits for this.
+            waiting = await self.registry.retrying(
+                "freeing a run's slot",
+                lambda: self.registry.release(user_id, run_id, held.attempt),
+            )
             if waiting < 0:
                 _log.error(
                     "a run's end did not reach redis; the reaper ends it once its lease expired",
@@ -312,11 +326,12 @@ class Worker:
                 )
                 return
             await self._done_entry(held.entry_id)
+            if waiting:
+                await self.registry.retrying(
+                    "waking a worker", lambda: self.registry.wake(user_id), self._stopping
+                )
         except Exception as exc:  # the lease expires on its own
             _log.warning("freeing a run's slot failed", run_id=run_id, error=str(exc))
-            return
-        if waiting:
-            await self.registry.wake(user_id)
 
     def _lost(self, run_id: str, why: str) -> None:
         """Redis no longer lets this worker's attempt own the run (it was taken as lost, and
@@ -352,6 +367,7 @@ class Worker:
         lease = self.registry.sink.settings.lease
         while not self._closing():
             await asyncio.sleep(lease / 3)
+            await self._heartbeat()
             by_user: dict[str, list[tuple[str, _Held]]] = {}
             for run_id, held in list(self._held.items()):
                 by_user.setdefault(held.user_id, []).append((run_id, held))
@@ -460,6 +476,25 @@ class Worker:
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
+
+    async def _heartbeat(self) -> None:
+        """Count this worker alive for a lease (``<prefix>workers``; see ``figures``)."""
+        try:
+            await heartbeat(
+                self.registry._redis(),
+                self.registry.prefix,
+                self.consumer,
+                self.registry.sink.settings.lease,
+            )
+        except Exception as exc:  # a figure only: the leases are what matter
+            _log.warning("writing the worker's heartbeat failed", error=str(exc))
+
+    async def _leave(self) -> None:
+        """No longer counted alive: this worker takes no more runs."""
+        try:
+            await leave(self.registry._redis(), self.registry.prefix, self.consumer)
+        except Exception as exc:  # its heartbeat expires on its own
+            _log.warning("removing the worker's heartbeat failed", error=str(exc))
 
     async def _dead(self, fields: dict[Any, Any], reason: str) -> None:
         _log.error("queued run cannot be executed; dead-lettered", reason=reason)

@@ -16,7 +16,7 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator
 
-from agentengine import ExecutionEngineFactory, drain_on_signal
+from agentengine import BackendUnavailableError, ExecutionEngineFactory, drain_on_signal
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from agentengine_server.auth import TokenVerifier
 from agentengine_server.dev_mode import LoopbackHostOnly, dev_token
-from agentengine_server.errors import ApiError
+from agentengine_server.errors import ApiError, unavailable
 from agentengine_server.http_routes import api_routes
 from agentengine_server.page import page_routes
 from agentengine_server.settings import ServerSettings
@@ -40,6 +40,12 @@ __all__ = ["create_app"]
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    # Any route (get, list, cancel a run) whose backend is unreachable: 503, never a 500.
+    assert isinstance(exc, BackendUnavailableError)
+    return await _api_error(request, unavailable(exc))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -100,7 +106,11 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={ApiError: _api_error, HTTPException: _http_error},
+        exception_handlers={
+            ApiError: _api_error,
+            BackendUnavailableError: _unavailable,
+            HTTPException: _http_error,
+        },
         # A dev server mints tokens for anyone: it must not answer a page that reached it
         # through DNS rebinding (a name of the attacker's resolving to 127.0.0.1).
         middleware=[Middleware(LoopbackHostOnly)] if dev else [],

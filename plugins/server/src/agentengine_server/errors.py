@@ -9,6 +9,10 @@
     InvalidCursorError            (ValueError) the event sink refused a stream's start cursor
     ServerClosingError            (agentengine.EngineClosedError) no new runs: shutting down
 
+``agentengine.BackendUnavailableError`` (a service runs live on, such as the Redis of the run
+queue, is unreachable) is answered 503 ``unavailable`` with ``Retry-After`` (``unavailable``),
+from every route and WebSocket frame.
+
 ``AuthError`` and ``SecretError`` (bad tokens, a bad JWT secret) live with the token checks in
 ``agentengine_server.auth``.
 
@@ -26,6 +30,7 @@ from typing import Any
 
 from agentengine import (
     AgentEngineError,
+    BackendUnavailableError,
     EngineClosedError,
     EngineLimitError,
     InvalidContextError,
@@ -47,6 +52,7 @@ __all__ = [
     "run_error",
     "shutting_down",
     "stream_error_item",
+    "unavailable",
 ]
 
 #: WebSocket close codes used by the server (RFC 6455, section 7.4.1).
@@ -107,6 +113,18 @@ def shutting_down(retry_after: int = 1) -> ApiError:
     )
 
 
+def unavailable(exc: BackendUnavailableError) -> ApiError:
+    """503 ``unavailable`` with ``Retry-After``: a service runs live on is unreachable (the
+    body names it, ``dependency``, and says what to do). Nothing was done; retrying is safe."""
+    return ApiError(
+        503,
+        "unavailable",
+        str(exc),
+        headers={"Retry-After": str(exc.retry_after)},
+        dependency=exc.dependency,
+    )
+
+
 #: What starting a run may raise that is the client's to hear about (``run_error``).
 RUN_START_ERRORS = (
     UnknownAgentError,
@@ -114,6 +132,7 @@ RUN_START_ERRORS = (
     InvalidContextError,
     EngineLimitError,
     EngineClosedError,
+    BackendUnavailableError,
 )
 
 
@@ -139,6 +158,8 @@ def run_error(exc: Exception) -> ApiError:
         )
     if isinstance(exc, EngineClosedError):  # a DrainingError says when to retry
         return shutting_down(getattr(exc, "retry_after", 1))
+    if isinstance(exc, BackendUnavailableError):
+        return unavailable(exc)
     raise exc
 
 

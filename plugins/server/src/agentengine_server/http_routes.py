@@ -39,7 +39,11 @@ async def metrics(request: Request) -> Response:
     """Prometheus text."""
     state = server_state(request)
     text = render_prometheus(
-        state.metrics, state.factory.get_factory_metrics(), state.memory_figures()
+        state.metrics,
+        state.factory.get_factory_metrics(),
+        state.memory_figures(),
+        # A shared run queue's figures (depth, runs by state, workers alive, runs lost).
+        await state.runs.registry.figures(),
     )
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["MEMORY_GAUGES", "ServerMetrics", "render_prometheus"]
+__all__ = ["MEMORY_GAUGES", "QUEUE_FIGURES", "ServerMetrics", "render_prometheus"]
 
 TRANSPORTS = ("ws", "sse")
 
@@ -57,13 +57,47 @@ MEMORY_GAUGES = {
 }
 
 
+_QUEUE_RUNS_HELP = (
+    "Runs of the shared queue, by state: queued (waiting for a slot under "
+    "max_concurrent_per_user) or running (on a worker whose lease is alive)."
+)
+
+#: ``RunRegistry.figures()`` keys (a shared run queue's figures): (metric name, labels, kind,
+#: help). Figures of one metric name are one family; a figure not listed here is rendered as
+#: the gauge ``agentengine_<key>``.
+QUEUE_FIGURES = {
+    "queue_depth": (
+        "agentengine_queue_depth",
+        "",
+        "gauge",
+        "Queued run wake-ups no worker has taken yet.",
+    ),
+    "runs_queued": ("agentengine_queue_runs", 'state="queued"', "gauge", _QUEUE_RUNS_HELP),
+    "runs_running": ("agentengine_queue_runs", 'state="running"', "gauge", _QUEUE_RUNS_HELP),
+    "workers_alive": (
+        "agentengine_queue_workers_alive",
+        "",
+        "gauge",
+        "Workers whose heartbeat is within their lease.",
+    ),
+    "runs_lost_total": (
+        "agentengine_queue_runs_lost_total",
+        "",
+        "counter",
+        "Runs ended because their worker was lost (over all processes).",
+    ),
+}
+
+
 def render_prometheus(
     metrics: ServerMetrics,
     factory_metrics: dict[str, Any],
     memory: dict[str, float] | None = None,
+    figures: dict[str, float] | None = None,
 ) -> str:
     """The Prometheus text format (version 0.0.4) of the server's and the factory's counters,
-    and of the ``memory`` figures (``MEMORY_GAUGES``)."""
+    of the ``memory`` figures (``MEMORY_GAUGES``) and of the run registry's ``figures``
+    (``QUEUE_FIGURES``)."""
     lines: list[str] = []
 
     def family(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
@@ -142,4 +176,13 @@ def render_prometheus(
         if key in MEMORY_GAUGES:
             name, help_text = MEMORY_GAUGES[key]
             family(name, "gauge", help_text, [("", value)])
+    families: dict[str, tuple[str, str, list[tuple[str, float]]]] = {}
+    for key, value in (figures or {}).items():
+        name, labels, kind, help_text = QUEUE_FIGURES.get(
+            key, (f"agentengine_{key}", "", "gauge", f"{key} (from the run registry).")
+        )
+        entry = families.setdefault(name, (kind, help_text, []))
+        entry[2].append((f"{{{labels}}}" if labels else "", value))
+    for name, (kind, help_text, samples) in families.items():
+        family(name, kind, help_text, samples)
     return "\n".join(lines) + "\n"

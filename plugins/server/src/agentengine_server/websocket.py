@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import structlog
+from agentengine import BackendUnavailableError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from agentengine_server.direct_send import send_eagerly
@@ -31,6 +32,7 @@ from agentengine_server.errors import (
     BufferOverflowError,
     InvalidCursorError,
     stream_error_item,
+    unavailable,
 )
 from agentengine_server.inputs import load_json
 from agentengine_server.requests import run_request
@@ -391,6 +393,8 @@ class Connection:
                 )
         except ApiError as exc:
             reply = exc.frame()
+        except BackendUnavailableError as exc:  # e.g. cancel while Redis is unreachable
+            reply = unavailable(exc).frame()
         if ref is not None:
             reply["id"] = ref
         await self._send(reply)
