@@ -1,0 +1,173 @@
+"""Telemetry hooks of the core: run and tool timings for metrics, and trace context.
+
+Nothing here imports a metrics library or the OpenTelemetry SDK. Two mechanisms:
+
+* ``RunTimings`` (``factory.timings``): the factory's engines report each finished run and
+  tool call (name, status, seconds), each run's time from acceptance to its first event, and
+  (workers) the time a queued run waited; a metrics exporter (the server's ``/metrics``)
+  subscribes with ``add_listener``. With no listener the run path tests one attribute
+  against None: nothing is computed or called.
+* Trace context through the OpenTelemetry **API**. The library never configures tracing:
+  spans are recorded only once the application installed an SDK (a ``TracerProvider`` set
+  with ``opentelemetry.trace.set_tracer_provider``, as ``agentengine serve --otel`` does).
+  Until then ``tracing_enabled()`` is False and nothing of OpenTelemetry is even imported
+  here (an application that set a provider has imported it already), so ``import
+  agentengine`` and a run cost what they cost without it. ``inject_trace_context`` and
+  ``attached_trace_context`` carry a trace across processes (the W3C ``traceparent`` in a
+  queued run), ``current_trace_ids`` gives the log lines of a run their trace and span ids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
+
+__all__ = [
+    "RunTimings",
+    "TimingListener",
+    "attached_trace_context",
+    "current_trace_ids",
+    "inject_trace_context",
+    "tracing_enabled",
+]
+
+
+class TimingListener(Protocol):
+    """What ``RunTimings.add_listener`` takes: any of these methods (those missing are not
+    called). Called on the event loop, in the run's task: keep them quick and non-blocking.
+    Names are agent and tool names (from the registries: a bounded set); never user ids."""
+
+    def run_finished(self, agent: str, status: str, seconds: float) -> None:
+        """A run ended with ``status`` (``succeeded``, ``failed``, ``timed_out``,
+        ``cancelled``) after ``seconds`` (from its ``agent_started`` to its end)."""
+
+    def tool_finished(self, tool: str, status: str, seconds: float) -> None:
+        """A tool call ended with ``status`` (``ok``, ``error``, ``timeout``, ``cancelled``)."""
+
+    def first_event(self, agent: str, seconds: float) -> None:
+        """A submitted run's first event went out ``seconds`` after the run was accepted."""
+
+    def queue_wait(self, agent: str, seconds: float) -> None:
+        """A queued run was taken by a worker ``seconds`` after it was accepted."""
+
+
+_KINDS = ("run_finished", "tool_finished", "first_event", "queue_wait")
+
+
+def _fan_out(calls: list[Callable[..., None]]) -> Callable[..., None] | None:
+    if not calls:
+        return None
+    if len(calls) == 1:
+        return calls[0]
+
+    def every(*args: Any) -> None:
+        for call in calls:
+            call(*args)
+
+    return every
+
+
+class RunTimings:
+    """The timings of a factory's runs and tool calls, for whoever listens (metrics).
+
+    Each attribute (``run_finished``, ``tool_finished``, ``first_event``, ``queue_wait``) is
+    None while no listener has that method, else the one callable to call: the engines test
+    it against None, so a factory nobody listens to pays nothing per run. A listener that
+    raises is not isolated: metrics code is the application's own, and must not raise.
+    """
+
+    __slots__ = ("_listeners", *_KINDS)
+
+    run_finished: Callable[[str, str, float], None] | None
+    tool_finished: Callable[[str, str, float], None] | None
+    first_event: Callable[[str, float], None] | None
+    queue_wait: Callable[[str, float], None] | None
+
+    def __init__(self) -> None:
+        self._listeners: list[Any] = []
+        self._rebuild()
+
+    def add_listener(self, listener: TimingListener | Any) -> Callable[[], None]:
+        """Call ``listener``'s methods from now on; returns the function that removes it."""
+        self._listeners.append(listener)
+        self._rebuild()
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+                self._rebuild()
+
+        return remove
+
+    @property
+    def listening(self) -> bool:
+        """True while any listener is added."""
+        return bool(self._listeners)
+
+    def _rebuild(self) -> None:
+        for kind in _KINDS:
+            calls = [getattr(x, kind) for x in self._listeners if callable(getattr(x, kind, None))]
+            setattr(self, kind, _fan_out(calls))
+
+
+# -- trace context ------------------------------------------------------------------------------
+
+
+def tracing_enabled() -> bool:
+    """True when the application installed an OpenTelemetry SDK (set a tracer provider other
+    than the API's default proxy or its no-op one).
+
+    Cheap and import-free when OpenTelemetry was never imported: a provider can only have
+    been set by code that imported ``opentelemetry.trace``."""
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:
+        return False
+    provider = trace.get_tracer_provider()
+    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
+def inject_trace_context() -> dict[str, str]:
+    """The current trace context as W3C headers (``traceparent``, ``tracestate``): what a
+    message that another process handles carries so that its spans join this trace. Empty
+    when no trace is active (or OpenTelemetry was never imported)."""
+    if "opentelemetry.trace" not in sys.modules:
+        return {}
+    from opentelemetry import propagate, trace
+
+    if not trace.get_current_span().get_span_context().is_valid:
+        return {}
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
+
+
+@contextlib.contextmanager
+def attached_trace_context(carrier: Mapping[str, Any] | None) -> Iterator[None]:
+    """Within the block, the trace context ``carrier`` (``inject_trace_context``'s headers)
+    is the current one, so spans started in it (and tasks created in it) continue that trace.
+    Does nothing for an empty or malformed carrier, or while tracing is off."""
+    if not carrier or not isinstance(carrier, Mapping) or not tracing_enabled():
+        yield
+        return
+    from opentelemetry import context, propagate
+
+    headers = {str(k): str(v) for k, v in carrier.items() if isinstance(v, str)}
+    token = context.attach(propagate.extract(headers))
+    try:
+        yield
+    finally:
+        context.detach(token)
+
+
+def current_trace_ids() -> tuple[str, str] | None:
+    """``(trace_id, span_id)`` of the current span as 32 and 16 hex digits, or None when no
+    recording trace is active."""
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:
+        return None
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None
+    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
