@@ -3,9 +3,10 @@
 Nothing here imports a metrics library or the OpenTelemetry SDK. Two mechanisms:
 
 * ``RunTimings`` (``factory.timings``): the factory's engines report each finished run and
-  tool call (name, status, seconds), each run's time from acceptance to its first event, and
-  (workers) the time a queued run waited; a metrics exporter (the server's ``/metrics``)
-  subscribes with ``add_listener``. With no listener the run path tests one attribute
+  tool call (name, status, seconds); whoever accepts runs reports the time from accepting
+  one to its first event (the server for runs it executes, the worker for queued ones) and
+  the time a queued run waited; a metrics exporter (the server's ``/metrics``) subscribes
+  with ``add_listener``. With no listener the run path tests one attribute
   against None: nothing is computed or called.
 * Trace context through the OpenTelemetry **API**. The library never configures tracing:
   spans are recorded only once the application installed an SDK (a ``TracerProvider`` set
@@ -47,7 +48,8 @@ class TimingListener(Protocol):
         """A tool call ended with ``status`` (``ok``, ``error``, ``timeout``, ``cancelled``)."""
 
     def first_event(self, agent: str, seconds: float) -> None:
-        """A submitted run's first event went out ``seconds`` after the run was accepted."""
+        """A run's first event went out ``seconds`` after the run was accepted (by
+        ``POST /v1/runs`` or a WebSocket ``run`` frame; on another instance for a queued run)."""
 
     def queue_wait(self, agent: str, seconds: float) -> None:
         """A queued run was taken by a worker ``seconds`` after it was accepted."""

@@ -530,9 +530,6 @@ class ExecutionEngineFactory:
             self.runs.unreserve(user_id)
             raise
         self.runs.track(record, handle, engine)
-        on_first_event = self.timings.first_event
-        if on_first_event is not None:  # agent_started went out in start_run
-            on_first_event(found.name, time.time() - record.created_at)
         await self.runs.store(record)
         return handle
 

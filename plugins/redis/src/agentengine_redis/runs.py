@@ -32,6 +32,7 @@ from agentengine import (
     RunStatus,
     ToolArgumentError,
 )
+from agentengine.telemetry import inject_trace_context
 
 from agentengine_redis.layout import (
     run_key_prefix,
@@ -214,6 +215,9 @@ class RedisRunRegistry(RunRegistry):
                     "agent": record.agent,
                     "input": run_input,
                     "timeout": timeout,
+                    # For the worker: the queue wait, and the trace the run's spans join.
+                    "queued_at": record.created_at,
+                    "trace": inject_trace_context(),
                 },
                 separators=(",", ":"),
                 allow_nan=False,

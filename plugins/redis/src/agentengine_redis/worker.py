@@ -31,6 +31,7 @@ from agentengine import (
     RunRecord,
     UserExecutionContext,
 )
+from agentengine.telemetry import attached_trace_context
 
 from agentengine_redis.layout import dead_key, work_key
 
@@ -155,9 +156,16 @@ class Worker:
             await self._release(user_id, run_id)
             return
         context = UserExecutionContext(user_id=user_id, run_id=run_id, thread_id=thread_id)
+        queued_at = work.get("queued_at")
+        timings = self.factory.timings
+        if timings.queue_wait is not None and isinstance(queued_at, float):
+            timings.queue_wait(agent, time.time() - queued_at)
         while True:
             try:
-                handle = await self.factory.submit_run(context, agent, run_input, timeout=timeout)
+                with attached_trace_context(work.get("trace")):  # the run joins the accepting trace
+                    handle = await self.factory.submit_run(
+                        context, agent, run_input, timeout=timeout
+                    )
             except EngineLimitError:
                 # This process has not yet counted the end of a run of the user whose slot
                 # was freed: wait for that.
@@ -169,6 +177,8 @@ class Worker:
                 await self._release(user_id, run_id)
                 return
             break
+        if timings.first_event is not None and isinstance(queued_at, float):
+            timings.first_event(agent, time.time() - queued_at)  # its agent_started went out
         self.started_runs += 1
         self._held[run_id] = user_id
         ender = asyncio.get_running_loop().create_task(
@@ -282,6 +292,16 @@ def worker_command() -> Any:
         metavar="MODULE[:ATTR]",
         help="Add a plugin object to the factory (repeatable), besides the installed ones.",
     )
+    @click.option(
+        "--metrics-port",
+        type=click.IntRange(0, 65535),
+        default=None,
+        help="Serve this worker's Prometheus metrics at GET /metrics on this port (off by "
+        "default; needs agentengine-server installed).",
+    )
+    @click.option(
+        "--metrics-host", default="127.0.0.1", show_default=True, help="Address of --metrics-port."
+    )
     @click.option("--log-json", is_flag=True, help="Log JSON lines.")
     @click.option(
         "--log-level",
@@ -290,7 +310,12 @@ def worker_command() -> Any:
         type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
     )
     def worker(
-        concurrency: int, plugin_specs: tuple[str, ...], log_json: bool, log_level: str
+        concurrency: int,
+        plugin_specs: tuple[str, ...],
+        metrics_port: int | None,
+        metrics_host: str,
+        log_json: bool,
+        log_level: str,
     ) -> None:
         """Execute the runs queued on Redis ([redis] url, queue = true) until SIGTERM, then
         drain like serve: stop taking runs, wait up to drain_timeout, then cancel."""
@@ -303,7 +328,21 @@ def worker_command() -> Any:
         async def main() -> None:
             try:
                 factory = ExecutionEngineFactory(plugins=plugins)
-                await serve_worker(factory, concurrency)
+                metrics = None
+                if metrics_port is not None:
+                    try:
+                        from agentengine_server.metrics import serve_metrics
+                    except ImportError as exc:
+                        raise click.ClickException(
+                            f"--metrics-port needs agentengine-server installed ({exc})"
+                        ) from None
+                    metrics = await serve_metrics(factory, metrics_host, metrics_port)
+                    _log.info("worker metrics", url=f"http://{metrics_host}:{metrics_port}/metrics")
+                try:
+                    await serve_worker(factory, concurrency)
+                finally:
+                    if metrics is not None:
+                        metrics.close()
             except AgentEngineError as exc:
                 raise click.ClickException(str(exc)) from exc
 
