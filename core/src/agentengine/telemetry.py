@@ -28,9 +28,11 @@ from typing import Any, Protocol
 __all__ = [
     "RunTimings",
     "TimingListener",
+    "annotate_span",
     "attached_trace_context",
     "current_trace_ids",
     "inject_trace_context",
+    "traced",
     "tracing_enabled",
 ]
 
@@ -173,3 +175,27 @@ def current_trace_ids() -> tuple[str, str] | None:
     if not ctx.is_valid:
         return None
     return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+
+
+@contextlib.contextmanager
+def traced(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Any]:
+    """A span named ``name``, current within the block (a child of the current span), that
+    records an exception leaving the block with its type and marks the span failed; the
+    span itself is yielded. While tracing is off, nothing but that test happens (None is
+    yielded). For plugins' own spans (an MCP session opening, say)."""
+    if not tracing_enabled():
+        yield None
+        return
+    from opentelemetry import trace
+
+    tracer = trace.get_tracer("agentengine")
+    with tracer.start_as_current_span(name, attributes=dict(attributes or {})) as span:
+        yield span
+
+
+def annotate_span(attributes: Mapping[str, Any]) -> None:
+    """Set ``attributes`` on the current span (a tool call's, inside a tool), if tracing."""
+    if tracing_enabled():
+        from opentelemetry import trace
+
+        trace.get_current_span().set_attributes(dict(attributes))
