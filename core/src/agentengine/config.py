@@ -87,6 +87,18 @@ class EngineSettings(BaseModel):
     trace_user_ids: bool = False
 
 
+class OtelSettings(BaseModel):
+    """The ``[otel]`` table: ``enabled`` installs the OpenTelemetry SDK with the OTLP/HTTP
+    exporter, configured by the standard ``OTEL_*`` variables, in ``agentengine serve`` and
+    ``agentengine worker`` (as ``--otel`` does); ``service_name`` unless ``OTEL_SERVICE_NAME``
+    names it. See docs/observability.md."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    service_name: str | None = None
+
+
 def _parse_env_value(raw: str) -> Any:
     try:
         return tomllib.loads(f"v = {raw}")["v"]

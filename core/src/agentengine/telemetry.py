@@ -30,8 +30,10 @@ __all__ = [
     "TimingListener",
     "annotate_span",
     "attached_trace_context",
+    "configure_tracing",
     "current_trace_ids",
     "inject_trace_context",
+    "install_sdk",
     "traced",
     "tracing_enabled",
 ]
@@ -148,14 +150,22 @@ def inject_trace_context() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def attached_trace_context(carrier: Mapping[str, Any] | None) -> Iterator[None]:
+def attached_trace_context(
+    carrier: Mapping[str, Any] | None, *, unless_active: bool = False
+) -> Iterator[None]:
     """Within the block, the trace context ``carrier`` (``inject_trace_context``'s headers)
     is the current one, so spans started in it (and tasks created in it) continue that trace.
-    Does nothing for an empty or malformed carrier, or while tracing is off."""
+    Does nothing for an empty or malformed carrier, or while tracing is off; nor, with
+    ``unless_active``, when a span is current already (an HTTP request's, made by the ASGI
+    instrumentation from the same headers)."""
     if not carrier or not isinstance(carrier, Mapping) or not tracing_enabled():
         yield
         return
-    from opentelemetry import context, propagate
+    from opentelemetry import context, propagate, trace
+
+    if unless_active and trace.get_current_span().get_span_context().is_valid:
+        yield
+        return
 
     headers = {str(k): str(v) for k, v in carrier.items() if isinstance(v, str)}
     token = context.attach(propagate.extract(headers))
@@ -199,3 +209,49 @@ def annotate_span(attributes: Mapping[str, Any]) -> None:
         from opentelemetry import trace
 
         trace.get_current_span().set_attributes(dict(attributes))
+
+
+# -- installing the SDK (applications: agentengine serve --otel, agentengine worker --otel) ------
+
+_OTEL_EXTRA = "pip install 'agentengine-core[otel]' (or 'agentengine-server[otel]')"
+
+
+def install_sdk(service_name: str) -> Any:
+    """Install the OpenTelemetry SDK as the process's tracer provider, exporting spans in
+    batches with the OTLP/HTTP exporter. Everything else comes from the standard variables:
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` (default
+    ``http://localhost:4318``), ``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_SERVICE_NAME`` (else
+    ``service_name``), ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER``,
+    ``OTEL_BSP_SCHEDULE_DELAY``... Spans still buffered are sent at exit. Returns the
+    provider. Raises ``ConfigError`` when the SDK or the exporter is not installed."""
+    import os
+
+    from agentengine.errors import ConfigError
+
+    try:
+        from opentelemetry import trace
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError as exc:
+        raise ConfigError(
+            f"tracing with OpenTelemetry needs its SDK and OTLP exporter ({exc}): {_OTEL_EXTRA}"
+        ) from None
+    attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": service_name}
+    provider = TracerProvider(resource=Resource.create(attributes))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def configure_tracing(settings: Any, *, force: bool = False, service_name: str) -> bool:
+    """Install the SDK (``install_sdk``) when ``force`` (``--otel``) or ``[otel] enabled``
+    (``AGENTENGINE_OTEL__ENABLED=true``) in ``settings`` (the factory's); True when it did."""
+    from agentengine.config import OtelSettings
+
+    otel = settings.model("otel", OtelSettings)
+    if not (force or otel.enabled):
+        return False
+    install_sdk(otel.service_name or service_name)
+    return True

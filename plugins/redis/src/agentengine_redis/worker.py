@@ -302,6 +302,7 @@ def worker_command() -> Any:
     @click.option(
         "--metrics-host", default="127.0.0.1", show_default=True, help="Address of --metrics-port."
     )
+    @click.option("--otel", is_flag=True, help="Trace with OpenTelemetry, as serve --otel does.")
     @click.option("--log-json", is_flag=True, help="Log JSON lines.")
     @click.option(
         "--log-level",
@@ -314,6 +315,7 @@ def worker_command() -> Any:
         plugin_specs: tuple[str, ...],
         metrics_port: int | None,
         metrics_host: str,
+        otel: bool,
         log_json: bool,
         log_level: str,
     ) -> None:
@@ -321,6 +323,7 @@ def worker_command() -> Any:
         drain like serve: stop taking runs, wait up to drain_timeout, then cancel."""
         from agentengine import AgentEngineError, ExecutionEngineFactory
         from agentengine.log import configure
+        from agentengine.telemetry import configure_tracing
 
         configure(json=log_json, level=log_level.upper())
         plugins = [_load_plugin(spec) for spec in plugin_specs]
@@ -328,6 +331,7 @@ def worker_command() -> Any:
         async def main() -> None:
             try:
                 factory = ExecutionEngineFactory(plugins=plugins)
+                configure_tracing(factory.settings, force=otel, service_name="agentengine-worker")
                 metrics = None
                 if metrics_port is not None:
                     try:

@@ -8,6 +8,7 @@ answered by the app's handler (``app.py``).
 from __future__ import annotations
 
 import structlog
+from agentengine.telemetry import attached_trace_context
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -22,6 +23,8 @@ from agentengine_server.state import ServerState, server_state
 __all__ = ["api_routes"]
 
 _log = structlog.get_logger("agentengine_server")
+#: The W3C trace context headers a client may send with a run.
+_TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
 
 
 async def healthz(request: Request) -> Response:
@@ -72,7 +75,11 @@ async def start_run(request: Request) -> Response:
     state = server_state(request)
     user = state.request_user(request)
     data, sizes = await read_json(request, state.settings)
-    record = await state.start_run(user, run_request(data, sizes, state.settings))
+    # The client's traceparent is the run's parent: through the ASGI instrumentation's span
+    # when it is installed, else directly.
+    carrier = {k: v for k, v in request.headers.items() if k in _TRACE_HEADERS}
+    with attached_trace_context(carrier, unless_active=True):
+        record = await state.start_run(user, run_request(data, sizes, state.settings))
     return JSONResponse(
         {"run_id": record.run_id, "thread_id": record.thread_id, "status": wire_status(record)},
         status_code=202,
