@@ -62,23 +62,21 @@ class OtlpReceiver:
             return list(self._spans)
 
     def add(self, request: ExportTraceServiceRequest) -> None:
-        found = []
-        for rs in request.resource_spans:
-            service = str(_attrs(rs.resource.attributes).get("service.name", ""))
-            for ss in rs.scope_spans:
-                for s in ss.spans:
-                    found.append(
-                        ReceivedSpan(
-                            name=s.name,
-                            trace_id=s.trace_id.hex(),
-                            span_id=s.span_id.hex(),
-                            parent_span_id=s.parent_span_id.hex(),
-                            service=service,
-                            attributes=_attrs(s.attributes),
-                            status_code=s.status.code,
-                            events=[(e.name, _attrs(e.attributes)) for e in s.events],
-                        )
-                    )
+        found = [
+            ReceivedSpan(
+                name=s.name,
+                trace_id=s.trace_id.hex(),
+                span_id=s.span_id.hex(),
+                parent_span_id=s.parent_span_id.hex(),
+                service=str(_attrs(rs.resource.attributes).get("service.name", "")),
+                attributes=_attrs(s.attributes),
+                status_code=s.status.code,
+                events=[(e.name, _attrs(e.attributes)) for e in s.events],
+            )
+            for rs in request.resource_spans
+            for ss in rs.scope_spans
+            for s in ss.spans
+        ]
         with self._lock:
             self._spans.extend(found)
             self.requests += 1

@@ -33,7 +33,7 @@ def _wait_run(port: int, run_id: str, headers: dict[str, str]) -> dict[str, obje
 def test_serve_otel_sends_spans_to_an_otlp_receiver(tmp_path: Path) -> None:
     with otlp_receiver() as receiver:
         env = otel_env(receiver, "api-under-test")
-        with serve_process(tmp_path, "--dev", "--otel", env=env) as (proc, port):
+        with serve_process(tmp_path, "--dev", "--otel", env=env) as (_proc, port):
             headers = {"Authorization": f"Bearer {dev_token(port, USER)}"}
             r = httpx.post(
                 f"http://127.0.0.1:{port}/v1/runs",
