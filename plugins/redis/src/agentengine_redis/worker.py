@@ -294,7 +294,7 @@ def worker_command() -> Any:
     )
     @click.option(
         "--metrics-port",
-        type=click.IntRange(0, 65535),
+        type=click.IntRange(1, 65535),
         default=None,
         help="Serve this worker's Prometheus metrics at GET /metrics on this port (off by "
         "default; needs agentengine-server installed).",
