@@ -4,13 +4,22 @@ instrumentation."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
 
 import httpx
 from otlp_receiver import ReceivedSpan, otel_env, otlp_receiver
-from server_helpers import dev_token, http, running_server, serve_process, wait_run
+from server_helpers import (
+    dev_token,
+    http,
+    recv_until,
+    running_server,
+    serve_process,
+    wait_run,
+    ws_connect,
+)
 from tracing_helpers import by_name, parent_id, sdk_tracing
 
 #: The client's own span: a trace id and span id it made (W3C traceparent, sampled).
@@ -95,3 +104,36 @@ async def test_a_clients_traceparent_is_the_runs_parent_in_process() -> None:
     for span in spans:
         assert USER not in json.dumps(dict(span.attributes or {}))
     assert by_name([traced])  # one span of that name among those of that run
+
+
+async def test_websocket_streams_work_traced_with_one_span_per_connection() -> None:
+    with sdk_tracing() as exporter, running_server() as srv:
+        ws = await ws_connect(srv, USER)
+        try:
+            async with http(srv) as client:
+                r = await client.post(
+                    "/v1/runs",
+                    json={"agent": "chatty", "input": {"count": 20}},
+                    headers=srv.auth(USER),
+                )
+                run_id = r.json()["run_id"]
+            frames = await recv_until(
+                ws, lambda f: f.get("type") == "agent_completed" and f["run_id"] == run_id
+            )
+        finally:
+            await ws.close()
+        await wait_for_spans(exporter, lambda spans: any("/v1/ws" in s.name for s in spans))
+        spans = exporter.get_finished_spans()
+    assert (
+        len([f for f in frames if f.get("run_id") == run_id]) == 22
+    )  # started, 20 thinking, completed
+    ws_spans = [s for s in spans if "/v1/ws" in s.name]
+    assert len(ws_spans) == 1, [s.name for s in spans]  # no span per frame sent
+
+
+async def wait_for_spans(exporter, predicate) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(500):
+        if predicate(exporter.get_finished_spans()):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError([s.name for s in exporter.get_finished_spans()])

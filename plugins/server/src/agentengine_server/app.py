@@ -130,7 +130,11 @@ def _asgi_tracing() -> Any:
             "pip install 'agentengine-server[otel]'"
         )
         return _NoMiddleware
-    return functools.partial(OpenTelemetryMiddleware, excluded_urls="healthz,metrics")
+    # One span per request or WebSocket connection: not one per message received or frame
+    # sent (a span per event delivered would cost the fan-out more than the send itself).
+    return functools.partial(
+        OpenTelemetryMiddleware, excluded_urls="healthz,metrics", exclude_spans=["receive", "send"]
+    )
 
 
 class _NoMiddleware:
