@@ -83,3 +83,23 @@ async def test_every_run_and_tool_call_is_reported_with_its_status() -> None:
         ("slow", "cancelled"),
         ("slow", "cancelled"),
     ]
+
+
+async def test_a_raising_listener_never_fails_the_run() -> None:
+    class Broken:
+        def run_finished(self, *args: Any) -> None:
+            raise RuntimeError("metrics bug")
+
+        def tool_finished(self, *args: Any) -> None:
+            raise RuntimeError("metrics bug")
+
+    recorder = Recorder()
+    async with factory() as f:
+        f.timings.add_listener(Broken())
+        f.timings.add_listener(recorder)  # still called after the broken one
+        async with f.user_execution_engine(UserExecutionContext.for_user("user-timings")) as e:
+            result = await e.execute_agent("twotools", {"n": 1})
+    assert result.status == "succeeded"
+    assert [ev.type for ev in result.events][-2:] == ["tool_completed", "agent_completed"]
+    assert recorder.runs == [("twotools", "succeeded")]
+    assert len(recorder.tools) == 2

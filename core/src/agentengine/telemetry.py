@@ -25,6 +25,8 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
+import structlog
+
 __all__ = [
     "RunTimings",
     "TimingListener",
@@ -59,18 +61,22 @@ class TimingListener(Protocol):
         """A queued run was taken by a worker ``seconds`` after it was accepted."""
 
 
+_log = structlog.get_logger("agentengine.telemetry")
 _KINDS = ("run_finished", "tool_finished", "first_event", "queue_wait")
 
 
 def _fan_out(calls: list[Callable[..., None]]) -> Callable[..., None] | None:
     if not calls:
         return None
-    if len(calls) == 1:
-        return calls[0]
 
     def every(*args: Any) -> None:
+        # A listener is metrics code: whatever it raises must not reach the run (whose
+        # terminal event, or tool_completed, is still to come).
         for call in calls:
-            call(*args)
+            try:
+                call(*args)
+            except Exception as exc:
+                _log.error("timing listener raised; skipped", listener=repr(call), error=repr(exc))
 
     return every
 
@@ -81,7 +87,7 @@ class RunTimings:
     Each attribute (``run_finished``, ``tool_finished``, ``first_event``, ``queue_wait``) is
     None while no listener has that method, else the one callable to call: the engines test
     it against None, so a factory nobody listens to pays nothing per run. A listener that
-    raises is not isolated: metrics code is the application's own, and must not raise.
+    raises is logged and skipped: it never fails the run it measures.
     """
 
     __slots__ = ("_listeners", *_KINDS)
