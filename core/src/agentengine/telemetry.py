@@ -1,6 +1,7 @@
 """Telemetry hooks of the core: run and tool timings for metrics, and trace context.
 
-Nothing here imports a metrics library or the OpenTelemetry SDK. Two mechanisms:
+Nothing here imports a metrics library, and only ``install_sdk`` (for applications: what
+``agentengine serve --otel`` calls) the OpenTelemetry SDK. Two mechanisms:
 
 * ``RunTimings`` (``factory.timings``): the factory's engines report each finished run and
   tool call (name, status, seconds); whoever accepts runs reports the time from accepting
@@ -15,7 +16,8 @@ Nothing here imports a metrics library or the OpenTelemetry SDK. Two mechanisms:
   here (an application that set a provider has imported it already), so ``import
   agentengine`` and a run cost what they cost without it. ``inject_trace_context`` and
   ``attached_trace_context`` carry a trace across processes (the W3C ``traceparent`` in a
-  queued run), ``current_trace_ids`` gives the log lines of a run their trace and span ids.
+  queued run), ``current_trace_ids`` gives the log lines of a run their trace and span ids,
+  ``traced`` and ``annotate_span`` are for plugins' own spans and attributes.
 """
 
 from __future__ import annotations
