@@ -13,6 +13,11 @@ retention (10,000 per user) instead of holding every event of the round.
 Printed: the ratio engine/floor per run, sequential and with 1,000 concurrent users, and the
 memory of 10,000 idle engines (with their contexts). Targets: <= 6x, <= 8 KiB per engine.
 
+Tracing, measured in the same rounds against the same floor: ``tracing API, no SDK`` (the
+application imported OpenTelemetry but installed no SDK: must equal the plain engine within
+noise) and ``SDK, no-op exporter`` (the OpenTelemetry SDK recording a span per run and per
+tool call, handed to an exporter that drops them: the cost of tracing itself).
+
     uv run python bench/engine_overhead.py [--runs 10000] [--users 1000] [--engines 10000]
 """
 
@@ -22,6 +27,7 @@ import argparse
 import asyncio
 import gc
 import json
+import sys
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
@@ -125,9 +131,52 @@ async def engine_subscriber(factory: ExecutionEngineFactory, user: str, expected
             return
 
 
+def _use_tracing(mode: str) -> None:
+    """Set the process's tracer provider for ``mode``: ``off`` (OpenTelemetry not imported,
+    or the API's default), ``api`` (imported, no SDK), ``sdk`` (the SDK, a no-op exporter).
+    Engines decide on tracing when they are made, so this goes before the factory."""
+    if mode == "off":
+        if "opentelemetry.trace" in sys.modules:
+            _reset_tracer_provider()
+        return
+    from opentelemetry import trace
+
+    _reset_tracer_provider()
+    if mode == "sdk":
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            SimpleSpanProcessor,
+            SpanExporter,
+            SpanExportResult,
+        )
+
+        class Drop(SpanExporter):
+            def export(self, spans):  # type: ignore[no-untyped-def]
+                return SpanExportResult.SUCCESS
+
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(Drop()))
+        trace.set_tracer_provider(provider)
+
+
+def _reset_tracer_provider() -> None:
+    # The API sets a provider once per process; the bench switches between rounds (what the
+    # OpenTelemetry project's own test utilities do).
+    from opentelemetry import trace
+    from opentelemetry.util._once import Once
+
+    trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
+    trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
+
+
 async def engine_round(
-    users: list[str], runs_per_user: int, concurrent: bool, yield_every: int = 100
+    users: list[str],
+    runs_per_user: int,
+    concurrent: bool,
+    yield_every: int = 100,
+    tracing: str = "off",
 ) -> float:
+    _use_tracing(tracing)
     factory = ExecutionEngineFactory(
         plugins=[ShapePlugin()],
         load_entrypoints=False,
@@ -173,16 +222,23 @@ async def interleaved(
     repeats: int,
     floor: Callable[[], Awaitable[float]],
     engine: Callable[[], Awaitable[float]],
-) -> tuple[float, float]:
-    """Best time of each, alternating floor and engine so that a burst of load on this shared
-    machine hits both alike."""
+    **variants: Callable[[], Awaitable[float]],
+) -> tuple[float, float, dict[str, float]]:
+    """Best time of each, alternating floor, engine and the engine's ``variants`` so that a
+    burst of load on this shared machine hits all alike."""
     floor_times, engine_times = [], []
+    variant_times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(repeats):
         gc.collect()
         floor_times.append(await floor())
         gc.collect()
         engine_times.append(await engine())
-    return min(floor_times), min(engine_times)
+        for name, variant in variants.items():
+            gc.collect()
+            variant_times[name].append(await variant())
+    _use_tracing("off")
+    best = {name: min(times) for name, times in variant_times.items()}
+    return min(floor_times), min(engine_times), best
 
 
 async def idle_engine_memory(count: int) -> float:
@@ -233,15 +289,19 @@ async def main() -> None:
 
     seq_users = ["alice"]
     many = [f"user-{i}" for i in range(args.users)]
-    floor_seq, engine_seq = await interleaved(
+    floor_seq, engine_seq, traced_seq = await interleaved(
         args.repeats,
         lambda: floor_round(seq_users, args.runs, False, args.yield_every),
         lambda: engine_round(seq_users, args.runs, False, args.yield_every),
+        api=lambda: engine_round(seq_users, args.runs, False, args.yield_every, "api"),
+        sdk=lambda: engine_round(seq_users, args.runs, False, args.yield_every, "sdk"),
     )
-    floor_conc, engine_conc = await interleaved(
+    floor_conc, engine_conc, traced_conc = await interleaved(
         args.repeats,
         lambda: floor_round(many, 1, True),
         lambda: engine_round(many, 1, True),
+        api=lambda: engine_round(many, 1, True, tracing="api"),
+        sdk=lambda: engine_round(many, 1, True, tracing="sdk"),
     )
     per_engine = await idle_engine_memory(args.engines)
 
@@ -252,6 +312,15 @@ async def main() -> None:
             **_mode(args.runs, floor_seq, engine_seq),
         },
         "concurrent": {"users": args.users, **_mode(args.users, floor_conc, engine_conc)},
+        "tracing": {
+            mode: {
+                "sequential": _mode(args.runs, floor_seq, traced_seq[mode]),
+                "concurrent": _mode(args.users, floor_conc, traced_conc[mode]),
+                "sequential_vs_engine": round(traced_seq[mode] / engine_seq, 2),
+                "concurrent_vs_engine": round(traced_conc[mode] / engine_conc, 2),
+            }
+            for mode in ("api", "sdk")
+        },
         "idle_engines": {
             "engines": args.engines,
             "bytes_per_engine": round(per_engine),
@@ -270,6 +339,14 @@ async def main() -> None:
         f"concurrent  ({c['users']} users): floor {c['floor_us_per_run']} us/run, "
         f"engine {c['engine_us_per_run']} us/run, ratio {c['ratio']}x (target <= 6x)"
     )
+    for mode, label in (("api", "tracing API, no SDK"), ("sdk", "SDK, no-op exporter")):
+        t = report["tracing"][mode]
+        print(
+            f"{label}: sequential {t['sequential']['engine_us_per_run']} us/run, ratio "
+            f"{t['sequential']['ratio']}x ({t['sequential_vs_engine']}x the engine); "
+            f"concurrent {t['concurrent']['engine_us_per_run']} us/run, ratio "
+            f"{t['concurrent']['ratio']}x ({t['concurrent_vs_engine']}x the engine)"
+        )
     print(f"idle engines ({m['engines']}): {m['bytes_per_engine']} bytes/engine (target <= 8192)")
 
 

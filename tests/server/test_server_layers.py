@@ -38,8 +38,15 @@ LAYERS: list[set[str]] = [
 #: Core modules the server may import besides ``agentengine`` itself: ``lazy`` for the
 #: package's lazy exports and ``logging`` for ``agentengine serve``'s log setup (the core
 #: exports neither name from ``agentengine``) and ``ids`` for the one id scheme (a light leaf
-#: module, allowed by the import-linter contract).
-CORE_MODULES = {"agentengine", "agentengine.ids", "agentengine.lazy", "agentengine.log"}
+#: module, allowed by the import-linter contract) and ``telemetry`` for trace context (a
+#: light module importing OpenTelemetry only once an application did).
+CORE_MODULES = {
+    "agentengine",
+    "agentengine.ids",
+    "agentengine.lazy",
+    "agentengine.log",
+    "agentengine.telemetry",
+}
 
 
 def _imports(path: Path) -> list[tuple[str, list[str]]]:

@@ -93,6 +93,7 @@ if TYPE_CHECKING:
         EventSink as EventSink,
         StreamItem as StreamItem,
     )
+    from agentengine.telemetry import RunTimings as RunTimings
 
 # The public names are imported on first use (PEP 562), so that ``import agentengine`` (and
 # the command line, and a plugin module importing ``hookimpl``) does not pay for pydantic
@@ -133,6 +134,7 @@ _EXPORTS: dict[str, str] = {
     "RunResult": "agentengine.runtime.engine",
     "RunRecord": "agentengine.runtime.runs",
     "RunRegistry": "agentengine.runtime.runs",
+    "RunTimings": "agentengine.telemetry",
     "RunStatus": "agentengine.events",
     "ScopedResourceError": "agentengine.errors",
     "ShutdownDrain": "agentengine.runtime.drain",

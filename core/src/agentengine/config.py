@@ -82,6 +82,21 @@ class EngineSettings(BaseModel):
     max_finished_runs: int = Field(default=50_000, ge=1)
     finished_runs_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     finished_runs_ttl: float | None = Field(default=3600.0, gt=0)
+    #: Put the user id on each run's span (``enduser.id``) when tracing is on. Off by
+    #: default: user ids may be personal data (see docs/observability.md).
+    trace_user_ids: bool = False
+
+
+class OtelSettings(BaseModel):
+    """The ``[otel]`` table: ``enabled`` installs the OpenTelemetry SDK with the OTLP/HTTP
+    exporter, configured by the standard ``OTEL_*`` variables, in ``agentengine serve`` and
+    ``agentengine worker`` (as ``--otel`` does); ``service_name`` unless ``OTEL_SERVICE_NAME``
+    names it. See docs/observability.md."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    service_name: str | None = None
 
 
 def _parse_env_value(raw: str) -> Any:

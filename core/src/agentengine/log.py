@@ -18,6 +18,10 @@ a run the same three attributes. Applications that configure structlog themselve
 configuration; they add ``merge_contextvars`` (for the ids) and ``redact_secrets`` to their
 processors (see docs/embedding.md, "Logs in your application's logging").
 
+When an OpenTelemetry trace is active (an SDK installed, see docs/observability.md), lines
+logged inside a run also carry ``trace_id`` and ``span_id`` (``add_trace_ids``, installed by
+``configure``), so a log line leads to its run's trace and back.
+
 (Named ``log`` rather than ``logging`` so as not to shadow the standard library module;
 ``agentengine.logging`` remains as a deprecated alias.)
 """
@@ -33,6 +37,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from agentengine.telemetry import current_trace_ids
+
 __all__ = [
     "AGENT_VAR",
     "REDACTED",
@@ -40,6 +46,7 @@ __all__ = [
     "RUN_IDS",
     "USER_ID_VAR",
     "RunIdsFilter",
+    "add_trace_ids",
     "configure",
     "get_logger",
     "redact_secrets",
@@ -97,6 +104,19 @@ def redact_secrets(
             value = event_dict[key]
             if isinstance(value, dict | list | tuple):
                 event_dict[key] = _redact(value)
+    return event_dict
+
+
+def add_trace_ids(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: ``trace_id`` and ``span_id`` (hex, as trace backends show them)
+    of the current OpenTelemetry span, when one is recording (inside a traced run, its
+    span or its tool call's). Costs a dictionary lookup while OpenTelemetry is not loaded."""
+    ids = current_trace_ids()
+    if ids is not None:
+        event_dict.setdefault("trace_id", ids[0])
+        event_dict.setdefault("span_id", ids[1])
     return event_dict
 
 
@@ -196,6 +216,7 @@ def configure(
         structlog.configure(
             processors=[
                 structlog.contextvars.merge_contextvars,
+                add_trace_ids,
                 redact_secrets,
                 to_stdlib_record,
             ],
@@ -212,6 +233,7 @@ def configure(
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_trace_ids,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact_secrets,

@@ -65,12 +65,14 @@ from agentengine.ids import random_hex
 from agentengine.log import AGENT_VAR, RUN_ID_VAR, USER_ID_VAR
 from agentengine.plugins.extensions import ExtensionStack, ToolCall, cancelling
 from agentengine.runtime.deadlines import Deadline, DeadlineScheduler, current_task
+from agentengine.telemetry import RunTimings, tracing_enabled
 from agentengine.wire import flat_dict_size, wire_outcome, wire_text, wire_value
 
 if TYPE_CHECKING:
     from agentengine.context import UserExecutionContext
     from agentengine.definitions.agents import Agent
     from agentengine.runtime.services import EngineServices
+    from agentengine.runtime.tracing import RunTrace, RunTracer
 
 __all__ = ["ActiveRun", "PipelineStep", "RunHandle", "RunResult", "UserExecutionEngine"]
 
@@ -195,6 +197,7 @@ class ActiveRun(RunContext):
         "_think_steps",
         "_thread_id",
         "_tool_calls",
+        "_trace",
         "_user_id",
         "_waiter",
         "_wire_limit",
@@ -247,6 +250,8 @@ class ActiveRun(RunContext):
         self._think_steps = 0
         self._tool_calls = 0
         self._started_at = _perf()
+        #: The run's spans (``runtime.tracing``), None while tracing is off.
+        self._trace: RunTrace | None = None
         #: The size limit of one event's values (``[engine] event_max_bytes``).
         self._wire_limit: int = engine._wire_limit
         # The fields every event of the run carries, in declaration order: an event's fields
@@ -387,6 +392,8 @@ class ActiveRun(RunContext):
             fields["args"] = raw_args
         self._emit(_EXECUTING, fields, size)
         started = _perf()
+        if self._trace is not None:
+            self._trace.start_tool(call_id, shown)
         if tool is None:
             tool = engine._get_tool(name)
         if tool is None:
@@ -399,7 +406,9 @@ class ActiveRun(RunContext):
                     )
                     raise
                 message = f"looking up tool {name!r} failed: {describe_error(exc)}"
-                self._complete_tool(shown, call_id, ToolStatus.ERROR, None, message, started)
+                self._complete_tool(
+                    shown, call_id, ToolStatus.ERROR, None, message, started, type(exc).__name__
+                )
                 raise ToolError(name, "error", message, call_id) from exc
         if tool is None:
             message = (
@@ -413,7 +422,9 @@ class ActiveRun(RunContext):
                 raise not_an_object(f"arguments for tool {name!r}", args)
             validated = tool.validate_args(raw_args)
         except ToolArgumentError as exc:
-            self._complete_tool(shown, call_id, ToolStatus.ERROR, None, str(exc), started)
+            self._complete_tool(
+                shown, call_id, ToolStatus.ERROR, None, str(exc), started, type(exc).__name__
+            )
             raise ToolError(name, "error", str(exc), call_id) from None
         limit = tool.timeout if tool.timeout is not None else engine._tool_timeout
         try:
@@ -429,7 +440,9 @@ class ActiveRun(RunContext):
                 self._complete_tool(shown, call_id, ToolStatus.TIMEOUT, None, message, started)
                 raise ToolError(name, "timeout", message, call_id) from None
             message = describe_error(exc)
-            self._complete_tool(shown, call_id, ToolStatus.ERROR, None, message, started)
+            self._complete_tool(
+                shown, call_id, ToolStatus.ERROR, None, message, started, type(exc).__name__
+            )
             raise ToolError(name, "error", message, call_id) from exc
         except asyncio.CancelledError as exc:
             if cancelling(self):  # a real cancellation (a deadline's was turned into TimeoutError)
@@ -438,14 +451,18 @@ class ActiveRun(RunContext):
                 )
                 raise
             message = describe_error(exc)  # raised by the tool itself: a failure like any other
-            self._complete_tool(shown, call_id, ToolStatus.ERROR, None, message, started)
+            self._complete_tool(
+                shown, call_id, ToolStatus.ERROR, None, message, started, "CancelledError"
+            )
             raise ToolError(name, "error", message, call_id) from exc
         except ToolError as exc:
             self._complete_tool(shown, call_id, ToolStatus.ERROR, None, exc.message, started)
             raise ToolError(name, "error", exc.message, call_id) from exc
         except BaseException as exc:  # SystemExit, KeyboardInterrupt ...: ends the call only
             message = describe_error(exc)
-            self._complete_tool(shown, call_id, ToolStatus.ERROR, None, message, started)
+            self._complete_tool(
+                shown, call_id, ToolStatus.ERROR, None, message, started, type(exc).__name__
+            )
             raise ToolError(name, "error", message, call_id) from exc
         self._complete_tool(shown, call_id, ToolStatus.OK, result, None, started)
         return result
@@ -458,8 +475,16 @@ class ActiveRun(RunContext):
         result: Any,
         error: str | None,
         started: float,
+        error_type: str | None = None,
     ) -> None:
-        """Emit ``tool_completed``; ``shown`` is the tool's name made wire-safe."""
+        """Emit ``tool_completed``; ``shown`` is the tool's name made wire-safe; ``error_type``
+        the type of the exception that failed the call, where there was one (for its span)."""
+        duration_ms = (_perf() - started) * 1000.0
+        if self._trace is not None:
+            self._trace.finish_tool(call_id, status.value, error, error_type, duration_ms)
+        on_tool = self._engine._timings.tool_finished
+        if on_tool is not None:
+            on_tool(shown, status.value, duration_ms / 1000.0)
         if self._finished:  # the run already ended (engine cleanup); nothing may follow
             return
         fields = self._head.copy()
@@ -467,7 +492,7 @@ class ActiveRun(RunContext):
         fields["tool_call_id"] = call_id
         fields["status"] = status
         fields["result"], fields["error"], size = wire_outcome(result, error, self._wire_limit)
-        fields["duration_ms"] = (_perf() - started) * 1000.0
+        fields["duration_ms"] = duration_ms
         self._emit(_TOOL_COMPLETED, fields, size)
 
     def _request_cancel(self) -> None:
@@ -609,11 +634,13 @@ class UserExecutionEngine:
         "_run_chain",
         "_run_timeout",
         "_services",
+        "_timings",
         "_tool_chain",
         "_tool_listers",
         "_tool_resolvers",
         "_tool_timeout",
         "_tools",
+        "_tracer",
         "_used_context_run_id",
         "_wire_limit",
         "context",
@@ -636,8 +663,10 @@ class UserExecutionEngine:
     _tool_chain: ToolChain
     _tool_resolvers: tuple[Callable[[str], Awaitable[Tool | None]], ...]
     _tool_listers: tuple[Callable[[], Awaitable[Iterable[Tool]]], ...]
+    _timings: RunTimings
     _tool_timeout: float
     _tools: ToolRegistry | _LayeredTools
+    _tracer: RunTracer | None
     _get_agent: Callable[[str], Agent | None]
     _get_tool: Callable[[str], Tool | None]
     _used_context_run_id: bool
@@ -678,6 +707,9 @@ class UserExecutionEngine:
         self._get_agent = services.agents.getter()
         self._deadlines = services.deadlines
         self._publish = services.publish
+        self._timings = services.timings
+        # Tracing is decided once per engine: the run path then tests this against None.
+        self._tracer = _run_tracer(settings.trace_user_ids) if tracing_enabled() else None
         self._tool_resolvers = ()
         self._tool_listers = ()
         self._extension_stack = _NO_EXTENSIONS
@@ -878,12 +910,17 @@ class UserExecutionEngine:
             fields["input"], size = wire_value(given, run._wire_limit)
         else:
             fields["input"] = given
+        tracer = self._tracer
+        if tracer is not None:  # the run's span starts as it is accepted, before its first event
+            run._trace = tracer.start_run(found.name, run_id, ctx.thread_id, ctx.user_id)
         try:
             run._emit(_STARTED, fields, size)
-        except BaseException:
+        except BaseException as exc:
             # The run never starts: leave no run without a task in the active set.
             del self._active[run_id]
             self.stats[0] -= 1
+            if run._trace is not None:
+                run._trace.finish("failed", 0, describe_error(exc), type(exc).__name__)
             raise
         return run
 
@@ -963,6 +1000,8 @@ class UserExecutionEngine:
         user_token = USER_ID_VAR.set(run._user_id)
         run_token = RUN_ID_VAR.set(run.run_id)
         agent_token = AGENT_VAR.set(run._agent_name)
+        trace = run._trace
+        trace_token = trace.attach() if trace is not None else None
         status = RunStatus.FAILED
         output: Any = None
         error: str | None = None
@@ -1021,6 +1060,8 @@ class UserExecutionEngine:
             AGENT_VAR.reset(agent_token)
             RUN_ID_VAR.reset(run_token)
             USER_ID_VAR.reset(user_token)
+            if trace is not None:
+                trace.detach(trace_token)
         if propagate is not None:
             raise propagate
 
@@ -1110,6 +1151,11 @@ class UserExecutionEngine:
         stats = self.stats
         stats[_STAT_INDEX[status]] += 1
         self._services.record_run(status, duration_ms)
+        if run._trace is not None:
+            run._trace.finish(status.value, len(run._events), error, error_type)
+        on_run = self._timings.run_finished
+        if on_run is not None:
+            on_run(run._agent_name, status.value, duration_ms / 1000.0)
 
     # -- introspection and lifecycle ----------------------------------------------------------
 
@@ -1212,6 +1258,14 @@ class UserExecutionEngine:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._active)} active"
         return f"<UserExecutionEngine user={self.context.user_id!r} {state}>"
+
+
+def _run_tracer(user_ids: bool) -> RunTracer:
+    """The engine's ``RunTracer``; the tracing module (and OpenTelemetry) is imported only
+    once an application installed an SDK."""
+    from agentengine.runtime.tracing import run_tracer
+
+    return run_tracer(user_ids)
 
 
 def _legacy_constructors() -> Any:

@@ -52,6 +52,7 @@ from agentengine.runtime.runs import RunRecord, RunRegistry, RunTracker
 from agentengine.runtime.services import EngineServices
 from agentengine.sinks.memory import InMemoryEventSink
 from agentengine.sinks.protocol import EventSink, check_event_sink
+from agentengine.telemetry import RunTimings
 
 __all__ = [
     "BUILTIN_PLUGINS",
@@ -214,6 +215,9 @@ class ExecutionEngineFactory:
             if event_sink is None
             else check_event_sink(event_sink, "ExecutionEngineFactory(event_sink=...)")
         )
+        #: Run and tool timings, for metrics: ``timings.add_listener(...)`` (see
+        #: ``agentengine.telemetry``).
+        self.timings = RunTimings()
         #: What every engine of this factory gets from it (see ``runtime.services``).
         self.services = EngineServices(
             settings=es,
@@ -227,6 +231,7 @@ class ExecutionEngineFactory:
             claim_run_id=self._claim_run_id,
             record_run=self._record_run,
             release=self._forget_engine,
+            timings=self.timings,
         )
         self._engines: dict[str, set[UserExecutionEngine]] = {}
         #: Submitted runs (``submit_run``): find, list and cancel a user's runs by id.

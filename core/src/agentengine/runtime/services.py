@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from agentengine.events import BaseEvent, RunStatus
     from agentengine.runtime.deadlines import DeadlineScheduler
     from agentengine.runtime.limits import ConcurrencyLimiter
+    from agentengine.telemetry import RunTimings
 
 __all__ = ["EngineServices"]
 
@@ -46,3 +47,5 @@ class EngineServices:
     record_run: Callable[[RunStatus, float], None]
     #: ``release(engine)``: the engine was cleaned up; the factory forgets it.
     release: Callable[[Any], None]
+    #: ``factory.timings``: the listeners of run and tool timings (metrics).
+    timings: RunTimings

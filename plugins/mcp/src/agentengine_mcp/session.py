@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import httpx2
 import structlog
 from agentengine.errors import AgentEngineError
+from agentengine.telemetry import annotate_span, traced
 from mcp import Client, StdioServerParameters, types as mcp_types
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
@@ -238,7 +239,17 @@ class MCPSession:
                         f"again in {wait:.1f}s"
                     )
                 await asyncio.sleep(wait)
-            await self._open()
+            reopening = self.opened > 0 or self.failures > 0
+            with traced(
+                f"mcp.session.{'reconnect' if reopening else 'open'} {self.config.name}",
+                {
+                    "agentengine.mcp.server": self.config.name,
+                    "agentengine.mcp.transport": self.config.transport,
+                    "agentengine.mcp.reconnect": reopening,
+                    "agentengine.mcp.failures": self.failures,
+                },
+            ):
+                await self._open()
             assert self._client is not None
             return self._client, self._generation
 
@@ -524,6 +535,7 @@ class MCPSession:
         during the call; the session reopens on the next one) or ``MCPError`` (the server
         refused the request).
         """
+        annotate_span({"agentengine.mcp.server": self.config.name})  # on the tool call's span
         client, generation = await self.client()
         if _transport_closed(client):
             # The server went away while idle (a stdio process killed between calls): nothing

@@ -38,6 +38,7 @@ from agentengine import (
     RunStatus,
     ToolArgumentError,
 )
+from agentengine.telemetry import inject_trace_context
 
 from agentengine_redis.config import _safe_url
 from agentengine_redis.layout import (
@@ -470,6 +471,9 @@ class RedisRunRegistry(RunRegistry):
                     "input": run_input,
                     "timeout": timeout,
                     "attempts": self.sink.settings.retry_on_worker_loss.get(record.agent, 1),
+                    # For the worker: the queue wait, and the trace the run's spans join.
+                    "queued_at": record.created_at,
+                    "trace": inject_trace_context(),
                 },
                 separators=(",", ":"),
                 allow_nan=False,

@@ -26,6 +26,7 @@ import contextlib
 import functools
 import json
 import signal
+import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -34,6 +35,7 @@ from agentengine import (
     EngineLimitError,
     UserExecutionContext,
 )
+from agentengine.telemetry import attached_trace_context
 
 from agentengine_redis.figures import heartbeat, leave
 from agentengine_redis.layout import (
@@ -242,11 +244,16 @@ class Worker:
             lambda: self._lost(run_id, "redis refused its writes"),
         )
         context = UserExecutionContext(user_id=user_id, run_id=run_id, thread_id=thread_id)
+        queued_at = work.get("queued_at")
+        timings = self.factory.timings
+        if timings.queue_wait is not None and isinstance(queued_at, float):
+            timings.queue_wait(agent, time.time() - queued_at)
         while True:
             try:
-                handle = await self.factory.submit_run(
-                    context, agent, run_input, timeout=max(left, 0.001)
-                )
+                with attached_trace_context(work.get("trace")):  # the run joins the accepting trace
+                    handle = await self.factory.submit_run(
+                        context, agent, run_input, timeout=max(left, 0.001)
+                    )
             except EngineLimitError:
                 # This process has not yet counted the end of a run of the user whose slot
                 # was freed: wait for that.
@@ -260,6 +267,8 @@ class Worker:
                 return
             break
         held.handle = handle
+        if timings.first_event is not None and isinstance(queued_at, float):
+            timings.first_event(agent, time.time() - queued_at)  # its agent_started went out
         self.started_runs += 1
         ender = asyncio.get_running_loop().create_task(
             self._ended(run_id, held), name=f"agentengine-worker-end-{run_id}"
@@ -570,6 +579,17 @@ def worker_command() -> Any:
         metavar="MODULE[:ATTR]",
         help="Add a plugin object to the factory (repeatable), besides the installed ones.",
     )
+    @click.option(
+        "--metrics-port",
+        type=click.IntRange(1, 65535),
+        default=None,
+        help="Serve this worker's Prometheus metrics at GET /metrics on this port (off by "
+        "default; needs agentengine-server installed).",
+    )
+    @click.option(
+        "--metrics-host", default="127.0.0.1", show_default=True, help="Address of --metrics-port."
+    )
+    @click.option("--otel", is_flag=True, help="Trace with OpenTelemetry, as serve --otel does.")
     @click.option("--log-json", is_flag=True, help="Log JSON lines.")
     @click.option(
         "--log-level",
@@ -578,12 +598,19 @@ def worker_command() -> Any:
         type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
     )
     def worker(
-        concurrency: int, plugin_specs: tuple[str, ...], log_json: bool, log_level: str
+        concurrency: int,
+        plugin_specs: tuple[str, ...],
+        metrics_port: int | None,
+        metrics_host: str,
+        otel: bool,
+        log_json: bool,
+        log_level: str,
     ) -> None:
         """Execute the runs queued on Redis ([redis] url, queue = true) until SIGTERM, then
         drain like serve: stop taking runs, wait up to drain_timeout, then cancel."""
         from agentengine import AgentEngineError, ExecutionEngineFactory
         from agentengine.log import configure
+        from agentengine.telemetry import configure_tracing
 
         configure(json=log_json, level=log_level.upper())
         plugins = [_load_plugin(spec) for spec in plugin_specs]
@@ -591,7 +618,22 @@ def worker_command() -> Any:
         async def main() -> None:
             try:
                 factory = ExecutionEngineFactory(plugins=plugins)
-                await serve_worker(factory, concurrency)
+                configure_tracing(factory.settings, force=otel, service_name="agentengine-worker")
+                metrics = None
+                if metrics_port is not None:
+                    try:
+                        from agentengine_server.metrics import serve_metrics
+                    except ImportError as exc:
+                        raise click.ClickException(
+                            f"--metrics-port needs agentengine-server installed ({exc})"
+                        ) from None
+                    metrics = await serve_metrics(factory, metrics_host, metrics_port)
+                    _log.info("worker metrics", url=f"http://{metrics_host}:{metrics_port}/metrics")
+                try:
+                    await serve_worker(factory, concurrency)
+                finally:
+                    if metrics is not None:
+                        metrics.close()
             except AgentEngineError as exc:
                 raise click.ClickException(str(exc)) from exc
 

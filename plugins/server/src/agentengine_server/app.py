@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import secrets
 from collections.abc import AsyncIterator
+from typing import Any
 
+import structlog
 from agentengine import BackendUnavailableError, ExecutionEngineFactory, drain_on_signal
+from agentengine.telemetry import tracing_enabled
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -35,6 +39,8 @@ from agentengine_server.state import ServerState
 from agentengine_server.websocket import ws_endpoint
 
 __all__ = ["create_app"]
+
+_log = structlog.get_logger("agentengine_server")
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -117,4 +123,33 @@ def create_app(
     )
     app.state.agentengine = state
     app.state.agentengine_drain = drain
+    if tracing_enabled():  # an SDK is installed: HTTP and WebSocket spans, the standard way
+        app.add_middleware(_asgi_tracing())
     return app
+
+
+def _asgi_tracing() -> Any:
+    """The ASGI instrumentation's middleware (outermost: its span covers the request, and it
+    reads the client's ``traceparent``). /healthz and /metrics make no spans."""
+    try:
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    except ImportError:
+        _log.warning(
+            "tracing is on but opentelemetry-instrumentation-asgi is not installed: no HTTP "
+            "spans (runs are still traced, a client's traceparent honoured); "
+            "pip install 'agentengine-server[otel]'"
+        )
+        return _NoMiddleware
+    # One span per request or WebSocket connection: not one per message received or frame
+    # sent (a span per event delivered would cost the fan-out more than the send itself).
+    return functools.partial(
+        OpenTelemetryMiddleware, excluded_urls="healthz,metrics", exclude_spans=["receive", "send"]
+    )
+
+
+class _NoMiddleware:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)

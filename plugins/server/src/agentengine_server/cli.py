@@ -57,6 +57,13 @@ def _load_plugin(spec: str) -> Any:
     metavar="MODULE[:ATTR]",
     help="Add a plugin object to the factory (repeatable), besides the installed ones.",
 )
+@click.option(
+    "--otel",
+    is_flag=True,
+    help="Trace with OpenTelemetry: install its SDK with the OTLP/HTTP exporter, configured by "
+    "the standard OTEL_* variables (also [otel] enabled = true). Needs "
+    "agentengine-server[otel].",
+)
 @click.option("--log-json", is_flag=True, help="Log JSON lines.")
 @click.option(
     "--log-level",
@@ -69,6 +76,7 @@ def serve_command(
     port: int,
     dev: bool,
     plugin_specs: tuple[str, ...],
+    otel: bool,
     log_json: bool,
     log_level: str,
 ) -> None:
@@ -76,6 +84,7 @@ def serve_command(
     import structlog
     from agentengine import AgentEngineError, ExecutionEngineFactory
     from agentengine.log import configure
+    from agentengine.telemetry import configure_tracing
 
     from agentengine_server.app import create_app
     from agentengine_server.auth import SecretError, check_secret
@@ -101,6 +110,9 @@ def serve_command(
         # --dev is for trying the server out: it offers the demo agents (echo, researcher),
         # which production servers do not (unless [plugins] enable = ["demo"]).
         factory = ExecutionEngineFactory(plugins=plugins, enable_plugins=["demo"] if dev else ())
+        # Before the app: it adds the HTTP instrumentation when tracing is on.
+        if configure_tracing(factory.settings, force=otel, service_name="agentengine-server"):
+            log.info("tracing with OpenTelemetry", exporter="otlp/http")
         app = create_app(factory, secret=secret, dev=dev)
     except AgentEngineError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -7,18 +7,24 @@ answered by the app's handler (``app.py``).
 
 from __future__ import annotations
 
+import structlog
+from agentengine.telemetry import attached_trace_context
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from agentengine_server.errors import ApiError
-from agentengine_server.metrics import render_prometheus
+from agentengine_server.metrics import exposition
 from agentengine_server.openapi import openapi_document
 from agentengine_server.requests import read_json, run_request
 from agentengine_server.runs import RunRecord, run_wire, wire_status
 from agentengine_server.state import ServerState, server_state
 
 __all__ = ["api_routes"]
+
+_log = structlog.get_logger("agentengine_server")
+#: The W3C trace context headers a client may send with a run.
+_TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
 
 
 async def healthz(request: Request) -> Response:
@@ -36,16 +42,18 @@ async def healthz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    """Prometheus text."""
+    """Prometheus text (see ``metrics``): the factory's and the server's figures, the run
+    registry's ``figures()`` when it has them (a run queue's), and the histograms."""
     state = server_state(request)
-    text = render_prometheus(
-        state.metrics,
-        state.factory.get_factory_metrics(),
-        state.memory_figures(),
-        # A shared run queue's figures (depth, runs by state, workers alive, runs lost).
-        await state.runs.registry.figures(),
+    figures = getattr(state.factory.runs, "figures", None)
+    if figures is not None:
+        try:
+            state.figures.update(await figures())
+        except Exception as exc:  # the other metrics still answer
+            _log.warning("run registry figures unavailable for /metrics", error=str(exc))
+    return Response(
+        exposition(state.registry), media_type="text/plain; version=0.0.4; charset=utf-8"
     )
-    return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 async def openapi(request: Request) -> Response:
@@ -67,7 +75,11 @@ async def start_run(request: Request) -> Response:
     state = server_state(request)
     user = state.request_user(request)
     data, sizes = await read_json(request, state.settings)
-    record = await state.start_run(user, run_request(data, sizes, state.settings))
+    # The client's traceparent is the run's parent: through the ASGI instrumentation's span
+    # when it is installed, else directly.
+    carrier = {k: v for k, v in request.headers.items() if k in _TRACE_HEADERS}
+    with attached_trace_context(carrier, unless_active=True):
+        record = await state.start_run(user, run_request(data, sizes, state.settings))
     return JSONResponse(
         {"run_id": record.run_id, "thread_id": record.thread_id, "status": wire_status(record)},
         status_code=202,

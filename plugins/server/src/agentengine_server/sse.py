@@ -85,7 +85,7 @@ async def _sse_stream(
                 yield f"id: {frame.cursor}\ndata: {frame.text}\n\n"
             else:
                 yield f"data: {frame.text}\n\n"
-            counters.delivered("sse", gap=frame.gap)
+            counters.delivered("sse", gap=frame.gap, published=frame.published, missed=frame.missed)
     finally:
         counters.clients_connected["sse"] -= 1
         await pump.stop()

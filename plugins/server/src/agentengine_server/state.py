@@ -15,12 +15,13 @@ from typing import Any, Protocol
 
 import structlog
 from agentengine import LIVE, ExecutionEngineFactory
+from prometheus_client import CollectorRegistry
 from starlette.requests import HTTPConnection
 
 from agentengine_server.auth import AuthError, TokenClaims, TokenVerifier, bearer_token
 from agentengine_server.errors import RUN_START_ERRORS, ApiError, run_error
 from agentengine_server.memory import resident_bytes, trim_heap
-from agentengine_server.metrics import ServerMetrics
+from agentengine_server.metrics import ServerMetrics, metrics_registry
 from agentengine_server.requests import RunRequest
 from agentengine_server.runs import RunManager, RunRecord
 from agentengine_server.settings import RUN_RECORD_KEYS, ServerSettings
@@ -63,7 +64,9 @@ class ServerState:
         # replace the factory's.
         aliases = RUN_RECORD_KEYS & settings.model_fields_set
         self.runs = RunManager(factory, **{key: getattr(settings, key) for key in aliases})
-        self.metrics = ServerMetrics()
+        self.metrics = ServerMetrics(registry=CollectorRegistry(auto_describe=False))
+        #: This app's metrics (``GET /metrics``): a registry of its own, never the global one.
+        self.registry, self.figures = metrics_registry(factory, self.metrics, self.memory_figures)
         self.encoder = FrameEncoder(max_bytes=settings.frame_cache_bytes)
         self.streams = StreamHub(
             factory.events,
@@ -112,6 +115,7 @@ class ServerState:
     async def start_run(self, user_id: str, request: RunRequest) -> RunRecord:
         """Start the run ``request`` asks for (checked by ``requests.run_request``), for
         ``user_id``, and count it; ``ApiError`` (``errors.run_error``) when it cannot start."""
+        accepted = time.time()
         try:
             record = await self.runs.start(
                 user_id, request.agent, request.input, thread_id=request.thread_id
@@ -119,6 +123,11 @@ class ServerState:
         except RUN_START_ERRORS as exc:
             raise run_error(exc) from None
         self.metrics.runs_started += 1
+        on_first_event = self.factory.timings.first_event
+        if on_first_event is not None and not self.factory.runs.queues:
+            # Executed here: its agent_started went out before submit_run returned (a queued
+            # run's first event is the worker's to time).
+            on_first_event(record.agent, time.time() - accepted)
         return record
 
     # -- streams ------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ class Frame:
     of the frame cache and of the send buffers count.
     """
 
-    __slots__ = ("cursor", "failed", "gap", "size", "text")
+    __slots__ = ("cursor", "failed", "gap", "missed", "published", "size", "text")
 
     def __init__(self, cursor: str | None, text: str, gap: bool, failed: bool = False) -> None:
         self.cursor = cursor
@@ -59,6 +59,10 @@ class Frame:
         self.gap = gap
         self.failed = failed
         self.size = sys.getsizeof(text) + FRAME_OVERHEAD
+        #: The event's ``ts`` (epoch seconds), for the delivery lag; None for other items.
+        self.published: float | None = None
+        #: An ``events_lost`` frame's count of lost events (0: unknown, or not a gap).
+        self.missed = 0
 
 
 class FrameEncoder:
@@ -109,7 +113,14 @@ def _encode(item: BaseEvent | EventGap, cursor: str | None, *, gap: bool) -> Fra
             text.encode("utf-8")
     except Exception as exc:
         return _unencodable(item, cursor, exc)
-    return Frame(cursor, text, gap=gap)
+    frame = Frame(cursor, text, gap=gap)
+    if gap:
+        frame.missed = getattr(item, "missed", None) or 0
+    else:
+        ts = getattr(item, "ts", None)
+        if ts is not None:
+            frame.published = ts.timestamp()
+    return frame
 
 
 def _unencodable(item: BaseEvent | EventGap, cursor: str | None, exc: Exception) -> Frame:

@@ -176,7 +176,9 @@ class Connection:
         if frame.cursor is not None:
             self.position = frame.cursor
             self._resuming = False
-        self.state.metrics.delivered("ws", gap=frame.gap)
+        self.state.metrics.delivered(
+            "ws", gap=frame.gap, published=frame.published, missed=frame.missed
+        )
 
     def _send_direct(self, frame: Frame) -> None:
         """Send ``frame`` now, from the fan-out's task (called only when nothing is queued or

@@ -1,0 +1,136 @@
+"""One trace across processes: a run accepted by ``agentengine serve`` and executed by an
+``agentengine worker`` (the Redis queue) is one trace, read back from a real OTLP/HTTP
+receiver both processes export to; the worker's own ``/metrics`` times the queue."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from otlp_receiver import ReceivedSpan, otel_env, otlp_receiver
+from prometheus_client.parser import text_string_to_metric_families
+from redis_server import RedisProcess, unique_prefix
+from server_helpers import (
+    AGENTENGINE,
+    CHATTER,
+    SECRET,
+    free_port,
+    make_token,
+    serve_env,
+    serve_process,
+)
+
+CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
+CLIENT_SPAN = "b7ad6b7169203331"
+USER = "user-zq61-queued"
+
+
+@contextmanager
+def worker(path: Path, env: dict[str, str], *args: str) -> Iterator[subprocess.Popen[str]]:
+    (path / "chatplug.py").write_text(CHATTER)
+    proc = subprocess.Popen(
+        [AGENTENGINE, "worker", "--plugin", "chatplug:plugin", *args],
+        env=serve_env(path, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "agentengine worker ready" in line:
+                break
+        else:
+            raise AssertionError(f"the worker did not start: {proc.wait(10)}")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.mark.slow
+def test_a_queued_run_is_one_trace_from_the_api_to_the_worker(
+    tmp_path: Path, redis_process: RedisProcess
+) -> None:
+    base = {
+        "AGENTENGINE_REDIS__URL": redis_process.url,
+        "AGENTENGINE_REDIS__KEY_PREFIX": unique_prefix(),
+        "AGENTENGINE_REDIS__QUEUE": "true",
+        "AGENTENGINE_JWT_SECRET": SECRET,
+    }
+    (tmp_path / "api").mkdir()
+    (tmp_path / "w").mkdir()
+    metrics_port = free_port()
+    headers = {"Authorization": f"Bearer {make_token(USER)}"}
+    with otlp_receiver() as receiver:
+        with (
+            serve_process(
+                tmp_path / "api",
+                "--otel",
+                plugins={"chatplug": CHATTER},
+                env={**base, **otel_env(receiver, "api-under-test")},
+            ) as (_, port),
+            worker(
+                tmp_path / "w",
+                {**base, "AGENTENGINE_OTEL__ENABLED": "true", **otel_env(receiver, "worker-x")},
+                "--metrics-port",
+                str(metrics_port),
+            ) as proc,
+        ):
+            r = httpx.post(
+                f"http://127.0.0.1:{port}/v1/runs",
+                json={"agent": "chatter", "input": {"count": 2}},
+                headers={**headers, "traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"},
+            )
+            assert r.status_code == 202, r.text
+            run_id = r.json()["run_id"]
+            deadline = time.monotonic() + 30
+            while True:
+                body = httpx.get(f"http://127.0.0.1:{port}/v1/runs/{run_id}", headers=headers)
+                if body.json()["status"] != "running":
+                    break
+                assert time.monotonic() < deadline, body.text
+                time.sleep(0.05)
+            assert body.json()["status"] == "succeeded", body.text
+            metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+
+            def arrived(spans: list[ReceivedSpan]) -> bool:
+                names = {(s.service, s.name) for s in spans}
+                return ("worker-x", "invoke_agent chatter") in names and any(
+                    s.service == "api-under-test" and s.name.startswith("POST") for s in spans
+                )
+
+            spans = receiver.wait_for(arrived)
+            proc.send_signal(signal.SIGTERM)
+            log = proc.communicate(timeout=30)[0]
+            assert proc.returncode == 0, log
+
+    run_span = next(s for s in spans if s.name == "invoke_agent chatter")
+    # The API's server span of the request: the ASGI instrumentation's, under the client's.
+    (request_span,) = [
+        s for s in spans if s.service == "api-under-test" and s.parent_span_id == CLIENT_SPAN
+    ]
+    assert request_span.name == "POST /v1/runs"
+    # One trace: the client's; the worker's run span is a child of the API's request span.
+    assert run_span.service == "worker-x"
+    assert run_span.trace_id == request_span.trace_id == CLIENT_TRACE
+    assert run_span.parent_span_id == request_span.span_id
+    assert run_span.attributes["agentengine.run_id"] == run_id
+    assert run_span.attributes["agentengine.event_count"] == 4  # started, 2 thinking, completed
+
+    found = {f.name: f for f in text_string_to_metric_families(metrics)}
+    for name in (
+        "agentengine_queue_wait_seconds",
+        "agentengine_run_first_event_seconds",
+        "agentengine_run_duration_seconds",
+    ):
+        counts = [s for s in found[name].samples if s.name.endswith("_count")]
+        assert [(s.labels["agent"], s.value) for s in counts] == [("chatter", 1.0)], name
+    assert USER not in metrics

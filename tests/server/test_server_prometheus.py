@@ -1,0 +1,192 @@
+"""``GET /metrics`` through prometheus-client: read back with the client library's own parser,
+histograms with their documented labels, figures folded in, and never a user id."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from agentengine import RunContext, ToolError, agent, hookimpl, tool
+from agentengine_server.metrics import FiguresCollector, exposition
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+from server_helpers import RunningServer, http, recv_until, running_server, wait_run, ws_connect
+
+#: User ids distinctive enough that finding them anywhere in /metrics means they leaked.
+USERS = ("user-zq81-metrics-alice", "user-zq82-metrics-bob")
+
+
+@tool
+async def add(a: int, b: int) -> int:
+    """Add."""
+    return a + b
+
+
+@tool
+async def explode() -> int:
+    """Always fails."""
+    raise ValueError("boom")
+
+
+@agent(name="measured")
+async def measured(run: RunContext, n: int) -> int:
+    total = await run.call_tool("add", {"a": n, "b": 1})
+    total = await run.call_tool("add", {"a": total, "b": 1})
+    for name in ("explode", "no-such-tool-zq81"):
+        with contextlib.suppress(ToolError):
+            await run.call_tool(name, {})
+    return int(total)
+
+
+@agent(name="broken")
+async def broken(run: RunContext) -> None:
+    raise RuntimeError("agent bug")
+
+
+class MeasuredPlugin:
+    name = "measured"
+
+    @hookimpl
+    def agentengine_register_agents(self, registry: Any) -> None:
+        registry.add(measured)
+        registry.add(broken)
+
+    @hookimpl
+    def agentengine_register_tools(self, registry: Any) -> None:
+        registry.add(add)
+        registry.add(explode)
+
+
+def families(text: str) -> dict[str, Any]:
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def label_sets(family: Any, suffix: str = "_count") -> set[tuple[tuple[str, str], ...]]:
+    return {tuple(sorted(s.labels.items())) for s in family.samples if s.name.endswith(suffix)}
+
+
+def count_of(family: Any, **labels: str) -> float:
+    for s in family.samples:
+        if s.name.endswith("_count") and all(s.labels.get(k) == v for k, v in labels.items()):
+            return float(s.value)
+    raise AssertionError(f"no sample {labels} in {family.name}")
+
+
+async def _exercise(srv: RunningServer) -> str:
+    async with http(srv) as client:
+        ws = await ws_connect(srv, USERS[0])
+        try:
+            ids = []
+            for user in USERS:
+                headers = srv.auth(user)
+                r = await client.post(
+                    "/v1/runs", json={"agent": "measured", "input": {"n": 1}}, headers=headers
+                )
+                ids.append((r.json()["run_id"], headers))
+            r = await client.post("/v1/runs", json={"agent": "broken"}, headers=srv.auth(USERS[1]))
+            ids.append((r.json()["run_id"], srv.auth(USERS[1])))
+            for run_id, headers in ids:
+                await wait_run(client, run_id, headers)
+            # alice's socket gets her run's events: the delivery lag is measured.
+            await recv_until(ws, lambda f: f.get("type") == "agent_completed")
+        finally:
+            await ws.close()
+        return (await client.get("/metrics")).text
+
+
+async def test_metrics_parse_with_histograms_and_no_user_id() -> None:
+    with running_server(plugins=[MeasuredPlugin()]) as srv:
+        text = await _exercise(srv)
+    found = families(text)  # the client library's parser reads all of it
+
+    runs = found["agentengine_run_duration_seconds"]
+    assert runs.type == "histogram"
+    assert label_sets(runs) == {
+        (("agent", "measured"), ("status", "succeeded")),
+        (("agent", "broken"), ("status", "failed")),
+    }
+    assert count_of(runs, agent="measured", status="succeeded") == 2
+
+    tools = found["agentengine_tool_duration_seconds"]
+    assert tools.type == "histogram"
+    assert label_sets(tools) == {
+        (("status", "ok"), ("tool", "add")),
+        (("status", "error"), ("tool", "explode")),
+        # An unregistered name an agent asked for is not a label of its own.
+        (("status", "error"), ("tool", "other")),
+    }
+    assert count_of(tools, tool="add", status="ok") == 4
+
+    first = found["agentengine_run_first_event_seconds"]
+    assert label_sets(first) == {(("agent", "measured"),), (("agent", "broken"),)}
+    assert count_of(first, agent="measured") == 2
+    lag = found["agentengine_event_delivery_lag_seconds"]
+    assert count_of(lag, transport="ws") >= 1
+    assert "agentengine_queue_wait_seconds" in found  # declared; no run was queued here
+
+    # Today's names, as counters and gauges.
+    runs_total = {s.labels["status"]: s.value for s in found["agentengine_runs"].samples}
+    assert runs_total["succeeded"] == 2
+    assert runs_total["failed"] == 1
+    assert found["agentengine_server_runs_started"].samples[0].value == 3
+    assert found["agentengine_engines_active"].type == "gauge"
+    assert found["agentengine_events_lost"].type == "counter"
+    assert found["agentengine_plugin_errors"].type == "counter"
+
+    for user in USERS:
+        assert user not in text
+    assert "zq8" not in text  # nor any part of them, nor the unknown tool's name
+
+
+async def test_figures_of_the_run_registry_are_folded_in() -> None:
+    with running_server() as srv:
+
+        async def figures() -> dict[str, Any]:
+            return {
+                "queue_depth": 7,
+                "runs_lost_total": 2,
+                "runs_waiting": {"queued": 3, "running": 1},
+            }
+
+        srv.state.factory.runs.figures = figures
+        async with http(srv) as client:
+            text = (await client.get("/metrics")).text
+    found = families(text)
+    assert found["agentengine_queue_depth"].type == "gauge"
+    assert found["agentengine_queue_depth"].samples[0].value == 7
+    # The queue's figures have their documented names (QUEUE_FIGURES).
+    assert found["agentengine_queue_runs_lost"].type == "counter"
+    assert found["agentengine_queue_runs_lost"].samples[0].value == 2
+    waiting = {s.labels["state"]: s.value for s in found["agentengine_runs_waiting"].samples}
+    assert waiting == {"queued": 3, "running": 1}
+
+
+async def test_failing_figures_leave_the_other_metrics() -> None:
+    with running_server() as srv:
+
+        async def figures() -> dict[str, Any]:
+            raise ConnectionError("redis is down")
+
+        srv.state.factory.runs.figures = figures
+        async with http(srv) as client:
+            r = await client.get("/metrics")
+    assert r.status_code == 200
+    assert "agentengine_runs_total" in r.text
+
+
+def test_apps_in_one_process_have_registries_of_their_own() -> None:
+    # The global registry would refuse the second app's histogram names.
+    with running_server() as one, running_server() as two:
+        assert one.state.registry is not two.state.registry
+        texts = [exposition(srv.state.registry).decode() for srv in (one, two)]
+    for text in texts:
+        assert "agentengine_run_duration_seconds" in text
+
+
+def test_figures_collector_skips_what_is_not_a_number() -> None:
+    registry = CollectorRegistry(auto_describe=False)
+    figures = FiguresCollector()
+    registry.register(figures)
+    figures.update({"workers_alive": 2, "other": 1, "note": "text", "flag": True})
+    found = families(exposition(registry).decode())
+    assert set(found) == {"agentengine_queue_workers_alive", "agentengine_other"}
