@@ -3,14 +3,25 @@ histograms with their documented labels, figures folded in, and never a user id.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
+import pytest
 from agentengine import RunContext, ToolError, agent, hookimpl, tool
 from agentengine_server.metrics import FiguresCollector, exposition
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
-from server_helpers import RunningServer, http, recv_until, running_server, wait_run, ws_connect
+from server_helpers import (
+    RunningServer,
+    eventually,
+    http,
+    recv_until,
+    running_server,
+    sse_items,
+    wait_run,
+    ws_connect,
+)
 
 #: User ids distinctive enough that finding them anywhere in /metrics means they leaked.
 USERS = ("user-zq81-metrics-alice", "user-zq82-metrics-bob")
@@ -136,6 +147,84 @@ async def test_metrics_parse_with_histograms_and_no_user_id() -> None:
     for user in USERS:
         assert user not in text
     assert "zq8" not in text  # nor any part of them, nor the unknown tool's name
+
+
+def sample(found: dict[str, Any], family: str, name: str, **labels: str) -> float:
+    """The value of sample ``name`` of ``family`` with ``labels`` (0 when absent)."""
+    for s in found[family].samples:
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+            return float(s.value)
+    return 0.0
+
+
+async def _read_run(srv: RunningServer, transport: str, user: str, after: str) -> list[Any]:
+    """The events after ``after`` of ``user``, read over ``transport`` until a run ended."""
+    if transport == "ws":
+        ws = await ws_connect(srv, user, after=after)
+        try:
+            return await recv_until(ws, lambda f: f.get("type") == "agent_completed")
+        finally:
+            await ws.close()
+    got: list[Any] = []
+    headers = {**srv.auth(user), "Last-Event-ID": after}
+    async with http(srv) as client, client.stream("GET", "/v1/events", headers=headers) as r:
+        async with asyncio.timeout(20):
+            async for item in sse_items(r):
+                got.append(item["data"])
+                if item["data"]["type"] == "agent_completed":
+                    break
+    return got
+
+
+@pytest.mark.parametrize(("transport", "other"), [("ws", "sse"), ("sse", "ws")])
+async def test_delivery_lag_is_observed_for_every_event_sent_over_each_transport(
+    transport: str, other: str
+) -> None:
+    with running_server() as srv:
+        user = "user-zq83-lag"
+        async with http(srv) as client:
+            headers = srv.auth(user)
+            r = await client.post(
+                "/v1/runs", json={"agent": "chatty", "input": {"count": 3}}, headers=headers
+            )
+            await wait_run(client, r.json()["run_id"], headers)
+            epoch = srv.state.factory.events.epoch
+            frames = await _read_run(srv, transport, user, f"{epoch}-0")
+            assert [f["type"] for f in frames].count("agent_thinking") == 3
+
+            async def scraped() -> dict[str, Any]:
+                return families((await client.get("/metrics")).text)
+
+            # A frame is counted once handed to the connection, right after the send.
+            await eventually(lambda: srv.state.metrics.events_delivered[transport] == 5)
+            found = await scraped()
+    lag = "agentengine_event_delivery_lag_seconds"
+    assert sample(found, lag, f"{lag}_count", transport=transport) == 5
+    assert sample(found, lag, f"{lag}_count", transport=other) == 0
+    assert sample(found, lag, f"{lag}_bucket", transport=transport, le="+Inf") == 5
+    assert sample(found, lag, f"{lag}_sum", transport=transport) >= 0
+    delivered = "agentengine_server_events_delivered"
+    assert sample(found, delivered, f"{delivered}_total", transport=transport) == 5
+    assert user not in str(found)
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+async def test_events_lost_counts_the_events_a_resuming_client_missed(transport: str) -> None:
+    with running_server(event_retention=5) as srv:
+        async with http(srv) as client:
+            headers = srv.auth("alice")
+            r = await client.post(
+                "/v1/runs", json={"agent": "chatty", "input": {"count": 18}}, headers=headers
+            )
+            await wait_run(client, r.json()["run_id"], headers)
+            epoch = srv.state.factory.events.epoch
+            frames = await _read_run(srv, transport, "alice", f"{epoch}-2")
+            assert frames[0]["type"] == "events_lost" and frames[0]["missed"] == 13, frames[0]
+            await eventually(lambda: srv.state.metrics.gaps_delivered == 1)
+            found = families((await client.get("/metrics")).text)
+    assert sample(found, "agentengine_events_lost", "agentengine_events_lost_total") == 13
+    frames_name = "agentengine_server_events_lost_frames"
+    assert sample(found, frames_name, f"{frames_name}_total") == 1
 
 
 async def test_figures_of_the_run_registry_are_folded_in() -> None:
