@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -248,6 +250,34 @@ async def test_figures_of_the_run_registry_are_folded_in() -> None:
     assert found["agentengine_queue_runs_lost"].samples[0].value == 2
     waiting = {s.labels["state"]: s.value for s in found["agentengine_runs_waiting"].samples}
     assert waiting == {"queued": 3, "running": 1}
+
+
+#: Metric names in docs/observability.md (its tables and example queries); not the module
+#: ``agentengine_server.metrics`` nor the pattern ``agentengine_<name>``.
+_DOC_NAME = re.compile(r"\bagentengine_[a-z_]*[a-z]\b(?![.<])")
+
+
+async def test_every_metric_the_docs_name_is_exposed() -> None:
+    docs = Path(__file__).parents[2] / "docs" / "observability.md"
+    named = set(_DOC_NAME.findall(docs.read_text(encoding="utf-8")))
+    assert "agentengine_run_duration_seconds_bucket" in named  # the queries are read too
+    with running_server(plugins=[MeasuredPlugin()]) as srv:
+
+        async def figures() -> dict[str, Any]:
+            names = ("queue_depth", "runs_queued", "runs_running", "workers_alive")
+            return {**dict.fromkeys(names, 1), "runs_lost_total": 0}
+
+        srv.state.factory.runs.figures = figures
+        text = await _exercise(srv)
+    # A family with no sample yet (no plugin error, no queued run) is still declared, with
+    # its type: a counter's samples are <name>_total, a histogram's <name>_bucket ...
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
+    exposed: set[str] = set()
+    for family in families(text).values():
+        exposed.add(family.name)
+        exposed.update(family.name + suffix for suffix in suffixes.get(family.type, ()))
+        exposed.update(s.name for s in family.samples)
+    assert sorted(named - exposed) == []
 
 
 async def test_failing_figures_leave_the_other_metrics() -> None:
