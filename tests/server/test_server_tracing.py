@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -70,6 +71,38 @@ def test_serve_otel_sends_spans_to_an_otlp_receiver(tmp_path: Path) -> None:
     assert request_span.parent_span_id == CLIENT_SPAN
     everything = json.dumps([(s.name, s.attributes) for s in spans])
     assert USER not in everything
+
+
+def test_otel_table_turns_tracing_on_and_buffered_spans_are_sent_at_exit(tmp_path: Path) -> None:
+    """``[otel] enabled`` and ``service_name`` in agentengine.toml, no ``--otel``, no
+    ``OTEL_SERVICE_NAME``; the batch delay is far longer than the test: the run's span is
+    still in the buffer when the server stops, and arrives because the exit flushes it."""
+    config = tmp_path / "agentengine.toml"
+    config.write_text('[otel]\nenabled = true\nservice_name = "from-the-table"\n')
+    with otlp_receiver() as receiver:
+        env = {
+            "AGENTENGINE_CONFIG": str(config),
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "600000",
+        }
+        with serve_process(tmp_path, "--dev", env=env) as (proc, port):
+            headers = {"Authorization": f"Bearer {dev_token(port, USER)}"}
+            r = httpx.post(
+                f"http://127.0.0.1:{port}/v1/runs",
+                json={"agent": "echo", "input": {"text": "hi"}},
+                headers=headers,
+            )
+            assert r.status_code == 202, r.text
+            run_id = r.json()["run_id"]
+            assert _wait_run(port, run_id, headers)["status"] == "succeeded"
+            assert receiver.spans == []  # buffered: nothing sent yet
+            proc.send_signal(signal.SIGTERM)
+            output = proc.communicate(timeout=30)[0]
+            assert proc.returncode == 0, output
+        spans = receiver.wait_for(lambda got: any(s.name == "invoke_agent echo" for s in got))
+    run_span = next(s for s in spans if s.name == "invoke_agent echo")
+    assert run_span.service == "from-the-table"
+    assert run_span.attributes["agentengine.run_id"] == run_id
 
 
 async def test_a_clients_traceparent_is_the_runs_parent_in_process() -> None:
