@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from agentengine import RunContext, ToolError, agent, hookimpl, tool
-from agentengine_server.metrics import FiguresCollector, exposition
+from agentengine_server.metrics import MAX_TOOL_LABELS, FiguresCollector, RunMetrics, exposition
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from server_helpers import (
@@ -309,3 +309,22 @@ def test_figures_collector_skips_what_is_not_a_number() -> None:
     figures.update({"workers_alive": 2, "other": 1, "note": "text", "flag": True})
     found = families(exposition(registry).decode())
     assert set(found) == {"agentengine_queue_workers_alive", "agentengine_other"}
+
+
+def test_tool_labels_are_bounded() -> None:
+    """Registered tools and plugins' dotted names get labels of their own up to
+    ``MAX_TOOL_LABELS``; names no registry knows, and any past the bound, count as other."""
+    registry = CollectorRegistry(auto_describe=False)
+    metrics = RunMetrics(registry, known_tools=lambda name: name == "add")
+    metrics.tool_finished("add", "ok", 0.01)
+    metrics.tool_finished("made-up", "error", 0.01)
+    for i in range(MAX_TOOL_LABELS + 20):
+        metrics.tool_finished(f"srv.tool{i}", "ok", 0.01)
+    metrics.tool_finished("add", "ok", 0.01)  # already labelled: still its own
+    tools = families(exposition(registry).decode())["agentengine_tool_duration_seconds"]
+    labelled = {dict(labels)["tool"] for labels in label_sets(tools)}
+    assert len(labelled) == MAX_TOOL_LABELS + 1  # the bound, and other
+    assert {"add", "other", "srv.tool0"} <= labelled
+    assert "made-up" not in labelled and f"srv.tool{MAX_TOOL_LABELS}" not in labelled
+    assert count_of(tools, tool="add", status="ok") == 2
+    assert count_of(tools, tool="other", status="ok") == 21
