@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,21 @@ async def test_delivery_lag_is_observed_for_every_event_sent_over_each_transport
     delivered = "agentengine_server_events_delivered"
     assert sample(found, delivered, f"{delivered}_total", transport=transport) == 5
     assert user not in str(found)
+
+
+async def test_first_event_is_timed_for_a_run_sent_as_a_websocket_frame() -> None:
+    with running_server() as srv:
+        ws = await ws_connect(srv, "alice")
+        try:
+            await ws.send(json.dumps({"type": "run", "agent": "chatty", "input": {"count": 1}}))
+            await recv_until(ws, lambda f: f.get("type") == "agent_completed")
+        finally:
+            await ws.close()
+        async with http(srv) as client:
+            found = families((await client.get("/metrics")).text)
+    first = found["agentengine_run_first_event_seconds"]
+    assert label_sets(first) == {(("agent", "chatty"),)}
+    assert count_of(first, agent="chatty") == 1
 
 
 @pytest.mark.parametrize("transport", ["ws", "sse"])
