@@ -4,6 +4,7 @@ log lines of a traced run carry its trace and span ids; without an SDK nothing i
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from agentengine import (
     hookimpl,
     tool,
 )
-from agentengine.log import add_trace_ids
+from agentengine.log import add_trace_ids, configure
 from opentelemetry import trace
 from tracing_helpers import by_name, exception_types, parent_id, sdk_tracing
 
@@ -264,6 +265,29 @@ async def test_log_lines_of_a_traced_run_carry_its_trace_and_span_ids() -> None:
     assert [x["span_id"] for x in in_tool] == [format(s.context.span_id, "016x") for s in spans[:2]]
     outside = next(x for x in lines if x["event"] == "outside any run")
     assert "trace_id" not in outside
+
+
+async def test_the_logging_serve_and_worker_configure_joins_lines_to_the_trace() -> None:
+    """``agentengine.log.configure()`` (what ``serve`` and ``worker`` call) writes the run's
+    ``trace_id`` and ``span_id`` on its JSON lines, not only a hand-made processor chain."""
+    out = io.StringIO()
+    old = structlog.get_config()
+    configure(json=True, stream=out)
+    try:
+        with sdk_tracing() as exporter:
+            async with (
+                factory() as f,
+                f.user_execution_engine(UserExecutionContext.for_user(USER)) as e,
+            ):
+                await e.execute_agent("twotools", {"n": 1})
+            spans = by_name(exporter.get_finished_spans()[2:])
+    finally:
+        structlog.configure(**old)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    (in_run,) = [x for x in lines if x["event"] == "inside the run"]
+    run_span = spans["invoke_agent twotools"]
+    assert in_run["trace_id"] == format(run_span.context.trace_id, "032x")
+    assert in_run["span_id"] == format(run_span.context.span_id, "016x")
 
 
 def test_without_an_sdk_nothing_of_opentelemetry_is_imported_by_a_run() -> None:

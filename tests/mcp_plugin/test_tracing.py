@@ -3,6 +3,7 @@ the tool call that caused them, and an MCP tool's span names its server."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -51,6 +52,9 @@ async def test_session_open_and_reconnect_are_spans_under_the_tool_call(
         assert tool_span.attributes["agentengine.mcp.server"] == "srv"
         assert by_id[parent_id(tool_span)].name == "invoke_agent call"  # type: ignore[index]
     assert reconnects[-1].attributes["agentengine.mcp.reconnect"] is True  # type: ignore[index]
+    # A user's session is per user, yet no span of it names the user (opt-in, on runs only).
+    for span in spans:
+        assert "alice" not in json.dumps(dict(span.attributes or {})), span.name
 
 
 async def test_a_server_that_cannot_start_fails_the_open_span_with_its_type(

@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 from agentengine import RunContext, agent, hookimpl
 from agentengine_redis.layout import slots_key
+from agentengine_server.metrics import QUEUE_FIGURES
+from prometheus_client.parser import text_string_to_metric_families
 from redis_server import RedisProcess, unique_prefix
 from server_helpers import (
     AGENTENGINE,
@@ -177,16 +179,22 @@ def worker(
 
 
 def queue_metrics(port: int) -> dict[str, float]:
-    """The queue's samples of ``GET /metrics``, by metric name and labels."""
+    """The queue's samples of ``GET /metrics``, by metric name and labels, as prometheus-client's
+    own parser reads them (it refuses a malformed exposition); each queue family has the type
+    ``QUEUE_FIGURES`` documents."""
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    return {
-        name: float(value)
-        for name, value in (
-            line.rsplit(" ", 1)
-            for line in text.splitlines()
-            if line.startswith("agentengine_queue")
-        )
-    }
+    kinds = {name: kind for name, _, kind, _ in QUEUE_FIGURES.values()}
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        # The parser names a counter's family without its ``_total``; its sample keeps it.
+        documented = kinds.get(family.name) or kinds.get(family.name + "_total")
+        if documented is None:
+            continue
+        assert family.type == documented, (family.name, family.type, documented)
+        for s in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+            samples[s.name + (f"{{{labels}}}" if labels else "")] = float(s.value)
+    return samples
 
 
 def plugins_queue_item(path: Path, env: dict[str, str]) -> dict[str, Any]:

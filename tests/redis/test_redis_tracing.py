@@ -4,6 +4,7 @@ receiver both processes export to; the worker's own ``/metrics`` times the queue
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -133,4 +134,18 @@ def test_a_queued_run_is_one_trace_from_the_api_to_the_worker(
     ):
         counts = [s for s in found[name].samples if s.name.endswith("_count")]
         assert [(s.labels["agent"], s.value) for s in counts] == [("chatter", 1.0)], name
+    # The queue's figures, on the worker's own /metrics too, with their documented types.
+    assert found["agentengine_queue_workers_alive"].type == "gauge"
+    assert found["agentengine_queue_workers_alive"].samples[0].value == 1  # this worker
+    assert found["agentengine_queue_runs_lost"].type == "counter"
+    assert {s.labels["state"] for s in found["agentengine_queue_runs"].samples} == {
+        "queued",
+        "running",
+    }
+    # No user id anywhere: the worker's /metrics, nor any span's attributes of either process
+    # (user ids on spans are opt-in, [engine] trace_user_ids).
     assert USER not in metrics
+    assert "zq61" not in metrics
+    for span in spans:
+        assert "zq61" not in json.dumps(span.attributes), (span.service, span.name)
+        assert "enduser.id" not in span.attributes, (span.service, span.name)

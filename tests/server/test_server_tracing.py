@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -72,6 +73,38 @@ def test_serve_otel_sends_spans_to_an_otlp_receiver(tmp_path: Path) -> None:
     assert USER not in everything
 
 
+def test_otel_table_turns_tracing_on_and_buffered_spans_are_sent_at_exit(tmp_path: Path) -> None:
+    """``[otel] enabled`` and ``service_name`` in agentengine.toml, no ``--otel``, no
+    ``OTEL_SERVICE_NAME``; the batch delay is far longer than the test: the run's span is
+    still in the buffer when the server stops, and arrives because the exit flushes it."""
+    config = tmp_path / "agentengine.toml"
+    config.write_text('[otel]\nenabled = true\nservice_name = "from-the-table"\n')
+    with otlp_receiver() as receiver:
+        env = {
+            "AGENTENGINE_CONFIG": str(config),
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "600000",
+        }
+        with serve_process(tmp_path, "--dev", env=env) as (proc, port):
+            headers = {"Authorization": f"Bearer {dev_token(port, USER)}"}
+            r = httpx.post(
+                f"http://127.0.0.1:{port}/v1/runs",
+                json={"agent": "echo", "input": {"text": "hi"}},
+                headers=headers,
+            )
+            assert r.status_code == 202, r.text
+            run_id = r.json()["run_id"]
+            assert _wait_run(port, run_id, headers)["status"] == "succeeded"
+            assert receiver.spans == []  # buffered: nothing sent yet
+            proc.send_signal(signal.SIGTERM)
+            output = proc.communicate(timeout=30)[0]
+            assert proc.returncode == 0, output
+        spans = receiver.wait_for(lambda got: any(s.name == "invoke_agent echo" for s in got))
+    run_span = next(s for s in spans if s.name == "invoke_agent echo")
+    assert run_span.service == "from-the-table"
+    assert run_span.attributes["agentengine.run_id"] == run_id
+
+
 async def test_a_clients_traceparent_is_the_runs_parent_in_process() -> None:
     with sdk_tracing() as exporter, running_server() as srv:
         async with http(srv) as client:
@@ -88,6 +121,7 @@ async def test_a_clients_traceparent_is_the_runs_parent_in_process() -> None:
             )
             await wait_run(client, untraced.json()["run_id"], headers)
             await client.get("/metrics")
+            await client.get("/healthz")
         spans = exporter.get_finished_spans()
     runs = [s for s in spans if s.name == "invoke_agent echo"]
     traced = next(s for s in runs if s.attributes["agentengine.run_id"] == run_id)  # type: ignore[index]
@@ -100,7 +134,7 @@ async def test_a_clients_traceparent_is_the_runs_parent_in_process() -> None:
     other = next(s for s in runs if s is not traced)
     assert format(other.context.trace_id, "032x") != CLIENT_TRACE
     # /metrics and /healthz make no spans.
-    assert not [s for s in spans if "metrics" in s.name]
+    assert not [s for s in spans if "metrics" in s.name or "healthz" in s.name]
     for span in spans:
         assert USER not in json.dumps(dict(span.attributes or {}))
     assert by_name([traced])  # one span of that name among those of that run
