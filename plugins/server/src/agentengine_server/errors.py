@@ -41,7 +41,9 @@ from agentengine import (
 __all__ = [
     "CLOSE_GOING_AWAY",
     "CLOSE_INTERNAL",
+    "CLOSE_INVALID_DATA",
     "CLOSE_POLICY",
+    "CLOSE_TOO_BIG",
     "CLOSE_TRY_AGAIN_LATER",
     "RUN_START_ERRORS",
     "ApiError",
@@ -57,7 +59,9 @@ __all__ = [
 
 #: WebSocket close codes used by the server (RFC 6455, section 7.4.1).
 CLOSE_GOING_AWAY = 1001
+CLOSE_INVALID_DATA = 1007
 CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
 
