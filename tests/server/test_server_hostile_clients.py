@@ -13,8 +13,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from server_helpers import dev_token, recv_until, serve_process
+from agentengine import ExecutionEngineFactory
+from agentengine_server import ApiError, ServerSettings, create_app
+from server_helpers import SECRET, dev_token, recv_until, serve_process
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError
 
@@ -114,3 +117,147 @@ def test_text_frame_not_utf8_closes_with_1007_and_logs_one_warning(tmp_path: Pat
     assert all(w.get("close_code") == 1007 for w in warnings), warnings
     too_big = [item for item in _json_lines(lines) if item.get("close_code") == 1009]
     assert [(w["level"], w["user_id"]) for w in too_big] == [("warning", "alice")], output
+
+
+# -- connections per user ------------------------------------------------------------------------
+
+
+async def _ws_accepted(port: int, token: str) -> ClientConnection | int:
+    """Open a WebSocket; the connection if the server kept it, else its close code. A kept
+    connection answers a frame (here an error frame for an unknown run); a refused one is
+    closed right after the handshake, before reading any."""
+    ws = await _ws(port, token)
+    try:
+        await ws.send(json.dumps({"type": "cancel", "run_id": "run-none"}))
+        async with asyncio.timeout(20):
+            answer = json.loads(await ws.recv())
+    except ConnectionClosedError as exc:
+        closed = exc.rcvd
+    else:
+        assert answer["type"] == "error", answer
+        return ws
+    assert closed is not None
+    assert "too many connections" in closed.reason, closed.reason
+    return closed.code
+
+
+@pytest.mark.slow
+def test_connections_per_user_are_bounded_across_websocket_and_sse(tmp_path: Path) -> None:
+    """With ``max_connections_per_user = 3``: of six WebSockets alice opens at once, three are
+    kept and three closed with 4429; while she holds three, an SSE stream of hers is refused with
+    429 ``too_many_connections``. Bob, connecting at the same time, is not limited by her (his
+    three are kept), and her kept connections work. Closing a WebSocket frees its place, for
+    SSE as for WebSocket. /metrics counts the refusals by transport, without user ids."""
+    limit = 3
+    with _serve(tmp_path, AGENTENGINE_SERVER__MAX_CONNECTIONS_PER_USER=str(limit)) as (proc, port):
+        alice, bob = dev_token(port, "alice"), dev_token(port, "bob")
+        base = f"http://127.0.0.1:{port}"
+
+        async def scenario() -> None:
+            outcomes = await asyncio.gather(
+                *(_ws_accepted(port, alice) for _ in range(6)),
+                *(_ws_accepted(port, bob) for _ in range(limit)),
+            )
+            alices, bobs = outcomes[:6], outcomes[6:]
+            kept = [ws for ws in alices if not isinstance(ws, int)]
+            assert len(kept) == limit, alices
+            assert sorted(c for c in alices if isinstance(c, int)) == [4429] * 3, alices
+            assert all(not isinstance(ws, int) for ws in bobs), bobs
+            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+                refused = await client.get(
+                    "/v1/events", headers={"Authorization": f"Bearer {alice}"}
+                )
+                assert refused.status_code == 429, refused.text
+                body = refused.json()
+                assert body["error"] == "too_many_connections", body
+                assert body["limit"] == limit, body
+                assert "max_connections_per_user" in body["message"], body
+                assert refused.headers.get("retry-after"), refused.headers
+                # Bob is at the limit too, on his own count: once one of his WebSockets is
+                # closed, his SSE stream is served.
+                first_bob = bobs[0]
+                assert not isinstance(first_bob, int)
+                await first_bob.close()
+                for _attempt in range(200):
+                    async with client.stream(
+                        "GET", "/v1/events", headers={"Authorization": f"Bearer {bob}"}
+                    ) as stream:
+                        if stream.status_code == 200:
+                            break
+                        assert stream.status_code == 429
+                    await asyncio.sleep(0.05)  # the server has not seen the close yet
+                else:
+                    raise AssertionError("bob's closed WebSocket never freed its place")
+                # ... and the SSE stream, now closed, frees its place in turn.
+                for _attempt in range(200):
+                    bob_again = await _ws_accepted(port, bob)
+                    if not isinstance(bob_again, int):
+                        break
+                    await asyncio.sleep(0.05)
+                else:
+                    raise AssertionError("bob's closed SSE stream never freed its place")
+                assert await _ws_accepted(port, bob) == 4429  # back at his limit
+                for ws in kept:
+                    assert not isinstance(ws, int)
+                    await _echo_run(ws, "kept")
+                # Alice closes one: its place is hers again.
+                first = kept.pop()
+                assert not isinstance(first, int)
+                await first.close()
+                for _attempt in range(200):
+                    again = await _ws_accepted(port, alice)
+                    if not isinstance(again, int):
+                        break
+                    await asyncio.sleep(0.05)  # the server has not seen the close yet
+                else:
+                    raise AssertionError("alice's closed WebSocket never freed its place")
+                await _echo_run(again, "again")
+                metrics = (await client.get("/metrics")).text
+            refused_lines = [
+                line
+                for line in metrics.splitlines()
+                if line.startswith("agentengine_server_connections_refused_total{")
+            ]
+            counts = {line.split('"')[1]: float(line.split()[-1]) for line in refused_lines}
+            assert counts["sse"] == 1, refused_lines
+            assert counts["ws"] >= 3, refused_lines  # plus any retry above
+            assert "alice" not in metrics and "bob" not in metrics
+            for ws in [*kept, again, bob_again, *bobs[1:]]:
+                assert not isinstance(ws, int)
+                await ws.close()
+
+        asyncio.run(scenario())
+        _stop(proc)
+
+
+def test_stream_slots_are_counted_per_user_released_once_and_0_means_no_limit() -> None:
+    """``ServerState.open_stream``, the one count of both transports: per user, a slot given
+    back twice counts once, and ``max_connections_per_user = 0`` sets no limit."""
+    factory = ExecutionEngineFactory(idle_ttl=None)
+    settings = ServerSettings(max_connections_per_user=2)
+    state = create_app(factory, secret=SECRET, settings=settings).state.agentengine
+    first = state.open_stream("alice", "ws")
+    second = state.open_stream("alice", "sse")
+    with pytest.raises(ApiError) as refused:
+        state.open_stream("alice", "sse")
+    assert refused.value.status == 429
+    assert refused.value.body()["error"] == "too_many_connections"
+    bobs = state.open_stream("bob", "ws")  # another user's count
+    first.release()
+    first.release()  # once only: alice holds one, not zero
+    third = state.open_stream("alice", "ws")
+    with pytest.raises(ApiError):
+        state.open_stream("alice", "ws")
+    assert state.metrics.clients_connected == {"ws": 2, "sse": 1}
+    assert state.metrics.connections_refused == {"ws": 1, "sse": 1}
+    for slot in (second, third, bobs):
+        slot.release()
+    assert state.metrics.clients_connected == {"ws": 0, "sse": 0}
+
+    unlimited = ServerSettings(max_connections_per_user=0)
+    state = create_app(factory, secret=SECRET, settings=unlimited).state.agentengine
+    slots = [state.open_stream("alice", "ws") for _ in range(100)]
+    assert state.metrics.clients_connected["ws"] == 100
+    assert state.metrics.connections_refused == {"ws": 0, "sse": 0}
+    for slot in slots:
+        slot.release()

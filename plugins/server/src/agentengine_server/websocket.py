@@ -29,6 +29,7 @@ from agentengine_server.errors import (
     CLOSE_INVALID_DATA,
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
+    CLOSE_TOO_MANY_CONNECTIONS,
     CLOSE_TRY_AGAIN_LATER,
     ApiError,
     BufferOverflowError,
@@ -90,18 +91,27 @@ async def ws_endpoint(websocket: WebSocket) -> None:
         await websocket.close(code=CLOSE_TRY_AGAIN_LATER)
         return
     user = claims.user_id
-    after = state.start_cursor(user, websocket.query_params.get("after"))
-    await websocket.accept(subprotocol=subprotocol)
-    conn = Connection(state, websocket, user, after)
-    conn.expires_at = claims.expires_at
-    state.connections.add(conn)
-    state.metrics.clients_connected["ws"] += 1
     try:
-        await conn.serve()
+        slot = state.open_stream(user, "ws")
+    except ApiError as exc:
+        # Accepted, then closed with a code and reason of its own: a browser sees neither the
+        # status nor the body of a refused handshake, only a close.
+        await websocket.accept(subprotocol=subprotocol)
+        await websocket.close(code=CLOSE_TOO_MANY_CONNECTIONS, reason=exc.message[:120])
+        return
+    try:
+        after = state.start_cursor(user, websocket.query_params.get("after"))
+        await websocket.accept(subprotocol=subprotocol)
+        conn = Connection(state, websocket, user, after)
+        conn.expires_at = claims.expires_at
+        state.connections.add(conn)
+        try:
+            await conn.serve()
+        finally:
+            state.connections.discard(conn)
+            conn.finished.set()
     finally:
-        state.metrics.clients_connected["ws"] -= 1
-        state.connections.discard(conn)
-        conn.finished.set()
+        slot.release()
 
 
 def ws_open(ws: WebSocket) -> bool:
