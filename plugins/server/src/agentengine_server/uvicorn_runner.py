@@ -49,9 +49,9 @@ def uvicorn_config(
     app: Starlette, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning"
 ) -> uvicorn.Config:
     """The uvicorn configuration for ``app``: the websockets (sans-I/O) implementation
-    (``WebSocketProtocol``), client
-    frames capped at the ``max_frame_bytes`` setting (bigger ones close with 1009), no access
-    log (query strings may carry tokens)."""
+    (``WebSocketProtocol``: a text frame that is not UTF-8 closes with 1007), client frames
+    capped at the ``max_frame_bytes`` setting (bigger ones close with 1009), no access log
+    (query strings may carry tokens)."""
     state: ServerState = app.state.agentengine
     return uvicorn.Config(
         app,
