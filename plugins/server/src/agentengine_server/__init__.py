@@ -18,7 +18,8 @@ One concern per module, and imports run one way, from the top of this list to th
    (``WS /v1/ws``), ``page`` (the web page), ``dev_mode`` (``--dev``: dev tokens, loopback
    guard);
 4. ``app`` (``create_app``: assembly, error handlers, lifespan);
-5. ``uvicorn_runner`` (``AgentServer``, ``uvicorn_config``, ``run_server``), ``cli``
+5. ``uvicorn_runner`` (``AgentServer``, ``uvicorn_config``, ``run_server``,
+   ``WebSocketProtocol``), ``cli``
    (``agentengine serve``), ``plugin`` (the entry point).
 
 From the core, only its public API: ``agentengine``'s exports, plus ``agentengine.lazy`` (here)

@@ -9,6 +9,10 @@
     InvalidCursorError            (ValueError) the event sink refused a stream's start cursor
     ServerClosingError            (agentengine.EngineClosedError) no new runs: shutting down
 
+``too_many_connections`` is the answer (429, or a WebSocket closed with
+``CLOSE_TOO_MANY_CONNECTIONS``) to a user opening more event streams than
+``max_connections_per_user``.
+
 ``agentengine.BackendUnavailableError`` (a service runs live on, such as the Redis of the run
 queue, is unreachable) is answered 503 ``unavailable`` with ``Retry-After`` (``unavailable``),
 from every route and WebSocket frame.
@@ -41,7 +45,10 @@ from agentengine import (
 __all__ = [
     "CLOSE_GOING_AWAY",
     "CLOSE_INTERNAL",
+    "CLOSE_INVALID_DATA",
     "CLOSE_POLICY",
+    "CLOSE_TOO_BIG",
+    "CLOSE_TOO_MANY_CONNECTIONS",
     "CLOSE_TRY_AGAIN_LATER",
     "RUN_START_ERRORS",
     "ApiError",
@@ -52,14 +59,20 @@ __all__ = [
     "run_error",
     "shutting_down",
     "stream_error_item",
+    "too_many_connections",
     "unavailable",
 ]
 
 #: WebSocket close codes used by the server (RFC 6455, section 7.4.1).
 CLOSE_GOING_AWAY = 1001
+CLOSE_INVALID_DATA = 1007
 CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
+#: Application code (RFC 6455 leaves 4000-4999 to applications): HTTP 429 as a close code, the
+#: user holds ``max_connections_per_user`` streams already.
+CLOSE_TOO_MANY_CONNECTIONS = 4429
 
 
 class ApiError(AgentEngineError):
@@ -110,6 +123,19 @@ def shutting_down(retry_after: int = 1) -> ApiError:
         "shutting_down",
         "the server is shutting down; retry later",
         headers={"Retry-After": str(max(1, retry_after))},
+    )
+
+
+def too_many_connections(limit: int) -> ApiError:
+    """429 ``too_many_connections`` with ``limit`` and ``Retry-After``: the user holds
+    ``limit`` event streams (WebSocket and SSE) already; a new one needs another closed."""
+    return ApiError(
+        429,
+        "too_many_connections",
+        f"too many connections for this user (max_connections_per_user = {limit}); "
+        "close one and retry",
+        headers={"Retry-After": "5"},
+        limit=limit,
     )
 
 

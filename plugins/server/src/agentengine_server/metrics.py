@@ -83,6 +83,10 @@ class ServerMetrics:
     #: unknown size counts one).
     events_lost: int = 0
     slow_client_closes: int = 0
+    #: New event streams refused, by transport: their user held ``max_connections_per_user``.
+    connections_refused: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(TRANSPORTS, 0)
+    )
     auth_failures: int = 0
     runs_started: int = 0
     _lag: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -273,9 +277,15 @@ def _server_families(m: ServerMetrics) -> Iterable[Metric]:
         "Connected event clients, by transport.",
         labels=("transport",),
     )
+    refused = CounterMetricFamily(
+        "agentengine_server_connections_refused",
+        "Event streams refused because their user held max_connections_per_user, by transport.",
+        labels=("transport",),
+    )
     for t in TRANSPORTS:
         delivered.add_metric((t,), m.events_delivered.get(t, 0))
         connected.add_metric((t,), m.clients_connected.get(t, 0))
+        refused.add_metric((t,), m.connections_refused.get(t, 0))
     yield delivered
     yield _counter(
         "agentengine_server_events_lost_frames",
@@ -288,6 +298,7 @@ def _server_families(m: ServerMetrics) -> Iterable[Metric]:
         m.events_lost,
     )
     yield connected
+    yield refused
     yield _counter(
         "agentengine_server_slow_client_closes",
         "Connections closed because the client fell too far behind.",

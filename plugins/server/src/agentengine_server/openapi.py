@@ -205,6 +205,10 @@ _DOCUMENT: dict[str, Any] = {
                         "content": {"text/event-stream": {"schema": {"type": "string"}}},
                     },
                     "401": _UNAUTHORIZED,
+                    "429": _err(
+                        "too_many_connections: the caller holds max_connections_per_user event "
+                        "streams (WebSocket and SSE); 'limit' is that number."
+                    ),
                     "503": _SHUTTING_DOWN,
                 },
             }

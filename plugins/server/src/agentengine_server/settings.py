@@ -49,6 +49,10 @@ class ServerSettings(BaseModel):
     """Largest run ``input``, measured as compact UTF-8 JSON; bigger is refused with 413
     ``input_too_large`` (REST) or an error frame (WebSocket). The input is kept by its run and
     its ``agent_started`` event, so this bounds what one run start can make the server hold."""
+    max_connections_per_user: int = Field(default=32, ge=0)
+    """Event streams (WebSocket and SSE together) one user may hold open in this process; one
+    more is refused: SSE with 429 ``too_many_connections``, a WebSocket closed with 4429 right
+    after its handshake. 0: no limit."""
     keepalive_interval: float = Field(default=15.0, gt=0)
     """Seconds between SSE keep-alive comments on an idle stream."""
     finished_runs_kept: int = Field(default=1000, ge=1)

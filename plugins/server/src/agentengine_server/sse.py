@@ -16,9 +16,10 @@ from typing import Any
 import structlog
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from agentengine_server.errors import BufferOverflowError, shutting_down, stream_error_item
-from agentengine_server.state import ServerState, server_state
+from agentengine_server.state import ServerState, StreamSlot, server_state
 from agentengine_server.streaming import EventPump
 
 __all__ = ["sse_events"]
@@ -33,20 +34,46 @@ async def sse_events(request: Request) -> Response:
     user = claims.user_id
     if state.closing:
         raise shutting_down()
-    requested = request.headers.get("last-event-id") or request.query_params.get("after")
-    pump = state.pump(user, state.start_cursor(user, requested))
-    return StreamingResponse(
+    slot = state.open_stream(user, "sse")  # 429 too_many_connections past the user's limit
+    try:
+        requested = request.headers.get("last-event-id") or request.query_params.get("after")
+        pump = state.pump(user, state.start_cursor(user, requested))
+    except BaseException:
+        slot.release()
+        raise
+    return _EventStreamResponse(
+        slot,
+        pump,
         _sse_stream(state, user, pump, claims.expires_at),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
+class _EventStreamResponse(StreamingResponse):
+    """A ``StreamingResponse`` holding its stream's place (``ServerState.open_stream``) and
+    pump until it is over, also when the stream never started (the client left before the
+    first byte: the generator's own ``finally`` then never runs)."""
+
+    def __init__(
+        self, slot: StreamSlot, pump: EventPump, content: AsyncIterator[str], **kwargs: Any
+    ) -> None:
+        super().__init__(content, **kwargs)
+        self._slot = slot
+        self._pump = pump
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._slot.release()
+            await self._pump.stop()
+
+
 async def _sse_stream(
     state: ServerState, user: str, pump: EventPump, expires_at: float
 ) -> AsyncIterator[str]:
     counters = state.metrics
-    counters.clients_connected["sse"] += 1
     keepalive = state.settings.keepalive_interval
     try:
         # `retry` tells EventSource how soon to reconnect (it then sends Last-Event-ID).
@@ -87,7 +114,6 @@ async def _sse_stream(
                 yield f"data: {frame.text}\n\n"
             counters.delivered("sse", gap=frame.gap, published=frame.published, missed=frame.missed)
     finally:
-        counters.clients_connected["sse"] -= 1
         await pump.stop()
 
 

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from starlette.requests import HTTPConnection
 
 from agentengine_server.auth import AuthError, TokenClaims, TokenVerifier, bearer_token
-from agentengine_server.errors import RUN_START_ERRORS, ApiError, run_error
+from agentengine_server.errors import RUN_START_ERRORS, ApiError, run_error, too_many_connections
 from agentengine_server.memory import resident_bytes, trim_heap
 from agentengine_server.metrics import ServerMetrics, metrics_registry
 from agentengine_server.requests import RunRequest
@@ -27,7 +27,7 @@ from agentengine_server.runs import RunManager, RunRecord
 from agentengine_server.settings import RUN_RECORD_KEYS, ServerSettings
 from agentengine_server.streaming import EventPump, FrameEncoder, StreamHub
 
-__all__ = ["LiveConnection", "ServerState", "server_state"]
+__all__ = ["LiveConnection", "ServerState", "StreamSlot", "server_state"]
 
 _log = structlog.get_logger("agentengine_server")
 
@@ -43,6 +43,24 @@ class LiveConnection(Protocol):
     def abort(self) -> None:
         """Stop the connection at once (it did not finish within the flush timeout)."""
         ...
+
+
+class StreamSlot:
+    """One event stream's place among its user's (``ServerState.open_stream``): ``release``
+    gives it back, once, however often it is called."""
+
+    __slots__ = ("_state", "transport", "user_id")
+
+    def __init__(self, state: ServerState | None, user_id: str, transport: str) -> None:
+        self._state = state
+        self.user_id = user_id
+        self.transport = transport
+
+    def release(self) -> None:
+        """Give the place back (the stream ended, or never started)."""
+        state, self._state = self._state, None
+        if state is not None:
+            state._close_stream(self.user_id, self.transport)
 
 
 class ServerState:
@@ -76,6 +94,8 @@ class ServerState:
             stall_timeout=settings.slow_client_timeout,
         )
         self.connections: set[LiveConnection] = set()
+        #: Open event streams (WebSocket and SSE) per user; users without one are not kept.
+        self._streams: dict[str, int] = {}
         self.closing = False
         self._shutdown_done: asyncio.Event | None = None
 
@@ -136,6 +156,35 @@ class ServerState:
         """Where a new stream starts: after ``requested`` (the client's resume cursor) if it
         gave one; else ``LIVE``: only the events published from now on."""
         return requested or LIVE
+
+    def open_stream(self, user_id: str, transport: str) -> StreamSlot:
+        """Count a new event stream of ``user_id`` over ``transport`` (``ws`` or ``sse``): the
+        one place both transports are counted (``clients_connected``) and bounded. Past
+        ``max_connections_per_user`` streams of that user (0: no limit) it is refused, counted
+        in ``connections_refused``: ``ApiError`` 429 ``too_many_connections``. The caller
+        releases the returned slot when the stream ends."""
+        held = self._streams.get(user_id, 0)
+        limit = self.settings.max_connections_per_user
+        if limit and held >= limit:
+            self.metrics.connections_refused[transport] += 1
+            _log.info(
+                "event stream refused: too many connections for this user",
+                user_id=user_id,
+                transport=transport,
+                limit=limit,
+            )
+            raise too_many_connections(limit)
+        self._streams[user_id] = held + 1
+        self.metrics.clients_connected[transport] += 1
+        return StreamSlot(self, user_id, transport)
+
+    def _close_stream(self, user_id: str, transport: str) -> None:
+        self.metrics.clients_connected[transport] -= 1
+        held = self._streams.get(user_id, 0) - 1
+        if held > 0:
+            self._streams[user_id] = held
+        else:
+            self._streams.pop(user_id, None)
 
     def pump(self, user_id: str, after: str | None, on_overflow: Any = None) -> EventPump:
         """A started pump of ``user_id``'s events after ``after``."""

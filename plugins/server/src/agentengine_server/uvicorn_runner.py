@@ -32,10 +32,15 @@ from typing import Any
 import uvicorn
 from agentengine import ShutdownDrain
 from starlette.applications import Starlette
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from agentengine_server.errors import CLOSE_INVALID_DATA
 from agentengine_server.state import ServerState
 
-__all__ = ["AgentServer", "run_server", "uvicorn_config"]
+__all__ = ["AgentServer", "WebSocketProtocol", "run_server", "uvicorn_config"]
+
+#: The close reason of a text message that is not UTF-8 (the app logs it with the user id).
+INVALID_UTF8_REASON = "invalid UTF-8 in a text message"
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -43,15 +48,16 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 def uvicorn_config(
     app: Starlette, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning"
 ) -> uvicorn.Config:
-    """The uvicorn configuration for ``app``: the websockets (sans-I/O) implementation, client
-    frames capped at the ``max_frame_bytes`` setting (bigger ones close with 1009), no access
-    log (query strings may carry tokens)."""
+    """The uvicorn configuration for ``app``: the websockets (sans-I/O) implementation
+    (``WebSocketProtocol``: a text frame that is not UTF-8 closes with 1007), client frames
+    capped at the ``max_frame_bytes`` setting (bigger ones close with 1009), no access log
+    (query strings may carry tokens)."""
     state: ServerState = app.state.agentengine
     return uvicorn.Config(
         app,
         host=host,
         port=port,
-        ws="websockets-sansio",
+        ws=WebSocketProtocol,
         ws_max_size=state.settings.max_frame_bytes,
         ws_per_message_deflate=state.settings.ws_per_message_deflate,
         lifespan="on",
@@ -61,6 +67,31 @@ def uvicorn_config(
         # this bounds uvicorn's wait for whatever is left after that.
         timeout_graceful_shutdown=math.ceil(state.settings.shutdown_flush_timeout) + 1,
     )
+
+
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets (sans-I/O) protocol, except that a text message that is not valid
+    UTF-8 fails the connection with 1007 without logging a traceback: uvicorn logs one with
+    ``logger.exception`` for what is the client's fault, not the server's. The app still hears
+    of it (``websocket.disconnect`` with code 1007 and ``INVALID_UTF8_REASON``) and logs it
+    as a warning with the user id (``websocket.Connection``)."""
+
+    def send_receive_event_to_app(self) -> None:
+        """Hand the complete message to the app; fail the connection if it is text that is not
+        UTF-8."""
+        if self.curr_msg_data_type == "text" and not self.close_sent:
+            try:
+                # Checked here, then decoded again by uvicorn: client messages are small
+                # (``max_frame_bytes``) and rare, and uvicorn keeps its own queueing and flow
+                # control this way.
+                b"".join(self.frames).decode()
+            except UnicodeDecodeError:
+                self.frames = []
+                # RFC 6455, 8.1: fail the connection (close frame, then end the TCP stream).
+                self.conn.fail(CLOSE_INVALID_DATA, INVALID_UTF8_REASON)
+                self.handle_parser_exception()
+                return
+        super().send_receive_event_to_app()
 
 
 class AgentServer(uvicorn.Server):

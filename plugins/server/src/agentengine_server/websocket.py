@@ -26,7 +26,10 @@ from agentengine_server.direct_send import send_eagerly
 from agentengine_server.errors import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL,
+    CLOSE_INVALID_DATA,
     CLOSE_POLICY,
+    CLOSE_TOO_BIG,
+    CLOSE_TOO_MANY_CONNECTIONS,
     CLOSE_TRY_AGAIN_LATER,
     ApiError,
     BufferOverflowError,
@@ -45,6 +48,12 @@ __all__ = ["Connection", "ws_endpoint", "ws_open"]
 _log = structlog.get_logger("agentengine_server")
 
 _CLIENT_FRAME_TYPES = ("run", "cancel", "resume", "auth")
+#: Close codes that end a connection because of a frame the client got wrong (the protocol
+#: layer closes it; ``uvicorn_runner.WebSocketProtocol``), with what was wrong.
+_CLIENT_FAULTS = {
+    CLOSE_INVALID_DATA: "a text frame was not valid UTF-8 (close 1007)",
+    CLOSE_TOO_BIG: "a frame was larger than max_frame_bytes (close 1009)",
+}
 #: Fields any client frame may carry besides its own.
 _ENVELOPE = ("type", "id")
 
@@ -82,18 +91,27 @@ async def ws_endpoint(websocket: WebSocket) -> None:
         await websocket.close(code=CLOSE_TRY_AGAIN_LATER)
         return
     user = claims.user_id
-    after = state.start_cursor(user, websocket.query_params.get("after"))
-    await websocket.accept(subprotocol=subprotocol)
-    conn = Connection(state, websocket, user, after)
-    conn.expires_at = claims.expires_at
-    state.connections.add(conn)
-    state.metrics.clients_connected["ws"] += 1
     try:
-        await conn.serve()
+        slot = state.open_stream(user, "ws")
+    except ApiError as exc:
+        # Accepted, then closed with a code and reason of its own: a browser sees neither the
+        # status nor the body of a refused handshake, only a close.
+        await websocket.accept(subprotocol=subprotocol)
+        await websocket.close(code=CLOSE_TOO_MANY_CONNECTIONS, reason=exc.message[:120])
+        return
+    try:
+        after = state.start_cursor(user, websocket.query_params.get("after"))
+        await websocket.accept(subprotocol=subprotocol)
+        conn = Connection(state, websocket, user, after)
+        conn.expires_at = claims.expires_at
+        state.connections.add(conn)
+        try:
+            await conn.serve()
+        finally:
+            state.connections.discard(conn)
+            conn.finished.set()
     finally:
-        state.metrics.clients_connected["ws"] -= 1
-        state.connections.discard(conn)
-        conn.finished.set()
+        slot.release()
 
 
 def ws_open(ws: WebSocket) -> bool:
@@ -337,6 +355,7 @@ class Connection:
         while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
+                self._log_client_fault(message.get("code"))
                 return
             if self._token_expired():
                 # Refused even before the expiry close goes out: nothing runs on an old token.
@@ -356,6 +375,13 @@ class Connection:
                 )
                 continue
             await self._handle(text)
+
+    def _log_client_fault(self, code: Any) -> None:
+        """One warning line, with the user id, when the connection ended on a frame the client
+        got wrong (the server closed it with that code); nothing for an ordinary close."""
+        fault = _CLIENT_FAULTS.get(code)
+        if fault is not None:
+            _log.warning(f"websocket closed: {fault}", user_id=self.user, close_code=code)
 
     async def _handle(self, text: str) -> None:
         """Answer one client frame. Total: whatever the frame holds, the client gets an answer
