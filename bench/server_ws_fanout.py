@@ -145,6 +145,7 @@ def _start(kind: str, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(HERE), "AGENTENGINE_JWT_SECRET": SECRET}
     env["AGENTENGINE_SERVER__WS_PER_MESSAGE_DEFLATE"] = "false"
     env["AGENTENGINE_ENGINE__MAX_CONCURRENT_RUNS"] = "100000"
+    env["AGENTENGINE_SERVER__MAX_CONNECTIONS_PER_USER"] = "0"  # --per-user may pass the default
     if kind == "bare":
         cmd = [sys.executable, str(HERE / "server_ws_fanout.py"), "--bare-server", str(port)]
     else:
