@@ -73,6 +73,10 @@ class EngineSettings(BaseModel):
     #: Bytes of events kept over all users by the in-memory sink: beyond it, the least
     #: recently active users' oldest events are dropped first.
     event_total_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    #: Bytes of its own events a run holds (``RunContext.events``, ``RunResult.events``):
+    #: beyond it the oldest go, but ``agent_started`` and the newest event; a handle being
+    #: iterated still gets every event. The sink's stream and ``seq`` stay complete.
+    run_event_retention_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     #: Seconds after which the in-memory sink drops a user's event log that has no
     #: subscriber and no run in flight (None: kept until ``event_max_users`` or the byte
     #: budgets drop it). A later resume from an old cursor gets ``events_lost``.
