@@ -95,7 +95,9 @@ ToolChain = Callable[["RunContext", ToolCall], Awaitable[Any]]
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    """How a run ended. ``events`` are that run's events, in order."""
+    """How a run ended. ``events`` are that run's events, in order: all of them, unless they
+    outgrew ``[engine] run_event_retention_bytes``; then ``agent_started`` and the newest ones
+    (``seq`` tells which are left out; the last one's ``seq`` is how many there were)."""
 
     run_id: str
     agent: str
