@@ -101,3 +101,16 @@ async def test_a_handle_being_iterated_gets_every_event() -> None:
     assert got == list(range(1, count + 3))
     assert result.events[-1].seq == count + 2
     assert sum(wire_size(e) for e in result.events) <= BUDGET + 17 * KB
+
+
+async def test_a_handle_iterated_only_after_the_run_outgrew_its_budget_shows_the_gap() -> None:
+    count, size = 100, 16 * KB
+    async with make_factory() as factory:
+        async with factory.user_execution_engine(UserExecutionContext.for_user("dave")) as e:
+            handle = await e.start_run("streamer", {"count": count, "size": size})
+            await handle.wait()
+            async with asyncio.timeout(30):
+                seqs = [event.seq async for event in handle]
+    # agent_started, then the oldest retained on: the seq jump shows what was left out.
+    assert seqs[0] == 1 and seqs[1] > 2
+    assert seqs[1:] == list(range(seqs[1], count + 3))
