@@ -183,3 +183,66 @@ def test_memory_freed_by_the_ttl_sweep_goes_back_to_the_os(tmp_path: Path) -> No
         f"RSS {loaded / MiB:.0f} -> {settled / MiB:.0f} MiB after {held / MiB:.0f} MiB of "
         "records were forgotten"
     )
+
+
+async def test_idle_users_event_logs_are_dropped_and_a_resume_gets_events_lost(
+    tmp_path: Path,
+) -> None:
+    """A real `agentengine serve` with `event_log_idle_seconds` short: the event logs of users
+    whose runs ended and who have no stream open are dropped (the retained-bytes gauge goes to
+    0); one of them coming back with an old cursor is told it lost events, then gets its new
+    ones. A user with a stream open keeps its log."""
+    env = {
+        "AGENTENGINE_JWT_SECRET": SECRET,
+        "AGENTENGINE_ENGINE__EVENT_LOG_IDLE_SECONDS": "0.3",
+        "AGENTENGINE_ENABLE_PLUGINS": "demo",  # the echo agent, on a production server
+    }
+    with serve_process(tmp_path, env=env) as (_proc, port):
+        base = f"http://127.0.0.1:{port}"
+        ws_base = f"ws://127.0.0.1:{port}/v1/ws"
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+
+            async def run(user: str) -> None:
+                headers = {"Authorization": f"Bearer {make_token(user)}"}
+                body = {"agent": "echo", "input": {"text": f"hello {user}"}}
+                r = await client.post("/v1/runs", json=body, headers=headers)
+                assert r.status_code == 202, r.text
+                assert (await wait_run(client, r.json()["run_id"], headers))["status"] == (
+                    "succeeded"
+                )
+
+            # reader keeps a stream open throughout; its first frame gives a cursor to resume.
+            reader = await connect(
+                ws_base, subprotocols=["bearer", make_token("reader")], open_timeout=20
+            )
+            await run("reader")
+            await recv_until(reader, lambda f: f.get("type") == "agent_completed")
+            readers_bytes = _gauge(port, "agentengine_events_retained_bytes")
+            assert readers_bytes > 0
+            for i in range(20):
+                await run(f"user-{i}")
+            first = await connect(
+                ws_base + "?after=0", subprotocols=["bearer", make_token("user-0")]
+            )
+            frames = await recv_until(first, lambda f: f.get("type") == "agent_completed")
+            await first.close()
+            old_cursor = frames[0]["cursor"]
+            assert _gauge(port, "agentengine_events_retained_bytes") > 20 * readers_bytes / 2
+            deadline = time.monotonic() + 30
+            while True:  # bounded: the sweep runs every 0.15 s
+                await asyncio.sleep(0.2)
+                retained = _gauge(port, "agentengine_events_retained_bytes")
+                if retained == readers_bytes:  # only the log of reader, who is streaming
+                    break
+                assert time.monotonic() < deadline, f"idle logs not dropped ({retained} bytes)"
+            await run("user-0")
+            back = await connect(
+                ws_base + f"?after={old_cursor}", subprotocols=["bearer", make_token("user-0")]
+            )
+            frames = await recv_until(back, lambda f: f.get("type") == "agent_completed")
+            await back.close()
+            assert frames[0]["type"] == "events_lost", frames[0]
+            assert frames[0]["after"] == old_cursor
+            assert frames[1]["type"] == "agent_started"
+            assert frames[-1]["status"] == "succeeded"
+            await reader.close()

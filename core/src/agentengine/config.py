@@ -73,6 +73,14 @@ class EngineSettings(BaseModel):
     #: Bytes of events kept over all users by the in-memory sink: beyond it, the least
     #: recently active users' oldest events are dropped first.
     event_total_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    #: Bytes of its own events a run holds (``RunContext.events``, ``RunResult.events``):
+    #: beyond it the oldest go, but ``agent_started`` and the newest event; a handle being
+    #: iterated still gets every event. The sink's stream and ``seq`` stay complete.
+    run_event_retention_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    #: Seconds after which the in-memory sink drops a user's event log that has no
+    #: subscriber and no run in flight (None: kept until ``event_max_users`` or the byte
+    #: budgets drop it). A later resume from an old cursor gets ``events_lost``.
+    event_log_idle_seconds: float | None = Field(default=3600.0, gt=0)
     #: Records of submitted runs (``factory.submit_run``, ``factory.runs``): finished runs
     #: kept per user, over all users, and their bytes over all users (each counted as its
     #: output and error as JSON plus 1 KiB); past a bound the least recently active users'

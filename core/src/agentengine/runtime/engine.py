@@ -50,6 +50,7 @@ from agentengine.errors import (
 )
 from agentengine.events import (
     BUILD_PARTS,
+    EVENT_OVERHEAD,
     AgentCompletedEvent,
     AgentErrorEvent,
     AgentStartedEvent,
@@ -60,6 +61,7 @@ from agentengine.events import (
     ToolExecutingEvent,
     ToolStatus,
     event_kind,
+    wire_size,
 )
 from agentengine.ids import random_hex
 from agentengine.log import AGENT_VAR, RUN_ID_VAR, USER_ID_VAR
@@ -93,7 +95,9 @@ ToolChain = Callable[["RunContext", ToolCall], Awaitable[Any]]
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    """How a run ended. ``events`` are that run's events, in order."""
+    """How a run ended. ``events`` are that run's events, in order: all of them, unless they
+    outgrew ``[engine] run_event_retention_bytes``; then ``agent_started`` and the newest ones
+    (``seq`` tells which are left out; the last one's ``seq`` is how many there were)."""
 
     run_id: str
     agent: str
@@ -192,12 +196,16 @@ class ActiveRun(RunContext):
         "_finished",
         "_head",
         "_inline",
+        "_readers",
         "_result",
+        "_room",
+        "_seq",
         "_started_at",
         "_think_steps",
         "_thread_id",
         "_tool_calls",
         "_trace",
+        "_trimmed",
         "_user_id",
         "_waiter",
         "_wire_limit",
@@ -243,7 +251,16 @@ class ActiveRun(RunContext):
         self._inline = False
         self._cancel_requested = False
         self._done: asyncio.Future[None] | None = None
+        # The run's events: the first (agent_started) and the newest, within the engine's
+        # run_event_retention_bytes (``_room`` is what is left of it); ``_trimmed`` were dropped
+        # after the first, so events[i] (i >= 1) has seq i + 1 + _trimmed. ``_seq``: how many
+        # were emitted. ``_readers``: the next seq of each handle being iterated, which keeps
+        # the events it has not yielded yet.
         self._events: list[BaseEvent] = []
+        self._seq = 0
+        self._room: int = engine._run_event_bytes
+        self._trimmed = 0
+        self._readers: list[list[int]] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._finished = False
         self._result: RunResult | None = None
@@ -294,7 +311,9 @@ class ActiveRun(RunContext):
 
     @property
     def events(self) -> list[BaseEvent]:
-        """The run's events so far (a copy)."""
+        """The run's events so far (a copy): all of them, unless they outgrew
+        ``[engine] run_event_retention_bytes``; then the first and the newest (``seq`` tells
+        which are left out)."""
         return list(self._events)
 
     def _emit(
@@ -309,7 +328,7 @@ class ActiveRun(RunContext):
         # changing values are set here rather than in a helper of their own: one call less per
         # event. Assigning existing keys keeps their order.
         cls, fields["type"], fields_set = kind
-        fields["seq"] = len(self._events) + 1
+        self._seq = fields["seq"] = self._seq + 1
         fields["ts"] = _now(UTC)
         event = _new(cls)
         _set_dict(event, fields)
@@ -318,6 +337,11 @@ class ActiveRun(RunContext):
         _set_private(event, None)
         _set_size(event, size)  # the values' size: see BaseEvent
         self._events.append(event)
+        # The run's byte budget counts down: one comparison per event (see _trim).
+        room = self._room - size - EVENT_OVERHEAD
+        self._room = room
+        if room < 0:
+            self._trim()
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -330,6 +354,41 @@ class ActiveRun(RunContext):
             engine._publish_failed(event, exc)
         if engine._observers:
             engine._observe(event)
+
+    def _trim(self) -> None:
+        """The run's events outgrew its budget: drop the oldest after the first, down to half
+        the budget (so that trimming is rare: amortised, a constant per event), never the
+        newest event nor one a handle being iterated has not yielded yet."""
+        events = self._events
+        keep_from = self._seq  # the newest event's seq
+        if self._readers:
+            keep_from = min(keep_from, *(reader[0] for reader in self._readers))
+        target = self._engine._run_event_bytes // 2
+        room = self._room
+        cut = 1
+        first_seq = 2 + self._trimmed  # seq of events[1]
+        end = len(events)
+        while room < target and cut < end and first_seq + cut - 1 < keep_from:
+            room += wire_size(events[cut])
+            cut += 1
+        if cut > 1:
+            del events[1:cut]
+            self._trimmed += cut - 1
+            self._room = room
+
+    def _within_budget(self) -> tuple[BaseEvent, ...]:
+        """The first event and the newest within the budget (for the result of a run whose
+        events a handle being iterated kept beyond it)."""
+        events = self._events
+        if len(events) < 3:
+            return tuple(events)
+        room = self._engine._run_event_bytes - wire_size(events[0])
+        start = len(events) - 1  # the newest is always kept
+        room -= wire_size(events[start])
+        while start > 1 and room - wire_size(events[start - 1]) >= 0:
+            start -= 1
+            room -= wire_size(events[start])
+        return (events[0], *events[start:])
 
     def tool_names(self) -> list[str]:
         """Names of the tools this run can call by name (see ``RunContext.tool_names``)."""
@@ -569,22 +628,45 @@ class RunHandle:
         return self._run._finished
 
     async def __aiter__(self) -> AsyncIterator[BaseEvent]:
-        """The run's events from the first, live; ends after ``agent_completed``."""
+        """The run's events from the first, live; ends after ``agent_completed``. The run
+        keeps the events an iteration has not yielded yet, whatever its
+        ``run_event_retention_bytes``, so an iteration begun before the run outgrew that gets
+        every event; one begun later gets ``agent_started``, then the events from the oldest
+        retained on (``seq`` shows the ones left out, and a warning is logged)."""
         run = self._run
-        index = 0
-        while True:
-            events = run._events
-            while index < len(events):
-                event = events[index]
-                index += 1
-                yield event
-                if event.terminal:
+        reader = [1]  # the next seq to yield; the run keeps the events from it on
+        readers = run._readers
+        if readers is None:
+            readers = run._readers = []
+        readers.append(reader)
+        try:
+            while True:
+                seq = reader[0]
+                events = run._events
+                index = 0 if seq == 1 else seq - 1 - run._trimmed
+                if index < 1 and seq > 1:
+                    index = 1  # dropped before this iteration began
+                    if len(events) > 1:
+                        _log.warning(
+                            "run events were dropped before the handle was iterated",
+                            run_id=run.run_id,
+                            missed=events[1].seq - seq,
+                            run_event_retention_bytes=run._engine._run_event_bytes,
+                        )
+                if index < len(events):
+                    event = events[index]
+                    reader[0] = event.seq + 1
+                    yield event
+                    if event.terminal:
+                        return
+                    continue
+                if run._finished:
                     return
-            if run._finished:
-                return
-            if run._waiter is None:
-                run._waiter = asyncio.get_running_loop().create_future()
-            await asyncio.shield(run._waiter)
+                if run._waiter is None:
+                    run._waiter = asyncio.get_running_loop().create_future()
+                await asyncio.shield(run._waiter)
+        finally:
+            readers.remove(reader)
 
     async def cancel(self) -> None:
         """Cancel the run and wait until it has ended (status ``cancelled``)."""
@@ -632,6 +714,7 @@ class UserExecutionEngine:
         "_observers",
         "_publish",
         "_run_chain",
+        "_run_event_bytes",
         "_run_timeout",
         "_services",
         "_timings",
@@ -659,6 +742,7 @@ class UserExecutionEngine:
     _observers: tuple[tuple[str, Callable[[BaseEvent], None]], ...]
     _publish: Callable[[BaseEvent], None]
     _run_chain: RunChain
+    _run_event_bytes: int
     _run_timeout: float
     _tool_chain: ToolChain
     _tool_resolvers: tuple[Callable[[str], Awaitable[Tool | None]], ...]
@@ -702,6 +786,7 @@ class UserExecutionEngine:
         self._run_timeout = settings.run_timeout
         self._tool_timeout = settings.tool_timeout
         self._wire_limit = settings.event_max_bytes
+        self._run_event_bytes = settings.run_event_retention_bytes
         self._tools = services.tools
         self._get_tool = services.tools.getter()
         self._get_agent = services.agents.getter()
@@ -1143,7 +1228,7 @@ class UserExecutionEngine:
             output,
             error,
             error_type,
-            tuple(run._events),
+            tuple(run._events) if run._room >= 0 else run._within_budget(),
             duration_ms,
         )
         self._active.pop(run.run_id, None)
@@ -1152,7 +1237,7 @@ class UserExecutionEngine:
         stats[_STAT_INDEX[status]] += 1
         self._services.record_run(status, duration_ms)
         if run._trace is not None:
-            run._trace.finish(status.value, len(run._events), error, error_type)
+            run._trace.finish(status.value, run._seq, error, error_type)
         on_run = self._timings.run_finished
         if on_run is not None:
             on_run(run._agent_name, status.value, duration_ms / 1000.0)

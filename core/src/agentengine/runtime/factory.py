@@ -333,7 +333,17 @@ class ExecutionEngineFactory:
             es.event_max_users,
             retention_bytes=es.event_retention_bytes,
             total_bytes=es.event_total_bytes,
+            idle_ttl=es.event_log_idle_seconds,
+            busy=self._user_busy,
         )
+
+    def _user_busy(self, user_id: str) -> bool:
+        """Whether ``user_id`` has a run in flight (so its event log is not idle)."""
+        engines: dict[str, set[UserExecutionEngine]] = getattr(self, "_engines", {})
+        if any(engine.running for engine in engines.get(user_id, ())):
+            return True
+        runs: RunRegistry | None = getattr(self, "runs", None)  # both made after the sink
+        return runs is not None and runs.in_flight(user_id) > 0
 
     def _choose_run_registry(self) -> RunRegistry:
         # As for the sink: the first plugin returning a registry wins.

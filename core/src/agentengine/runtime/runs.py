@@ -465,7 +465,8 @@ def _apply(record: RunRecord, result: RunResult) -> None:
     record.output, record.output_bytes = wire_output(result)
     record.error = result.error
     record.error_type = result.error_type
-    record.event_count = len(result.events)
+    # The newest event's seq: the run may hold fewer (run_event_retention_bytes).
+    record.event_count = result.events[-1].seq if result.events else 0
 
 
 def wire_output(result: RunResult) -> tuple[Any, int]:

@@ -9,6 +9,11 @@ with an ``EventGap`` whose ``missed`` is unknown, then what is retained. Nothing
 subscriber, so a slow subscriber never slows a run or the other subscribers: it just falls
 behind. When it falls so far behind that retention dropped events it
 asked for, it receives an ``EventGap`` saying which, never a silent skip.
+
+A user's log with no subscriber and no run in flight is dropped once idle for ``idle_ttl``
+seconds (``[engine] event_log_idle_seconds``). Idle logs are found without looking at the
+others: the logs are kept in order of activity, and a sweep (a timer, and the creation of a
+log) reads them from the least recently active until one is not idle.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import cast
 
 from agentengine.events import EVENT_OVERHEAD, BaseEvent, values_size, wire_size
@@ -32,17 +38,42 @@ _CURSOR = re.compile(r"(?:([0-9a-f]{8})-)?([0-9]{1,18})")
 
 class _UserLog:
     """One user's retained events: ``entries[i]`` has cursor ``first + i``; ``room`` is the
-    byte retention less the sum of their ``wire_size``."""
+    byte retention less the sum of their ``wire_size``. ``active`` is when the log was last
+    seen in use (the sink's clock), ``seen`` its ``next_cursor`` then: publishing does not
+    touch the clock, a sweep finding ``next_cursor`` moved on counts it as active then."""
 
-    __slots__ = ("entries", "first", "origin", "room", "subscribers", "waiters")
+    __slots__ = (
+        "active",
+        "counted",
+        "entries",
+        "first",
+        "origin",
+        "room",
+        "seen",
+        "subscribers",
+        "waiters",
+    )
 
-    def __init__(self, retention: int, room: int, first: int = 1) -> None:
+    def __init__(
+        self, retention: int, room: int, first: int, now: float, counted: bool = True
+    ) -> None:
         self.entries: deque[BaseEvent] = deque(maxlen=retention)
         self.first = first  # cursor number of entries[0]
         self.origin = first  # cursor number of the log's first event
+        # Whether the cursors below ``origin`` are this user's own (its earlier log's
+        # numbering was remembered), so that how many of them a resuming subscriber missed
+        # is known; else they may be any forgotten log's, and the count is not.
+        self.counted = counted
         self.room = room
         self.waiters: list[asyncio.Future[None]] = []
         self.subscribers = 0
+        self.active = now
+        self.seen = first
+
+    def touch(self, now: float) -> None:
+        """Record the log as in use at ``now``."""
+        self.active = now
+        self.seen = self.next_cursor
 
     @property
     def next_cursor(self) -> int:
@@ -74,6 +105,17 @@ class InMemoryEventSink:
     a cursor from an earlier process or another sink is recognised, and its subscriber gets an
     ``EventGap`` with ``missed=None`` (the history it points into is gone), then what is
     retained: never a silent skip.
+
+    ``idle_ttl``: a log with no subscriber and no run in flight (``busy(user_id)`` false; the
+    factory passes one that asks its engines and run table) is dropped once idle for that
+    many seconds, as a log dropped for ``max_users`` is (its numbering remembered: a resuming
+    subscriber gets an ``EventGap``). A log counts as idle from its last subscriber leaving,
+    its creation, or the sweep that last found it published to or busy, so it is dropped
+    between ``idle_ttl`` and about twice that after it was last used, never before. Sweeps
+    run on a timer (every ``idle_ttl / 2`` at most, at least every 60 s) and as logs are
+    created; ``evict_idle()`` runs one. ``None``: logs are kept until ``max_users`` or the
+    byte budgets drop them. ``clock``: the time source (``time.monotonic``; tests pass
+    their own).
     """
 
     def __init__(
@@ -83,6 +125,9 @@ class InMemoryEventSink:
         *,
         retention_bytes: int = 8 * 1024 * 1024,
         total_bytes: int = 256 * 1024 * 1024,
+        idle_ttl: float | None = None,
+        busy: Callable[[str], bool] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if retention < 1:
             raise ValueError("retention must be at least 1")
@@ -90,10 +135,22 @@ class InMemoryEventSink:
             raise ValueError("max_users must be at least 1")
         if retention_bytes < 1 or total_bytes < 1:
             raise ValueError("retention_bytes and total_bytes must be at least 1")
+        if idle_ttl is not None and not idle_ttl > 0:
+            raise ValueError(
+                f"idle_ttl must be a positive number of seconds or None, not {idle_ttl!r}"
+            )
         self.retention = retention
         self.max_users = max_users
         self.retention_bytes = retention_bytes
         self.total_bytes = total_bytes
+        self.idle_ttl = idle_ttl
+        self._busy = busy
+        self._clock = clock
+        # When the next sweep is due (log creation checks it), and the timer of quiet times.
+        self._sweep_due = float("inf") if idle_ttl is None else clock() + self.sweep_interval
+        self._timer: asyncio.TimerHandle | None = None
+        #: Logs dropped by ``evict_idle`` so far.
+        self.evicted = 0
         self._logs: OrderedDict[str, _UserLog] = OrderedDict()
         # user -> next cursor of a dropped log, oldest first, at most max_users of them
         self._dropped: OrderedDict[str, int] = OrderedDict()
@@ -171,13 +228,84 @@ class InMemoryEventSink:
     def _log(self, user_id: str) -> _UserLog:
         log = self._logs.get(user_id)
         if log is None:
-            first = self._dropped.pop(user_id, self._floor)
-            log = self._logs[user_id] = _UserLog(self.retention, self.retention_bytes, first)
+            now = self._clock()
+            if now >= self._sweep_due:  # amortised: at most one sweep per interval
+                self.evict_idle(now)
+            first = self._dropped.pop(user_id, None)
+            counted = first is not None or self._floor == 1
+            log = self._logs[user_id] = _UserLog(
+                self.retention,
+                self.retention_bytes,
+                self._floor if first is None else first,
+                now,
+                counted,
+            )
             self._settle()
             self._watch(user_id, log)
             if len(self._logs) > self.max_users:
                 self._drop_idle(keep=user_id)
+            if self._timer is None and self.idle_ttl is not None:
+                self._arm()
         return log
+
+    # -- idle logs ------------------------------------------------------------------------
+
+    @property
+    def sweep_interval(self) -> float:
+        """Seconds between sweeps for idle logs: half of ``idle_ttl``, within 0.05 to 60."""
+        return 60.0 if self.idle_ttl is None else max(0.05, min(60.0, self.idle_ttl / 2))
+
+    def _arm(self) -> None:
+        """Start the sweep timer (when there is a running loop: else the next log's creation
+        sweeps, and arms it)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._timer = loop.call_later(self.sweep_interval, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._closed:
+            return
+        self.evict_idle()
+        if self._logs:  # nothing left to sweep: the next log's creation arms it again
+            self._arm()
+
+    def evict_idle(self, now: float | None = None) -> int:
+        """Drop the logs idle for ``idle_ttl`` seconds (see the class docs) and return how
+        many. Cheap: reads the logs from the least recently active and stops at the first
+        that is not idle; one found in use is counted as active now and moved to the end."""
+        ttl = self.idle_ttl
+        if ttl is None:
+            return 0
+        if now is None:
+            now = self._clock()
+        self._sweep_due = now + self.sweep_interval
+        deadline = now - ttl
+        logs = self._logs
+        busy = self._busy
+        self._settle()
+        dropped = 0
+        moved = False
+        # Each log is looked at once: one found in use goes to the end, with a fresh stamp.
+        for _ in range(len(logs)):
+            user_id, log = next(iter(logs.items()))
+            if log.active > deadline:
+                # Every later log was published to or touched after this one: none is idle.
+                break
+            if log.subscribers or log.next_cursor != log.seen or (busy and busy(user_id)):
+                log.touch(now)
+                logs.move_to_end(user_id)
+                moved = True
+                continue
+            self._forget(user_id, log)
+            dropped += 1
+        if moved and self._newest_log is not None:
+            # The log at the end is no longer the newest one: settled above, forget which it was.
+            self._newest_user = self._newest_log = None
+        self.evicted += dropped
+        return dropped
 
     def _drop_idle(self, keep: str) -> None:
         for user_id, log in self._logs.items():  # least recently active first
@@ -330,7 +458,12 @@ class InMemoryEventSink:
         an unusable ``after`` is refused here, with ``ValueError``. A cursor of another log
         first yields an ``EventGap`` (``missed=None``), then everything retained.
         """
-        position, foreign = self._start(after, user_id, self._log(user_id))
+        log = self._log(user_id)
+        position, foreign = self._start(after, user_id, log)
+        if foreign is None and 0 < position < log.origin - 1 and not log.counted:
+            # A cursor from before this log whose numbering was forgotten: how much it missed
+            # is unknown (another log's cursor, as far as this one can tell).
+            foreign = after
         return self._follow(user_id, position, foreign)
 
     async def _follow(
@@ -384,6 +517,11 @@ class InMemoryEventSink:
                 position += len(batch)
         finally:
             log.subscribers -= 1
+            if not log.subscribers:
+                # Idle from now on as far as readers go. The log keeps its place in the order
+                # of activity (which the budgets drop by), so a sweep may stop at it a while
+                # before reaching idle logs behind it: they go late, never early.
+                log.touch(self._clock())
 
     def retained(self, user_id: str) -> list[BaseEvent]:
         """A snapshot of the user's retained events."""
@@ -396,5 +534,8 @@ class InMemoryEventSink:
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for log in self._logs.values():
             log.wake()
