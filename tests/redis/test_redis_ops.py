@@ -8,15 +8,13 @@ import asyncio
 import json
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 from agentengine import RunContext, agent, hookimpl
 from agentengine_redis.layout import slots_key
-from redis_server import RedisProcess, unique_prefix
+from redis_server import RedisProcess, unique_prefix, worker_process
 from server_helpers import (
     AGENTENGINE,
     CHATTER,
@@ -141,41 +139,6 @@ def test_redis_down_in_queue_mode_answers_503_not_500(tmp_path: Path) -> None:
         server.stop()
 
 
-@contextmanager
-def worker(
-    path: Path, env: dict[str, str], concurrency: int = 4
-) -> Iterator[subprocess.Popen[str]]:
-    """``agentengine worker`` with the chatter agent, once it is ready."""
-    path.mkdir(exist_ok=True)
-    (path / "chatplug.py").write_text(CHATTER)
-    proc = subprocess.Popen(
-        [
-            AGENTENGINE,
-            "worker",
-            "--concurrency",
-            str(concurrency),
-            "--plugin",
-            "chatplug:plugin",
-        ],
-        env=serve_env(path, **env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if "agentengine worker ready" in line:
-                break
-        else:
-            raise AssertionError(f"the worker did not start: {proc.wait(10)}")
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-
-
 def queue_metrics(port: int) -> dict[str, float]:
     """The queue's samples of ``GET /metrics``, by metric name and labels."""
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
@@ -250,7 +213,10 @@ def test_queue_figures_in_metrics_and_plugins(tmp_path: Path, redis_process: Red
         assert waiting["agentengine_queue_depth"] == 4, waiting
         assert waiting['agentengine_queue_runs{state="queued"}'] == 4, waiting
         assert waiting['agentengine_queue_runs{state="running"}'] == 0, waiting
-        with worker(tmp_path / "w1", env), worker(tmp_path / "w2", env) as w2:
+        with (
+            worker_process(tmp_path / "w1", env, "--concurrency", "4"),
+            worker_process(tmp_path / "w2", env, "--concurrency", "4") as w2,
+        ):
 
             def two_running() -> dict[str, float]:
                 m = queue_metrics(port)
@@ -320,7 +286,7 @@ def test_redis_killed_and_restarted_with_aof_loses_no_run(tmp_path: Path) -> Non
     try:
         with (
             serve_process(tmp_path / "a", plugins={"chatplug": CHATTER}, env=env) as (_, port),
-            worker(tmp_path / "w", env, concurrency=2) as wproc,
+            worker_process(tmp_path / "w", env, "--concurrency", "2") as wproc,
         ):
 
             async def scenario() -> dict[str, set[str]]:

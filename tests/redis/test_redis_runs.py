@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +29,12 @@ from agentengine_redis.layout import (
 )
 from agentengine_redis.runs import QueuedRun
 from agentengine_redis.worker import Worker
-from redis_server import RedisProcess, unique_prefix
+from redis_server import RedisProcess, unique_prefix, worker_process
 from server_helpers import (
-    AGENTENGINE,
     CHATTER,
     SECRET,
     check_runs_end_once,
     make_token,
-    serve_env,
     serve_process,
     sse_items,
 )
@@ -196,31 +191,6 @@ async def test_queue_off_keeps_the_in_memory_registry(redis_process: RedisProces
         assert type(f.runs).__name__ == "RunRegistry"
 
 
-@contextmanager
-def worker_process(path: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
-    """``agentengine worker --concurrency 4`` with the chatter agent, once it is ready."""
-    (path / "chatplug.py").write_text(CHATTER)
-    proc = subprocess.Popen(
-        [AGENTENGINE, "worker", "--concurrency", "4", "--plugin", "chatplug:plugin"],
-        env=serve_env(path, **env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if "agentengine worker ready" in line:
-                break
-        else:
-            raise AssertionError(f"the worker did not start: {proc.wait(10)}")
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-
-
 async def run_events(port: int, user: str, run_ids: set[str]) -> list[dict[str, Any]]:
     """The user's events (SSE, from the start), until every run of ``run_ids`` ended."""
     items: list[dict[str, Any]] = []
@@ -250,16 +220,16 @@ def test_serve_queues_runs_and_workers_execute_them(
     with (
         serve_process(tmp_path / "a", plugins={"chatplug": CHATTER}, env=env) as (_, a),
         serve_process(tmp_path / "b", plugins={"chatplug": CHATTER}, env=env) as (_, b),
-        worker_process(tmp_path / "w1", env) as w1,
-        worker_process(tmp_path / "w2", env) as w2,
+        worker_process(tmp_path / "w1", env, "--concurrency", "4") as w1,
+        worker_process(tmp_path / "w2", env, "--concurrency", "4") as w2,
     ):
 
         async def scenario() -> None:
-            users = [f"u{i}" for i in range(6)]
+            users = [f"u{i}" for i in range(20)]
             runs: dict[str, set[str]] = {u: set() for u in users}
             for i, user in enumerate(users):
                 for port in (a, b):
-                    runs[user].add(await start_run(port, user, count=3, delay=0.01 * i))
+                    runs[user].add(await start_run(port, user, count=3, delay=0.01 * (i % 4)))
             streams = await asyncio.wait_for(
                 asyncio.gather(*(run_events(port, u, runs[u]) for u in users for port in (a, b))),
                 60,
@@ -292,7 +262,8 @@ def test_serve_queues_runs_and_workers_execute_them(
         worker_logs = [proc.communicate(timeout=30)[0] for proc in (w1, w2)]
         assert all(proc.returncode == 0 for proc in (w1, w2)), worker_logs
         started = [_runs_started(log) for log in worker_logs]
-        assert sum(started) == 12, worker_logs
+        # Both workers took part (each reads the work stream through the one group).
+        assert sum(started) == 40 and all(started), worker_logs
 
 
 def _runs_started(log: str) -> int:
