@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ from agentengine_redis.layout import (
     runs_done_key,
     runs_key,
     slots_key,
+    wait_key,
 )
 from agentengine_redis.runs import QueuedRun
 from agentengine_redis.worker import Worker
@@ -470,6 +474,102 @@ async def test_the_per_user_limit_holds_across_api_processes_and_workers(
             h.run_id for h in handles
         )
         assert sum(w.started_runs for w in workers) == 10
+
+
+def most_at_once(events: list[dict[str, Any]]) -> tuple[int, int]:
+    """The most runs executing at once, from the order of the user's log and from the events'
+    times (``agent_started`` to the terminal ``agent_completed`` of each run)."""
+    executing = by_order = 0
+    for e in events:
+        executing += {"agent_started": 1, "agent_completed": -1}.get(e["type"], 0)
+        by_order = max(by_order, executing)
+    # By time: an end at the same instant as a start is counted first (the slot was freed).
+    edges = sorted(
+        (datetime.fromisoformat(e["ts"]), 0 if e["type"] == "agent_completed" else 1)
+        for e in events
+        if e["type"] in ("agent_started", "agent_completed")
+    )
+    executing = by_time = 0
+    for _, kind in edges:
+        executing += 1 if kind else -1
+        by_time = max(by_time, executing)
+    return by_order, by_time
+
+
+@pytest.mark.slow  # three serve and two worker processes
+def test_the_per_user_limit_holds_across_serve_processes_and_worker_processes(
+    tmp_path: Path, redis_process: RedisProcess
+) -> None:
+    """Three ``agentengine serve`` processes take one user's runs at the same moment, two
+    ``agentengine worker --concurrency 4`` processes execute them, with
+    ``max_concurrent_per_user = 2``: never more than 2 execute at once (from the user's
+    events, their order and their times, and from the user's slots in Redis sampled
+    throughout), the runs over the limit start in the order they were queued, and every run
+    ends once."""
+    prefix = unique_prefix()
+    env = {
+        **serve_env_for(redis_process.url, prefix, queue=True),
+        "AGENTENGINE_ENGINE__MAX_CONCURRENT_PER_USER": "2",
+    }
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+    client = redis_process.client()
+    held: list[int] = []
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.is_set():
+            held.append(int(client.zcard(slots_key(prefix, "ann"))))
+            time.sleep(0.005)
+
+    async def submit_at_once(ports: list[int], per_port: int) -> list[str]:
+        return list(
+            await asyncio.gather(
+                *(
+                    start_run(port, "ann", count=3, delay=0.05)
+                    for _ in range(per_port)
+                    for port in ports
+                )
+            )
+        )
+
+    with (
+        serve_process(tmp_path / "a", plugins={"chatplug": CHATTER}, env=env) as (_, a),
+        serve_process(tmp_path / "b", plugins={"chatplug": CHATTER}, env=env) as (_, b),
+        serve_process(tmp_path / "c", plugins={"chatplug": CHATTER}, env=env) as (_, c),
+    ):
+        # First wave: queued by the three instances at once while no worker runs; Redis
+        # decided their order (the user's wait list).
+        first = asyncio.run(submit_at_once([a, b, c], 2))
+        queued = [x.decode() for x in client.lrange(wait_key(prefix, "ann"), 0, -1)]
+        assert sorted(queued) == sorted(first)
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            with (
+                worker_process(tmp_path / "w1", env, "--concurrency", "4"),
+                worker_process(tmp_path / "w2", env, "--concurrency", "4"),
+            ):
+                # Second wave: submitted at once while the workers execute the first.
+                second = asyncio.run(submit_at_once([a, b, c], 1))
+                events = asyncio.run(run_events(b, "ann", {*first, *second}))
+        finally:
+            sampling.set()
+            sampler.join(10)
+            # Read after the last run ended: nothing of the user's is held any more.
+            held.append(int(client.zcard(slots_key(prefix, "ann"))))
+            client.close()
+    assert set(check_runs_end_once(events)) == {*first, *second}
+    assert {e["user_id"] for e in events} == {"ann"}
+    by_order, by_time = most_at_once(events)
+    assert by_order <= 2 and by_time <= 2, (by_order, by_time)
+    assert held and max(held) <= 2 and held[-1] == 0, held
+    assert max(held) == 2, held  # the limit was reached, so it was tested
+    started = [e["run_id"] for e in events if e["type"] == "agent_started"]
+    # The waiting runs start in their queue's order: the first wave in the order Redis
+    # queued it, then the second wave (queued behind it).
+    assert started[: len(queued)] == queued, (started, queued)
+    assert sorted(started[len(queued) :]) == sorted(second)
 
 
 async def test_runs_over_the_limit_wait_in_order_up_to_a_bound(
