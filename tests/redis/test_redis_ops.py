@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -152,9 +153,10 @@ def queue_metrics(port: int) -> dict[str, float]:
     }
 
 
-def plugins_queue_item(path: Path, env: dict[str, str]) -> dict[str, Any]:
+def plugins_output(path: Path, env: dict[str, str], *args: str) -> str:
+    """What ``agentengine plugins *args`` prints."""
     out = subprocess.run(
-        [AGENTENGINE, "plugins", "--json"],
+        [AGENTENGINE, "plugins", *args],
         env=serve_env(path, **env),
         capture_output=True,
         text=True,
@@ -162,7 +164,13 @@ def plugins_queue_item(path: Path, env: dict[str, str]) -> dict[str, Any]:
         check=False,
         cwd=path,
     )
-    (redis,) = [p for p in json.loads(out.stdout)["plugins"] if p["name"] == "redis"]
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def plugins_queue_item(path: Path, env: dict[str, str]) -> dict[str, Any]:
+    plugins = json.loads(plugins_output(path, env, "--json"))["plugins"]
+    (redis,) = [p for p in plugins if p["name"] == "redis"]
     (item,) = [i for i in redis["status"] if i["name"] == "redis-queue"]
     return dict(item)
 
@@ -237,6 +245,13 @@ def test_queue_figures_in_metrics_and_plugins(tmp_path: Path, redis_process: Red
                 3,
             ), item
             assert "workers alive 2" in item["detail"], item
+            # The same figures for a person reading the command's plain output.
+            text = plugins_output(tmp_path, env)
+            (line,) = [x for x in text.splitlines() if "status: redis-queue: ok" in x]
+            # (The runs may have moved on since: only the figures that cannot change here.)
+            assert re.search(r"queue depth \d+, runs queued \d+, running \d+", line), text
+            assert "workers alive 2" in line, text
+            assert "runs lost 3" in line and "secret-id" not in text, text
             text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
             assert "agentengine_queue_runs_lost_total 3" in text
             assert "secret-id" not in text

@@ -4,6 +4,7 @@ any run of the caller, bounded and with a TTL, never for another user's run."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import threading
 import time
@@ -42,6 +43,7 @@ from server_helpers import (
     serve_process,
     sse_items,
 )
+from websockets.asyncio.client import connect
 
 
 def serve_env_for(url: str, prefix: str, queue: bool) -> dict[str, str]:
@@ -644,3 +646,63 @@ async def test_a_drained_worker_ends_its_runs_and_frees_their_slots(
             assert [e.type for e in events].count("agent_completed") == 1
     finally:
         client.close()
+
+
+def test_a_workers_concurrency_and_the_queued_bound_hold_through_real_processes(
+    tmp_path: Path, redis_process: RedisProcess
+) -> None:
+    """Through a real serve with ``max_queued_per_user = 2`` and no worker yet: a user's third
+    waiting run is refused with ``429`` (REST and WebSocket), another user's runs are not.
+    Then ``agentengine worker --concurrency 2`` executes the six waiting runs of three users:
+    never more than 2 at once in that process (from the events' times), every run ends once."""
+    prefix = unique_prefix()
+    env = {
+        **serve_env_for(redis_process.url, prefix, queue=True),
+        "AGENTENGINE_REDIS__MAX_QUEUED_PER_USER": "2",
+        "AGENTENGINE_ENGINE__MAX_CONCURRENT_PER_USER": "10",
+    }
+    (tmp_path / "a").mkdir()
+    users = ["ann", "bob", "cid"]
+    with serve_process(tmp_path / "a", plugins={"chatplug": CHATTER}, env=env) as (_, port):
+
+        async def submit() -> dict[str, set[str]]:
+            runs = {
+                u: {await start_run(port, u, count=3, delay=0.1) for _ in range(2)} for u in users
+            }
+            async with httpx.AsyncClient(timeout=30) as client:
+                r = await client.post(
+                    f"http://127.0.0.1:{port}/v1/runs",
+                    json={"agent": "chatter", "input": {}},
+                    headers=auth("ann"),
+                )
+            assert r.status_code == 429, r.text
+            assert r.json()["error"] == "too_many_runs" and int(r.headers["Retry-After"]) >= 1
+            async with connect(
+                f"ws://127.0.0.1:{port}/v1/ws",
+                subprotocols=["bearer", make_token("bob")],  # type: ignore[list-item]
+                open_timeout=20,
+            ) as ws:
+                await ws.send(json.dumps({"type": "run", "id": 1, "agent": "chatter", "input": {}}))
+                async with asyncio.timeout(20):
+                    while (reply := json.loads(await ws.recv())).get("id") != 1:
+                        pass
+            assert reply["type"] == "error" and reply["error"] == "too_many_runs", reply
+            return runs
+
+        runs = asyncio.run(submit())
+        with worker_process(tmp_path / "w", env, "--concurrency", "2"):
+
+            async def collect() -> list[list[dict[str, Any]]]:
+                return list(
+                    await asyncio.wait_for(
+                        asyncio.gather(*(run_events(port, u, runs[u]) for u in users)), 60
+                    )
+                )
+
+            streams = asyncio.run(collect())
+    everything: list[dict[str, Any]] = []
+    for user, items in zip(users, streams, strict=True):
+        assert set(check_runs_end_once(items)) == runs[user]
+        everything += items
+    _, by_time = most_at_once(everything)
+    assert by_time == 2, by_time
