@@ -706,3 +706,39 @@ def test_a_workers_concurrency_and_the_queued_bound_hold_through_real_processes(
         everything += items
     _, by_time = most_at_once(everything)
     assert by_time == 2, by_time
+
+
+async def test_run_timeout_holds_on_the_worker_that_executes_the_run(
+    redis_process: RedisProcess,
+) -> None:
+    """A queued run's deadline holds on its worker: a run longer than its timeout ends
+    ``timed_out`` (``TimeoutError``) with one terminal event, its record saying the same in
+    every process, and its slot is freed."""
+    prefix = unique_prefix()
+    client = redis_process.client()
+    try:
+        async with (
+            factory(redis_process.url, prefix, executes=False) as api,
+            factory(redis_process.url, prefix, executes=False) as executor,
+        ):
+            handle = await api.submit_run(
+                UserExecutionContext.for_user("ann"), "napper", {"seconds": 60}, timeout=0.5
+            )
+            worker = Worker(executor, 1)
+            task = asyncio.create_task(worker.run())
+            try:
+                result = await asyncio.wait_for(handle.result(), 20)
+                events = await user_events(api, "ann", 1)
+            finally:
+                worker.stop()
+                await task
+                await worker.drain()
+            assert (result.status.value, result.error_type) == ("timed_out", "TimeoutError")
+            assert events[0].type == "agent_started"
+            assert [e.type for e in events].count("agent_completed") == 1
+            assert events[-1].status.value == "timed_out"
+            record = await until_done(api, "ann", handle.run_id)
+            assert (record.status, record.error_type) == ("timed_out", "TimeoutError")
+            assert client.zcard(slots_key(prefix, "ann")) == 0
+    finally:
+        client.close()
