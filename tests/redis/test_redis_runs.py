@@ -653,7 +653,8 @@ def test_a_workers_concurrency_and_the_queued_bound_hold_through_real_processes(
 ) -> None:
     """Through a real serve with ``max_queued_per_user = 2`` and no worker yet: a user's third
     waiting run is refused with ``429`` (REST and WebSocket), another user's runs are not.
-    Then ``agentengine worker --concurrency 2`` executes the six waiting runs of three users:
+    A run sent over the WebSocket is queued too (``run_accepted``). Then ``agentengine worker
+    --concurrency 2`` executes the seven waiting runs of four users:
     never more than 2 at once in that process (from the events' times), every run ends once."""
     prefix = unique_prefix()
     env = {
@@ -687,6 +688,21 @@ def test_a_workers_concurrency_and_the_queued_bound_hold_through_real_processes(
                     while (reply := json.loads(await ws.recv())).get("id") != 1:
                         pass
             assert reply["type"] == "error" and reply["error"] == "too_many_runs", reply
+            # A run over the WebSocket is queued like one over REST (the same answer as
+            # in-process).
+            async with connect(
+                f"ws://127.0.0.1:{port}/v1/ws",
+                subprotocols=["bearer", make_token("dan")],  # type: ignore[list-item]
+                open_timeout=20,
+            ) as ws:
+                await ws.send(
+                    json.dumps({"type": "run", "id": 1, "agent": "chatter", "input": {"count": 3}})
+                )
+                async with asyncio.timeout(20):
+                    while (reply := json.loads(await ws.recv())).get("id") != 1:
+                        pass
+            assert reply["type"] == "run_accepted", reply
+            runs["dan"] = {reply["run_id"]}
             return runs
 
         runs = asyncio.run(submit())
@@ -695,13 +711,14 @@ def test_a_workers_concurrency_and_the_queued_bound_hold_through_real_processes(
             async def collect() -> list[list[dict[str, Any]]]:
                 return list(
                     await asyncio.wait_for(
-                        asyncio.gather(*(run_events(port, u, runs[u]) for u in users)), 60
+                        asyncio.gather(*(run_events(port, u, runs[u]) for u in runs)), 60
                     )
                 )
 
             streams = asyncio.run(collect())
     everything: list[dict[str, Any]] = []
-    for user, items in zip(users, streams, strict=True):
+    assert list(runs) == [*users, "dan"]
+    for user, items in zip(runs, streams, strict=True):
         assert set(check_runs_end_once(items)) == runs[user]
         everything += items
     _, by_time = most_at_once(everything)
