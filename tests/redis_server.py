@@ -9,12 +9,14 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import redis
-from server_helpers import free_port
+from server_helpers import AGENTENGINE, CHATTER, free_port, serve_env
 
 
 def redis_server_binary() -> str:
@@ -99,3 +101,41 @@ class RedisProcess:
 def unique_prefix() -> str:
     """A key prefix of one test's own on a shared server."""
     return f"t{uuid.uuid4().hex[:10]}:"
+
+
+@contextmanager
+def worker_process(
+    path: Path,
+    env: Mapping[str, str],
+    *args: str,
+    plugins: Mapping[str, str] | None = None,
+) -> Iterator[subprocess.Popen[str]]:
+    """``agentengine worker *args`` in ``path``, once it says it is ready.
+
+    ``plugins`` maps a module name to its source, written under ``path`` and passed as
+    ``--plugin MODULE:plugin`` (by default the chatter agent). The output is a pipe (read it
+    with ``proc.communicate()``); the process is killed on exit if it is still running."""
+    path.mkdir(parents=True, exist_ok=True)
+    plugin_args: list[str] = []
+    for module, source in (plugins or {"chatplug": CHATTER}).items():
+        (path / f"{module}.py").write_text(source)
+        plugin_args += ["--plugin", f"{module}:plugin"]
+    proc = subprocess.Popen(
+        [AGENTENGINE, "worker", *plugin_args, *args],
+        env=serve_env(path, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "agentengine worker ready" in line:
+                break
+        else:
+            raise AssertionError(f"the worker did not start: {proc.wait(10)}")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

@@ -182,3 +182,67 @@ async def test_results_carry_only_the_callers_output_under_interleaving() -> Non
 
         pairs = await asyncio.gather(*(one(f"user{i}") for i in range(200)))
     assert all(user == output for user, output in pairs)
+
+
+async def test_a_users_events_show_the_limit_holding_in_process() -> None:
+    """``agent_started`` marks the start of a run's execution, after it was admitted under
+    ``max_concurrent_per_user`` (runs an engine starts beyond it wait): on the user's log,
+    never more than the limit of the user's runs are between their ``agent_started`` and
+    ``agent_completed``, and the runs over the limit start in the order they were
+    submitted."""
+    factory = ExecutionEngineFactory(
+        plugins=[HoldPlugin()], load_entrypoints=False, max_concurrent_per_user=2
+    )
+    async with factory:
+        engine = await factory.create_for_user(UserExecutionContext.for_user("alice"))
+        handles = [await engine.start_run("hold", {"seconds": 0.05}) for _ in range(6)]
+        await asyncio.gather(*(h.result() for h in handles))
+        events: list[BaseEvent] = []
+        await asyncio.wait_for(collect(factory, "alice", 6 * 2, events), 10)
+        await engine.cleanup()
+    executing = peak = 0
+    for event in events:
+        executing += {"agent_started": 1, "agent_completed": -1}.get(event.type, 0)
+        peak = max(peak, executing)
+    assert peak == 2, [(e.type, e.run_id) for e in events]
+    started = [e.run_id for e in events if e.type == "agent_started"]
+    assert started == [h.run_id for h in handles]
+
+
+async def test_a_run_ended_before_its_turn_still_starts_once_and_holds_no_slot() -> None:
+    """With one slot: a run cancelled while it waits for the slot gets its ``agent_started``,
+    then ``agent_completed`` ``cancelled``; a run cancelled before its task took a step gives
+    its slot back; the next run executes."""
+    factory = ExecutionEngineFactory(
+        plugins=[HoldPlugin()], load_entrypoints=False, max_concurrent_per_user=1
+    )
+    async with factory:
+        engine = await factory.create_for_user(UserExecutionContext.for_user("alice"))
+        early = await engine.start_run("hold", {"seconds": 30})  # has the slot at once
+        early.cancel_nowait()  # before its task ran a step
+        holder = await engine.start_run("hold", {"seconds": 0.2})
+        waiting = await engine.start_run("hold", {"seconds": 30})
+        await asyncio.sleep(0.05)
+        waiting.cancel_nowait()
+        last = await engine.start_run("hold", {"seconds": 0})
+        results = [await asyncio.wait_for(h.result(), 10) for h in (early, holder, waiting, last)]
+        assert [r.status for r in results] == [
+            RunStatus.CANCELLED,
+            RunStatus.SUCCEEDED,
+            RunStatus.CANCELLED,
+            RunStatus.SUCCEEDED,
+        ]
+        events: list[BaseEvent] = []
+        await asyncio.wait_for(collect(factory, "alice", 4 * 2, events), 10)
+        await engine.cleanup()
+    for handle in (early, holder, waiting, last):
+        check_run([e for e in events if e.run_id == handle.run_id])
+    assert [(e.type, e.run_id) for e in events][:2] == [
+        ("agent_started", early.run_id),
+        ("agent_completed", early.run_id),
+    ]
+    # The waiting run started (on the log) only when it ended, after the holder's start.
+    order = [(e.type, e.run_id) for e in events]
+    assert order.index(("agent_started", waiting.run_id)) > order.index(
+        ("agent_started", holder.run_id)
+    )

@@ -246,12 +246,14 @@ async def test_one_limit_on_a_users_runs_in_flight() -> None:
         handles = [await factory.submit_run(ctx("al"), "gated", {"key": "k"}) for _ in range(2)]
         with pytest.raises(EngineLimitError, match="max_concurrent_per_user"):
             await factory.submit_run(ctx("al"), "gated", {"key": "k"})
-        # Other users are not affected, and the user's own engine is still allowed.
+        # Other users are not affected, and the user's own engine is still allowed (its run
+        # waits for one of the user's two slots, both held by the runs in flight).
         other = await factory.submit_run(ctx("bo"), "gated", {"key": "k"})
         async with factory.user_execution_engine(ctx("al")) as engine:
-            assert (await engine.execute_agent("quick", {"n": 1})).succeeded
-        # Once a run ended (here: cancelled), the user may submit again at once.
-        await factory.runs.cancel("al", handles[0].run_id)
+            quick = await engine.start_run("quick", {"n": 1})
+            # Once a run ended (here: cancelled), the user may submit again at once.
+            await factory.runs.cancel("al", handles[0].run_id)
+            assert (await quick.result()).succeeded
         assert factory.runs.in_flight("al") == 1
         again = await factory.submit_run(ctx("al"), "gated", {"key": "k"})
         assert len(await factory.runs.list("al")) == 3

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from agentengine import RunContext, agent, hookimpl
 from agentengine_redis.layout import slots_key
 from agentengine_server.metrics import QUEUE_FIGURES
 from prometheus_client.parser import text_string_to_metric_families
-from redis_server import RedisProcess, unique_prefix
+from redis_server import RedisProcess, unique_prefix, worker_process
 from server_helpers import (
     AGENTENGINE,
     CHATTER,
@@ -143,41 +142,6 @@ def test_redis_down_in_queue_mode_answers_503_not_500(tmp_path: Path) -> None:
         server.stop()
 
 
-@contextmanager
-def worker(
-    path: Path, env: dict[str, str], concurrency: int = 4
-) -> Iterator[subprocess.Popen[str]]:
-    """``agentengine worker`` with the chatter agent, once it is ready."""
-    path.mkdir(exist_ok=True)
-    (path / "chatplug.py").write_text(CHATTER)
-    proc = subprocess.Popen(
-        [
-            AGENTENGINE,
-            "worker",
-            "--concurrency",
-            str(concurrency),
-            "--plugin",
-            "chatplug:plugin",
-        ],
-        env=serve_env(path, **env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if "agentengine worker ready" in line:
-                break
-        else:
-            raise AssertionError(f"the worker did not start: {proc.wait(10)}")
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-
-
 def queue_metrics(port: int) -> dict[str, float]:
     """The queue's samples of ``GET /metrics``, by metric name and labels, as prometheus-client's
     own parser reads them (it refuses a malformed exposition); each queue family has the type
@@ -197,9 +161,10 @@ def queue_metrics(port: int) -> dict[str, float]:
     return samples
 
 
-def plugins_queue_item(path: Path, env: dict[str, str]) -> dict[str, Any]:
+def plugins_output(path: Path, env: dict[str, str], *args: str) -> str:
+    """What ``agentengine plugins *args`` prints."""
     out = subprocess.run(
-        [AGENTENGINE, "plugins", "--json"],
+        [AGENTENGINE, "plugins", *args],
         env=serve_env(path, **env),
         capture_output=True,
         text=True,
@@ -207,7 +172,13 @@ def plugins_queue_item(path: Path, env: dict[str, str]) -> dict[str, Any]:
         check=False,
         cwd=path,
     )
-    (redis,) = [p for p in json.loads(out.stdout)["plugins"] if p["name"] == "redis"]
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def plugins_queue_item(path: Path, env: dict[str, str]) -> dict[str, Any]:
+    plugins = json.loads(plugins_output(path, env, "--json"))["plugins"]
+    (redis,) = [p for p in plugins if p["name"] == "redis"]
     (item,) = [i for i in redis["status"] if i["name"] == "redis-queue"]
     return dict(item)
 
@@ -258,7 +229,10 @@ def test_queue_figures_in_metrics_and_plugins(tmp_path: Path, redis_process: Red
         assert waiting["agentengine_queue_depth"] == 4, waiting
         assert waiting['agentengine_queue_runs{state="queued"}'] == 4, waiting
         assert waiting['agentengine_queue_runs{state="running"}'] == 0, waiting
-        with worker(tmp_path / "w1", env), worker(tmp_path / "w2", env) as w2:
+        with (
+            worker_process(tmp_path / "w1", env, "--concurrency", "4"),
+            worker_process(tmp_path / "w2", env, "--concurrency", "4") as w2,
+        ):
 
             def two_running() -> dict[str, float]:
                 m = queue_metrics(port)
@@ -279,6 +253,13 @@ def test_queue_figures_in_metrics_and_plugins(tmp_path: Path, redis_process: Red
                 3,
             ), item
             assert "workers alive 2" in item["detail"], item
+            # The same figures for a person reading the command's plain output.
+            text = plugins_output(tmp_path, env)
+            (line,) = [x for x in text.splitlines() if "status: redis-queue: ok" in x]
+            # (The runs may have moved on since: only the figures that cannot change here.)
+            assert re.search(r"queue depth \d+, runs queued \d+, running \d+", line), text
+            assert "workers alive 2" in line, text
+            assert "runs lost 3" in line and "secret-id" not in text, text
             text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
             assert "agentengine_queue_runs_lost_total 3" in text
             assert "secret-id" not in text
@@ -328,7 +309,7 @@ def test_redis_killed_and_restarted_with_aof_loses_no_run(tmp_path: Path) -> Non
     try:
         with (
             serve_process(tmp_path / "a", plugins={"chatplug": CHATTER}, env=env) as (_, port),
-            worker(tmp_path / "w", env, concurrency=2) as wproc,
+            worker_process(tmp_path / "w", env, "--concurrency", "2") as wproc,
         ):
 
             async def scenario() -> dict[str, set[str]]:

@@ -4,10 +4,11 @@ any run of the caller, bounded and with a TTL, never for another user's run."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +30,20 @@ from agentengine_redis.layout import (
     runs_done_key,
     runs_key,
     slots_key,
+    wait_key,
 )
 from agentengine_redis.runs import QueuedRun
 from agentengine_redis.worker import Worker
-from redis_server import RedisProcess, unique_prefix
+from redis_server import RedisProcess, unique_prefix, worker_process
 from server_helpers import (
-    AGENTENGINE,
     CHATTER,
     SECRET,
     check_runs_end_once,
     make_token,
-    serve_env,
     serve_process,
     sse_items,
 )
+from websockets.asyncio.client import connect
 
 
 def serve_env_for(url: str, prefix: str, queue: bool) -> dict[str, str]:
@@ -196,31 +197,6 @@ async def test_queue_off_keeps_the_in_memory_registry(redis_process: RedisProces
         assert type(f.runs).__name__ == "RunRegistry"
 
 
-@contextmanager
-def worker_process(path: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
-    """``agentengine worker --concurrency 4`` with the chatter agent, once it is ready."""
-    (path / "chatplug.py").write_text(CHATTER)
-    proc = subprocess.Popen(
-        [AGENTENGINE, "worker", "--concurrency", "4", "--plugin", "chatplug:plugin"],
-        env=serve_env(path, **env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if "agentengine worker ready" in line:
-                break
-        else:
-            raise AssertionError(f"the worker did not start: {proc.wait(10)}")
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-
-
 async def run_events(port: int, user: str, run_ids: set[str]) -> list[dict[str, Any]]:
     """The user's events (SSE, from the start), until every run of ``run_ids`` ended."""
     items: list[dict[str, Any]] = []
@@ -250,16 +226,16 @@ def test_serve_queues_runs_and_workers_execute_them(
     with (
         serve_process(tmp_path / "a", plugins={"chatplug": CHATTER}, env=env) as (_, a),
         serve_process(tmp_path / "b", plugins={"chatplug": CHATTER}, env=env) as (_, b),
-        worker_process(tmp_path / "w1", env) as w1,
-        worker_process(tmp_path / "w2", env) as w2,
+        worker_process(tmp_path / "w1", env, "--concurrency", "4") as w1,
+        worker_process(tmp_path / "w2", env, "--concurrency", "4") as w2,
     ):
 
         async def scenario() -> None:
-            users = [f"u{i}" for i in range(6)]
+            users = [f"u{i}" for i in range(20)]
             runs: dict[str, set[str]] = {u: set() for u in users}
             for i, user in enumerate(users):
                 for port in (a, b):
-                    runs[user].add(await start_run(port, user, count=3, delay=0.01 * i))
+                    runs[user].add(await start_run(port, user, count=3, delay=0.01 * (i % 4)))
             streams = await asyncio.wait_for(
                 asyncio.gather(*(run_events(port, u, runs[u]) for u in users for port in (a, b))),
                 60,
@@ -292,7 +268,8 @@ def test_serve_queues_runs_and_workers_execute_them(
         worker_logs = [proc.communicate(timeout=30)[0] for proc in (w1, w2)]
         assert all(proc.returncode == 0 for proc in (w1, w2)), worker_logs
         started = [_runs_started(log) for log in worker_logs]
-        assert sum(started) == 12, worker_logs
+        # Both workers took part (each reads the work stream through the one group).
+        assert sum(started) == 40 and all(started), worker_logs
 
 
 def _runs_started(log: str) -> int:
@@ -501,6 +478,109 @@ async def test_the_per_user_limit_holds_across_api_processes_and_workers(
         assert sum(w.started_runs for w in workers) == 10
 
 
+def most_at_once(events: list[dict[str, Any]]) -> tuple[int, int]:
+    """The most runs executing at once, from the order of the user's log and from the events'
+    times (``agent_started`` to the terminal ``agent_completed`` of each run)."""
+    executing = by_order = 0
+    for e in events:
+        executing += {"agent_started": 1, "agent_completed": -1}.get(e["type"], 0)
+        by_order = max(by_order, executing)
+    # By time: an end at the same instant as a start is counted first (the slot was freed).
+    edges = sorted(
+        (datetime.fromisoformat(e["ts"]), 0 if e["type"] == "agent_completed" else 1)
+        for e in events
+        if e["type"] in ("agent_started", "agent_completed")
+    )
+    executing = by_time = 0
+    for _, kind in edges:
+        executing += 1 if kind else -1
+        by_time = max(by_time, executing)
+    return by_order, by_time
+
+
+@pytest.mark.slow  # three serve and two worker processes
+def test_the_per_user_limit_holds_across_serve_processes_and_worker_processes(
+    tmp_path: Path, redis_process: RedisProcess
+) -> None:
+    """Three ``agentengine serve`` processes take one user's runs at the same moment, two
+    ``agentengine worker --concurrency 4`` processes execute them, with
+    ``max_concurrent_per_user = 2``: never more than 2 execute at once (from the user's
+    events, their order and their times, and from the user's slots in Redis sampled
+    throughout), the runs over the limit start in the order they were queued, and every run
+    ends once."""
+    prefix = unique_prefix()
+    env = {
+        **serve_env_for(redis_process.url, prefix, queue=True),
+        "AGENTENGINE_ENGINE__MAX_CONCURRENT_PER_USER": "2",
+    }
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+    client = redis_process.client()
+    held: list[int] = []
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.is_set():
+            held.append(int(client.zcard(slots_key(prefix, "ann"))))
+            time.sleep(0.005)
+
+    async def submit_at_once(ports: list[int], per_port: int) -> list[str]:
+        return list(
+            await asyncio.gather(
+                *(
+                    start_run(port, "ann", count=3, delay=0.05)
+                    for _ in range(per_port)
+                    for port in ports
+                )
+            )
+        )
+
+    with (
+        serve_process(tmp_path / "a", plugins={"chatplug": CHATTER}, env=env) as (_, a),
+        serve_process(tmp_path / "b", plugins={"chatplug": CHATTER}, env=env) as (_, b),
+        serve_process(tmp_path / "c", plugins={"chatplug": CHATTER}, env=env) as (_, c),
+    ):
+        # First wave: queued by the three instances at once while no worker runs; Redis
+        # decided their order (the user's wait list).
+        first = asyncio.run(submit_at_once([a, b, c], 2))
+        queued = [x.decode() for x in client.lrange(wait_key(prefix, "ann"), 0, -1)]
+        assert sorted(queued) == sorted(first)
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            with (
+                worker_process(tmp_path / "w1", env, "--concurrency", "4"),
+                worker_process(tmp_path / "w2", env, "--concurrency", "4"),
+            ):
+                # Second wave: submitted at once while the workers execute the first.
+                second = asyncio.run(submit_at_once([a, b, c], 1))
+                events = asyncio.run(run_events(b, "ann", {*first, *second}))
+        finally:
+            sampling.set()
+            sampler.join(10)
+            # Read after the last run ended: nothing of the user's is held any more.
+            held.append(int(client.zcard(slots_key(prefix, "ann"))))
+            client.close()
+    assert set(check_runs_end_once(events)) == {*first, *second}
+    assert {e["user_id"] for e in events} == {"ann"}
+    by_order, by_time = most_at_once(events)
+    assert by_order <= 2 and by_time <= 2, (by_order, by_time)
+    assert held and max(held) <= 2 and held[-1] == 0, held
+    assert max(held) == 2, held  # the limit was reached, so it was tested
+    # The waiting runs are admitted in their queue's order: the first wave in the order
+    # Redis queued it, then the second wave (queued behind it, its own order unknown here).
+    # Two runs admitted one after the other may write their agent_started in either order
+    # (two workers), but a run admitted while an earlier one was still waiting cannot: so a
+    # run starts ahead of at most ``limit - 1`` runs queued before it.
+    rank = {run_id: i for i, run_id in enumerate(queued)} | {r: len(queued) for r in second}
+    started = [e["run_id"] for e in events if e["type"] == "agent_started"]
+    overtaken = [
+        sum(rank[earlier] < rank[run_id] for earlier in started[i + 1 :])
+        for i, run_id in enumerate(started)
+    ]
+    assert max(overtaken) <= 1, (started, queued, second)
+
+
 async def test_runs_over_the_limit_wait_in_order_up_to_a_bound(
     redis_process: RedisProcess,
 ) -> None:
@@ -564,5 +644,118 @@ async def test_a_drained_worker_ends_its_runs_and_frees_their_slots(
             assert client.zcard(slots_key(prefix, "ann")) == 0
             events = await user_events(api, "ann", 1)
             assert [e.type for e in events].count("agent_completed") == 1
+    finally:
+        client.close()
+
+
+def test_a_workers_concurrency_and_the_queued_bound_hold_through_real_processes(
+    tmp_path: Path, redis_process: RedisProcess
+) -> None:
+    """Through a real serve with ``max_queued_per_user = 2`` and no worker yet: a user's third
+    waiting run is refused with ``429`` (REST and WebSocket), another user's runs are not.
+    A run sent over the WebSocket is queued too (``run_accepted``). Then ``agentengine worker
+    --concurrency 2`` executes the seven waiting runs of four users:
+    never more than 2 at once in that process (from the events' times), every run ends once."""
+    prefix = unique_prefix()
+    env = {
+        **serve_env_for(redis_process.url, prefix, queue=True),
+        "AGENTENGINE_REDIS__MAX_QUEUED_PER_USER": "2",
+        "AGENTENGINE_ENGINE__MAX_CONCURRENT_PER_USER": "10",
+    }
+    (tmp_path / "a").mkdir()
+    users = ["ann", "bob", "cid"]
+    with serve_process(tmp_path / "a", plugins={"chatplug": CHATTER}, env=env) as (_, port):
+
+        async def submit() -> dict[str, set[str]]:
+            runs = {
+                u: {await start_run(port, u, count=3, delay=0.1) for _ in range(2)} for u in users
+            }
+            async with httpx.AsyncClient(timeout=30) as client:
+                r = await client.post(
+                    f"http://127.0.0.1:{port}/v1/runs",
+                    json={"agent": "chatter", "input": {}},
+                    headers=auth("ann"),
+                )
+            assert r.status_code == 429, r.text
+            assert r.json()["error"] == "too_many_runs" and int(r.headers["Retry-After"]) >= 1
+            async with connect(
+                f"ws://127.0.0.1:{port}/v1/ws",
+                subprotocols=["bearer", make_token("bob")],  # type: ignore[list-item]
+                open_timeout=20,
+            ) as ws:
+                await ws.send(json.dumps({"type": "run", "id": 1, "agent": "chatter", "input": {}}))
+                async with asyncio.timeout(20):
+                    while (reply := json.loads(await ws.recv())).get("id") != 1:
+                        pass
+            assert reply["type"] == "error" and reply["error"] == "too_many_runs", reply
+            # A run over the WebSocket is queued like one over REST (the same answer as
+            # in-process).
+            async with connect(
+                f"ws://127.0.0.1:{port}/v1/ws",
+                subprotocols=["bearer", make_token("dan")],  # type: ignore[list-item]
+                open_timeout=20,
+            ) as ws:
+                await ws.send(
+                    json.dumps({"type": "run", "id": 1, "agent": "chatter", "input": {"count": 3}})
+                )
+                async with asyncio.timeout(20):
+                    while (reply := json.loads(await ws.recv())).get("id") != 1:
+                        pass
+            assert reply["type"] == "run_accepted", reply
+            runs["dan"] = {reply["run_id"]}
+            return runs
+
+        runs = asyncio.run(submit())
+        with worker_process(tmp_path / "w", env, "--concurrency", "2"):
+
+            async def collect() -> list[list[dict[str, Any]]]:
+                return list(
+                    await asyncio.wait_for(
+                        asyncio.gather(*(run_events(port, u, runs[u]) for u in runs)), 60
+                    )
+                )
+
+            streams = asyncio.run(collect())
+    everything: list[dict[str, Any]] = []
+    assert list(runs) == [*users, "dan"]
+    for user, items in zip(runs, streams, strict=True):
+        assert set(check_runs_end_once(items)) == runs[user]
+        everything += items
+    _, by_time = most_at_once(everything)
+    assert by_time == 2, by_time
+
+
+async def test_run_timeout_holds_on_the_worker_that_executes_the_run(
+    redis_process: RedisProcess,
+) -> None:
+    """A queued run's deadline holds on its worker: a run longer than its timeout ends
+    ``timed_out`` (``TimeoutError``) with one terminal event, its record saying the same in
+    every process, and its slot is freed."""
+    prefix = unique_prefix()
+    client = redis_process.client()
+    try:
+        async with (
+            factory(redis_process.url, prefix, executes=False) as api,
+            factory(redis_process.url, prefix, executes=False) as executor,
+        ):
+            handle = await api.submit_run(
+                UserExecutionContext.for_user("ann"), "napper", {"seconds": 60}, timeout=0.5
+            )
+            worker = Worker(executor, 1)
+            task = asyncio.create_task(worker.run())
+            try:
+                result = await asyncio.wait_for(handle.result(), 20)
+                events = await user_events(api, "ann", 1)
+            finally:
+                worker.stop()
+                await task
+                await worker.drain()
+            assert (result.status.value, result.error_type) == ("timed_out", "TimeoutError")
+            assert events[0].type == "agent_started"
+            assert [e.type for e in events].count("agent_completed") == 1
+            assert events[-1].status.value == "timed_out"
+            record = await until_done(api, "ann", handle.run_id)
+            assert (record.status, record.error_type) == ("timed_out", "TimeoutError")
+            assert client.zcard(slots_key(prefix, "ann")) == 0
     finally:
         client.close()

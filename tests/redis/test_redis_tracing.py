@@ -6,54 +6,25 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 from otlp_receiver import ReceivedSpan, otel_env, otlp_receiver
 from prometheus_client.parser import text_string_to_metric_families
-from redis_server import RedisProcess, unique_prefix
+from redis_server import RedisProcess, unique_prefix, worker_process
 from server_helpers import (
-    AGENTENGINE,
     CHATTER,
     SECRET,
     free_port,
     make_token,
-    serve_env,
     serve_process,
 )
 
 CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
 CLIENT_SPAN = "b7ad6b7169203331"
 USER = "user-zq61-queued"
-
-
-@contextmanager
-def worker(path: Path, env: dict[str, str], *args: str) -> Iterator[subprocess.Popen[str]]:
-    (path / "chatplug.py").write_text(CHATTER)
-    proc = subprocess.Popen(
-        [AGENTENGINE, "worker", "--plugin", "chatplug:plugin", *args],
-        env=serve_env(path, **env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if "agentengine worker ready" in line:
-                break
-        else:
-            raise AssertionError(f"the worker did not start: {proc.wait(10)}")
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
 
 
 @pytest.mark.slow
@@ -78,7 +49,7 @@ def test_a_queued_run_is_one_trace_from_the_api_to_the_worker(
                 plugins={"chatplug": CHATTER},
                 env={**base, **otel_env(receiver, "api-under-test")},
             ) as (_, port),
-            worker(
+            worker_process(
                 tmp_path / "w",
                 {**base, "AGENTENGINE_OTEL__ENABLED": "true", **otel_env(receiver, "worker-x")},
                 "--metrics-port",

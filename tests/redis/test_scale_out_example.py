@@ -89,3 +89,20 @@ def test_every_command_and_setting_of_the_compose_file_is_real() -> None:
                     "AGENTENGINE_ENABLE_PLUGINS",
                     "AGENTENGINE_STRICT_PLUGINS",
                 }, variable
+
+
+def test_the_configuration_table_documents_every_redis_setting_with_its_default() -> None:
+    """docs/scale-out.md has one configuration table: each ``[redis]`` setting is in it once,
+    with the default the code has (``lease`` 30 s ...)."""
+    text = (ROOT / "docs" / "scale-out.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| `[redis]` | ")]
+    assert text.count("| where | key | default | what it does |") == 1
+    for name, field in RedisSettings.model_fields.items():
+        (row,) = [r for r in rows if f"`{name}`" in r.split(" | ")[1]]
+        default = row.split(" | ")[2]
+        value = field.get_default(call_default_factory=True)
+        if isinstance(value, bool):
+            assert default == str(value).lower(), (name, row)
+        elif isinstance(value, int | float) and name != "buffer_bytes":  # 64 MiB
+            shown = {x.removesuffix(" s") for x in default.split(", ")}
+            assert f"{value:g}" in shown or str(value) in shown, (name, row)

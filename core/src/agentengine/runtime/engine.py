@@ -27,7 +27,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
@@ -196,6 +196,7 @@ class ActiveRun(RunContext):
         "_finished",
         "_head",
         "_inline",
+        "_pending_start",
         "_readers",
         "_result",
         "_room",
@@ -263,6 +264,11 @@ class ActiveRun(RunContext):
         self._readers: list[list[int]] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._finished = False
+        # ``_pending_start`` (set by ``_new_run``, not here: a store less per run) is the
+        # run's place under the concurrency limits: None while it holds its slot, the
+        # agent_started fields and size while it waits for one (emitted once it is admitted,
+        # or before its end if it ends waiting), False once its slot was given back.
+        self._pending_start: tuple[dict[str, Any], int] | Literal[False] | None
         self._result: RunResult | None = None
         self._think_steps = 0
         self._tool_calls = 0
@@ -987,8 +993,11 @@ class UserExecutionEngine:
         self.last_used = time.monotonic()
         self.stats[0] += 1
         self._active[run_id] = run
-        # agent_started goes out before the run executes at all, so that even a run cancelled
-        # before its first step has its first event.
+        # agent_started marks the start of the run's execution: it goes out as the run is
+        # admitted under the user's limit, before the run executes at all (so that even a run
+        # cancelled before its first step has its first event). With a slot free that is now;
+        # otherwise once the run's turn comes (``_drive``), so a user's events show the limit
+        # holding.
         fields = run._head.copy()
         size = flat_dict_size(given, run._wire_limit)  # the common input, without wire_value
         if size < 0:
@@ -998,12 +1007,19 @@ class UserExecutionEngine:
         tracer = self._tracer
         if tracer is not None:  # the run's span starts as it is accepted, before its first event
             run._trace = tracer.start_run(found.name, run_id, ctx.thread_id, ctx.user_id)
+        limiter = self._services.limiter
+        if not limiter.try_acquire(ctx.user_id):
+            run._pending_start = (fields, size)
+            return run
+        run._pending_start = None
         try:
             run._emit(_STARTED, fields, size)
         except BaseException as exc:
             # The run never starts: leave no run without a task in the active set.
             del self._active[run_id]
             self.stats[0] -= 1
+            run._pending_start = False
+            limiter.release(ctx.user_id)
             if run._trace is not None:
                 run._trace.finish("failed", 0, describe_error(exc), type(exc).__name__)
             raise
@@ -1097,9 +1113,13 @@ class UserExecutionEngine:
         try:
             # Made directly rather than by .deadline(): a call less per run.
             with Deadline(self._deadlines, run.timeout, run.task) as deadline:
-                if not limiter.try_acquire(user_id):
+                pending = run._pending_start
+                if pending:  # the user was at the limit: wait for the run's turn
                     await limiter.acquire(user_id)
+                    run._pending_start = None
                 try:
+                    if pending:
+                        run._emit(_STARTED, *pending)
                     if raw_input is not None and type(raw_input) is not dict:  # a call less
                         check_run_input(raw_input, f"input for agent {run.agent.name!r}")
                     run.input = run.agent.validate_input(run.input)
@@ -1109,6 +1129,7 @@ class UserExecutionEngine:
                     else:
                         output = await chain(run)
                 finally:
+                    run._pending_start = False
                     limiter.release(user_id)
             if run._cancel_requested:  # the agent swallowed the cancellation: it still wins
                 status, output, error, error_type = _requested_cancel(run)
@@ -1152,6 +1173,9 @@ class UserExecutionEngine:
 
     def _on_task_done(self, run: ActiveRun, task: asyncio.Task[None]) -> None:
         # Backstop: a task cancelled before its first step never ran _drive's body.
+        if run._pending_start is None:  # it holds its slot: give it back
+            run._pending_start = False
+            self._services.limiter.release(run._user_id)
         if not run._finished:
             if task.cancelled():
                 self._finish(
@@ -1203,6 +1227,10 @@ class UserExecutionEngine:
         """Emit the terminal events exactly once and record the result."""
         if run._finished:
             return
+        pending = run._pending_start
+        if pending:  # it ended while waiting for its slot: it still gets its start
+            run._pending_start = False
+            run._emit(_STARTED, *pending)
         if status is not RunStatus.SUCCEEDED and status is not RunStatus.CANCELLED:
             fields = run._head.copy()
             fields["error"], size = wire_text(error or "", run._wire_limit)
