@@ -758,6 +758,14 @@ class RedisEventSink:
                         target.trim(self._window, target.bytes - over)
                         self._tail_bytes += target.bytes - before
 
+    async def _tails_meta(self, tails: list[Tail], field: str) -> list[Any]:
+        """``field`` of each tail's log metadata (``meta_key``), in one round trip."""
+        assert self._redis is not None
+        pipe = self._redis.pipeline(transaction=False)
+        for tail in tails:
+            pipe.hget(meta_key(self.prefix, tail.user_id), field)
+        return list(await pipe.execute())
+
     async def _verify_tails(self) -> None:
         """End the tails whose log is not the one they follow any more (Redis lost its data,
         or the log expired and was created again): their subscribers' streams end with an
@@ -766,10 +774,7 @@ class RedisEventSink:
         if not tails or self._redis is None:
             return
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            for tail in tails:
-                pipe.hget(meta_key(self.prefix, tail.user_id), "epoch")
-            epochs = await pipe.execute()
+            epochs = await self._tails_meta(tails, "epoch")
         except Exception as exc:
             self._down(exc)
             return
@@ -905,10 +910,7 @@ class RedisEventSink:
         if not tails or self._redis is None:
             return
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            for tail in tails:
-                pipe.hget(meta_key(self.prefix, tail.user_id), "last")
-            lasts = await pipe.execute()
+            lasts = await self._tails_meta(tails, "last")
         except Exception:
             return
         loop = asyncio.get_running_loop()

@@ -43,14 +43,12 @@ async def healthz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     """Prometheus text (see ``metrics``): the factory's and the server's figures, the run
-    registry's ``figures()`` when it has them (a run queue's), and the histograms."""
+    registry's ``figures()`` (a run queue's; none in memory), and the histograms."""
     state = server_state(request)
-    figures = getattr(state.factory.runs, "figures", None)
-    if figures is not None:
-        try:
-            state.figures.update(await figures())
-        except Exception as exc:  # the other metrics still answer
-            _log.warning("run registry figures unavailable for /metrics", error=str(exc))
+    try:
+        state.figures.update(await state.factory.runs.figures())
+    except Exception as exc:  # the other metrics still answer
+        _log.warning("run registry figures unavailable for /metrics", error=str(exc))
     return Response(
         exposition(state.registry), media_type="text/plain; version=0.0.4; charset=utf-8"
     )
